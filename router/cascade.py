@@ -1,0 +1,249 @@
+"""The cascade executor: try a route's tiers in order, keep the first confident answer.
+
+Streaming contract (docs/streaming.md): an answer that may still be rejected is never
+streamed. A step with an acceptance rule is generated in full, scored, and only then
+streamed to the client if accepted; the final step (which is always kept) streams live.
+So a client never receives a token that is later retracted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+
+from router.backends.base import Backend, BackendError, Completion, StreamEvent
+from router.confidence import Confidence, score
+from router.errors import APIError, overloaded, upstream_failed
+from router.policy.model import AcceptanceSpec, Policy
+from router.records import DecisionRecord
+from router.requests import ClientRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    tier: str
+    acceptance: AcceptanceSpec | None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a requested model resolves to: a route's steps, or one tier passed through."""
+
+    route: str | None
+    steps: tuple[Step, ...]
+    reference_tier: str
+
+    @property
+    def label(self) -> str:
+        return self.route or self.steps[0].tier
+
+
+def resolve(policy: Policy, model: str) -> Plan | None:
+    if (route := policy.routes.get(model)) is not None:
+        steps = tuple(Step(s.tier, s.acceptance) for s in route.cascade)
+        return Plan(model, steps, route.reference)
+    if model in policy.tiers:
+        return Plan(None, (Step(model, None),), model)
+    return None
+
+
+@dataclass(slots=True)
+class Answer:
+    """The served answer and how it was reached."""
+
+    tier: str
+    model: str
+    escalations: int
+    degraded: bool
+    completion: Completion | None = None  # non-streamed, or streamed from a buffer
+    events: AsyncGenerator[StreamEvent, None] | None = None  # streamed live
+
+
+def _failure(errors: list[BackendError], passthrough: bool) -> APIError:
+    if errors and all(e.kind == "shed" for e in errors):
+        return overloaded("every tier of this route is saturated; retry shortly")
+    last = errors[-1] if errors else None
+    if last is None:
+        return upstream_failed("no tier of this route is configured", 503)
+    if passthrough and last.status is not None and 400 <= last.status < 500:
+        return APIError(last.status, last.message, code="upstream_rejected")
+    if last.kind == "timeout":
+        return upstream_failed(last.message, 504)
+    return upstream_failed(last.message, 503 if last.kind == "unavailable" else 502)
+
+
+class Cascade:
+    """Runs plans against the backends of one policy."""
+
+    def __init__(self, policy: Policy, backends: Mapping[str, Backend | None]) -> None:
+        self._policy = policy
+        self._backends = backends
+
+    def _backend(self, tier: str, record: DecisionRecord, started: float) -> Backend | None:
+        backend = self._backends.get(tier)
+        if backend is None:
+            record.add_attempt(
+                tier,
+                self._policy.tiers[tier].type,
+                "",
+                started,
+                outcome="error",
+                error=f"tier '{tier}' is not configured",
+            )
+        return backend
+
+    def _record_error(
+        self, record: DecisionRecord, tier: str, backend: Backend, started: float, exc: BackendError
+    ) -> None:
+        outcome = exc.kind if exc.kind in ("timeout", "shed") else "error"
+        record.add_attempt(
+            tier,
+            self._policy.tiers[tier].type,
+            backend.model,
+            started,
+            outcome=outcome,
+            error=exc.message,
+        )
+
+    def _judge(self, step: Step, completion: Completion, last: bool) -> Confidence | None:
+        if step.acceptance is not None and not last:
+            return score(
+                step.acceptance.method, completion.token_logprobs, step.acceptance.threshold
+            )
+        if completion.token_logprobs is not None:
+            return score("mean_prob", completion.token_logprobs, 0.0)
+        return None
+
+    async def run(self, plan: Plan, request: ClientRequest, record: DecisionRecord) -> Answer:
+        """Find the answer to serve. With `request.stream`, the final step is opened as a
+        live stream (its first event already received, so failures can still fall back)."""
+        errors: list[BackendError] = []
+        best: tuple[float, int, Completion] | None = None  # (confidence, attempt index, answer)
+        for index, step in enumerate(plan.steps):
+            last = index == len(plan.steps) - 1
+            started = time.perf_counter()
+            backend = self._backend(step.tier, record, started)
+            if backend is None:
+                continue
+            kind = self._policy.tiers[step.tier].type
+            if request.stream and (last or step.acceptance is None):
+                try:
+                    events = await self._open_live(step.tier, backend, request, record, started)
+                except BackendError as exc:
+                    self._record_error(record, step.tier, backend, started, exc)
+                    errors.append(exc)
+                    continue
+                return Answer(
+                    step.tier, backend.model, len(record.attempts) - 1, False, events=events
+                )
+            try:
+                completion = await backend.complete(request.prompt, request.params)
+            except BackendError as exc:
+                self._record_error(record, step.tier, backend, started, exc)
+                errors.append(exc)
+                continue
+            confidence = self._judge(step, completion, last)
+            keep = (
+                last or step.acceptance is None or (confidence is not None and confidence.accepted)
+            )
+            record.add_attempt(
+                step.tier,
+                kind,
+                completion.model,
+                started,
+                ttft_ms=completion.ttft_ms,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                confidence=None if confidence is None else confidence.as_record(),
+                outcome="accepted" if keep else "escalated",
+            )
+            if keep:
+                return Answer(
+                    step.tier,
+                    completion.model,
+                    len(record.attempts) - 1,
+                    False,
+                    completion=completion,
+                )
+            value = confidence.value if confidence is not None else 0.0
+            if best is None or value > best[0]:
+                best = (value, len(record.attempts) - 1, completion)
+        if best is None:
+            raise _failure(errors, passthrough=plan.route is None)
+        _, attempt_index, completion = best
+        attempt = record.attempts[attempt_index]
+        attempt.outcome = "degraded"
+        return Answer(
+            attempt.tier, completion.model, len(record.attempts) - 1, True, completion=completion
+        )
+
+    async def _open_live(
+        self,
+        tier: str,
+        backend: Backend,
+        request: ClientRequest,
+        record: DecisionRecord,
+        started: float,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        stream = backend.stream(request.prompt, request.params)
+        try:
+            first = await anext(stream)
+        except StopAsyncIteration:
+            raise BackendError("error", f"tier '{tier}' sent an empty stream") from None
+        ttft_ms = (time.perf_counter() - started) * 1000
+        return self._follow(
+            tier, backend, stream, first=first, record=record, started=started, ttft_ms=ttft_ms
+        )
+
+    async def _follow(
+        self,
+        tier: str,
+        backend: Backend,
+        stream: AsyncGenerator[StreamEvent, None],
+        *,
+        first: StreamEvent,
+        record: DecisionRecord,
+        started: float,
+        ttft_ms: float,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Pass a live stream through, recording its attempt when it ends (or breaks)."""
+        kind = self._policy.tiers[tier].type
+        final: StreamEvent | None = None
+        failed = False
+        try:
+            yield first
+            final = first if first.finish_reason else None
+            async for event in stream:
+                if event.finish_reason:
+                    final = event
+                yield event
+        except BackendError as exc:
+            failed = True
+            self._record_error(record, tier, backend, started, exc)
+            raise
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            if final is not None:
+                record.add_attempt(
+                    tier,
+                    kind,
+                    final.model or backend.model,
+                    started,
+                    ttft_ms=ttft_ms,
+                    prompt_tokens=final.prompt_tokens or 0,
+                    completion_tokens=final.completion_tokens or 0,
+                    outcome="accepted",
+                )
+            elif not failed:
+                record.add_attempt(
+                    tier,
+                    kind,
+                    backend.model,
+                    started,
+                    ttft_ms=ttft_ms,
+                    outcome="error",
+                    error="stream ended early (client gone?)",
+                )

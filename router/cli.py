@@ -1,0 +1,119 @@
+"""The `cascade` command (also `python -m router`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from router.settings import Settings
+
+
+def _serve_one(settings: Settings, reuse_port: bool) -> None:
+    from aiohttp import web
+
+    from router.app import create_app
+    from router.logs import make_logger
+
+    logger = make_logger(settings.log_level)
+    app = create_app(settings, logger)
+    logger.info("serving", host=settings.host, port=settings.port, policy=str(settings.policy_path))
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        reuse_port=reuse_port,
+        print=None,
+        access_log=None,
+        handle_signals=True,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from router.policy import PolicyError, load_policy
+
+    settings = Settings.from_env(policy_path=args.policy, host=args.host, port=args.port)
+    try:
+        load_policy(settings.policy_path)  # fail fast, with every error listed
+    except PolicyError as exc:
+        print("\n".join(f"{exc.source}: {e}" for e in exc.errors), file=sys.stderr)
+        return 1
+    if args.workers <= 1:
+        _serve_one(settings, reuse_port=False)
+        return 0
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_serve_one, args=(settings, True), daemon=False)
+        for _ in range(args.workers)
+    ]
+    for worker in workers:
+        worker.start()
+
+    def stop(signum: int, _: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                worker.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for worker in workers:
+        worker.join()
+    return max((w.exitcode or 0) for w in workers)
+
+
+def _policy_validate(args: argparse.Namespace) -> int:
+    from router.policy import PolicyError, load_policy
+
+    failed = 0
+    for path in args.files:
+        try:
+            loaded = load_policy(Path(path))
+        except PolicyError as exc:
+            failed += 1
+            for error in exc.errors:
+                print(f"{exc.source}: {error}")
+        else:
+            print(f"{path}: ok (version {loaded.version})")
+    return 1 if failed else 0
+
+
+def _policy_schema(_: argparse.Namespace) -> int:
+    from router.policy import Policy
+
+    print(json.dumps(Policy.model_json_schema(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cascade", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the OpenAI-compatible proxy")
+    serve.add_argument("--policy", type=Path, help="policy file (env CASCADE_POLICY)")
+    serve.add_argument("--host", help="default 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default 8080")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port (SO_REUSEPORT); weights stay mmap'd",
+    )
+    serve.set_defaults(run=_serve)
+
+    policy = commands.add_parser("policy", help="work with policy files")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    validate = policy_commands.add_parser("validate", help="check policy files; exit 1 on error")
+    validate.add_argument("files", nargs="+")
+    validate.set_defaults(run=_policy_validate)
+    schema = policy_commands.add_parser("schema", help="print the policy JSON Schema")
+    schema.set_defaults(run=_policy_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))

@@ -1,0 +1,73 @@
+"""OpenAI-style errors: one exception type, one body shape, the right status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+class APIError(Exception):
+    """An error a client sees as `{"error": {"message", "type", "param", "code"}}`."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response(self) -> web.Response:
+        return web.Response(
+            status=self.status,
+            body=orjson.dumps(self.body()),
+            content_type="application/json",
+            headers=self.headers,
+        )
+
+
+def invalid(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    """400: the request itself is wrong."""
+    return APIError(400, message, param=param, code=code)
+
+
+def not_found_model(model: str) -> APIError:
+    return APIError(
+        404,
+        f"The model '{model}' does not exist: it is neither a route nor a tier of the "
+        "active policy (GET /v1/models lists them).",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def overloaded(message: str) -> APIError:
+    return APIError(
+        503, message, type_="server_error", code="overloaded", headers={"Retry-After": "1"}
+    )
+
+
+def upstream_failed(message: str, status: int = 502) -> APIError:
+    return APIError(status, message, type_="upstream_error", code="upstream_error")

@@ -1,0 +1,233 @@
+"""HTTP handlers: the OpenAI endpoints, models, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import time
+
+import orjson
+from aiohttp import web
+
+from router.backends.base import BackendError, Prompt
+from router.cascade import Answer, resolve
+from router.errors import APIError, invalid, not_found_model
+from router.records import DecisionRecord
+from router.requests import ClientRequest, parse_request, prompt_too_long
+from router.responses import ChunkWriter, completion_body
+from router.state import METRICS, RECORDS, REQUEST_ID, RUNTIME, Runtime
+
+_TEMPLATE_TOKENS_PER_MESSAGE = 8
+
+
+def _runtime(request: web.Request) -> Runtime:
+    runtime = request.app[RUNTIME].current
+    if runtime is None:
+        raise APIError(503, "the server is starting", type_="server_error", code="not_ready")
+    return runtime
+
+
+def _key_id(request: web.Request) -> str | None:
+    """A short hash of the bearer key: enough to attribute, useless to an attacker."""
+    auth = request.headers.get("Authorization", "")
+    key = auth.removeprefix("Bearer ").strip()
+    return hashlib.sha256(key.encode()).hexdigest()[:12] if key else None
+
+
+async def _read_json(request: web.Request, limit: int) -> object:
+    too_large = APIError(
+        413, f"the request body is larger than {limit} bytes", code="request_too_large"
+    )
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(65_536):
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"could not parse the JSON body: {exc}") from None
+
+
+async def _check_prompt_size(runtime: Runtime, prompt: Prompt) -> None:
+    """Tokens <= UTF-8 bytes, so only prompts that might be over the limit are tokenized."""
+    limit = runtime.loaded.policy.limits.max_prompt_tokens
+    texts = [prompt.text] if prompt.text is not None else [m.content for m in prompt.messages]
+    upper = sum(len(t.encode()) for t in texts) + _TEMPLATE_TOKENS_PER_MESSAGE * len(texts) + 4
+    if upper <= limit:
+        return
+    counter = runtime.token_counter
+    tokens = await counter.count_tokens(prompt) if counter else (upper + 3) // 4
+    if tokens > limit:
+        raise prompt_too_long(tokens, limit)
+
+
+def _headers(runtime: Runtime, record: DecisionRecord, answer: Answer) -> dict[str, str]:
+    return {
+        "x-request-id": record.request_id,
+        "x-cascade-route": record.route or "",
+        "x-cascade-tier": answer.tier,
+        "x-cascade-model": answer.model,
+        "x-cascade-escalations": str(answer.escalations),
+        "x-cascade-degraded": "true" if answer.degraded else "false",
+        "x-cascade-policy": runtime.loaded.version,
+    }
+
+
+async def _stream(
+    request: web.Request,
+    record: DecisionRecord,
+    answer: Answer,
+    *,
+    client: ClientRequest,
+    headers: dict[str, str],
+    chat: bool,
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    writer = ChunkWriter(record.request_id, answer.model, chat)
+    usage = (0, 0)
+    try:
+        if answer.completion is not None:
+            done = answer.completion
+            if done.text:
+                await response.write(writer.text(done.text))
+            await response.write(writer.finish(done.finish_reason))
+            usage = (done.prompt_tokens, done.completion_tokens)
+        elif answer.events is not None:
+            async with contextlib.aclosing(answer.events) as events:
+                async for event in events:
+                    if event.text:
+                        await response.write(writer.text(event.text))
+                    if event.finish_reason:
+                        await response.write(writer.finish(event.finish_reason))
+                        usage = (event.prompt_tokens or 0, event.completion_tokens or 0)
+        if client.include_usage:
+            await response.write(writer.usage(*usage))
+        await response.write(writer.done())
+    except BackendError as exc:
+        record.status, record.error = "error", exc.message
+        error = APIError(502, exc.message, type_="upstream_error", code="upstream_error")
+        await response.write(writer.error(error.body()))
+        await response.write(writer.done())
+    except ConnectionResetError:
+        record.status, record.error = "error", "client disconnected"
+    return response
+
+
+async def _complete(request: web.Request, *, chat: bool) -> web.StreamResponse:
+    runtime = _runtime(request)
+    policy = runtime.loaded.policy
+    started = time.perf_counter()
+    record = DecisionRecord(
+        request_id=request[REQUEST_ID],
+        endpoint="/v1/chat/completions" if chat else "/v1/completions",
+        policy_version=runtime.loaded.version,
+        key_id=_key_id(request),
+    )
+    reference: str | None = None
+    try:
+        client = parse_request(
+            await _read_json(request, policy.limits.max_body_bytes), policy.limits, chat=chat
+        )
+        record.requested_model, record.stream = client.model, client.stream
+        record.user = client.params.user
+        plan = resolve(policy, client.model)
+        if plan is None:
+            raise not_found_model(client.model)
+        record.route, reference = plan.label, plan.reference_tier
+        await _check_prompt_size(runtime, client.prompt)
+        answer = await runtime.cascade.run(plan, client, record)
+        record.final_tier, record.final_model = answer.tier, answer.model
+        record.status = "degraded" if answer.degraded else "ok"
+        headers = _headers(runtime, record, answer)
+        if client.stream:
+            return await _stream(request, record, answer, client=client, headers=headers, chat=chat)
+        assert answer.completion is not None
+        body = completion_body(record.request_id, answer.completion, chat)
+        return web.Response(
+            body=orjson.dumps(body), content_type="application/json", headers=headers
+        )
+    except APIError as exc:
+        record.status = "invalid" if exc.status < 500 else "error"
+        record.http_status, record.error = exc.status, exc.message
+        exc.headers.setdefault("x-cascade-policy", runtime.loaded.version)
+        raise
+    finally:
+        record.finish(policy, reference)
+        request.app[RECORDS].write(record)
+        request.app[METRICS].observe(record, time.perf_counter() - started)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _complete(request, chat=True)
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await _complete(request, chat=False)
+
+
+async def models(request: web.Request) -> web.Response:
+    policy = _runtime(request).loaded.policy
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "cascade:route",
+            "description": route.description,
+        }
+        for name, route in policy.routes.items()
+    ]
+    data += [
+        {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "cascade:tier",
+            "description": tier.description,
+        }
+        for name, tier in policy.tiers.items()
+    ]
+    return web.json_response(
+        {"object": "list", "data": data}, dumps=lambda o: orjson.dumps(o).decode()
+    )
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME].current
+    if runtime is None:
+        return web.json_response({"status": "starting"}, status=503)
+    tiers = {
+        name: ("ready" if backend is not None else "not configured")
+        for name, backend in runtime.backends.items()
+    }
+    return web.json_response({"status": "ready", "policy": runtime.loaded.version, "tiers": tiers})
+
+
+def _queue_depth(backend: object) -> int:
+    return int(getattr(backend, "queue_depth", 0))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME].current
+    depths = {}
+    if runtime is not None:
+        depths = {
+            name: functools.partial(_queue_depth, backend)
+            for name, backend in runtime.backends.items()
+            if backend is not None
+        }
+    return web.Response(
+        body=request.app[METRICS].render(depths), content_type="text/plain", charset="utf-8"
+    )

@@ -1,0 +1,44 @@
+"""structlog JSON logging, built per process (no global configuration)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO, cast
+
+import orjson
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+# Values that look like credentials never reach a log line.
+_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+)")
+
+
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in event.items():
+        if isinstance(value, str) and _SECRET.search(value):
+            event[key] = _SECRET.sub("[redacted]", value)
+    return event
+
+
+def make_logger(level: str = "info", stream: TextIO | None = None) -> FilteringBoundLogger:
+    """A JSON-lines logger writing to `stream` (stderr by default)."""
+    return cast(
+        FilteringBoundLogger,
+        structlog.wrap_logger(
+            structlog.WriteLogger(stream or sys.stderr),
+            wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+                _redact,
+                structlog.processors.JSONRenderer(
+                    serializer=lambda o, **_: orjson.dumps(o).decode()
+                ),
+            ],
+        ),
+    )

@@ -1,0 +1,65 @@
+"""Prometheus metrics on a registry owned by the application (no global registry)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from router.records import DecisionRecord
+
+_LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "cascade_requests",
+            "Completion requests by route, answering tier and status",
+            ["route", "tier", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "cascade_request_seconds",
+            "Completion request latency",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.attempts = Counter(
+            "cascade_attempts",
+            "Tier attempts by outcome",
+            ["tier", "outcome"],
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "cascade_tokens", "Tokens by tier and kind", ["tier", "kind"], registry=self.registry
+        )
+        self.cost = Counter(
+            "cascade_cost_usd", "Spend by tier (USD)", ["tier"], registry=self.registry
+        )
+        self.queue_depth = Gauge(
+            "cascade_tier_queue_depth",
+            "Requests waiting for a tier",
+            ["tier"],
+            registry=self.registry,
+        )
+
+    def observe(self, record: DecisionRecord, seconds: float) -> None:
+        route = record.route or "-"
+        self.requests.labels(route, record.final_tier or "-", record.status).inc()
+        self.latency.labels(route).observe(seconds)
+        for attempt in record.attempts:
+            self.attempts.labels(attempt.tier, attempt.outcome).inc()
+            if attempt.prompt_tokens:
+                self.tokens.labels(attempt.tier, "prompt").inc(attempt.prompt_tokens)
+            if attempt.completion_tokens:
+                self.tokens.labels(attempt.tier, "completion").inc(attempt.completion_tokens)
+            if attempt.cost_usd:
+                self.cost.labels(attempt.tier).inc(attempt.cost_usd)
+
+    def render(self, queue_depths: Mapping[str, Callable[[], int]]) -> bytes:
+        for tier, depth in queue_depths.items():
+            self.queue_depth.labels(tier).set(depth())
+        return generate_latest(self.registry)

@@ -1,0 +1,66 @@
+"""Request id, access log, and the rule that every failure is an OpenAI-style error."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from router.errors import APIError
+from router.state import LOGGER, REQUEST_ID
+
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+def _from_http_exception(exc: web.HTTPException) -> APIError:
+    reason = exc.reason or "error"
+    if exc.status == 404:
+        message = (
+            "Unknown path. This server speaks /v1/chat/completions, /v1/completions, "
+            "/v1/models, /healthz, /readyz and /metrics."
+        )
+    else:
+        message = reason
+    return APIError(exc.status, message, code=_HTTP_ERROR_TYPES.get(exc.status))
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give each request an id (the client's `x-request-id` if sane), turn every failure into
+    an OpenAI error body, and write one access-log line."""
+    incoming = request.headers.get("x-request-id", "")
+    request_id = incoming if _CLIENT_ID.match(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    started = time.perf_counter()
+    log = request.app[LOGGER]
+    try:
+        response = await handler(request)
+    except APIError as exc:
+        response = exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _from_http_exception(exc).response()
+    except Exception:
+        log.exception("unhandled", request_id=request_id, path=request.path)
+        response = APIError(
+            500,
+            f"internal error (request id {request_id})",
+            type_="server_error",
+            code="internal_error",
+        ).response()
+    if not response.prepared:
+        response.headers["x-request-id"] = request_id
+    log.info(
+        "request",
+        request_id=request_id,
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+    return response

@@ -1,0 +1,162 @@
+"""Pydantic v2 model of a policy file: strict (unknown keys are errors), tiers tagged by `type`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PriceSpec(_Strict):
+    """USD per one million tokens."""
+
+    input_per_1m: float = Field(0.0, ge=0)
+    output_per_1m: float = Field(0.0, ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_1m + completion_tokens * self.output_per_1m) / 1e6
+
+
+class _TierBase(_Strict):
+    description: str = ""
+    price: PriceSpec = PriceSpec()
+    max_concurrency: int = Field(64, ge=1, le=4096)
+    max_queue: int = Field(256, ge=0, le=100_000)
+    temperature: float | None = Field(
+        None, ge=0, le=2, description="Used when the client sends no temperature."
+    )
+
+
+class LlamaCppTier(_TierBase):
+    """A GGUF model run in-process by llama.cpp; weights are mmap'd."""
+
+    type: Literal["llama_cpp"]
+    model_path: str | None = Field(
+        None, description="GGUF file; empty means the bundled SmolLM2-135M-Instruct Q4_1."
+    )
+    model_name: str = "smollm2-135m-instruct-q4_1"
+    chat_format: Literal["chatml", "gguf"] = "chatml"
+    n_ctx: int = Field(2048, ge=128, le=131_072)
+    n_threads: int | None = Field(None, ge=1, le=256)
+    n_batch: int = Field(512, ge=16, le=8192)
+    max_concurrency: int = Field(1, ge=1, le=64)
+    max_queue: int = Field(16, ge=0, le=10_000)
+    temperature: float | None = Field(0.0, ge=0, le=2)
+
+    @field_validator("model_path")
+    @classmethod
+    def _empty_is_default(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class _RemoteTier(_TierBase):
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the API key (never the key)."
+    )
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    connect_timeout_s: float = Field(5.0, gt=0, le=600)
+
+    @field_validator("api_base")
+    @classmethod
+    def _normalise_base(cls, value: str | None) -> str | None:
+        return value.rstrip("/") or None if value else None
+
+
+class OpenAITier(_RemoteTier):
+    """Any OpenAI-compatible HTTP server: vLLM, TGI, llama.cpp server, OpenAI itself."""
+
+    type: Literal["openai"]
+
+    @property
+    def configured(self) -> bool:
+        return self.api_base is not None
+
+
+class LiteLLMTier(_RemoteTier):
+    """Any other provider litellm speaks (`anthropic/...`, `bedrock/...`, ...)."""
+
+    type: Literal["litellm"]
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.model)
+
+
+TierSpec = Annotated[LlamaCppTier | OpenAITier | LiteLLMTier, Field(discriminator="type")]
+
+
+class AcceptanceSpec(_Strict):
+    """When a tier's answer is kept rather than escalated."""
+
+    method: Literal["mean_prob", "min_prob", "p10_prob"] = "mean_prob"
+    threshold: float = Field(ge=0, le=1)
+
+
+class CascadeStep(_Strict):
+    tier: str
+    acceptance: AcceptanceSpec | None = Field(
+        None, description="Omit on the last step: its answer is always kept."
+    )
+
+
+class RouteSpec(_Strict):
+    description: str = ""
+    cascade: list[CascadeStep] = Field(min_length=1)
+    reference_tier: str | None = Field(
+        None, description="Tier used for the counterfactual cost; default the last step."
+    )
+
+    @property
+    def reference(self) -> str:
+        return self.reference_tier or self.cascade[-1].tier
+
+
+class LimitsSpec(_Strict):
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1024 * 1024)
+    max_prompt_tokens: int = Field(4096, ge=1)
+    max_output_tokens: int = Field(1024, ge=1)
+    default_max_tokens: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> LimitsSpec:
+        if self.default_max_tokens > self.max_output_tokens:
+            raise ValueError("default_max_tokens must not exceed max_output_tokens")
+        return self
+
+
+class RecordsSpec(_Strict):
+    path: str | None = Field(None, description="JSONL file for decision records.")
+
+
+class Policy(_Strict):
+    version: Literal[1] = 1
+    description: str = ""
+    limits: LimitsSpec = LimitsSpec()
+    tiers: dict[str, TierSpec] = Field(min_length=1)
+    routes: dict[str, RouteSpec] = Field(min_length=1)
+    default_route: str | None = None
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Policy:
+        clash = sorted(set(self.tiers) & set(self.routes))
+        if clash:
+            raise ValueError(f"names used for both a tier and a route: {clash}")
+        for route_name, route in self.routes.items():
+            for index, step in enumerate(route.cascade):
+                if step.tier not in self.tiers:
+                    raise ValueError(
+                        f"routes.{route_name}.cascade[{index}]: unknown tier '{step.tier}'"
+                    )
+            if route.reference not in self.tiers:
+                raise ValueError(
+                    f"routes.{route_name}.reference_tier: unknown tier '{route.reference}'"
+                )
+        if self.default_route is not None and self.default_route not in self.routes:
+            raise ValueError(f"default_route: unknown route '{self.default_route}'")
+        return self

@@ -1,0 +1,31 @@
+"""Process settings from the environment and the command line (the policy holds the rest)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a serving process needs before it reads its policy."""
+
+    policy_path: Path = Path("policies/default.yaml")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    records_path: Path = Path("var/decisions.jsonl")
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Environment first, then explicit overrides (CLI flags) that are not None."""
+        values: dict[str, object] = {}
+        if policy := os.environ.get("CASCADE_POLICY"):
+            values["policy_path"] = Path(policy)
+        if records := os.environ.get("CASCADE_RECORDS"):
+            values["records_path"] = Path(records)
+        if level := os.environ.get("CASCADE_LOG_LEVEL"):
+            values["log_level"] = level.lower()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
