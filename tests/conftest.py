@@ -1,0 +1,163 @@
+"""Shared fixtures: the bundled model, and real server processes (cascade, llama.cpp's
+OpenAI server as a remote tier, the fake upstream for fault injection)."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from router.backends.local_llama import bundled_model_path
+from tests.processes import ServerProcess, free_port, start
+
+# litellm (a test client here) must use its bundled price map: there is no internet.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+@pytest.fixture(scope="session")
+def gguf_path() -> Path:
+    return bundled_model_path()
+
+
+@pytest.fixture(scope="session")
+def llama_server(
+    gguf_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """llama-cpp-python's own OpenAI server: a real, separate 'large' tier."""
+    port = free_port()
+    server = start(
+        [
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--chat_format",
+            "chatml",
+            "--model_alias",
+            "smollm2-remote",
+            "--n_threads",
+            "1",
+        ],
+        port,
+        "/v1/models",
+        tmp_path_factory.mktemp("llama") / "server.log",
+    )
+    yield server
+    server.stop()
+
+
+def policy_yaml(
+    large_api_base: str = "",
+    threshold: float = 0.55,
+    limits: dict[str, int] | None = None,
+    large_model: str = "smollm2-remote",
+    large_timeout_s: float = 60,
+    small_queue: int = 16,
+) -> str:
+    limits_yaml = "\n".join(f"  {k}: {v}" for k, v in (limits or {}).items())
+    return textwrap.dedent(f"""\
+        version: 1
+        default_route: auto
+        limits:
+        {{limits}}
+        tiers:
+          small:
+            type: llama_cpp
+            n_ctx: 2048
+            max_queue: {small_queue}
+            price: {{input_per_1m: 0.01, output_per_1m: 0.02}}
+          large:
+            type: openai
+            api_base: "{large_api_base}"
+            model: {large_model}
+            timeout_s: {large_timeout_s}
+            connect_timeout_s: 2
+            price: {{input_per_1m: 1.0, output_per_1m: 3.0}}
+        routes:
+          auto:
+            cascade:
+              - tier: small
+                acceptance: {{method: mean_prob, threshold: {threshold}}}
+              - tier: large
+        """).replace("{limits}", limits_yaml or "  max_body_bytes: 1048576")
+
+
+@dataclass
+class Cascade:
+    server: ServerProcess
+    records_path: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.records_path.exists():
+            return []
+        return [json.loads(line) for line in self.records_path.read_text().splitlines()]
+
+    def record(self, request_id: str) -> dict[str, Any]:
+        matches = [r for r in self.records() if r["request_id"] == request_id]
+        assert len(matches) == 1, f"{len(matches)} records for {request_id}"
+        return matches[0]
+
+
+StartCascade = Callable[..., Cascade]
+
+
+@pytest.fixture(scope="module")
+def start_cascade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartCascade]:
+    """Start `cascade serve` on a policy text; every server is stopped at module end."""
+    started: list[ServerProcess] = []
+
+    def run(policy: str, env: dict[str, str] | None = None) -> Cascade:
+        folder = tmp_path_factory.mktemp("cascade")
+        (folder / "policy.yaml").write_text(policy)
+        port = free_port()
+        server = start(
+            ["-m", "router", "serve", "--policy", str(folder / "policy.yaml"), "--port", str(port)],
+            port,
+            "/readyz",
+            folder / "server.log",
+            env={"CASCADE_RECORDS": str(folder / "decisions.jsonl"), **(env or {})},
+        )
+        started.append(server)
+        return Cascade(server, folder / "decisions.jsonl")
+
+    yield run
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def start_fake_upstream(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def run(*flags: str) -> ServerProcess:
+        port = free_port()
+        server = start(
+            ["-m", "router.fake_upstream", "--port", str(port), *flags],
+            port,
+            "/v1/models",
+            tmp_path_factory.mktemp("fake") / "fake.log",
+        )
+        started.append(server)
+        return server
+
+    yield run
+    for server in started:
+        server.stop()

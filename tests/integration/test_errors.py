@@ -1,0 +1,226 @@
+"""Bad input and failing upstreams: OpenAI-style error bodies, the right status, a record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+import requests
+
+from tests.conftest import Cascade, StartCascade, policy_yaml
+from tests.processes import ServerProcess
+
+BODY_LIMIT = 2048
+
+
+@pytest.fixture(scope="module")
+def cascade(start_cascade: StartCascade) -> Cascade:
+    return start_cascade(
+        policy_yaml(
+            threshold=0.0,
+            limits={
+                "max_body_bytes": BODY_LIMIT,
+                "max_output_tokens": 64,
+                "default_max_tokens": 16,
+            },
+        )
+    )
+
+
+def post(
+    cascade: Cascade, body: bytes | dict[str, Any], path: str = "/v1/chat/completions"
+) -> requests.Response:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return requests.post(
+        f"{cascade.url}{path}", data=data, timeout=60, headers={"Content-Type": "application/json"}
+    )
+
+
+def assert_error(
+    response: requests.Response, status: int, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    if param is not None:
+        assert error["param"] == param
+    if code is not None:
+        assert error["code"] == code
+    assert response.headers["x-request-id"]
+    return dict(error)
+
+
+def chat(content: str = "Hi", **extra: Any) -> dict[str, Any]:
+    return {"model": "auto", "messages": [{"role": "user", "content": content}], **extra}
+
+
+def test_malformed_json_is_400_and_recorded(cascade: Cascade) -> None:
+    response = post(cascade, b'{"model": "auto", "messages": [')
+    error = assert_error(response, 400)
+    assert "JSON" in error["message"]
+    record = cascade.record(response.headers["x-request-id"])
+    assert (record["status"], record["http_status"]) == ("invalid", 400)
+
+
+def test_unknown_model_is_404(cascade: Cascade) -> None:
+    assert_error(
+        post(cascade, {**chat(), "model": "gpt-17"}), 404, param="model", code="model_not_found"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (chat(n=2), "n"),
+        (chat(tools=[{"type": "function"}]), "tools"),
+        (chat(temperature=2.5), "temperature"),
+        (chat(top_p=0), "top_p"),
+        (chat(max_tokens=65), "max_tokens"),
+        (chat(max_completion_tokens=0), "max_completion_tokens"),
+        (chat(stop=["a", "b", "c", "d", "e"]), "stop"),
+        (chat(stream_options={"include_usage": True}), "stream_options"),
+        ({"model": "auto", "messages": []}, "messages"),
+        ({"model": "auto", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        (
+            {
+                "model": "auto",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "http://x"}}],
+                    }
+                ],
+            },
+            "messages[0].content",
+        ),
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+    ],
+)
+def test_invalid_requests_are_400(cascade: Cascade, body: dict[str, Any], param: str) -> None:
+    assert_error(post(cascade, body), 400, param=param)
+
+
+def test_max_tokens_at_the_limit_is_accepted(cascade: Cascade) -> None:
+    response = post(cascade, chat("Count from one to a hundred.", max_tokens=64))
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["completion_tokens"] <= 64
+
+
+def test_text_parts_are_joined(cascade: Cascade) -> None:
+    body = {
+        "model": "auto",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is the capital "},
+                    {"type": "text", "text": "of France?"},
+                ],
+            }
+        ],
+    }
+    response = post(cascade, body)
+    assert response.status_code == 200
+    assert "Paris" in response.json()["choices"][0]["message"]["content"]
+
+
+def padded(size: int) -> bytes:
+    """A valid chat body of exactly `size` bytes (each space in the content is one byte)."""
+    empty = len(json.dumps(chat("", max_tokens=1)).encode())
+    return json.dumps(chat(" " * (size - empty), max_tokens=1)).encode()
+
+
+def test_body_limit_boundary(cascade: Cascade) -> None:
+    assert post(cascade, padded(BODY_LIMIT)).status_code == 200
+    assert_error(post(cascade, padded(BODY_LIMIT + 1)), 413, code="request_too_large")
+
+
+def test_unknown_path_and_method_are_openai_errors(cascade: Cascade) -> None:
+    assert_error(requests.get(f"{cascade.url}/v1/engines", timeout=10), 404)
+    assert_error(requests.get(f"{cascade.url}/v1/chat/completions", timeout=10), 405)
+
+
+def test_client_request_id_is_kept(cascade: Cascade) -> None:
+    response = requests.post(
+        f"{cascade.url}/v1/chat/completions",
+        json=chat(max_tokens=2),
+        headers={"x-request-id": "trace-abc.123"},
+        timeout=60,
+    )
+    assert response.headers["x-request-id"] == "trace-abc.123"
+    hostile = requests.post(
+        f"{cascade.url}/v1/chat/completions",
+        json=chat(max_tokens=2),
+        headers={"x-request-id": 'a\u00e9"}{'},
+        timeout=60,
+    )
+    assert hostile.headers["x-request-id"] != 'a\u00e9"}{'
+
+
+def test_prompt_token_limit_boundary(start_cascade: StartCascade, cascade: Cascade) -> None:
+    content = "Name three primary colours, please, in a short list."
+    measured = post(cascade, chat(content, max_tokens=1)).json()["usage"]["prompt_tokens"]
+    limited = start_cascade(policy_yaml(threshold=0.0, limits={"max_prompt_tokens": measured}))
+    assert post(limited, chat(content, max_tokens=1)).status_code == 200
+    assert_error(
+        post(limited, chat(content + " Thanks!", max_tokens=1)), 400, code="context_length_exceeded"
+    )
+
+
+StartFake = Callable[..., ServerProcess]
+
+
+def test_upstream_500_on_direct_request_is_502(
+    start_cascade: StartCascade, start_fake_upstream: StartFake
+) -> None:
+    fake = start_fake_upstream("--status", "500")
+    cascade = start_cascade(policy_yaml(f"{fake.url}/v1"))
+    response = post(cascade, {**chat(), "model": "large"})
+    error = assert_error(response, 502)
+    assert "injected failure 500" in error["message"]
+    record = cascade.record(response.headers["x-request-id"])
+    assert record["attempts"][0]["outcome"] == "error"
+
+
+def test_upstream_400_passes_through(
+    start_cascade: StartCascade, start_fake_upstream: StartFake
+) -> None:
+    fake = start_fake_upstream("--status", "400")
+    cascade = start_cascade(policy_yaml(f"{fake.url}/v1"))
+    assert_error(post(cascade, {**chat(), "model": "large"}), 400, code="upstream_rejected")
+
+
+def test_upstream_timeout_is_504_or_degrades(
+    start_cascade: StartCascade, start_fake_upstream: StartFake
+) -> None:
+    fake = start_fake_upstream("--delay-ms", "3000")
+    cascade = start_cascade(policy_yaml(f"{fake.url}/v1", threshold=0.999, large_timeout_s=0.5))
+    assert_error(post(cascade, {**chat(), "model": "large"}), 504)
+    degraded = post(cascade, chat("What is the capital of France?"))
+    assert degraded.status_code == 200
+    assert degraded.headers["x-cascade-degraded"] == "true"
+    record = cascade.record(degraded.headers["x-request-id"])
+    assert record["attempts"][1]["outcome"] == "timeout"
+
+
+def test_upstream_dropping_mid_stream_ends_with_error_event(
+    start_cascade: StartCascade, start_fake_upstream: StartFake
+) -> None:
+    fake = start_fake_upstream("--drop-after", "2")
+    cascade = start_cascade(policy_yaml(f"{fake.url}/v1"))
+    with openai.OpenAI(base_url=f"{cascade.url}/v1", api_key="sk-x") as client:
+        stream = client.chat.completions.create(
+            model="large", stream=True, messages=[{"role": "user", "content": "Hi"}]
+        )
+        received = []
+        with pytest.raises(openai.APIError):
+            for chunk in stream:
+                received.append(chunk.choices[0].delta.content if chunk.choices else "")
+    assert "".join(x or "" for x in received) == "Hello from"
+    record = cascade.records()[-1]
+    assert record["status"] == "error"
+    assert record["attempts"][-1]["outcome"] == "error"
