@@ -60,6 +60,7 @@ def llama_server(
 
 def policy_yaml(
     large_api_base: str = "",
+    *,
     threshold: float = 0.55,
     limits: dict[str, int] | None = None,
     large_model: str = "smollm2-remote",

@@ -48,6 +48,7 @@ def start(
     port: int,
     ready_path: str,
     log_path: Path,
+    *,
     env: dict[str, str] | None = None,
     timeout: float = 90.0,
 ) -> ServerProcess:

@@ -105,7 +105,7 @@ class LocalLlamaBackend:
             ]
             for context in contexts:  # fault the weights in now, not on the first request
                 context.eval(context.tokenize(b"Hello", add_bos=False))
-                context.reset()
+                context.reset()  # type: ignore[no-untyped-call]
             return contexts
 
         return cls(name, spec, await asyncio.to_thread(build))

@@ -216,10 +216,9 @@ def test_upstream_dropping_mid_stream_ends_with_error_event(
         stream = client.chat.completions.create(
             model="large", stream=True, messages=[{"role": "user", "content": "Hi"}]
         )
-        received = []
+        received: list[str | None] = []
         with pytest.raises(openai.APIError):
-            for chunk in stream:
-                received.append(chunk.choices[0].delta.content if chunk.choices else "")
+            received.extend(c.choices[0].delta.content if c.choices else "" for c in stream)
     assert "".join(x or "" for x in received) == "Hello from"
     record = cascade.records()[-1]
     assert record["status"] == "error"

@@ -4,6 +4,7 @@ and degradation when the large tier is down."""
 from __future__ import annotations
 
 import openai
+import pytest
 
 from tests.conftest import StartCascade, policy_yaml
 from tests.processes import ServerProcess, free_port
@@ -112,10 +113,7 @@ def test_unconfigured_large_tier_degrades_visibly(start_cascade: StartCascade) -
         assert raw.headers["x-cascade-degraded"] == "true"
         record = cascade.record(raw.headers["x-request-id"])
         assert record["attempts"][1]["error"] == "tier 'large' is not configured"
-        try:
+        with pytest.raises(openai.APIStatusError) as failed:
             client.chat.completions.create(model="large", messages=QUESTION)
-        except openai.APIStatusError as exc:
-            assert exc.status_code == 503
-            assert "not configured" in exc.message
-        else:
-            raise AssertionError("a direct request to an unconfigured tier must fail")
+        assert failed.value.status_code == 503
+        assert "not configured" in failed.value.message

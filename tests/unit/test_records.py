@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from router.policy import parse_policy
+from router.records import DecisionRecord, RecordSink
+
+POLICY = parse_policy(
+    b"""
+tiers:
+  small: {type: llama_cpp, price: {input_per_1m: 0.5, output_per_1m: 1.0}}
+  large: {type: openai, model: m, price: {input_per_1m: 2.0, output_per_1m: 8.0}}
+routes:
+  auto: {cascade: [{tier: small, acceptance: {threshold: 0.5}}, {tier: large}]}
+""",
+    env={},
+).policy
+
+
+def test_costs_counterfactual_and_savings_by_hand() -> None:
+    record = DecisionRecord(request_id="r1", endpoint="/v1/chat/completions", policy_version="abc")
+    started = time.perf_counter()
+    record.add_attempt(
+        "small",
+        "llama_cpp",
+        "s",
+        started,
+        prompt_tokens=1000,
+        completion_tokens=200,
+        outcome="escalated",
+    )
+    record.add_attempt(
+        "large",
+        "openai",
+        "m",
+        started,
+        prompt_tokens=900,
+        completion_tokens=100,
+        outcome="accepted",
+    )
+    record.finish(POLICY, "large")
+    assert record.attempts[0].cost_usd == pytest.approx((1000 * 0.5 + 200 * 1.0) / 1e6)
+    assert record.attempts[1].cost_usd == pytest.approx((900 * 2.0 + 100 * 8.0) / 1e6)
+    assert record.cost_usd == pytest.approx(0.0007 + 0.0026)
+    # counterfactual: the served answer's tokens on the reference tier
+    assert record.counterfactual_cost_usd == pytest.approx(0.0026)
+    assert record.saved_usd == pytest.approx(-0.0007)
+
+
+def test_sink_writes_one_escaped_line_per_record(tmp_path: Path) -> None:
+    sink = RecordSink(tmp_path / "d.jsonl")
+    record = DecisionRecord(
+        request_id="r\n2", endpoint="/v1/completions", policy_version="v", user="evil\r\nINJECTED {"
+    )
+    sink.write(record)
+    sink.close()
+    lines = (tmp_path / "d.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["user"] == "evil\r\nINJECTED {"

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from router.errors import APIError
+from router.policy import LimitsSpec
+from router.requests import parse_request
+
+LIMITS = LimitsSpec(max_output_tokens=100, default_max_tokens=10)
+
+
+def chat(**extra: Any) -> dict[str, Any]:
+    return {"model": "auto", "messages": [{"role": "user", "content": "hi"}], **extra}
+
+
+def test_defaults_and_fields() -> None:
+    request = parse_request(
+        chat(
+            temperature=0.2,
+            top_p=0.9,
+            stop="\n",
+            seed=3,
+            user="u1",
+            stream=True,
+            stream_options={"include_usage": True},
+        ),
+        LIMITS,
+        chat=True,
+    )
+    assert request.params.max_tokens == 10
+    assert request.params.stop == ("\n",)
+    assert (request.params.temperature, request.params.top_p) == (0.2, 0.9)
+    assert (request.params.seed, request.params.user) == (3, "u1")
+    assert request.stream and request.include_usage
+
+
+def test_max_completion_tokens_wins_over_max_tokens() -> None:
+    request = parse_request(chat(max_tokens=5, max_completion_tokens=7), LIMITS, chat=True)
+    assert request.params.max_tokens == 7
+
+
+def test_developer_role_and_text_parts() -> None:
+    request = parse_request(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "developer", "content": [{"type": "text", "text": "be brief"}]},
+                {"role": "user", "content": "hi", "name": "ann"},
+            ],
+        },
+        LIMITS,
+        chat=True,
+    )
+    assert [m.role for m in request.prompt.messages] == ["developer", "user"]
+    assert request.prompt.messages[0].content == "be brief"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ([], None),
+        (chat(n=3), "n"),
+        (chat(n=True), "n"),
+        (chat(max_tokens=101), "max_tokens"),
+        (chat(max_tokens=1.5), "max_tokens"),
+        (chat(temperature="hot"), "temperature"),
+        (chat(temperature=True), "temperature"),
+        (chat(stream="yes"), "stream"),
+        (chat(user=5), "user"),
+        (chat(stop=[""]), "stop"),
+        (chat(logit_bias={}), "logit_bias"),
+        ({"model": "m", "messages": [{"role": "user"}]}, "messages[0].content"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x", "tool_calls": []}]},
+            "messages[0]",
+        ),
+        ({"model": "m", "messages": "hi"}, "messages"),
+    ],
+)
+def test_rejections_name_the_parameter(body: Any, param: str | None) -> None:
+    with pytest.raises(APIError) as error:
+        parse_request(body, LIMITS, chat=True)
+    assert error.value.status == 400
+    assert error.value.param == param
+
+
+def test_completions_take_a_prompt_string() -> None:
+    request = parse_request({"model": "small", "prompt": "Once"}, LIMITS, chat=False)
+    assert request.prompt.text == "Once"
+    with pytest.raises(APIError):
+        parse_request({"model": "small", "prompt": ["a", "b"]}, LIMITS, chat=False)
+    with pytest.raises(APIError):
+        parse_request({"model": "small", "messages": []}, LIMITS, chat=False)

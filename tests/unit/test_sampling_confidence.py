@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from router.backends.sampling import Sampler
+from router.confidence import features, score
+
+
+def test_greedy_picks_argmax_with_true_logprob() -> None:
+    logits = np.array([1.0, 3.0, 2.0], dtype=np.float32)
+    token, logprob = Sampler(0.0, 1.0, None).pick(logits)
+    expected = 3.0 - math.log(math.exp(1) + math.exp(3) + math.exp(2))
+    assert token == 1
+    assert logprob == pytest.approx(expected, abs=1e-6)
+
+
+def test_top_p_keeps_only_the_nucleus() -> None:
+    logits = np.array([10.0, 0.0, 0.0, 0.0], dtype=np.float32)
+    sampler = Sampler(1.0, 0.5, seed=1)
+    assert {sampler.pick(logits)[0] for _ in range(50)} == {0}
+
+
+def test_sampling_is_seeded_and_logprob_ignores_temperature() -> None:
+    logits = np.random.default_rng(0).normal(size=1000).astype(np.float32)
+    a = [Sampler(1.5, 0.95, seed=3).pick(logits) for _ in range(3)]
+    b = [Sampler(1.5, 0.95, seed=3).pick(logits) for _ in range(3)]
+    assert a == b
+    token, logprob = a[0]
+    reference = logits[token] - np.log(np.exp(logits.astype(np.float64)).sum())
+    assert logprob == pytest.approx(reference, abs=1e-5)
+
+
+def test_confidence_methods() -> None:
+    logprobs = [math.log(0.9), math.log(0.5), math.log(0.8)]
+    assert score("mean_prob", logprobs, 0.7).value == pytest.approx((0.9 * 0.5 * 0.8) ** (1 / 3))
+    assert score("min_prob", logprobs, 0.7).value == pytest.approx(0.5)
+    assert score("mean_prob", logprobs, 0.7).accepted
+    assert not score("min_prob", logprobs, 0.7).accepted
+    assert score("mean_prob", [], 0.0).value == 0.0
+
+
+def test_features_summarise_quantiles() -> None:
+    values = features([-0.1, -0.2, -3.0, -0.05])
+    assert values["n"] == 4
+    assert values["min"] == -3.0
+    assert values["q05"] < values["q50"] <= 0
