@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -12,6 +14,7 @@ from structlog.typing import FilteringBoundLogger
 from router import handlers
 from router.backends.registry import build_backends, close_backends
 from router.cascade import Cascade
+from router.ids import RequestIds
 from router.logs import make_logger
 from router.metrics import Metrics
 from router.middlewares import request_context
@@ -22,6 +25,7 @@ from router.state import (
     LOGGER,
     METRICS,
     RECORDS,
+    REQUEST_IDS,
     RUNTIME,
     SESSION,
     SETTINGS,
@@ -35,7 +39,9 @@ _HARD_BODY_CAP = 64 * 1024 * 1024  # policies set the real limit (limits.max_bod
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=1024, limit_per_host=512, keepalive_timeout=60)
     async with aiohttp.ClientSession(
-        connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),  # upstream cookies must never leak across teams
+        json_serialize=lambda o: orjson.dumps(o).decode(),
     ) as session:
         app[SESSION] = session
         yield
@@ -44,7 +50,11 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
 async def _records(app: web.Application) -> AsyncIterator[None]:
     sink = RecordSink(app[SETTINGS].records_path)
     app[RECORDS] = sink
+    flusher = asyncio.create_task(sink.run(), name="records-flush")
     yield
+    flusher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await flusher
     sink.close()
 
 
@@ -67,6 +77,7 @@ def create_app(settings: Settings, logger: FilteringBoundLogger | None = None) -
     app[LOGGER] = logger or make_logger(settings.log_level)
     app[METRICS] = Metrics()
     app[RUNTIME] = RuntimeSlot()
+    app[REQUEST_IDS] = RequestIds()
     app.cleanup_ctx.extend([_http_session, _records, _runtime])
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/completions", handlers.completions)

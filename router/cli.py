@@ -14,6 +14,7 @@ from router.settings import Settings
 
 
 def _serve_one(settings: Settings, reuse_port: bool) -> None:
+    import uvloop
     from aiohttp import web
 
     from router.app import create_app
@@ -30,6 +31,7 @@ def _serve_one(settings: Settings, reuse_port: bool) -> None:
         print=None,
         access_log=None,
         handle_signals=True,
+        loop=uvloop.new_event_loop(),
     )
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from router.errors import APIError
-from router.state import LOGGER, REQUEST_ID
+from router.state import LOGGER, REQUEST_ID, REQUEST_IDS
 
+_RECORDED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
@@ -33,7 +33,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     """Give each request an id (the client's `x-request-id` if sane), turn every failure into
     an OpenAI error body, and write one access-log line."""
     incoming = request.headers.get("x-request-id", "")
-    request_id = incoming if _CLIENT_ID.match(incoming) else uuid.uuid4().hex
+    request_id = incoming if _CLIENT_ID.match(incoming) else request.app[REQUEST_IDS].next()
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     log = request.app[LOGGER]
@@ -55,7 +55,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         ).response()
     if not response.prepared:
         response.headers["x-request-id"] = request_id
-    log.info(
+    # A completion's decision record already says everything about it: its access line is
+    # debug-level unless it failed on our side.
+    quiet = request.path in _RECORDED_PATHS and response.status < 500
+    (log.debug if quiet else log.info)(
         "request",
         request_id=request_id,
         method=request.method,

@@ -1,15 +1,15 @@
 """Decision records: one per request, every attempt in it (GUIDE §2), written as JSONL.
 
 The record is built while the request runs and finished once; sinks only serialise it.
-The durable ledger (SQLite / Redis) reads the same `as_dict()`.
+The durable ledger (SQLite / Redis) serialises the same dataclass.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import MutableMapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -23,7 +23,10 @@ Status = Literal["ok", "degraded", "error", "invalid"]
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+    """UTC ISO-8601 with milliseconds (e.g. 2026-11-23T10:10:45.495Z)."""
+    seconds = int(epoch)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{int((epoch - seconds) * 1000):03d}Z"
 
 
 @dataclass(slots=True)
@@ -109,25 +112,59 @@ class DecisionRecord:
         return asdict(self)
 
 
-class RecordSink:
-    """Append-only JSONL file of decision records, one line each, via structlog."""
+class _Pending:
+    """What structlog writes to: rendered lines wait here for the next flush."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def write(self, line: bytes) -> None:
+        self.lines.append(line)
+
+    def flush(self) -> None:
+        """structlog flushes after every line; the sink flushes in batches instead."""
+
+
+class RecordSink:
+    """Append-only JSONL file of decision records, one line each, via structlog.
+
+    Writing is off the request path: lines collect in memory and `run()` appends them to
+    the file every `flush_interval` seconds (and `close()` writes the rest), so a request
+    pays for serialising its record, not for a write and flush syscall. A crash loses at
+    most one interval of records; the durable ledger (spool + fsync) is a separate sink.
+    """
+
+    def __init__(self, path: Path, flush_interval: float = 0.02) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] = path.open("a", encoding="utf-8")
+        self._file: IO[bytes] = path.open("ab")
+        self._pending = _Pending()
+        self._interval = flush_interval
         self._log = structlog.wrap_logger(
-            structlog.WriteLogger(self._file),
+            structlog.BytesLogger(self._pending),  # type: ignore[arg-type]
             processors=[self._render],
         )
 
     @staticmethod
-    def _render(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
-        record = event.pop("record")
-        # orjson escapes control characters, so a record is always exactly one line.
-        return orjson.dumps(record).decode()
+    def _render(_: Any, __: str, event: MutableMapping[str, Any]) -> bytes:
+        # orjson serialises the dataclasses directly (no asdict copy) and escapes control
+        # characters, so a record is always exactly one line.
+        return orjson.dumps(event["record"])
 
     def write(self, record: DecisionRecord) -> None:
-        self._log.msg("decision", record=record.as_dict())
+        self._log.msg("decision", record=record)
+
+    def flush(self) -> None:
+        if self._pending.lines:
+            lines, self._pending.lines = self._pending.lines, []
+            self._file.write(b"".join(lines))
+            self._file.flush()
+
+    async def run(self) -> None:
+        """Flush forever (cancelled at shutdown, after which `close()` writes the rest)."""
+        while True:
+            await asyncio.sleep(self._interval)
+            self.flush()
 
     def close(self) -> None:
+        self.flush()
         self._file.close()

@@ -11,6 +11,7 @@ from structlog.typing import FilteringBoundLogger
 from router.backends.base import Backend
 from router.backends.local_llama import LocalLlamaBackend
 from router.cascade import Cascade
+from router.ids import RequestIds
 from router.metrics import Metrics
 from router.policy import LoadedPolicy
 from router.records import RecordSink
@@ -45,3 +46,4 @@ RECORDS = web.AppKey("records", RecordSink)
 METRICS = web.AppKey("metrics", Metrics)
 LOGGER = web.AppKey("logger", FilteringBoundLogger)
 REQUEST_ID = web.RequestKey("request_id", str)
+REQUEST_IDS = web.AppKey("request_ids", RequestIds)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,13 @@ class Cascade:
         return [json.loads(line) for line in self.records_path.read_text().splitlines()]
 
     def record(self, request_id: str) -> dict[str, Any]:
-        matches = [r for r in self.records() if r["request_id"] == request_id]
+        """The one record of a request (records are flushed in batches, so wait a little)."""
+        deadline = time.monotonic() + 5
+        while True:
+            matches = [r for r in self.records() if r["request_id"] == request_id]
+            if matches or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         assert len(matches) == 1, f"{len(matches)} records for {request_id}"
         return matches[0]
 

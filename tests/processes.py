@@ -51,12 +51,13 @@ def start(
     *,
     env: dict[str, str] | None = None,
     timeout: float = 90.0,
+    executable: str = sys.executable,
 ) -> ServerProcess:
-    """Run `python <args>` and wait for GET ready_path to answer 200."""
+    """Run `<executable> <args>` (this Python by default) and wait for GET ready_path → 200."""
     full_env = {**os.environ, **(env or {})}
     with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            [sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=full_env
+            [executable, *args], stdout=log, stderr=subprocess.STDOUT, env=full_env
         )
     server = ServerProcess(process, port, log_path)
     deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import yarl
 
 from router.backends.base import BackendError, Completion, GenerationParams, Prompt, StreamEvent
 from router.policy.model import OpenAITier
@@ -67,7 +68,8 @@ class OpenAIHTTPBackend:
             raise ValueError(f"tier '{name}' has no api_base")
         self.name = name
         self.model = spec.model
-        self._base = spec.api_base
+        self._chat_url = yarl.URL(f"{spec.api_base}/chat/completions")
+        self._completions_url = yarl.URL(f"{spec.api_base}/completions")
         self._session = session
         self._headers = {"Content-Type": "application/json"}
         key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
@@ -87,7 +89,7 @@ class OpenAIHTTPBackend:
     async def _post(
         self, prompt: Prompt, params: GenerationParams, stream: bool
     ) -> aiohttp.ClientResponse:
-        url = f"{self._base}/chat/completions" if prompt.is_chat else f"{self._base}/completions"
+        url = self._chat_url if prompt.is_chat else self._completions_url
         data = orjson.dumps(request_body(self.model, prompt, params, stream))
         try:
             response = await self._session.post(

@@ -213,13 +213,13 @@ def test_upstream_dropping_mid_stream_ends_with_error_event(
     fake = start_fake_upstream("--drop-after", "2")
     cascade = start_cascade(policy_yaml(f"{fake.url}/v1"))
     with openai.OpenAI(base_url=f"{cascade.url}/v1", api_key="sk-x") as client:
-        stream = client.chat.completions.create(
+        raw = client.chat.completions.with_raw_response.create(
             model="large", stream=True, messages=[{"role": "user", "content": "Hi"}]
         )
         received: list[str | None] = []
         with pytest.raises(openai.APIError):
-            received.extend(c.choices[0].delta.content if c.choices else "" for c in stream)
+            received.extend(c.choices[0].delta.content if c.choices else "" for c in raw.parse())
     assert "".join(x or "" for x in received) == "Hello from"
-    record = cascade.records()[-1]
+    record = cascade.record(raw.headers["x-request-id"])
     assert record["status"] == "error"
     assert record["attempts"][-1]["outcome"] == "error"
