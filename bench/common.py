@@ -19,7 +19,8 @@ POST_LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-bench"
-wrk.body = '{"model": "%s", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}'
+wrk.body = '{"model": "%s", "max_tokens": 16, '
+    .. '"messages": [{"role": "user", "content": "Say hello."}]}'
 """
 
 

@@ -133,7 +133,7 @@ def main() -> None:
     added_p99 = single["cascade"].p99_ms - single["upstream alone"].p99_ms
     summary = (
         f"cascade/upstream RPS: **{ours.rps / base.rps:.0%}** (target ≥ 25%); "
-        f"cascade/LiteLLM RPS: **{ours.rps / theirs.rps:.1f}×** (target ≥ 25×); "
+        f"cascade/LiteLLM RPS: **{ours.rps / theirs.rps:.1f}x** (target ≥ 25x); "
         f"added latency at concurrency 1: p50 **{added_p50:.3f} ms** (target ≤ 0.4), "
         f"p99 **{added_p99:.3f} ms** (target ≤ 1.5)."
     )
