@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,41 @@ def _interpolate(node: Any, path: str, env: Mapping[str, str], errors: list[str]
     return node
 
 
+def _unknown(kind: str, name: object, known: Iterable[str]) -> str:
+    message = f"unknown {kind} '{name}'"
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return f"{message} — did you mean '{close[0]}'?" if close else message
+
+
+def reference_errors(document: Mapping[str, Any]) -> list[str]:
+    """Names that must refer to something that exists. Works on the raw document, so these
+    are reported alongside field errors, not only once the fields are all valid."""
+    tiers = document.get("tiers") if isinstance(document.get("tiers"), dict) else {}
+    routes = document.get("routes") if isinstance(document.get("routes"), dict) else {}
+    errors = [
+        f"{name}: used for both a tier and a route" for name in sorted(set(tiers) & set(routes))
+    ]
+    for route_name, route in routes.items():
+        if not isinstance(route, dict):
+            continue
+        steps = route.get("cascade") if isinstance(route.get("cascade"), list) else []
+        for index, step in enumerate(steps):
+            tier = step.get("tier") if isinstance(step, dict) else None
+            if isinstance(tier, str) and tier not in tiers:
+                errors.append(
+                    f"routes.{route_name}.cascade[{index}]: {_unknown('tier', tier, tiers)}"
+                )
+        reference = route.get("reference_tier")
+        if reference is not None and reference not in tiers:
+            errors.append(
+                f"routes.{route_name}.reference_tier: {_unknown('tier', reference, tiers)}"
+            )
+    default = document.get("default_route")
+    if default is not None and default not in routes:
+        errors.append(f"default_route: {_unknown('route', default, routes)}")
+    return errors
+
+
 def _format_validation(exc: ValidationError) -> list[str]:
     messages = []
     for error in exc.errors():
@@ -92,10 +128,13 @@ def parse_policy(
     document = _interpolate(document, "", os.environ if env is None else env, errors)
     if errors:
         raise PolicyError(source, errors)
+    references = reference_errors(document)
     try:
         policy = Policy.model_validate(document)
     except ValidationError as exc:
-        raise PolicyError(source, _format_validation(exc)) from None
+        raise PolicyError(source, _format_validation(exc) + references) from None
+    if references:
+        raise PolicyError(source, references)
     return LoadedPolicy(policy, hashlib.sha256(text).hexdigest()[:12], source)
 
 

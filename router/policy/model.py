@@ -141,22 +141,3 @@ class Policy(_Strict):
     tiers: dict[str, TierSpec] = Field(min_length=1)
     routes: dict[str, RouteSpec] = Field(min_length=1)
     default_route: str | None = None
-
-    @model_validator(mode="after")
-    def _references_exist(self) -> Policy:
-        clash = sorted(set(self.tiers) & set(self.routes))
-        if clash:
-            raise ValueError(f"names used for both a tier and a route: {clash}")
-        for route_name, route in self.routes.items():
-            for index, step in enumerate(route.cascade):
-                if step.tier not in self.tiers:
-                    raise ValueError(
-                        f"routes.{route_name}.cascade[{index}]: unknown tier '{step.tier}'"
-                    )
-            if route.reference not in self.tiers:
-                raise ValueError(
-                    f"routes.{route_name}.reference_tier: unknown tier '{route.reference}'"
-                )
-        if self.default_route is not None and self.default_route not in self.routes:
-            raise ValueError(f"default_route: unknown route '{self.default_route}'")
-        return self

@@ -1,0 +1,15 @@
+"""Run every benchmark; each appends a dated table to bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+if __name__ == "__main__":
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for script in ("bench/passthrough.py", "bench/local.py"):
+        subprocess.run([sys.executable, script], cwd=ROOT, env=env, check=True)

@@ -1,0 +1,77 @@
+"""The `cascade` command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.conftest import StartCascade, policy_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cascade(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "router", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_validate_every_shipped_policy() -> None:
+    files = sorted(str(p) for p in (REPO / "policies").rglob("*.yaml"))
+    result = cascade("policy", "validate", *files)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.count(": ok (version ") == len(files)
+
+
+def test_validate_lists_every_error_and_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        policy_yaml()
+        .replace("tier: large", "tier: larg")
+        .replace("n_ctx: 2048", "n_ctx: 2048\n    colour: blue")
+    )
+    result = cascade("policy", "validate", str(bad))
+    assert result.returncode == 1
+    assert "colour" in result.stdout
+    assert "unknown tier 'larg'" in result.stdout or "larg" in result.stdout
+
+
+def test_schema_is_json_schema_of_the_policy() -> None:
+    result = cascade("policy", "schema")
+    schema = json.loads(result.stdout)
+    assert {"tiers", "routes", "limits"} <= set(schema["properties"])
+
+
+def test_serve_refuses_an_invalid_policy(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tiers: {}\nroutes: {}\n")
+    result = cascade("serve", "--policy", str(bad), "--port", "1")
+    assert result.returncode == 1
+    assert "tiers" in result.stderr
+
+
+def test_sigterm_flushes_pending_records(start_cascade: StartCascade) -> None:
+    server = start_cascade(policy_yaml(threshold=0.0))
+    ids = []
+    for _ in range(5):
+        response = requests.post(
+            f"{server.url}/v1/chat/completions",
+            timeout=60,
+            json={
+                "model": "auto",
+                "max_tokens": 2,
+                "messages": [{"role": "user", "content": "Hi"}],
+            },
+        )
+        ids.append(response.headers["x-request-id"])
+    server.server.stop()  # SIGTERM right after the last answer: records must still land
+    assert server.server.process.returncode == 0
+    assert {r["request_id"] for r in server.records()} >= set(ids)
