@@ -194,7 +194,8 @@ def main() -> None:
                 "100%",
             ],
             [
-                f"cascade `auto` route, confidence on, median of {args.runs} (>= {produced} tokens)",
+                f"cascade `auto` route, confidence on, median of {args.runs} "
+                f"(>= {produced} tokens)",
                 f"{ours:.1f}",
                 f"**{ratio:.0%}** (target >= 90%)",
             ],

@@ -69,18 +69,23 @@ def _unknown(kind: str, name: object, known: Iterable[str]) -> str:
     return f"{message} — did you mean '{close[0]}'?" if close else message
 
 
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def reference_errors(document: Mapping[str, Any]) -> list[str]:
     """Names that must refer to something that exists. Works on the raw document, so these
     are reported alongside field errors, not only once the fields are all valid."""
-    tiers = document.get("tiers") if isinstance(document.get("tiers"), dict) else {}
-    routes = document.get("routes") if isinstance(document.get("routes"), dict) else {}
+    tiers = _mapping(document.get("tiers"))
+    routes = _mapping(document.get("routes"))
     errors = [
         f"{name}: used for both a tier and a route" for name in sorted(set(tiers) & set(routes))
     ]
     for route_name, route in routes.items():
         if not isinstance(route, dict):
             continue
-        steps = route.get("cascade") if isinstance(route.get("cascade"), list) else []
+        cascade = route.get("cascade")
+        steps: list[Any] = cascade if isinstance(cascade, list) else []
         for index, step in enumerate(steps):
             tier = step.get("tier") if isinstance(step, dict) else None
             if isinstance(tier, str) and tier not in tiers:
