@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
 
 from tests.conftest import StartCascade, policy_yaml
+from tests.processes import free_port, start
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,3 +77,44 @@ def test_sigterm_flushes_pending_records(start_cascade: StartCascade) -> None:
     server.server.stop()  # SIGTERM right after the last answer: records must still land
     assert server.server.process.returncode == 0
     assert {r["request_id"] for r in server.records()} >= set(ids)
+
+
+def test_workers_share_the_port(tmp_path: Path) -> None:
+    (tmp_path / "policy.yaml").write_text(policy_yaml(threshold=0.0))
+    port = free_port()
+    server = start(
+        [
+            "-m",
+            "router",
+            "serve",
+            "--policy",
+            str(tmp_path / "policy.yaml"),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        port,
+        "/readyz",
+        tmp_path / "server.log",
+        env={"CASCADE_RECORDS": str(tmp_path / "decisions.jsonl")},
+    )
+    try:
+        prefixes = set()
+        deadline = time.monotonic() + 60
+        while len(prefixes) < 2 and time.monotonic() < deadline:
+            response = requests.post(
+                f"{server.url}/v1/chat/completions",
+                timeout=60,
+                json={
+                    "model": "auto",
+                    "max_tokens": 1,
+                    "messages": [{"role": "user", "content": "Hi"}],
+                },
+            )
+            assert response.status_code == 200
+            prefixes.add(response.headers["x-request-id"][:16])  # one prefix per process
+    finally:
+        server.stop()
+    assert len(prefixes) == 2
+    assert server.process.returncode == 0
