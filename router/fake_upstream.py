@@ -28,9 +28,11 @@ def create_app(
         if delay_ms:
             await asyncio.sleep(delay_ms / 1000)
         if status != 200:
+            # Like a careless upstream, echo the credentials it was sent.
+            echoed = request.headers.get("Authorization", "")
             error = {
                 "error": {
-                    "message": f"injected failure {status}",
+                    "message": f"injected failure {status} for {echoed}",
                     "type": "server_error",
                     "param": None,
                     "code": None,

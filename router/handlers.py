@@ -63,7 +63,7 @@ async def _check_prompt_size(runtime: Runtime, prompt: Prompt) -> None:
     counter = runtime.token_counter
     tokens = await counter.count_tokens(prompt) if counter else (upper + 3) // 4
     if tokens > limit:
-        raise prompt_too_long(tokens, limit)
+        raise prompt_too_long(tokens, limit, "messages" if prompt.is_chat else "prompt")
 
 
 def _headers(runtime: Runtime, record: DecisionRecord, answer: Answer) -> dict[str, str]:

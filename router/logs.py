@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO, cast
@@ -12,15 +11,15 @@ import orjson
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from router.redact import redact
+
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
-# Values that look like credentials never reach a log line.
-_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+)")
 
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in event.items():
-        if isinstance(value, str) and _SECRET.search(value):
-            event[key] = _SECRET.sub("[redacted]", value)
+        if isinstance(value, str):
+            event[key] = redact(value)
     return event
 
 

@@ -181,9 +181,9 @@ def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest
     return ClientRequest(model, prompt, params, stream, include_usage)
 
 
-def prompt_too_long(tokens: int, limit: int) -> APIError:
+def prompt_too_long(tokens: int, limit: int, param: str) -> APIError:
     return invalid(
         f"the prompt is {tokens} tokens; this gateway accepts at most {limit}",
-        "messages",
+        param,
         "context_length_exceeded",
     )

@@ -66,6 +66,7 @@ def policy_yaml(
     limits: dict[str, int] | None = None,
     large_model: str = "smollm2-remote",
     large_timeout_s: float = 60,
+    large_key_env: str = "NO_KEY_SET",
     small_queue: int = 16,
 ) -> str:
     limits_yaml = "\n".join(f"  {k}: {v}" for k, v in (limits or {}).items())
@@ -86,6 +87,7 @@ def policy_yaml(
             model: {large_model}
             timeout_s: {large_timeout_s}
             connect_timeout_s: 2
+            api_key_env: {large_key_env}
             price: {{input_per_1m: 1.0, output_per_1m: 3.0}}
         routes:
           auto:

@@ -6,6 +6,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from router.redact import redact
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -73,6 +75,7 @@ class BackendError(Exception):
     """A tier could not answer. `kind` drives the cascade; `status` is the upstream's, if any."""
 
     def __init__(self, kind: Outcome, message: str, status: int | None = None) -> None:
+        message = redact(message)  # upstream text can echo credentials
         super().__init__(message)
         self.kind = kind
         self.message = message

@@ -178,12 +178,20 @@ def test_upstream_500_on_direct_request_is_502(
     start_cascade: StartCascade, start_fake_upstream: StartFake
 ) -> None:
     fake = start_fake_upstream("--status", "500")
-    cascade = start_cascade(policy_yaml(f"{fake.url}/v1"))
+    secret = "sk-upstream-secret-123456"
+    cascade = start_cascade(
+        policy_yaml(f"{fake.url}/v1", large_key_env="TEST_LARGE_KEY"),
+        env={"TEST_LARGE_KEY": secret},
+    )
     response = post(cascade, {**chat(), "model": "large"})
     error = assert_error(response, 502)
     assert "injected failure 500" in error["message"]
     record = cascade.record(response.headers["x-request-id"])
     assert record["attempts"][0]["outcome"] == "error"
+    # the upstream echoed our key: it reaches neither the client, the record nor the log
+    assert "[redacted]" in error["message"]
+    for text in (response.text, json.dumps(record), cascade.server.log()):
+        assert secret not in text
 
 
 def test_upstream_400_passes_through(
