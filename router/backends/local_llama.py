@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import importlib.util
+import os
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -63,52 +64,69 @@ class _Generation:
     first_token_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """One llama.cpp context and the one thread it runs on."""
+
+    llama: Any
+    executor: ThreadPoolExecutor
+
+
 class LocalLlamaBackend:
     """Backend contract over llama-cpp-python, with bounded concurrency and queueing."""
 
-    def __init__(self, name: str, spec: LlamaCppTier, contexts: list[Any]) -> None:
+    def __init__(self, name: str, spec: LlamaCppTier, slots: list[_Slot]) -> None:
         import llama_cpp
 
         self.name = name
         self.model = spec.model_name
         self.spec = spec
         self._llama_cpp = llama_cpp
-        self._contexts = contexts
-        self._free: asyncio.Queue[Any] = asyncio.Queue()
-        for context in contexts:
-            self._free.put_nowait(context)
+        self._slots = slots
+        self._free: asyncio.Queue[_Slot] = asyncio.Queue()
+        for slot in slots:
+            self._free.put_nowait(slot)
         self._waiting = 0
-        self._executor = ThreadPoolExecutor(len(contexts), thread_name_prefix=f"llama-{name}")
-        self._vocab = llama_cpp.llama_model_get_vocab(contexts[0].model)
-        self._n_vocab = contexts[0].n_vocab()
-        self._tokenize_lock = threading.Lock()
+        self._tokenizer = slots[0].llama
+        self._vocab = llama_cpp.llama_model_get_vocab(self._tokenizer.model)
+        self._n_vocab = self._tokenizer.n_vocab()
 
     @classmethod
     async def load(cls, name: str, spec: LlamaCppTier) -> LocalLlamaBackend:
-        """Load the model (mmap'd) and create `max_concurrency` contexts, off the event loop."""
+        """Load the model (mmap'd) into `max_concurrency` contexts, each on its own thread.
+
+        A context is created, warmed up and used on one thread for its whole life: llama.cpp
+        runs its compute through an OpenMP thread team per calling thread, and the idle team
+        of another thread spins on a core, which halved decode speed in our measurements.
+        """
         path = Path(spec.model_path) if spec.model_path else bundled_model_path()
 
-        def build() -> list[Any]:
+        def build() -> Any:
             import llama_cpp
 
-            contexts = [
-                llama_cpp.Llama(
-                    str(path),
-                    n_ctx=spec.n_ctx,
-                    n_batch=spec.n_batch,
-                    n_threads=spec.n_threads,
-                    use_mmap=True,
-                    logits_all=False,
-                    verbose=False,
-                )
-                for _ in range(spec.max_concurrency)
-            ]
-            for context in contexts:  # fault the weights in now, not on the first request
-                context.eval(context.tokenize(b"Hello", add_bos=False))
-                context.reset()  # type: ignore[no-untyped-call]
-            return contexts
+            llama = llama_cpp.Llama(
+                str(path),
+                n_ctx=spec.n_ctx,
+                n_batch=spec.n_batch,
+                # llama-cpp-python's default is half the cores; decode of a small model is
+                # ~1.6x faster on all of them (bench/RESULTS.md).
+                n_threads=spec.n_threads or os.cpu_count(),
+                use_mmap=True,
+                logits_all=False,
+                verbose=False,
+            )
+            llama.eval(llama.tokenize(b"Hello", add_bos=False))  # fault the weights in now
+            llama.reset()  # type: ignore[no-untyped-call]
+            return llama
 
-        return cls(name, spec, await asyncio.to_thread(build))
+        executors = [
+            ThreadPoolExecutor(1, thread_name_prefix=f"llama-{name}-{index}")
+            for index in range(spec.max_concurrency)
+        ]
+        contexts = await asyncio.gather(
+            *(asyncio.wrap_future(executor.submit(build)) for executor in executors)
+        )
+        return cls(name, spec, [_Slot(c, e) for c, e in zip(contexts, executors, strict=True)])
 
     # -- admission -----------------------------------------------------------------------
 
@@ -118,9 +136,9 @@ class LocalLlamaBackend:
 
     @property
     def busy(self) -> int:
-        return len(self._contexts) - self._free.qsize()
+        return len(self._slots) - self._free.qsize()
 
-    async def _acquire(self) -> Any:
+    async def _acquire(self) -> _Slot:
         if self._free.empty() and self._waiting >= self.spec.max_queue:
             raise BackendError(
                 "shed", f"tier '{self.name}' is saturated ({self._waiting} requests queued)"
@@ -142,7 +160,7 @@ class LocalLlamaBackend:
         With `chatml`, message text is tokenized with special tokens off, so a user cannot
         inject `<|im_start|>` into the conversation structure.
         """
-        llama = llama or self._contexts[0]
+        llama = llama or self._tokenizer
         if prompt.text is not None:
             add_bos = llama.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
             return list(llama.tokenize(prompt.text.encode("utf-8"), add_bos=add_bos))
@@ -255,11 +273,11 @@ class LocalLlamaBackend:
         emit: Callable[[str], None] | None = None,
     ) -> tuple[_Generation, float]:
         started = time.perf_counter()
-        llama = await self._acquire()
+        slot = await self._acquire()
         loop = asyncio.get_running_loop()
         cancel = threading.Event()
-        future = self._executor.submit(self._generate, llama, prompt, params, cancel, emit)
-        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._free.put_nowait, llama))
+        future = slot.executor.submit(self._generate, slot.llama, prompt, params, cancel, emit)
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._free.put_nowait, slot))
         try:
             return await asyncio.wrap_future(future), started
         except asyncio.CancelledError:
@@ -316,7 +334,7 @@ class LocalLlamaBackend:
                 task.cancel()
 
     async def aclose(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        for context in self._contexts:
-            context.close()
-        self._contexts.clear()
+        for slot in self._slots:
+            slot.executor.shutdown(wait=True, cancel_futures=True)
+            slot.llama.close()
+        self._slots.clear()
