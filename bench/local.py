@@ -24,7 +24,7 @@ import requests
 
 from bench.common import WORK, append_results, rss_mb
 from router.backends.local_llama import bundled_model_path
-from tests.processes import free_port, start
+from tests.processes import start_cascade
 
 SDIST = "llama_cpp_python-0.3.36"
 PROMPT = "Write a long story about a brave dragon who learns to read."
@@ -164,14 +164,7 @@ def main() -> None:
     )
     records = WORK / "local-decisions.jsonl"
     records.unlink(missing_ok=True)
-    port = free_port()
-    server = start(
-        ["-m", "router", "serve", "--policy", str(policy), "--port", str(port)],
-        port,
-        "/readyz",
-        WORK / "local.log",
-        env={"CASCADE_RECORDS": str(records)},
-    )
+    server = start_cascade(policy, records, WORK / "local.log")
     try:
         idle = rss_mb(server.process.pid)
         proxy_decode(server.url, 1, 16, records)  # warm up

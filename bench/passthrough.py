@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 from bench.common import WORK, WrkResult, append_results, wrk
-from tests.processes import ServerProcess, free_port, start
+from tests.processes import ServerProcess, free_port, start, start_cascade
 
 LITELLM_VENV = WORK / "litellm-venv"
 
@@ -42,16 +42,11 @@ def start_servers(upstream: str) -> tuple[ServerProcess, ServerProcess]:
           auto: {{cascade: [{{tier: large}}]}}
         """)
     )
-    port = free_port()
-    cascade = start(
-        ["-m", "router", "serve", "--policy", str(policy), "--port", str(port)],
-        port,
-        "/readyz",
+    cascade = start_cascade(
+        policy,
+        WORK / "passthrough-decisions.jsonl",
         WORK / "cascade.log",
-        env={
-            "CASCADE_RECORDS": str(WORK / "passthrough-decisions.jsonl"),
-            "CASCADE_LOG_LEVEL": "warning",
-        },
+        env={"CASCADE_LOG_LEVEL": "warning"},
     )
     config = WORK / "litellm.yaml"
     config.write_text(

@@ -35,17 +35,18 @@ def _key_id(request: web.Request) -> str | None:
     return hashlib.sha256(key.encode()).hexdigest()[:12] if key else None
 
 
+def _too_large(limit: int) -> APIError:
+    return APIError(413, f"the request body is larger than {limit} bytes", code="request_too_large")
+
+
 async def _read_json(request: web.Request, limit: int) -> object:
-    too_large = APIError(
-        413, f"the request body is larger than {limit} bytes", code="request_too_large"
-    )
     if request.content_length is not None and request.content_length > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(65_536):
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
     try:
         return orjson.loads(b"".join(chunks))

@@ -39,5 +39,6 @@ def make_logger(level: str = "info", stream: TextIO | None = None) -> FilteringB
                     serializer=lambda o, **_: orjson.dumps(o).decode()
                 ),
             ],
+            cache_logger_on_first_use=True,  # else every call re-binds a lazy proxy
         ),
     )

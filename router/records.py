@@ -142,6 +142,7 @@ class RecordSink:
         self._log = structlog.wrap_logger(
             structlog.BytesLogger(self._pending),  # type: ignore[arg-type]
             processors=[self._render],
+            cache_logger_on_first_use=True,
         )
 
     @staticmethod

@@ -16,6 +16,7 @@ import pytest
 
 from router.backends.local_llama import bundled_model_path
 from tests.processes import ServerProcess, free_port, start
+from tests.processes import start_cascade as start_cascade_process
 
 # litellm (a test client here) must use its bundled price map: there is no internet.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -135,13 +136,8 @@ def start_cascade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartCas
     def run(policy: str, env: dict[str, str] | None = None) -> Cascade:
         folder = tmp_path_factory.mktemp("cascade")
         (folder / "policy.yaml").write_text(policy)
-        port = free_port()
-        server = start(
-            ["-m", "router", "serve", "--policy", str(folder / "policy.yaml"), "--port", str(port)],
-            port,
-            "/readyz",
-            folder / "server.log",
-            env={"CASCADE_RECORDS": str(folder / "decisions.jsonl"), **(env or {})},
+        server = start_cascade_process(
+            folder / "policy.yaml", folder / "decisions.jsonl", folder / "server.log", env=env
         )
         started.append(server)
         return Cascade(server, folder / "decisions.jsonl")

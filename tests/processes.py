@@ -72,3 +72,17 @@ def start(
             time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"{args} did not become ready in {timeout}s:\n{server.log()}")
+
+
+def start_cascade(
+    policy: Path, records: Path, log_path: Path, *flags: str, env: dict[str, str] | None = None
+) -> ServerProcess:
+    """`cascade serve` on a free port with its decision records in `records`."""
+    port = free_port()
+    return start(
+        ["-m", "router", "serve", "--policy", str(policy), "--port", str(port), *flags],
+        port,
+        "/readyz",
+        log_path,
+        env={"CASCADE_RECORDS": str(records), **(env or {})},
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 from tests.conftest import StartCascade, policy_yaml
-from tests.processes import free_port, start
+from tests.processes import start_cascade as start_cascade_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,6 +23,18 @@ def cascade(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
         check=False,
+    )
+
+
+def say_hi(url: str, max_tokens: int) -> requests.Response:
+    return requests.post(
+        f"{url}/v1/chat/completions",
+        timeout=60,
+        json={
+            "model": "auto",
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "Hi"}],
+        },
     )
 
 
@@ -64,15 +76,7 @@ def test_sigterm_flushes_pending_records(start_cascade: StartCascade) -> None:
     server = start_cascade(policy_yaml(threshold=0.0))
     ids = []
     for _ in range(5):
-        response = requests.post(
-            f"{server.url}/v1/chat/completions",
-            timeout=60,
-            json={
-                "model": "auto",
-                "max_tokens": 2,
-                "messages": [{"role": "user", "content": "Hi"}],
-            },
-        )
+        response = say_hi(server.url, 2)
         ids.append(response.headers["x-request-id"])
     server.server.stop()  # SIGTERM right after the last answer: records must still land
     assert server.server.process.returncode == 0
@@ -81,37 +85,18 @@ def test_sigterm_flushes_pending_records(start_cascade: StartCascade) -> None:
 
 def test_workers_share_the_port(tmp_path: Path) -> None:
     (tmp_path / "policy.yaml").write_text(policy_yaml(threshold=0.0))
-    port = free_port()
-    server = start(
-        [
-            "-m",
-            "router",
-            "serve",
-            "--policy",
-            str(tmp_path / "policy.yaml"),
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        port,
-        "/readyz",
+    server = start_cascade_process(
+        tmp_path / "policy.yaml",
+        tmp_path / "decisions.jsonl",
         tmp_path / "server.log",
-        env={"CASCADE_RECORDS": str(tmp_path / "decisions.jsonl")},
+        "--workers",
+        "2",
     )
     try:
         prefixes = set()
         deadline = time.monotonic() + 60
         while len(prefixes) < 2 and time.monotonic() < deadline:
-            response = requests.post(
-                f"{server.url}/v1/chat/completions",
-                timeout=60,
-                json={
-                    "model": "auto",
-                    "max_tokens": 1,
-                    "messages": [{"role": "user", "content": "Hi"}],
-                },
-            )
+            response = say_hi(server.url, 1)
             assert response.status_code == 200
             prefixes.add(response.headers["x-request-id"][:16])  # one prefix per process
     finally:
