@@ -97,3 +97,16 @@ def test_litellm_as_a_client(cascade: Cascade) -> None:
         stream=True,
     )
     assert "Paris" in "".join(c.choices[0].delta.content or "" for c in stream)
+
+
+def test_health_ready_and_metrics(client: openai.OpenAI, cascade: Cascade) -> None:
+    import requests
+
+    assert requests.get(f"{cascade.url}/healthz", timeout=10).json() == {"status": "ok"}
+    ready = requests.get(f"{cascade.url}/readyz", timeout=10).json()
+    assert ready["tiers"] == {"small": "ready", "large": "not configured"}
+    client.chat.completions.create(model="auto", messages=QUESTION, max_tokens=4)
+    metrics = requests.get(f"{cascade.url}/metrics", timeout=10).text
+    assert 'cascade_requests_total{route="auto",status="ok",tier="small"}' in metrics
+    assert 'cascade_attempts_total{outcome="accepted",tier="small"}' in metrics
+    assert 'cascade_tier_queue_depth{tier="small"} 0.0' in metrics

@@ -117,3 +117,29 @@ def test_unconfigured_large_tier_degrades_visibly(start_cascade: StartCascade) -
             client.chat.completions.create(model="large", messages=QUESTION)
         assert failed.value.status_code == 503
         assert "not configured" in failed.value.message
+
+
+def test_litellm_tier_escalation(start_cascade: StartCascade, llama_server: ServerProcess) -> None:
+    """A `type: litellm` tier (litellm's openai provider pointed at the llama.cpp server)."""
+    policy = (
+        policy_yaml(f"{llama_server.url}/v1", threshold=0.999)
+        .replace("type: openai", "type: litellm")
+        .replace("model: smollm2-remote", "model: openai/smollm2-remote")
+    )
+    cascade = start_cascade(policy, env={"NO_KEY_SET": "sk-none"})
+    with openai.OpenAI(base_url=f"{cascade.url}/v1", api_key="sk-x") as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto", messages=QUESTION, max_tokens=32, temperature=0
+        )
+        assert raw.headers["x-cascade-tier"] == "large"
+        assert "Paris" in (raw.parse().choices[0].message.content or "")
+        streamed = client.chat.completions.with_raw_response.create(
+            model="large", messages=QUESTION, max_tokens=32, temperature=0, stream=True
+        )
+        assert "Paris" in "".join(
+            c.choices[0].delta.content or "" for c in streamed.parse() if c.choices
+        )
+    record = cascade.record(raw.headers["x-request-id"])
+    large = record["attempts"][1]
+    assert (large["backend"], large["outcome"]) == ("litellm", "accepted")
+    assert large["prompt_tokens"] > 0 and large["completion_tokens"] > 0
