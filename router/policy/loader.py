@@ -1,4 +1,8 @@
-"""Read a policy file: size-capped safe YAML, `${VAR}` interpolation, strict validation."""
+"""Read a policy file: size-capped bounded YAML, `${VAR}` interpolation, strict validation.
+
+Every problem is reported, each with the file, line and column and its path in the
+document (`routes.auto.cascade[1]: unknown tier 'larg' — did you mean 'large'?`).
+"""
 
 from __future__ import annotations
 
@@ -12,22 +16,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from router.policy.model import Policy
+from router.policy.source import DocPath, SourceError, locate, read_yaml
 
 MAX_POLICY_BYTES = 1_048_576
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_TIER_TAGS = frozenset({"llama_cpp", "openai", "litellm"})  # pydantic's union branch names
 
 
-class PolicyError(Exception):
-    """A policy that cannot be used; `errors` lists every problem found."""
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: DocPath
+    message: str
 
-    def __init__(self, source: str, errors: list[str]) -> None:
-        super().__init__(f"{source}: " + "; ".join(errors))
-        self.source = source
-        self.errors = errors
+
+def dotted(path: DocPath) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<root>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +49,7 @@ class LoadedPolicy:
     loaded_at: float = field(default_factory=time.time)
 
 
-def _interpolate(node: Any, path: str, env: Mapping[str, str], errors: list[str]) -> Any:
+def _interpolate(node: Any, path: DocPath, env: Mapping[str, str], errors: list[Problem]) -> Any:
     if isinstance(node, str):
 
         def substitute(match: re.Match[str]) -> str:
@@ -49,17 +58,14 @@ def _interpolate(node: Any, path: str, env: Mapping[str, str], errors: list[str]
                 return env[name]
             if default is not None:
                 return default
-            errors.append(f"{path or '<root>'}: environment variable {name} is not set")
+            errors.append(Problem(path, f"environment variable {name} is not set"))
             return ""
 
         return _VAR.sub(substitute, node)
     if isinstance(node, dict):
-        return {
-            k: _interpolate(v, f"{path}.{k}" if path else str(k), env, errors)
-            for k, v in node.items()
-        }
+        return {k: _interpolate(v, (*path, str(k)), env, errors) for k, v in node.items()}
     if isinstance(node, list):
-        return [_interpolate(v, f"{path}[{i}]", env, errors) for i, v in enumerate(node)]
+        return [_interpolate(v, (*path, i), env, errors) for i, v in enumerate(node)]
     return node
 
 
@@ -73,13 +79,14 @@ def _mapping(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def reference_errors(document: Mapping[str, Any]) -> list[str]:
+def reference_errors(document: Mapping[str, Any]) -> list[Problem]:
     """Names that must refer to something that exists. Works on the raw document, so these
     are reported alongside field errors, not only once the fields are all valid."""
     tiers = _mapping(document.get("tiers"))
     routes = _mapping(document.get("routes"))
     errors = [
-        f"{name}: used for both a tier and a route" for name in sorted(set(tiers) & set(routes))
+        Problem(("routes", name, "<key>"), f"'{name}' is used for both a tier and a route")
+        for name in sorted(set(tiers) & set(routes))
     ]
     for route_name, route in routes.items():
         if not isinstance(route, dict):
@@ -89,32 +96,63 @@ def reference_errors(document: Mapping[str, Any]) -> list[str]:
         for index, step in enumerate(steps):
             tier = step.get("tier") if isinstance(step, dict) else None
             if isinstance(tier, str) and tier not in tiers:
-                errors.append(
-                    f"routes.{route_name}.cascade[{index}]: {_unknown('tier', tier, tiers)}"
-                )
+                path: DocPath = ("routes", route_name, "cascade", index, "tier")
+                errors.append(Problem(path, _unknown("tier", tier, tiers)))
         reference = route.get("reference_tier")
         if reference is not None and reference not in tiers:
             errors.append(
-                f"routes.{route_name}.reference_tier: {_unknown('tier', reference, tiers)}"
+                Problem(
+                    ("routes", route_name, "reference_tier"), _unknown("tier", reference, tiers)
+                )
             )
     default = document.get("default_route")
     if default is not None and default not in routes:
-        errors.append(f"default_route: {_unknown('route', default, routes)}")
+        errors.append(Problem(("default_route",), _unknown("route", default, routes)))
     return errors
 
 
-def _format_validation(exc: ValidationError) -> list[str]:
-    messages = []
+def _validation_problems(exc: ValidationError) -> list[Problem]:
+    problems = []
     for error in exc.errors():
-        location = ""
-        for part in error["loc"]:
-            if isinstance(part, int):
-                location += f"[{part}]"
-            else:
-                location += f".{part}" if location else str(part)
+        loc = error["loc"]
+        # Drop the union branch pydantic inserts after a tier's name (tiers.x.openai.model).
+        path = tuple(
+            part
+            for index, part in enumerate(loc)
+            if not (index == 2 and loc[0] == "tiers" and part in _TIER_TAGS)
+        )
         message = error["msg"].removeprefix("Value error, ")
-        messages.append(f"{location}: {message}" if location else message)
-    return messages
+        if error["type"] == "union_tag_invalid":
+            tag, expected = error["ctx"]["tag"], sorted(_TIER_TAGS)
+            message = f"{_unknown('tier type', tag, expected)} (one of {', '.join(expected)})"
+            path = (*path, "type")
+        elif error["type"] == "extra_forbidden":
+            message = f"unknown field '{path[-1]}'"
+            path = (*path, "<key>")
+        problems.append(Problem(path, message))
+    return problems
+
+
+class PolicyError(Exception):
+    """A policy that cannot be used; `errors` lists every problem found, each as
+    `LINE:COLUMN: path: message` (without a position when there is none)."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(errors))
+        self.source = source
+        self.errors = errors
+
+    @classmethod
+    def of(
+        cls, source: str, problems: list[Problem], marks: dict[DocPath, tuple[int, int]]
+    ) -> PolicyError:
+        lines = []
+        for problem in problems:
+            where = locate(marks, problem.path)
+            path = dotted(tuple(p for p in problem.path if p != "<key>"))
+            prefix = f"{where[0]}:{where[1]}: " if where else ""
+            lines.append(f"{prefix}{path}: {problem.message}")
+        return cls(source, lines)
 
 
 def parse_policy(
@@ -122,28 +160,30 @@ def parse_policy(
 ) -> LoadedPolicy:
     """Parse and validate policy bytes; raise PolicyError listing every problem."""
     if len(text) > MAX_POLICY_BYTES:
-        raise PolicyError(source, [f"file is {len(text)} bytes; the limit is {MAX_POLICY_BYTES}"])
+        raise PolicyError(source, [f"file is over {MAX_POLICY_BYTES} bytes; refusing to parse"])
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(source, [f"not valid YAML: {exc}"]) from None
+        document, marks = read_yaml(text)
+    except SourceError as exc:
+        where = f"{exc.line}:{exc.column}: " if exc.line else ""
+        raise PolicyError(source, [f"{where}{exc.message}"]) from None
     if not isinstance(document, dict):
         raise PolicyError(source, ["the document must be a mapping"])
-    errors: list[str] = []
-    document = _interpolate(document, "", os.environ if env is None else env, errors)
-    if errors:
-        raise PolicyError(source, errors)
-    references = reference_errors(document)
+    problems: list[Problem] = []
+    document = _interpolate(document, (), os.environ if env is None else env, problems)
+    if problems:
+        raise PolicyError.of(source, problems, marks)
+    problems = reference_errors(document)
     try:
         policy = Policy.model_validate(document)
     except ValidationError as exc:
-        raise PolicyError(source, _format_validation(exc) + references) from None
-    if references:
-        raise PolicyError(source, references)
+        raise PolicyError.of(source, _validation_problems(exc) + problems, marks) from None
+    if problems:
+        raise PolicyError.of(source, problems, marks)
     return LoadedPolicy(policy, hashlib.sha256(text).hexdigest()[:12], source)
 
 
 def load_policy(path: Path, env: Mapping[str, str] | None = None) -> LoadedPolicy:
+    """Read at most MAX_POLICY_BYTES + 1 bytes: a huge file is refused without reading it."""
     try:
         with path.open("rb") as handle:
             text = handle.read(MAX_POLICY_BYTES + 1)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from router.policy import OpenAITier, PolicyError, load_policy, parse_policy
 
 REPO = Path(__file__).resolve().parents[2]
 
+# Line numbers in the expectations below count from this text's first (empty) line.
 BASE = b"""
 tiers:
   small: {type: llama_cpp}
@@ -18,6 +20,12 @@ routes:
       - {tier: small, acceptance: {threshold: 0.5}}
       - {tier: large}
 """
+
+
+def errors_of(text: bytes) -> list[str]:
+    with pytest.raises(PolicyError) as error:
+        parse_policy(text, env={})
+    return error.value.errors
 
 
 def test_default_policy_loads_and_large_is_off_without_env() -> None:
@@ -38,33 +46,84 @@ def test_env_turns_large_on() -> None:
     assert (large.api_base, large.model) == ("http://vllm:8000/v1", "qwen")
 
 
-def test_unset_variable_without_default_is_an_error() -> None:
-    with pytest.raises(PolicyError) as error:
-        parse_policy(BASE.replace(b"${BASE:-}", b"${NOPE}"), env={})
-    assert error.value.errors == ["tiers.large.api_base: environment variable NOPE is not set"]
-
-
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "expected"),
     [
+        # class: environment variable unset
+        (
+            BASE.replace(b"${BASE:-}", b"${NOPE}"),
+            "4:35: tiers.large.api_base: environment variable NOPE is not set",
+        ),
+        # class: unknown reference, with the near name
         (
             BASE.replace(b"{tier: large}", b"{tier: larg}"),
-            "routes.auto.cascade[1]: unknown tier 'larg'",
+            "9:16: routes.auto.cascade[1].tier: unknown tier 'larg' — did you mean 'large'?",
         ),
-        (BASE.replace(b"type: openai", b"type: openia"), "tiers.large"),
-        (BASE.replace(b"model: m}", b"model: m, colour: red}"), "colour"),
-        (BASE.replace(b"threshold: 0.5", b"threshold: 1.5"), "threshold"),
+        # class: unknown tag of a tagged union
+        (
+            BASE.replace(b"type: openai", b"type: openia"),
+            "4:17: tiers.large.type: unknown tier type 'openia' — did you mean 'openai'?",
+        ),
+        # class: unknown key
+        (
+            BASE.replace(b"model: m}", b"model: m, colour: red}"),
+            "4:58: tiers.large.colour: unknown field 'colour'",
+        ),
+        # class: value out of range
+        (
+            BASE.replace(b"threshold: 0.5", b"threshold: 1.5"),
+            "8:47: routes.auto.cascade[0].acceptance.threshold: Input should be less than or equal",
+        ),
+        # class: missing required field (points at the mapping that lacks it)
+        (BASE.replace(b", model: m}", b"}"), "4:10: tiers.large.model: Field required"),
+        # class: wrong type
+        (
+            BASE.replace(b"  auto:\n    cascade:", b"  auto:\n    cascade: 3\n    x:"),
+            "7:14: routes.auto.cascade: Input should be a valid list",
+        ),
+        # class: YAML structure
+        (b"tiers:\n  a: {type: llama_cpp}\n  a: {type: llama_cpp}\n", "3:3: duplicate key 'a'"),
+        (b"tiers: [", "1:9: not valid YAML"),
         (b"- a list", "the document must be a mapping"),
-        (b"tiers: [", "not valid YAML"),
     ],
 )
-def test_invalid_policies_say_where(text: bytes, message: str) -> None:
-    with pytest.raises(PolicyError) as error:
-        parse_policy(text, env={})
-    assert any(message in e for e in error.value.errors), error.value.errors
+def test_each_class_of_error_points_at_line_and_path(text: bytes, expected: str) -> None:
+    errors = errors_of(text)
+    assert any(e.startswith(expected) for e in errors), errors
 
 
-def test_oversized_policy_is_rejected_before_parsing() -> None:
+def test_every_problem_is_listed_at_once() -> None:
+    text = BASE.replace(b"{tier: large}", b"{tier: larg}").replace(b"model: m}", b"model: m, x: 1}")
+    assert len(errors_of(text)) == 2
+
+
+def test_a_one_step_route_needs_no_acceptance() -> None:
+    parse_policy(
+        BASE.replace(b"      - {tier: small, acceptance: {threshold: 0.5}}\n", b""), env={}
+    )
+
+
+def test_alias_bomb_is_refused_quickly() -> None:
+    lines = [b"a: &a [x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 12):
+        previous, name = chr(ord("a") + level - 1), chr(ord("a") + level)
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]".encode())
+    started = time.perf_counter()
+    errors = errors_of(b"\n".join(lines))
+    assert time.perf_counter() - started < 1.0
+    assert "aliases" in errors[0]
+
+
+def test_deep_nesting_is_refused() -> None:
+    assert "nested deeper" in errors_of(b"a: " + b"[" * 100 + b"]" * 100)[0]
+
+
+def test_fifty_megabyte_policy_is_refused_without_reading_it(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as handle:
+        handle.write(b"# padding\n" * 5_000_000)
+    started = time.perf_counter()
     with pytest.raises(PolicyError) as error:
-        parse_policy(b"#" * 2_000_000, env={})
-    assert "limit" in error.value.errors[0]
+        load_policy(huge)
+    assert time.perf_counter() - started < 1.0
+    assert "refusing to parse" in error.value.errors[0]
