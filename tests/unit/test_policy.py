@@ -127,3 +127,14 @@ def test_fifty_megabyte_policy_is_refused_without_reading_it(tmp_path: Path) -> 
         load_policy(huge)
     assert time.perf_counter() - started < 1.0
     assert "refusing to parse" in error.value.errors[0]
+
+
+def test_committed_schema_matches_the_model() -> None:
+    import json
+
+    from router.policy import Policy
+
+    committed = json.loads((REPO / "policies/schema.json").read_text())
+    assert committed == Policy.model_json_schema(), (
+        "run: cascade policy schema > policies/schema.json"
+    )
