@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -12,14 +13,12 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from router import handlers
-from router.backends.registry import build_backends, close_backends
-from router.cascade import Cascade
 from router.ids import RequestIds
 from router.logs import make_logger
 from router.metrics import Metrics
 from router.middlewares import request_context
-from router.policy import load_policy
 from router.records import RecordSink
+from router.reload import RELOADER, PolicyReloader
 from router.settings import Settings
 from router.state import (
     LOGGER,
@@ -29,7 +28,6 @@ from router.state import (
     RUNTIME,
     SESSION,
     SETTINGS,
-    Runtime,
     RuntimeSlot,
 )
 
@@ -58,17 +56,33 @@ async def _records(app: web.Application) -> AsyncIterator[None]:
     sink.close()
 
 
-async def _runtime(app: web.Application) -> AsyncIterator[None]:
-    """Load the policy and its backends (the local model is mmap'd here, once)."""
-    loaded = load_policy(app[SETTINGS].policy_path)
-    backends = await build_backends(loaded.policy, app[SESSION])
-    app[RUNTIME].current = Runtime(loaded, backends, Cascade(loaded.policy, backends))
-    tiers = {n: ("ready" if b else "not configured") for n, b in backends.items()}
-    app[LOGGER].info("policy_loaded", source=loaded.source, version=loaded.version, tiers=tiers)
+async def _policy(app: web.Application) -> AsyncIterator[None]:
+    """Load the policy and its backends (the local model is mmap'd here, once), then watch
+    the file for changes and reload on SIGHUP."""
+    settings = app[SETTINGS]
+    reloader = PolicyReloader(
+        settings.policy_path,
+        app[RUNTIME],
+        session=app[SESSION],
+        logger=app[LOGGER],
+        metrics=app[METRICS],
+        poll_interval=settings.policy_poll_s,
+    )
+    app[RELOADER] = reloader
+    await reloader.start()
+    watcher = asyncio.create_task(reloader.run(), name="policy-watch")
+    loop = asyncio.get_running_loop()
+    hup = False
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, reloader.request_reload)
+        hup = True
     yield
-    runtime, app[RUNTIME].current = app[RUNTIME].current, None
-    if runtime is not None:
-        await close_backends(runtime.backends)
+    if hup:
+        loop.remove_signal_handler(signal.SIGHUP)
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    await reloader.aclose()
 
 
 def create_app(settings: Settings, logger: FilteringBoundLogger | None = None) -> web.Application:
@@ -78,11 +92,12 @@ def create_app(settings: Settings, logger: FilteringBoundLogger | None = None) -
     app[METRICS] = Metrics()
     app[RUNTIME] = RuntimeSlot()
     app[REQUEST_IDS] = RequestIds()
-    app.cleanup_ctx.extend([_http_session, _records, _runtime])
+    app.cleanup_ctx.extend([_http_session, _records, _policy])
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/completions", handlers.completions)
     app.router.add_get("/v1/models", handlers.models)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get("/admin/policy", handlers.admin_policy)
     return app

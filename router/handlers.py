@@ -13,7 +13,8 @@ from aiohttp import web
 from router.backends.base import BackendError, Prompt
 from router.cascade import Answer, resolve
 from router.errors import APIError, invalid, not_found_model
-from router.records import DecisionRecord
+from router.records import DecisionRecord, iso_time
+from router.reload import RELOADER
 from router.requests import ClientRequest, parse_request, prompt_too_long
 from router.responses import ChunkWriter, completion_body
 from router.state import METRICS, RECORDS, REQUEST_ID, RUNTIME, Runtime
@@ -123,7 +124,12 @@ async def _stream(
 
 
 async def _complete(request: web.Request, *, chat: bool) -> web.StreamResponse:
-    runtime = _runtime(request)
+    # The whole request runs on the policy it started with, even if a reload lands meanwhile.
+    with _runtime(request).in_use() as runtime:
+        return await _complete_on(request, runtime, chat=chat)
+
+
+async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) -> web.StreamResponse:
     policy = runtime.loaded.policy
     started = time.perf_counter()
     record = DecisionRecord(
@@ -199,6 +205,22 @@ async def models(request: web.Request) -> web.Response:
     return web.json_response(
         {"object": "list", "data": data}, dumps=lambda o: orjson.dumps(o).decode()
     )
+
+
+async def admin_policy(request: web.Request) -> web.Response:
+    """The active policy version, when it was loaded, and the last rejected change."""
+    reloader = request.app[RELOADER]
+    runtime = _runtime(request)
+    rejected = reloader.last_rejected
+    body = {
+        "source": runtime.loaded.source,
+        "version": runtime.loaded.version,
+        "loaded_at": iso_time(runtime.loaded.loaded_at),
+        "last_rejected": None
+        if rejected is None
+        else {"at": iso_time(rejected.at), "errors": rejected.errors},
+    }
+    return web.json_response(body)
 
 
 async def healthz(_: web.Request) -> web.Response:

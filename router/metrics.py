@@ -39,6 +39,12 @@ class Metrics:
         self.cost = Counter(
             "cascade_cost_usd", "Spend by tier (USD)", ["tier"], registry=self.registry
         )
+        self.policy_reloads = Counter(
+            "cascade_policy_reloads",
+            "Policy changes applied or rejected",
+            ["result"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "cascade_tier_queue_depth",
             "Requests waiting for a tier",

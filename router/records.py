@@ -22,7 +22,7 @@ AttemptOutcome = Literal["accepted", "escalated", "error", "timeout", "shed", "d
 Status = Literal["ok", "degraded", "error", "invalid"]
 
 
-def _iso(epoch: float) -> str:
+def iso_time(epoch: float) -> str:
     """UTC ISO-8601 with milliseconds (e.g. 2026-11-23T10:10:45.495Z)."""
     seconds = int(epoch)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
@@ -50,7 +50,7 @@ class DecisionRecord:
     request_id: str
     endpoint: str
     policy_version: str
-    ts: str = field(default_factory=lambda: _iso(time.time()))
+    ts: str = field(default_factory=lambda: iso_time(time.time()))
     team: str = "default"
     key_id: str | None = None
     user: str | None = None
@@ -82,7 +82,7 @@ class DecisionRecord:
             tier=tier,
             backend=backend,
             model=model,
-            started_at=_iso(time.time() - (now - started)),
+            started_at=iso_time(time.time() - (now - started)),
             latency_ms=round((now - started) * 1000, 3),
             **values,
         )

@@ -16,6 +16,7 @@ class Settings:
     port: int = 8080
     records_path: Path = Path("var/decisions.jsonl")
     log_level: str = "info"
+    policy_poll_s: float = 1.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -27,5 +28,7 @@ class Settings:
             values["records_path"] = Path(records)
         if level := os.environ.get("CASCADE_LOG_LEVEL"):
             values["log_level"] = level.lower()
+        if poll := os.environ.get("CASCADE_POLICY_POLL_S"):
+            values["policy_poll_s"] = float(poll)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

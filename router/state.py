@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -25,6 +28,23 @@ class Runtime:
     loaded: LoadedPolicy
     backends: dict[str, Backend | None]
     cascade: Cascade
+    active: int = 0  # requests running on this runtime
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[Runtime]:
+        """Hold this runtime for one request (a reload retires it only when none do)."""
+        self.active += 1
+        self.idle.clear()
+        try:
+            yield self
+        finally:
+            self.active -= 1
+            if not self.active:
+                self.idle.set()
 
     @property
     def token_counter(self) -> LocalLlamaBackend | None:

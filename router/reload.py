@@ -1,0 +1,153 @@
+"""Hot reload: watch the policy file (and SIGHUP), swap valid changes in atomically.
+
+A request holds the runtime it started with until it ends, so in-flight requests finish on
+their policy; backends the new policy no longer uses are closed once those requests are
+done. An invalid change is logged with its errors, counted, kept for `GET /admin/policy`,
+and the last good policy keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from structlog.typing import FilteringBoundLogger
+
+from router.backends.registry import build_backends, close_backends
+from router.cascade import Cascade
+from router.metrics import Metrics
+from router.policy import PolicyError, load_policy
+from router.state import Runtime, RuntimeSlot
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """The last change that failed validation."""
+
+    at: float
+    errors: list[str]
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+
+class PolicyReloader:
+    """Owns the active runtime of one policy file."""
+
+    def __init__(
+        self,
+        path: Path,
+        slot: RuntimeSlot,
+        *,
+        session: aiohttp.ClientSession,
+        logger: FilteringBoundLogger,
+        metrics: Metrics,
+        poll_interval: float,
+    ) -> None:
+        self.path = path
+        self.slot = slot
+        self.last_rejected: Rejection | None = None
+        self._session = session
+        self._log = logger
+        self._metrics = metrics
+        self._poll = poll_interval
+        self._seen = _signature(path)
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """First load: an invalid policy here is fatal (PolicyError propagates)."""
+        loaded = await asyncio.to_thread(load_policy, self.path)
+        backends = await build_backends(loaded.policy, self._session)
+        self.slot.current = Runtime(loaded, backends, Cascade(loaded.policy, backends))
+        self._log.info(
+            "policy_loaded",
+            source=loaded.source,
+            version=loaded.version,
+            tiers={n: ("ready" if b else "not configured") for n, b in backends.items()},
+        )
+
+    def request_reload(self) -> None:
+        """SIGHUP: check the file now, even if it looks unchanged."""
+        self._seen = None
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Poll the file every `poll_interval` seconds (or when woken) until cancelled."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+            self._wake.clear()
+            signature = _signature(self.path)
+            if signature != self._seen:
+                self._seen = signature
+                await self.reload()
+
+    async def reload(self) -> None:
+        async with self._lock:
+            current = self.slot.current
+            try:
+                loaded = await asyncio.to_thread(load_policy, self.path)
+            except PolicyError as exc:
+                self.last_rejected = Rejection(time.time(), exc.errors)
+                self._metrics.policy_reloads.labels("rejected").inc()
+                self._log.warning(
+                    "policy_rejected",
+                    source=exc.source,
+                    errors=exc.errors,
+                    active=current.loaded.version if current else None,
+                )
+                return
+            if current is not None and loaded.version == current.loaded.version:
+                return
+            previous = (current.loaded.policy, current.backends) if current else None
+            try:
+                backends = await build_backends(loaded.policy, self._session, previous)
+            except Exception as exc:  # noqa: BLE001 - e.g. a GGUF that will not load
+                self.last_rejected = Rejection(time.time(), [f"cannot start tiers: {exc}"])
+                self._metrics.policy_reloads.labels("rejected").inc()
+                self._log.warning("policy_rejected", source=loaded.source, error=str(exc))
+                return
+            self.slot.current = Runtime(loaded, backends, Cascade(loaded.policy, backends))
+            self._metrics.policy_reloads.labels("applied").inc()
+            self._log.info(
+                "policy_loaded",
+                source=loaded.source,
+                version=loaded.version,
+                previous=current.loaded.version if current else None,
+            )
+            if current is not None:
+                task = asyncio.create_task(self._retire(current, set(map(id, backends.values()))))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, old: Runtime, kept: set[int]) -> None:
+        """Close the old runtime's unshared backends once its last request has finished."""
+        await old.idle.wait()
+        await close_backends(b for b in old.backends.values() if id(b) not in kept)
+
+    async def aclose(self) -> None:
+        if self._retiring:  # by now aiohttp has let in-flight requests finish
+            _, late = await asyncio.wait(self._retiring, timeout=5)
+            for task in late:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        runtime, self.slot.current = self.slot.current, None
+        if runtime is not None:
+            await close_backends(runtime.backends.values())
+
+
+RELOADER = web.AppKey("reloader", PolicyReloader)
