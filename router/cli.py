@@ -83,6 +83,31 @@ def _policy_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _policy_explain(args: argparse.Namespace) -> int:
+    from router.explain import explain, render
+    from router.policy import PolicyError, load_policy
+
+    try:
+        loaded = load_policy(args.policy)
+        tags = frozenset(t.strip() for t in (args.tags or "").split(",") if t.strip())
+        result = explain(
+            loaded,
+            args.prompt,
+            model=args.model,
+            team=args.team,
+            tags=tags,
+            max_tokens=args.max_tokens,
+        )
+    except PolicyError as exc:
+        print("\n".join(f"{exc.source}: {e}" for e in exc.errors), file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    return 0
+
+
 def _policy_schema(_: argparse.Namespace) -> int:
     from router.policy import Policy
 
@@ -111,6 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     validate = policy_commands.add_parser("validate", help="check policy files; exit 1 on error")
     validate.add_argument("files", nargs="+")
     validate.set_defaults(run=_policy_validate)
+    explain = policy_commands.add_parser(
+        "explain", help="show the rule, route, tier plan and cost a prompt would get"
+    )
+    explain.add_argument("--policy", type=Path, required=True)
+    explain.add_argument("--prompt", required=True, help="the user message")
+    explain.add_argument("--team", default="default")
+    explain.add_argument("--model", help="requested model (default: the policy's default_route)")
+    explain.add_argument(
+        "--tags", help="comma-separated: the tags of the caller's key and x-cascade-tags header"
+    )
+    explain.add_argument("--max-tokens", type=int)
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(run=_policy_explain)
     schema = policy_commands.add_parser("schema", help="print the policy JSON Schema")
     schema.set_defaults(run=_policy_schema)
     return parser

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
+import re
 import time
 
 import orjson
 from aiohttp import web
 
 from router.backends.base import BackendError, Prompt
+from router.backends.prompt_tokens import estimate_tokens
 from router.cascade import Answer, resolve
 from router.errors import APIError, invalid, not_found_model
 from router.records import DecisionRecord, iso_time
 from router.reload import RELOADER
 from router.requests import ClientRequest, parse_request, prompt_too_long
 from router.responses import ChunkWriter, completion_body
+from router.rules import Facts, decide
 from router.state import METRICS, RECORDS, REQUEST_ID, RUNTIME, Runtime
 
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
+_MAX_TAGS = 16
+_TAG = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
 def _runtime(request: web.Request) -> Runtime:
@@ -29,11 +33,21 @@ def _runtime(request: web.Request) -> Runtime:
     return runtime
 
 
-def _key_id(request: web.Request) -> str | None:
-    """A short hash of the bearer key: enough to attribute, useless to an attacker."""
+def _bearer(request: web.Request) -> str | None:
     auth = request.headers.get("Authorization", "")
-    key = auth.removeprefix("Bearer ").strip()
-    return hashlib.sha256(key.encode()).hexdigest()[:12] if key else None
+    return auth.removeprefix("Bearer ").strip() or None
+
+
+def _header_tags(request: web.Request) -> frozenset[str]:
+    raw = request.headers.get("x-cascade-tags", "")
+    tags = [tag.strip() for tag in raw.split(",") if tag.strip()]
+    if len(tags) > _MAX_TAGS or not all(_TAG.match(tag) for tag in tags):
+        raise invalid(
+            f"x-cascade-tags: at most {_MAX_TAGS} comma-separated tags, each 1-64 characters "
+            "of A-Z a-z 0-9 _ . : -",
+            "x-cascade-tags",
+        )
+    return frozenset(tags)
 
 
 def _too_large(limit: int) -> APIError:
@@ -55,17 +69,23 @@ async def _read_json(request: web.Request, limit: int) -> object:
         raise invalid(f"could not parse the JSON body: {exc}") from None
 
 
-async def _check_prompt_size(runtime: Runtime, prompt: Prompt) -> None:
-    """Tokens <= UTF-8 bytes, so only prompts that might be over the limit are tokenized."""
+async def _prompt_tokens(runtime: Runtime, prompt: Prompt, *, exact: bool) -> int | None:
+    """Enforce `limits.max_prompt_tokens`; the count when `exact` (rules match on it).
+
+    Tokens <= UTF-8 bytes, so a prompt that cannot be over the limit is not tokenized
+    unless a rule needs its size. Counted with the local tier's tokenizer (chat template
+    included), else estimated at 4 bytes per token (as `cascade policy explain` does).
+    """
     limit = runtime.loaded.policy.limits.max_prompt_tokens
     texts = [prompt.text] if prompt.text is not None else [m.content for m in prompt.messages]
     upper = sum(len(t.encode()) for t in texts) + _TEMPLATE_TOKENS_PER_MESSAGE * len(texts) + 4
-    if upper <= limit:
-        return
+    if upper <= limit and not exact:
+        return None
     counter = runtime.token_counter
-    tokens = await counter.count_tokens(prompt) if counter else (upper + 3) // 4
+    tokens = await counter.count_tokens(prompt) if counter else estimate_tokens(prompt)
     if tokens > limit:
         raise prompt_too_long(tokens, limit, "messages" if prompt.is_chat else "prompt")
+    return tokens
 
 
 def _headers(runtime: Runtime, record: DecisionRecord, answer: Answer) -> dict[str, str]:
@@ -132,24 +152,30 @@ async def _complete(request: web.Request, *, chat: bool) -> web.StreamResponse:
 async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) -> web.StreamResponse:
     policy = runtime.loaded.policy
     started = time.perf_counter()
+    caller = runtime.keys.caller(_bearer(request))
     record = DecisionRecord(
         request_id=request[REQUEST_ID],
         endpoint="/v1/chat/completions" if chat else "/v1/completions",
         policy_version=runtime.loaded.version,
-        key_id=_key_id(request),
+        team=caller.team,
+        key_id=caller.key_id,
     )
     reference: str | None = None
     try:
+        tags = caller.tags | _header_tags(request)
+        record.tags = sorted(tags)
         client = parse_request(
             await _read_json(request, policy.limits.max_body_bytes), policy.limits, chat=chat
         )
         record.requested_model, record.stream = client.model, client.stream
         record.user = client.params.user
-        plan = resolve(policy, client.model)
-        if plan is None:
+        if resolve(policy, client.model) is None:
             raise not_found_model(client.model)
-        record.route, reference = plan.label, plan.reference_tier
-        await _check_prompt_size(runtime, client.prompt)
+        tokens = await _prompt_tokens(runtime, client.prompt, exact=runtime.rules_need_tokens)
+        decision = decide(policy, Facts(caller.team, tags, client.model, tokens))
+        assert decision is not None  # the model resolved above
+        plan = decision.plan
+        record.route, record.rule, reference = plan.label, decision.rule, plan.reference_tier
         answer = await runtime.cascade.run(plan, client, record)
         record.final_tier, record.final_model = answer.tier, answer.model
         record.status = "degraded" if answer.degraded else "ok"

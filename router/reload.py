@@ -20,7 +20,6 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from router.backends.registry import build_backends, close_backends
-from router.cascade import Cascade
 from router.metrics import Metrics
 from router.policy import PolicyError, load_policy
 from router.state import Runtime, RuntimeSlot
@@ -71,7 +70,7 @@ class PolicyReloader:
         """First load: an invalid policy here is fatal (PolicyError propagates)."""
         loaded = await asyncio.to_thread(load_policy, self.path)
         backends = await build_backends(loaded.policy, self._session)
-        self.slot.current = Runtime(loaded, backends, Cascade(loaded.policy, backends))
+        self.slot.current = Runtime(loaded, backends)
         self._log.info(
             "policy_loaded",
             source=loaded.source,
@@ -120,7 +119,7 @@ class PolicyReloader:
                 self._metrics.policy_reloads.labels("rejected").inc()
                 self._log.warning("policy_rejected", source=loaded.source, error=str(exc))
                 return
-            self.slot.current = Runtime(loaded, backends, Cascade(loaded.policy, backends))
+            self.slot.current = Runtime(loaded, backends)
             self._metrics.policy_reloads.labels("applied").inc()
             self._log.info(
                 "policy_loaded",

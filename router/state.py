@@ -18,6 +18,7 @@ from router.ids import RequestIds
 from router.metrics import Metrics
 from router.policy import LoadedPolicy
 from router.records import RecordSink
+from router.rules import KeyIndex, needs_prompt_tokens
 from router.settings import Settings
 
 
@@ -27,11 +28,17 @@ class Runtime:
 
     loaded: LoadedPolicy
     backends: dict[str, Backend | None]
-    cascade: Cascade
+    cascade: Cascade = field(init=False)
+    keys: KeyIndex = field(init=False)
+    rules_need_tokens: bool = field(init=False)
     active: int = 0  # requests running on this runtime
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
+        policy = self.loaded.policy
+        self.cascade = Cascade(policy, self.backends)
+        self.keys = KeyIndex(policy)
+        self.rules_need_tokens = needs_prompt_tokens(policy)
         self.idle.set()
 
     @contextlib.contextmanager

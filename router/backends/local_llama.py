@@ -27,10 +27,10 @@ from router.backends.base import (
     BackendError,
     Completion,
     GenerationParams,
-    Message,
     Prompt,
     StreamEvent,
 )
+from router.backends.prompt_tokens import PromptTokenizer
 from router.backends.sampling import Sampler
 from router.backends.stops import StopMatcher
 from router.policy.model import LlamaCppTier
@@ -87,9 +87,9 @@ class LocalLlamaBackend:
         for slot in slots:
             self._free.put_nowait(slot)
         self._waiting = 0
-        self._tokenizer = slots[0].llama
-        self._vocab = llama_cpp.llama_model_get_vocab(self._tokenizer.model)
-        self._n_vocab = self._tokenizer.n_vocab()
+        self.tokenizer = PromptTokenizer(slots[0].llama, spec.chat_format)
+        self._vocab = llama_cpp.llama_model_get_vocab(slots[0].llama.model)
+        self._n_vocab = slots[0].llama.n_vocab()
 
     @classmethod
     async def load(cls, name: str, spec: LlamaCppTier) -> LocalLlamaBackend:
@@ -151,43 +151,9 @@ class LocalLlamaBackend:
 
     # -- prompts -------------------------------------------------------------------------
 
-    def _tokens(self, llama: Any, text: str, *, special: bool) -> list[int]:
-        return list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=special))
-
-    def prompt_tokens(self, prompt: Prompt, llama: Any | None = None) -> list[int]:
-        """Tokens of the prompt as the model will see it (chat template applied).
-
-        With `chatml`, message text is tokenized with special tokens off, so a user cannot
-        inject `<|im_start|>` into the conversation structure.
-        """
-        llama = llama or self._tokenizer
-        if prompt.text is not None:
-            add_bos = llama.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
-            return list(llama.tokenize(prompt.text.encode("utf-8"), add_bos=add_bos))
-        if self.spec.chat_format == "gguf":
-            return self._tokens(llama, self._gguf_template(llama, prompt.messages), special=True)
-        tokens: list[int] = []
-        for message in prompt.messages:
-            role = "system" if message.role == "developer" else message.role
-            tokens += self._tokens(llama, f"<|im_start|>{role}\n", special=True)
-            tokens += self._tokens(llama, message.content, special=False)
-            tokens += self._tokens(llama, "<|im_end|>\n", special=True)
-        return tokens + self._tokens(llama, "<|im_start|>assistant\n", special=True)
-
-    @staticmethod
-    def _gguf_template(llama: Any, messages: tuple[Message, ...]) -> str:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        template = llama.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise BackendError("error", "the GGUF has no chat template; use chat_format: chatml")
-        special = {
-            "eos_token": llama.detokenize([llama.token_eos()], special=True).decode(),
-            "bos_token": llama.detokenize([llama.token_bos()], special=True).decode(),
-        }
-        formatter = Jinja2ChatFormatter(template=template, **special)
-        chat: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
-        return str(formatter(messages=chat).prompt)
+    def prompt_tokens(self, prompt: Prompt) -> list[int]:
+        """Tokens of the prompt as the model will see it (chat template applied)."""
+        return self.tokenizer.tokens(prompt)
 
     async def count_tokens(self, prompt: Prompt) -> int:
         """Prompt tokens, tokenized off the event loop when the prompt is large."""
@@ -206,7 +172,7 @@ class LocalLlamaBackend:
         emit: Callable[[str], None] | None,
     ) -> _Generation:
         result = _Generation()
-        tokens = self.prompt_tokens(prompt, llama)
+        tokens = PromptTokenizer(llama, self.spec.chat_format).tokens(prompt)
         result.prompt_tokens = len(tokens)
         room = self.spec.n_ctx - len(tokens)
         if room <= 0:

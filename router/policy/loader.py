@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from router.policy.model import Policy
+from router.policy.model import DEFAULT_TEAM, Policy
 from router.policy.source import DocPath, SourceError, locate, read_yaml
 
 MAX_POLICY_BYTES = 1_048_576
@@ -108,6 +108,63 @@ def reference_errors(document: Mapping[str, Any]) -> list[Problem]:
     default = document.get("default_route")
     if default is not None and default not in routes:
         errors.append(Problem(("default_route",), _unknown("route", default, routes)))
+    return (
+        errors
+        + _team_errors(_mapping(document.get("teams")))
+        + _rule_errors(document.get("rules"), tiers, routes, _mapping(document.get("teams")))
+    )
+
+
+def _team_errors(teams: dict[str, Any]) -> list[Problem]:
+    errors: list[Problem] = []
+    owners: dict[str, str] = {}
+    for team_name, team in teams.items():
+        keys = _mapping(team).get("keys")
+        for index, key in enumerate(keys if isinstance(keys, list) else []):
+            digest = _mapping(key).get("sha256")
+            if not isinstance(digest, str):
+                continue
+            if digest in owners:
+                errors.append(
+                    Problem(
+                        ("teams", team_name, "keys", index, "sha256"),
+                        f"key already belongs to team '{owners[digest]}'",
+                    )
+                )
+            owners.setdefault(digest, team_name)
+    return errors
+
+
+def _rule_errors(
+    rules: object, tiers: dict[str, Any], routes: dict[str, Any], teams: dict[str, Any]
+) -> list[Problem]:
+    errors: list[Problem] = []
+    names: set[str] = set()
+    known_teams = [*teams, DEFAULT_TEAM]
+    for index, raw in enumerate(rules if isinstance(rules, list) else []):
+        rule = _mapping(raw)
+        at: DocPath = ("rules", index)
+        if isinstance(name := rule.get("name"), str):
+            if name in names:
+                errors.append(Problem((*at, "name"), f"another rule is already named '{name}'"))
+            names.add(name)
+        if (route := rule.get("route")) is not None and route not in routes:
+            errors.append(Problem((*at, "route"), _unknown("route", route, routes)))
+        match = _mapping(rule.get("match"))
+        for field_name, known, kind in (
+            ("teams", known_teams, "team"),
+            ("models", list(routes), "route"),
+        ):
+            values = match.get(field_name)
+            for position, value in enumerate(values if isinstance(values, list) else []):
+                if value not in known:
+                    path = (*at, "match", field_name, position)
+                    errors.append(Problem(path, _unknown(kind, value, known)))
+        overrides = _mapping(_mapping(rule.get("overrides")).get("acceptance"))
+        for tier in overrides:
+            if tier not in tiers:
+                path = (*at, "overrides", "acceptance", tier, "<key>")
+                errors.append(Problem(path, _unknown("tier", tier, tiers)))
     return errors
 
 

@@ -130,8 +130,70 @@ class LimitsSpec(_Strict):
         return self
 
 
-class RecordsSpec(_Strict):
-    path: str | None = Field(None, description="JSONL file for decision records.")
+DEFAULT_TEAM = "default"  # the team of a request whose key no team lists
+
+
+class KeySpec(_Strict):
+    """An API key of a team, by its SHA-256 (the key itself never appears in a policy).
+
+    `printf %s "$KEY" | sha256sum` gives the hash.
+    """
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    tags: list[str] = Field(default_factory=list)
+    description: str = ""
+
+
+class TeamSpec(_Strict):
+    description: str = ""
+    keys: list[KeySpec] = Field(default_factory=list)
+
+
+class TokenRange(_Strict):
+    min: int = Field(0, ge=0)
+    max: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TokenRange:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+    def contains(self, value: int) -> bool:
+        return self.min <= value and (self.max is None or value <= self.max)
+
+
+class MatchSpec(_Strict):
+    """All given conditions must hold; a list matches when any of its items does."""
+
+    teams: list[str] | None = None
+    tags: list[str] | None = Field(
+        None, description="Any of the key's tags or the request's x-cascade-tags header."
+    )
+    models: list[str] | None = Field(None, description="The route the client asked for.")
+    prompt_tokens: TokenRange | None = None
+
+
+class OverridesSpec(_Strict):
+    acceptance: dict[str, AcceptanceSpec] = Field(
+        default_factory=dict, description="Tier name -> acceptance to use instead."
+    )
+
+
+class RuleSpec(_Strict):
+    """When `match` holds, serve with `route` and/or `overrides`; the first match wins."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    description: str = ""
+    match: MatchSpec = MatchSpec()
+    route: str | None = None
+    overrides: OverridesSpec = OverridesSpec()
+
+    @model_validator(mode="after")
+    def _does_something(self) -> RuleSpec:
+        if self.route is None and not self.overrides.acceptance:
+            raise ValueError("a rule needs a route or overrides")
+        return self
 
 
 class Policy(_Strict):
@@ -141,3 +203,5 @@ class Policy(_Strict):
     tiers: dict[str, TierSpec] = Field(min_length=1)
     routes: dict[str, RouteSpec] = Field(min_length=1)
     default_route: str | None = None
+    teams: dict[str, TeamSpec] = Field(default_factory=dict)
+    rules: list[RuleSpec] = Field(default_factory=list)

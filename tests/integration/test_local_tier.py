@@ -12,6 +12,7 @@ import pytest
 
 from router.backends.base import BackendError, GenerationParams, Message, Prompt
 from router.backends.local_llama import LocalLlamaBackend
+from router.backends.prompt_tokens import PromptTokenizer
 from router.policy import LlamaCppTier
 
 
@@ -53,7 +54,7 @@ async def test_logprobs_match_llama_cpp_full_logits(
     ours = await backend.complete(prompt, GenerationParams(max_tokens=12, temperature=0))
     reference = llama_cpp.Llama(str(gguf_path), n_ctx=512, logits_all=True, verbose=False)
     try:
-        tokens = backend.prompt_tokens(prompt, reference)
+        tokens = PromptTokenizer(reference, "chatml").tokens(prompt)
         out = reference.create_completion(tokens, max_tokens=12, temperature=0, logprobs=1)
         expected = out["choices"][0]["logprobs"]["token_logprobs"]
         assert out["choices"][0]["text"].startswith(ours.text[:10])

@@ -1,0 +1,69 @@
+"""A prompt as the model sees it: chat template applied, tokenized.
+
+Used by the local tier to generate, by the server to enforce `limits.max_prompt_tokens` and
+match rules on prompt size, and by `cascade policy explain` (from the GGUF's vocabulary
+alone), so all three count the same tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from router.backends.base import BackendError, Message, Prompt
+
+
+class PromptTokenizer:
+    """Tokens of a prompt for one llama.cpp model and chat format."""
+
+    def __init__(self, llama: Any, chat_format: Literal["chatml", "gguf"]) -> None:
+        self._llama = llama
+        self._chat_format = chat_format
+
+    @classmethod
+    def from_gguf(cls, path: Path, chat_format: Literal["chatml", "gguf"]) -> PromptTokenizer:
+        """Vocabulary only: no weights are loaded."""
+        import llama_cpp
+
+        return cls(llama_cpp.Llama(str(path), vocab_only=True, verbose=False), chat_format)
+
+    def _tokens(self, text: str, *, special: bool) -> list[int]:
+        return list(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=special))
+
+    def tokens(self, prompt: Prompt) -> list[int]:
+        """With `chatml`, message text is tokenized with special tokens off, so a user cannot
+        inject `<|im_start|>` into the conversation structure."""
+        llama = self._llama
+        if prompt.text is not None:
+            add_bos = llama.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
+            return list(llama.tokenize(prompt.text.encode("utf-8"), add_bos=add_bos))
+        if self._chat_format == "gguf":
+            return self._tokens(self._gguf_template(prompt.messages), special=True)
+        tokens: list[int] = []
+        for message in prompt.messages:
+            role = "system" if message.role == "developer" else message.role
+            tokens += self._tokens(f"<|im_start|>{role}\n", special=True)
+            tokens += self._tokens(message.content, special=False)
+            tokens += self._tokens("<|im_end|>\n", special=True)
+        return tokens + self._tokens("<|im_start|>assistant\n", special=True)
+
+    def _gguf_template(self, messages: tuple[Message, ...]) -> str:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llama = self._llama
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise BackendError("error", "the GGUF has no chat template; use chat_format: chatml")
+        special = {
+            "eos_token": llama.detokenize([llama.token_eos()], special=True).decode(),
+            "bos_token": llama.detokenize([llama.token_bos()], special=True).decode(),
+        }
+        formatter = Jinja2ChatFormatter(template=template, **special)
+        chat: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
+        return str(formatter(messages=chat).prompt)
+
+
+def estimate_tokens(prompt: Prompt) -> int:
+    """Without a local tokenizer: ~4 UTF-8 bytes per token."""
+    texts = [prompt.text] if prompt.text is not None else [m.content for m in prompt.messages]
+    return (sum(len(t.encode()) for t in texts) + 3) // 4

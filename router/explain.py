@@ -1,0 +1,104 @@
+"""`cascade policy explain`: what a policy would do with a prompt, without calling a model.
+
+It decides with the server's own code (router.rules.decide) and counts tokens with the
+local tier's own tokenizer (vocabulary only), so what it prints is what serving records.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from router.backends.base import Message, Prompt
+from router.backends.local_llama import bundled_model_path
+from router.backends.prompt_tokens import PromptTokenizer, estimate_tokens
+from router.policy import LlamaCppTier, LoadedPolicy
+from router.policy.model import DEFAULT_TEAM
+from router.rules import Facts, decide, needs_prompt_tokens
+
+
+def _count(loaded: LoadedPolicy, prompt: Prompt) -> tuple[int, str]:
+    for name, spec in loaded.policy.tiers.items():
+        if isinstance(spec, LlamaCppTier):
+            path = Path(spec.model_path) if spec.model_path else bundled_model_path()
+            return len(PromptTokenizer.from_gguf(path, spec.chat_format).tokens(prompt)), (
+                f"tokenizer of tier '{name}'"
+            )
+    return estimate_tokens(prompt), "estimate (4 bytes per token)"
+
+
+def explain(
+    loaded: LoadedPolicy,
+    text: str,
+    *,
+    model: str | None = None,
+    team: str = DEFAULT_TEAM,
+    tags: frozenset[str] = frozenset(),
+    max_tokens: int | None = None,
+) -> dict[str, Any]:
+    """The decision for one single-message chat request, as a JSON-ready dict."""
+    policy = loaded.policy
+    requested = model or policy.default_route or next(iter(policy.routes))
+    prompt = Prompt(messages=(Message("user", text),))
+    tokens, method = _count(loaded, prompt)
+    decision = decide(
+        policy, Facts(team, tags, requested, tokens if needs_prompt_tokens(policy) else None)
+    )
+    if decision is None:
+        raise ValueError(f"model '{requested}' is neither a route nor a tier of this policy")
+    output = max_tokens or policy.limits.default_max_tokens
+    plan, costs = [], []
+    for step in decision.plan.steps:
+        spec = policy.tiers[step.tier]
+        plan.append(
+            {
+                "tier": step.tier,
+                "type": spec.type,
+                "model": spec.model_name if isinstance(spec, LlamaCppTier) else spec.model,
+                "acceptance": None if step.acceptance is None else step.acceptance.model_dump(),
+            }
+        )
+        costs.append((spec.price.cost(tokens, 1), spec.price.cost(tokens, output)))
+    return {
+        "policy": loaded.version,
+        "model": requested,
+        "team": team,
+        "tags": sorted(tags),
+        "prompt_tokens": tokens,
+        "prompt_tokens_counted_by": method,
+        "rule": decision.rule,
+        "route": decision.plan.label,
+        "classifier": None,  # no classifier is configured in policies yet
+        "plan": plan,
+        "reference_tier": decision.plan.reference_tier,
+        "max_tokens": output,
+        # cheapest: the first step answers with one token; dearest: every step runs and
+        # writes max_tokens.
+        "cost_usd": {"min": round(costs[0][0], 10), "max": round(sum(c[1] for c in costs), 10)},
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [
+        f"policy      {result['policy']}",
+        f"request     model={result['model']} team={result['team']} "
+        f"tags={','.join(result['tags']) or '-'}",
+        f"prompt      {result['prompt_tokens']} tokens ({result['prompt_tokens_counted_by']})",
+        f"rule        {result['rule'] or '(none matched)'}",
+        f"route       {result['route']}",
+        "classifier  (none configured)",
+        "plan",
+    ]
+    for index, step in enumerate(result["plan"]):
+        acceptance = step["acceptance"]
+        keep = (
+            f"keep if {acceptance['method']} >= {acceptance['threshold']}, else escalate"
+            if acceptance
+            else "always kept"
+        )
+        lines.append(f"  {index}. {step['tier']} ({step['type']}: {step['model']}) — {keep}")
+    cost = result["cost_usd"]
+    lines.append(
+        f"cost        ${cost['min']:.8f} .. ${cost['max']:.8f} (max_tokens {result['max_tokens']})"
+    )
+    return "\n".join(lines)

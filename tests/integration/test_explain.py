@@ -1,0 +1,145 @@
+"""`cascade policy explain` prints what `cascade serve` then records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import Cascade, StartCascade
+from tests.processes import ServerProcess
+
+KEYS = {"research": "sk-research-test", "support": "sk-support-test"}
+LONG = "Summarise the history of the printing press in Europe. " * 12
+
+
+def policy(upstream: str) -> str:
+    digest = {team: hashlib.sha256(key.encode()).hexdigest() for team, key in KEYS.items()}
+    return f"""
+version: 1
+default_route: auto
+tiers:
+  small: {{type: llama_cpp, price: {{input_per_1m: 0.01, output_per_1m: 0.02}}}}
+  large: {{type: openai, api_base: "{upstream}/v1", model: fake,
+          price: {{input_per_1m: 1.0, output_per_1m: 2.0}}}}
+routes:
+  auto:
+    cascade:
+      - {{tier: small, acceptance: {{method: mean_prob, threshold: 0.5}}}}
+      - {{tier: large}}
+  large-only:
+    cascade: [{{tier: large}}]
+teams:
+  research: {{keys: [{{sha256: {digest["research"]}, tags: [notebook]}}]}}
+  support: {{keys: [{{sha256: {digest["support"]}}}]}}
+rules:
+  - {{name: critical, match: {{tags: [critical]}}, route: large-only}}
+  - {{name: long-prompts, match: {{prompt_tokens: {{min: 100}}}}, route: large-only}}
+  - {{name: research-notebooks, match: {{teams: [research], tags: [notebook]}},
+     overrides: {{acceptance: {{small: {{method: min_prob, threshold: 0.2}}}}}}}}
+  - {{name: support-lenient, match: {{teams: [support]}},
+     overrides: {{acceptance: {{small: {{method: mean_prob, threshold: 0.3}}}}}}}}
+"""
+
+
+CASES = [
+    # (team, tags header, model, prompt)
+    ("default", "", "auto", "What is the capital of France?"),
+    ("support", "", "auto", "How do I reset my password?"),
+    ("research", "", "auto", "Name a prime number."),
+    ("research", "critical", "auto", "Name a prime number."),
+    ("default", "", "auto", LONG),
+    ("support", "", "large-only", "Hello"),
+    ("default", "critical", "small", "Hello"),  # a tier by name: rules do not apply
+]
+
+
+@pytest.fixture(scope="module")
+def served(
+    start_cascade: StartCascade,
+    tmp_path_factory: pytest.TempPathFactory,
+    start_fake_upstream: Callable[..., ServerProcess],
+) -> tuple[Cascade, Path]:
+    text = policy(start_fake_upstream().url)
+    path = tmp_path_factory.mktemp("explain") / "policy.yaml"
+    path.write_text(text)
+    return start_cascade(text), path
+
+
+def explain(path: Path, team: str, tags: str, model: str, prompt: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "router",
+            "policy",
+            "explain",
+            "--policy",
+            str(path),
+            "--team",
+            team,
+            "--tags",
+            tags,
+            "--model",
+            model,
+            "--prompt",
+            prompt,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return dict(json.loads(result.stdout))
+
+
+@pytest.mark.parametrize(("team", "tags", "model", "prompt"), CASES)
+def test_explain_and_serve_agree(
+    served: tuple[Cascade, Path], team: str, tags: str, model: str, prompt: str
+) -> None:
+    cascade, path = served
+    # explain's --tags are all the request's tags: its key's and its header's
+    key_tags = ["notebook"] if team == "research" else []
+    told = explain(path, team, ",".join([*key_tags, tags] if tags else key_tags), model, prompt)
+    headers = {"x-cascade-tags": tags} if tags else {}
+    if team != "default":
+        headers["Authorization"] = f"Bearer {KEYS[team]}"
+    response = requests.post(
+        f"{cascade.url}/v1/chat/completions",
+        headers=headers,
+        timeout=60,
+        json={"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": prompt}]},
+    )
+    assert response.status_code == 200, response.text
+    record = cascade.record(response.headers["x-request-id"])
+    assert record["team"] == team
+    assert (record["rule"], record["route"]) == (told["rule"], told["route"])
+    first_attempt, first_step = record["attempts"][0], told["plan"][0]
+    assert first_attempt["tier"] == first_step["tier"]
+    if first_step["acceptance"] is not None:
+        assert first_attempt["confidence"]["method"] == first_step["acceptance"]["method"]
+        assert first_attempt["confidence"]["threshold"] == first_step["acceptance"]["threshold"]
+    planned = [step["tier"] for step in told["plan"]]
+    assert [a["tier"] for a in record["attempts"]] == planned[: len(record["attempts"])]
+    if first_attempt["tier"] == "small":
+        assert first_attempt["prompt_tokens"] == told["prompt_tokens"]
+
+
+def test_bad_tags_header_is_400(served: tuple[Cascade, Path]) -> None:
+    cascade, _ = served
+    response = requests.post(
+        f"{cascade.url}/v1/chat/completions",
+        timeout=60,
+        headers={"x-cascade-tags": "ok, not ok!"},
+        json={"model": "auto", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "x-cascade-tags"
