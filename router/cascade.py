@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from router.backends.base import Backend, BackendError, Completion, StreamEvent
 from router.confidence import Confidence, score
@@ -33,16 +34,32 @@ class Plan:
     route: str | None
     steps: tuple[Step, ...]
     reference_tier: str
+    fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    stream: Literal["verify", "live"] = "verify"
 
     @property
     def label(self) -> str:
         return self.route or self.steps[0].tier
 
+    def candidates(self, tier: str) -> list[str]:
+        """`tier`, then its fallbacks depth-first, each tier once (policies have no cycles)."""
+        order: list[str] = []
+
+        def visit(name: str) -> None:
+            if name not in order:
+                order.append(name)
+                for fallback in self.fallbacks.get(name, ()):
+                    visit(fallback)
+
+        visit(tier)
+        return order
+
 
 def resolve(policy: Policy, model: str) -> Plan | None:
     if (route := policy.routes.get(model)) is not None:
         steps = tuple(Step(s.tier, s.acceptance) for s in route.cascade)
-        return Plan(model, steps, route.reference)
+        fallbacks = {tier: tuple(targets) for tier, targets in route.fallbacks.items()}
+        return Plan(model, steps, route.reference, fallbacks, route.stream)
     if model in policy.tiers:
         return Plan(None, (Step(model, None),), model)
     return None
@@ -114,60 +131,28 @@ class Cascade:
         return None
 
     async def run(self, plan: Plan, request: ClientRequest, record: DecisionRecord) -> Answer:
-        """Find the answer to serve. With `request.stream`, the final step is opened as a
-        live stream (its first event already received, so failures can still fall back)."""
+        """Find the answer to serve.
+
+        Each step is tried on its tier, then (if that fails) on the tier's fallbacks in
+        order; the first that answers stands for the step and is judged by its acceptance.
+        With `request.stream`, a step whose answer is always kept is opened as a live stream
+        (its first event already received, so a failure can still fall back)."""
         errors: list[BackendError] = []
         best: tuple[float, int, Completion] | None = None  # (confidence, attempt index, answer)
+        live_first = request.stream and plan.stream == "live"
         for index, step in enumerate(plan.steps):
-            last = index == len(plan.steps) - 1
-            started = time.perf_counter()
-            backend = self._backend(step.tier, record, started)
-            if backend is None:
-                errors.append(BackendError("unavailable", f"tier '{step.tier}' is not configured"))
-                continue
-            kind = self._policy.tiers[step.tier].type
-            if request.stream and (last or step.acceptance is None):
-                try:
-                    events = await self._open_live(step.tier, backend, request, record, started)
-                except BackendError as exc:
-                    self._record_error(record, step.tier, backend, started, exc)
-                    errors.append(exc)
-                    continue
-                return Answer(
-                    step.tier, backend.model, len(record.attempts) - 1, False, events=events
+            last = index == len(plan.steps) - 1 or live_first
+            for tier in plan.candidates(step.tier):
+                result = await self._attempt(
+                    tier, step, last=last, request=request, record=record, errors=errors
                 )
-            try:
-                completion = await backend.complete(request.prompt, request.params)
-            except BackendError as exc:
-                self._record_error(record, step.tier, backend, started, exc)
-                errors.append(exc)
-                continue
-            confidence = self._judge(step, completion, last)
-            keep = (
-                last or step.acceptance is None or (confidence is not None and confidence.accepted)
-            )
-            record.add_attempt(
-                step.tier,
-                kind,
-                completion.model,
-                started,
-                ttft_ms=completion.ttft_ms,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                confidence=None if confidence is None else confidence.as_record(),
-                outcome="accepted" if keep else "escalated",
-            )
-            if keep:
-                return Answer(
-                    step.tier,
-                    completion.model,
-                    len(record.attempts) - 1,
-                    False,
-                    completion=completion,
-                )
-            value = confidence.value if confidence is not None else 0.0
-            if best is None or value > best[0]:
-                best = (value, len(record.attempts) - 1, completion)
+                if isinstance(result, Answer):
+                    return result
+                if result is not None:  # answered, but not confidently: next step
+                    value, completion = result
+                    if best is None or value > best[0]:
+                        best = (value, len(record.attempts) - 1, completion)
+                    break
         if best is None:
             raise _failure(errors, passthrough=plan.route is None)
         _, attempt_index, completion = best
@@ -176,6 +161,52 @@ class Cascade:
         return Answer(
             attempt.tier, completion.model, len(record.attempts) - 1, True, completion=completion
         )
+
+    async def _attempt(
+        self,
+        tier: str,
+        step: Step,
+        *,
+        last: bool,
+        request: ClientRequest,
+        record: DecisionRecord,
+        errors: list[BackendError],
+    ) -> Answer | tuple[float, Completion] | None:
+        """One tier's try at a step: the Answer to serve, a rejected answer with its
+        confidence, or None when the tier failed (recorded in `errors`)."""
+        started = time.perf_counter()
+        backend = self._backend(tier, record, started)
+        if backend is None:
+            errors.append(BackendError("unavailable", f"tier '{tier}' is not configured"))
+            return None
+        keep_always = last or step.acceptance is None
+        try:
+            if request.stream and keep_always:
+                events = await self._open_live(tier, backend, request, record, started)
+                return Answer(tier, backend.model, len(record.attempts) - 1, False, events=events)
+            completion = await backend.complete(request.prompt, request.params)
+        except BackendError as exc:
+            self._record_error(record, tier, backend, started, exc)
+            errors.append(exc)
+            return None
+        confidence = self._judge(step, completion, keep_always)
+        keep = keep_always or (confidence is not None and confidence.accepted)
+        record.add_attempt(
+            tier,
+            self._policy.tiers[tier].type,
+            completion.model,
+            started,
+            ttft_ms=completion.ttft_ms,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            confidence=None if confidence is None else confidence.as_record(),
+            outcome="accepted" if keep else "escalated",
+        )
+        if keep:
+            return Answer(
+                tier, completion.model, len(record.attempts) - 1, False, completion=completion
+            )
+        return (confidence.value if confidence is not None else 0.0), completion
 
     async def _open_live(
         self,

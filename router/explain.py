@@ -56,6 +56,7 @@ def explain(
                 "type": spec.type,
                 "model": spec.model_name if isinstance(spec, LlamaCppTier) else spec.model,
                 "acceptance": None if step.acceptance is None else step.acceptance.model_dump(),
+                "fallbacks": decision.plan.candidates(step.tier)[1:],
             }
         )
         costs.append((spec.price.cost(tokens, 1), spec.price.cost(tokens, output)))
@@ -71,6 +72,7 @@ def explain(
         "classifier": None,  # no classifier is configured in policies yet
         "plan": plan,
         "reference_tier": decision.plan.reference_tier,
+        "stream": decision.plan.stream,
         "max_tokens": output,
         # cheapest: the first step answers with one token; dearest: every step runs and
         # writes max_tokens.
@@ -96,7 +98,11 @@ def render(result: dict[str, Any]) -> str:
             if acceptance
             else "always kept"
         )
-        lines.append(f"  {index}. {step['tier']} ({step['type']}: {step['model']}) — {keep}")
+        fallbacks = f"; on error: {', '.join(step['fallbacks'])}" if step["fallbacks"] else ""
+        lines.append(
+            f"  {index}. {step['tier']} ({step['type']}: {step['model']}) — {keep}{fallbacks}"
+        )
+    lines.append(f"streaming   {result['stream']}")
     cost = result["cost_usd"]
     lines.append(
         f"cost        ${cost['min']:.8f} .. ${cost['max']:.8f} (max_tokens {result['max_tokens']})"

@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from router.policy.model import DEFAULT_TEAM, Policy
+from router.policy.model import DEFAULT_TEAM, LlamaCppTier, Policy
+from router.policy.prices import litellm_price, load_price_map
 from router.policy.source import DocPath, SourceError, locate, read_yaml
 
 MAX_POLICY_BYTES = 1_048_576
@@ -98,6 +99,7 @@ def reference_errors(document: Mapping[str, Any]) -> list[Problem]:
             if isinstance(tier, str) and tier not in tiers:
                 path: DocPath = ("routes", route_name, "cascade", index, "tier")
                 errors.append(Problem(path, _unknown("tier", tier, tiers)))
+        errors += _fallback_errors(route_name, _mapping(route.get("fallbacks")), tiers)
         reference = route.get("reference_tier")
         if reference is not None and reference not in tiers:
             errors.append(
@@ -113,6 +115,35 @@ def reference_errors(document: Mapping[str, Any]) -> list[Problem]:
         + _team_errors(_mapping(document.get("teams")))
         + _rule_errors(document.get("rules"), tiers, routes, _mapping(document.get("teams")))
     )
+
+
+def _fallback_errors(route: str, fallbacks: dict[str, Any], tiers: dict[str, Any]) -> list[Problem]:
+    errors = []
+    graph: dict[str, list[str]] = {}
+    for tier, targets in fallbacks.items():
+        at: DocPath = ("routes", route, "fallbacks", tier)
+        if tier not in tiers:
+            errors.append(Problem((*at, "<key>"), _unknown("tier", tier, tiers)))
+        listed = [t for t in targets if isinstance(t, str)] if isinstance(targets, list) else []
+        for index, target in enumerate(listed):
+            if target not in tiers:
+                errors.append(Problem((*at, index), _unknown("tier", target, tiers)))
+        graph[tier] = listed
+
+    def cycle_from(node: str, trail: list[str]) -> list[str] | None:
+        if node in trail:
+            return [*trail[trail.index(node) :], node]
+        for target in graph.get(node, []):
+            if found := cycle_from(target, [*trail, node]):
+                return found
+        return None
+
+    for tier in graph:
+        if cycle := cycle_from(tier, []):
+            path: DocPath = ("routes", route, "fallbacks", cycle[0])
+            errors.append(Problem(path, "fallback cycle: " + " -> ".join(cycle)))
+            break
+    return errors
 
 
 def _team_errors(teams: dict[str, Any]) -> list[Problem]:
@@ -236,7 +267,33 @@ def parse_policy(
         raise PolicyError.of(source, _validation_problems(exc) + problems, marks) from None
     if problems:
         raise PolicyError.of(source, problems, marks)
+    policy = _with_litellm_prices(policy, problems)
+    if problems:
+        raise PolicyError.of(source, problems, marks)
     return LoadedPolicy(policy, hashlib.sha256(text).hexdigest()[:12], source)
+
+
+def _with_litellm_prices(policy: Policy, problems: list[Problem]) -> Policy:
+    """Fill `price` of tiers with `price_from_litellm: true` from litellm's price map."""
+    wanted = {name: spec for name, spec in policy.tiers.items() if spec.price_from_litellm}
+    if not wanted:
+        return policy
+    price_map = load_price_map()
+    tiers = dict(policy.tiers)
+    for name, spec in wanted.items():
+        at: DocPath = ("tiers", name, "price_from_litellm")
+        if isinstance(spec, LlamaCppTier):
+            problems.append(Problem(at, "only remote tiers have prices in litellm's map"))
+            continue
+        if "price" in spec.model_fields_set:
+            problems.append(Problem(at, "set either `price` or `price_from_litellm`"))
+            continue
+        price = litellm_price(price_map, spec.model)
+        if price is None:
+            problems.append(Problem(at, f"model '{spec.model}' is not in litellm's price map"))
+            continue
+        tiers[name] = spec.model_copy(update={"price": price})
+    return policy.model_copy(update={"tiers": tiers})
 
 
 def load_policy(path: Path, env: Mapping[str, str] | None = None) -> LoadedPolicy:

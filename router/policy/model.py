@@ -24,6 +24,9 @@ class PriceSpec(_Strict):
 class _TierBase(_Strict):
     description: str = ""
     price: PriceSpec = PriceSpec()
+    price_from_litellm: bool = Field(
+        False, description="Take `price` from litellm's bundled model_cost map for `model`."
+    )
     max_concurrency: int = Field(64, ge=1, le=4096)
     max_queue: int = Field(256, ge=0, le=100_000)
     temperature: float | None = Field(
@@ -108,6 +111,16 @@ class CascadeStep(_Strict):
 class RouteSpec(_Strict):
     description: str = ""
     cascade: list[CascadeStep] = Field(min_length=1)
+    fallbacks: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Tier -> tiers tried in order when it fails (error, timeout, shed); a "
+        "fallback answers in its place, judged by the same acceptance.",
+    )
+    stream: Literal["verify", "live"] = Field(
+        "verify",
+        description="Streaming requests: 'verify' generates an answer that may be rejected in "
+        "full before streaming it; 'live' streams the first step live and keeps it.",
+    )
     reference_tier: str | None = Field(
         None, description="Tier used for the counterfactual cost; default the last step."
     )

@@ -138,3 +138,71 @@ def test_committed_schema_matches_the_model() -> None:
     assert committed == Policy.model_json_schema(), (
         "run: cascade policy schema > policies/schema.json"
     )
+
+
+TIERS = b"""
+tiers:
+  small: {type: llama_cpp}
+  large: {type: openai, model: m}
+  backup: {type: openai, model: n}
+"""
+
+
+@pytest.mark.parametrize(
+    ("routes", "expected"),
+    [
+        (
+            b"{cascade: [{tier: large}], fallbacks: {large: [backup], backup: [large]}}",
+            "routes.auto.fallbacks.large: fallback cycle: large -> backup -> large",
+        ),
+        (
+            b"{cascade: [{tier: large}], fallbacks: {large: [large]}}",
+            "fallback cycle: large -> large",
+        ),
+        (
+            b"{cascade: [{tier: large}], fallbacks: {large: [bakup]}}",
+            "routes.auto.fallbacks.large[0]: unknown tier 'bakup' — did you mean 'backup'?",
+        ),
+        (
+            b"{cascade: [{tier: large}], fallbacks: {larg: [backup]}}",
+            "routes.auto.fallbacks.larg: unknown tier 'larg'",
+        ),
+    ],
+)
+def test_fallbacks_are_checked(routes: bytes, expected: str) -> None:
+    errors = errors_of(TIERS + b"routes:\n  auto: " + routes + b"\n")
+    assert any(expected in e for e in errors), errors
+
+
+def test_fallback_chain_without_cycle_is_valid() -> None:
+    text = TIERS + b"routes:\n  auto: {cascade: [{tier: large}], fallbacks: {large: [backup]}}\n"
+    route = parse_policy(text, env={}).policy.routes["auto"]
+    assert route.fallbacks == {"large": ["backup"]}
+
+
+def test_prices_from_litellm_model_cost() -> None:
+    text = (
+        b"tiers:\n  large: {type: openai, model: gpt-4o-mini, price_from_litellm: true}\n"
+        b"routes:\n  auto: {cascade: [{tier: large}]}\n"
+    )
+    price = parse_policy(text, env={}).policy.tiers["large"].price
+    assert (price.input_per_1m, price.output_per_1m) == pytest.approx((0.15, 0.60))
+
+
+@pytest.mark.parametrize(
+    ("tier", "expected"),
+    [
+        (
+            b"{type: openai, model: no-such-model-9, price_from_litellm: true}",
+            "model 'no-such-model-9' is not in litellm's price map",
+        ),
+        (
+            b"{type: openai, model: gpt-4o, price_from_litellm: true, price: {input_per_1m: 1}}",
+            "set either `price` or `price_from_litellm`",
+        ),
+    ],
+)
+def test_bad_litellm_prices_are_errors(tier: bytes, expected: str) -> None:
+    text = b"tiers:\n  large: " + tier + b"\nroutes:\n  auto: {cascade: [{tier: large}]}\n"
+    errors = errors_of(text)
+    assert any(e.endswith(expected) and "tiers.large.price_from_litellm" in e for e in errors)
