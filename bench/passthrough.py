@@ -31,7 +31,7 @@ def litellm_proxy_bin() -> Path:
     return binary
 
 
-def start_servers(upstream: str) -> tuple[ServerProcess, ServerProcess]:
+def start_servers(upstream: str) -> tuple[ServerProcess, ServerProcess, ServerProcess]:
     policy = WORK / "passthrough.yaml"
     policy.write_text(
         textwrap.dedent(f"""\
@@ -42,11 +42,10 @@ def start_servers(upstream: str) -> tuple[ServerProcess, ServerProcess]:
           auto: {{cascade: [{{tier: large}}]}}
         """)
     )
-    cascade = start_cascade(
-        policy,
-        WORK / "passthrough-decisions.jsonl",
-        WORK / "cascade.log",
-        env={"CASCADE_LOG_LEVEL": "warning"},
+    # Default settings (info logging, decision records on) — what a user runs.
+    cascade = start_cascade(policy, WORK / "passthrough-decisions.jsonl", WORK / "cascade.log")
+    cascade2 = start_cascade(
+        policy, WORK / "passthrough2-decisions.jsonl", WORK / "cascade2.log", "--workers", "2"
     )
     config = WORK / "litellm.yaml"
     config.write_text(
@@ -67,7 +66,7 @@ def start_servers(upstream: str) -> tuple[ServerProcess, ServerProcess]:
         executable=str(litellm_proxy_bin()),
         timeout=180,
     )
-    return cascade, litellm
+    return cascade, cascade2, litellm
 
 
 def main() -> None:
@@ -83,10 +82,11 @@ def main() -> None:
         "/v1/models",
         WORK / "fake.log",
     )
-    cascade, litellm = start_servers(upstream.url)
+    cascade, cascade2, litellm = start_servers(upstream.url)
     targets = {
         "upstream alone": (upstream.url, "fake"),
         "cascade": (cascade.url, "large"),
+        "cascade --workers 2": (cascade2.url, "large"),
         "LiteLLM proxy 1.102.4": (litellm.url, "large"),
     }
     loaded: dict[str, WrkResult] = {}
@@ -105,7 +105,7 @@ def main() -> None:
             )
             print(name, loaded[name], single[name], flush=True)
     finally:
-        for server in (litellm, cascade, upstream):
+        for server in (litellm, cascade2, cascade, upstream):
             server.stop()
     base, ours, theirs = (
         loaded["upstream alone"],
@@ -146,8 +146,9 @@ def main() -> None:
         rows,
         notes=(
             f"wrk, {args.seconds}s per measurement, non-streamed 16-token chat, fake "
-            f"upstream (`python -m router.fake_upstream`), one process each, all on this "
-            f"machine. {summary}"
+            f"upstream (`python -m router.fake_upstream`), one process each unless named, all "
+            f"on this machine; the ratios compare one cascade process with one LiteLLM "
+            f"worker. {summary}"
         ),
     )
 
