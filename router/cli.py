@@ -115,6 +115,19 @@ def _policy_schema(_: argparse.Namespace) -> int:
     return 0
 
 
+def _classify_label(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from classifiers.label import label
+
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    count = asyncio.run(
+        label(args.policy, args.tier, datasets, limit=args.limit, out=args.out, seed=args.seed)
+    )
+    print(f"labeled {count} new items into {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cascade", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(run=_policy_explain)
     schema = policy_commands.add_parser("schema", help="print the policy JSON Schema")
     schema.set_defaults(run=_policy_schema)
+
+    classify = commands.add_parser("classify", help="label data and train routing models")
+    classify_commands = classify.add_subparsers(dest="classify_command", required=True)
+    label = classify_commands.add_parser(
+        "label", help="run a tier over graded data and store outcomes (resumable)"
+    )
+    label.add_argument("--policy", type=Path, default=Path("policies/default.yaml"))
+    label.add_argument("--tier", help="default: the policy's first llama_cpp tier")
+    label.add_argument("--datasets", default="gsm8k,svamp,arc-easy,arc-challenge,mmlu,nq")
+    label.add_argument("--limit", type=int, help="items per dataset (a seeded sample)")
+    label.add_argument("--seed", type=int, default=0)
+    label.add_argument("--out", type=Path, required=True)
+    label.set_defaults(run=_classify_label)
     return parser
 
 
