@@ -100,14 +100,7 @@ class PolicyReloader:
             try:
                 loaded = await asyncio.to_thread(load_policy, self.path)
             except PolicyError as exc:
-                self.last_rejected = Rejection(time.time(), exc.errors)
-                self._metrics.policy_reloads.labels("rejected").inc()
-                self._log.warning(
-                    "policy_rejected",
-                    source=exc.source,
-                    errors=exc.errors,
-                    active=current.loaded.version if current else None,
-                )
+                self._reject(exc.source, exc.errors, current)
                 return
             if current is not None and loaded.version == current.loaded.version:
                 return
@@ -115,9 +108,7 @@ class PolicyReloader:
             try:
                 backends = await build_backends(loaded.policy, self._session, previous)
             except Exception as exc:  # noqa: BLE001 - e.g. a GGUF that will not load
-                self.last_rejected = Rejection(time.time(), [f"cannot start tiers: {exc}"])
-                self._metrics.policy_reloads.labels("rejected").inc()
-                self._log.warning("policy_rejected", source=loaded.source, error=str(exc))
+                self._reject(loaded.source, [f"cannot start tiers: {exc}"], current)
                 return
             self.slot.current = Runtime(loaded, backends)
             self._metrics.policy_reloads.labels("applied").inc()
@@ -131,6 +122,16 @@ class PolicyReloader:
                 task = asyncio.create_task(self._retire(current, set(map(id, backends.values()))))
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
+
+    def _reject(self, source: str, errors: list[str], current: Runtime | None) -> None:
+        self.last_rejected = Rejection(time.time(), errors)
+        self._metrics.policy_reloads.labels("rejected").inc()
+        self._log.warning(
+            "policy_rejected",
+            source=source,
+            errors=errors,
+            active=current.loaded.version if current else None,
+        )
 
     async def _retire(self, old: Runtime, kept: set[int]) -> None:
         """Close the old runtime's unshared backends once its last request has finished."""

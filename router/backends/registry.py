@@ -34,11 +34,17 @@ async def build_backends(
     """One backend per tier. A tier whose name and settings are unchanged from `previous`
     keeps its backend (a reload does not reload an unchanged model)."""
     backends: dict[str, Backend | None] = {}
-    for name, spec in policy.tiers.items():
-        if previous is not None and previous[0].tiers.get(name) == spec:
-            backends[name] = previous[1][name]
-        else:
-            backends[name] = await build_backend(name, spec, session)
+    built: list[Backend | None] = []
+    try:
+        for name, spec in policy.tiers.items():
+            if previous is not None and previous[0].tiers.get(name) == spec:
+                backends[name] = previous[1][name]
+            else:
+                backends[name] = await build_backend(name, spec, session)
+                built.append(backends[name])
+    except BaseException:
+        await close_backends(built)  # a half-built policy leaks nothing
+        raise
     return backends
 
 

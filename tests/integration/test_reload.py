@@ -52,9 +52,10 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.01)
 
 
-def test_reloads_under_load(
-    tmp_path: Path, start_fake_upstream: Callable[..., ServerProcess]
-) -> None:
+def serve(
+    tmp_path: Path, start_fake_upstream: Callable[..., ServerProcess], *, poll_s: float
+) -> tuple[ServerProcess, Path, ServerProcess]:
+    """A fake upstream, a valid policy file on it, and cascade serving that file."""
     fake = start_fake_upstream()
     path = tmp_path / "policy.yaml"
     path.write_bytes(policy(fake.url, 0, valid=True))
@@ -62,8 +63,16 @@ def test_reloads_under_load(
         path,
         tmp_path / "decisions.jsonl",
         tmp_path / "server.log",
-        env={"CASCADE_POLICY_POLL_S": "60"},
-    )  # reloads come by SIGHUP
+        env={"CASCADE_POLICY_POLL_S": str(poll_s)},
+    )
+    return fake, path, server
+
+
+def test_reloads_under_load(
+    tmp_path: Path, start_fake_upstream: Callable[..., ServerProcess]
+) -> None:
+    # reloads come by SIGHUP here; the poll is made too slow to matter
+    fake, path, server = serve(tmp_path, start_fake_upstream, poll_s=60)
     failures: list[str] = []
     served = [0]
     stop = threading.Event()
@@ -127,15 +136,7 @@ def test_reloads_under_load(
 def test_reload_by_polling_and_metrics(
     tmp_path: Path, start_fake_upstream: Callable[..., ServerProcess]
 ) -> None:
-    fake = start_fake_upstream()
-    path = tmp_path / "policy.yaml"
-    path.write_bytes(policy(fake.url, 0, valid=True))
-    server = start_cascade(
-        path,
-        tmp_path / "decisions.jsonl",
-        tmp_path / "server.log",
-        env={"CASCADE_POLICY_POLL_S": "0.1"},
-    )
+    fake, path, server = serve(tmp_path, start_fake_upstream, poll_s=0.1)
     try:
         write_atomically(path, policy(fake.url, 1, valid=False))
         wait_for(lambda: admin(server)["last_rejected"] is not None, "the rejection")
@@ -152,5 +153,30 @@ def test_reload_by_polling_and_metrics(
             json={"model": "auto", "messages": [{"role": "user", "content": "Hi"}]},
         )
         assert response.headers["x-cascade-policy"] == version
+    finally:
+        server.stop()
+
+
+def test_a_policy_whose_model_will_not_load_is_rejected(
+    tmp_path: Path, start_fake_upstream: Callable[..., ServerProcess]
+) -> None:
+    fake, path, server = serve(tmp_path, start_fake_upstream, poll_s=0.1)
+    try:
+        before = admin(server)["version"]
+        text = policy(fake.url, 1, valid=True).replace(
+            b"small: {type: llama_cpp}", b"small: {type: llama_cpp, model_path: /nope.gguf}"
+        )
+        write_atomically(path, text)
+        wait_for(lambda: admin(server)["last_rejected"] is not None, "the rejection")
+        state = admin(server)
+        assert state["version"] == before
+        assert state["last_rejected"]["errors"][0].startswith("cannot start tiers")
+        response = requests.post(
+            f"{server.url}/v1/chat/completions",
+            timeout=30,
+            json={"model": "auto", "messages": [{"role": "user", "content": "Hi"}]},
+        )
+        assert response.status_code == 200
+        assert response.headers["x-cascade-policy"] == before
     finally:
         server.stop()
