@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ class Item:
 
 
 def default_root() -> Path:
+    """`CASCADE_DATA`, else `shared/data` beside the repository (as the project lays it out)."""
+    if override := os.environ.get("CASCADE_DATA"):
+        return Path(override)
     return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
