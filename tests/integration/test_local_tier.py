@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import llama_cpp
@@ -14,6 +15,13 @@ from router.backends.base import BackendError, GenerationParams, Message, Prompt
 from router.backends.local_llama import LocalLlamaBackend
 from router.backends.prompt_tokens import PromptTokenizer
 from router.policy import LlamaCppTier
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
 
 
 def chat(text: str, system: str | None = None) -> Prompt:
@@ -107,11 +115,7 @@ async def test_closing_a_stream_cancels_between_tokens(backend: LocalLlamaBacken
     assert all(event.text for event in received)
     await stream.aclose()
     # The context is released soon after: the worker stops at the next token.
-    for _ in range(200):
-        if backend.busy == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert backend.busy == 0
+    await until(lambda: backend.busy == 0)
     quick = await backend.complete(chat("What is 2 + 2?"), GenerationParams(max_tokens=24))
     assert "4" in quick.text
 
@@ -120,11 +124,9 @@ async def test_queue_limit_boundary_sheds(backend: LocalLlamaBackend) -> None:
     """max_concurrency 1, max_queue 1: one runs, one waits, the next is shed."""
     long = GenerationParams(max_tokens=120)
     running = asyncio.create_task(backend.complete(chat("Tell me a story."), long))
-    while backend.busy == 0:
-        await asyncio.sleep(0.005)
+    await until(lambda: backend.busy == 1)
     waiting = asyncio.create_task(backend.complete(chat("What is 2 + 2?"), long))
-    while backend.queue_depth == 0:
-        await asyncio.sleep(0.005)
+    await until(lambda: backend.queue_depth == 1)
     with pytest.raises(BackendError) as shed:
         await backend.complete(chat("Hi"), long)
     assert shed.value.kind == "shed"
