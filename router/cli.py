@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -60,8 +61,14 @@ def _serve(args: argparse.Namespace) -> int:
             if worker.pid is not None and worker.is_alive():
                 worker.terminate()
 
+    def reload(signum: int, _: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)  # `kill -HUP <parent>` reloads every worker
     for worker in workers:
         worker.join()
     return max((w.exitcode or 0) for w in workers)

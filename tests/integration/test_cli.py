@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -83,23 +85,40 @@ def test_sigterm_flushes_pending_records(start_cascade: StartCascade) -> None:
     assert {r["request_id"] for r in server.records()} >= set(ids)
 
 
-def test_workers_share_the_port(tmp_path: Path) -> None:
-    (tmp_path / "policy.yaml").write_text(policy_yaml(threshold=0.0))
+def test_workers_share_the_port_and_reload_on_sighup(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_yaml(threshold=0.0))
     server = start_cascade_process(
-        tmp_path / "policy.yaml",
+        policy,
         tmp_path / "decisions.jsonl",
         tmp_path / "server.log",
         "--workers",
         "2",
+        env={"CASCADE_POLICY_POLL_S": "600"},  # only SIGHUP reloads here
     )
     try:
-        prefixes = set()
-        deadline = time.monotonic() + 60
-        while len(prefixes) < 2 and time.monotonic() < deadline:
-            response = say_hi(server.url, 1)
-            assert response.status_code == 200
-            prefixes.add(response.headers["x-request-id"][:16])  # one prefix per process
+
+        def versions_by_worker() -> dict[str, str]:
+            seen: dict[str, str] = {}
+            deadline = time.monotonic() + 60
+            while len(seen) < 2 and time.monotonic() < deadline:
+                response = say_hi(server.url, 1)
+                assert response.status_code == 200
+                # the id's prefix is per process; the header says which policy answered
+                seen[response.headers["x-request-id"][:16]] = response.headers["x-cascade-policy"]
+            return seen
+
+        before = versions_by_worker()
+        assert len(before) == 2
+        assert len(set(before.values())) == 1
+        policy.write_text(policy_yaml(threshold=0.1))
+        expected = hashlib.sha256(policy.read_bytes()).hexdigest()[:12]
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while set(versions_by_worker().values()) != {expected}:
+            assert time.monotonic() < deadline, "not every worker reloaded"
+            time.sleep(0.1)
+        assert server.process.poll() is None  # the parent survived SIGHUP
     finally:
         server.stop()
-    assert len(prefixes) == 2
     assert server.process.returncode == 0
