@@ -77,7 +77,7 @@ async def _prompt_tokens(runtime: Runtime, prompt: Prompt, *, exact: bool) -> in
     included), else estimated at 4 bytes per token (as `cascade policy explain` does).
     """
     limit = runtime.loaded.policy.limits.max_prompt_tokens
-    texts = [prompt.text] if prompt.text is not None else [m.content for m in prompt.messages]
+    texts = prompt.texts
     upper = sum(len(t.encode()) for t in texts) + _TEMPLATE_TOKENS_PER_MESSAGE * len(texts) + 4
     if upper <= limit and not exact:
         return None
@@ -257,11 +257,8 @@ async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME].current
     if runtime is None:
         return web.json_response({"status": "starting"}, status=503)
-    tiers = {
-        name: ("ready" if backend is not None else "not configured")
-        for name, backend in runtime.backends.items()
-    }
-    return web.json_response({"status": "ready", "policy": runtime.loaded.version, "tiers": tiers})
+    body = {"status": "ready", "policy": runtime.loaded.version, "tiers": runtime.tier_states()}
+    return web.json_response(body)
 
 
 def _queue_depth(backend: object) -> int:

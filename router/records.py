@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import MutableMapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -107,9 +107,6 @@ class DecisionRecord:
                 reference.price.cost(served.prompt_tokens, served.completion_tokens), 10
             )
             self.saved_usd = round(self.counterfactual_cost_usd - self.cost_usd, 10)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class _Pending:

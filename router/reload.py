@@ -75,7 +75,7 @@ class PolicyReloader:
             "policy_loaded",
             source=loaded.source,
             version=loaded.version,
-            tiers={n: ("ready" if b else "not configured") for n, b in backends.items()},
+            tiers=self.slot.current.tier_states(),
         )
 
     def request_reload(self) -> None:

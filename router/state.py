@@ -53,6 +53,12 @@ class Runtime:
             if not self.active:
                 self.idle.set()
 
+    def tier_states(self) -> dict[str, str]:
+        return {
+            name: ("ready" if backend is not None else "not configured")
+            for name, backend in self.backends.items()
+        }
+
     @property
     def token_counter(self) -> LocalLlamaBackend | None:
         """The local tier's tokenizer counts prompt tokens for the gateway's limit."""

@@ -26,10 +26,13 @@ class Prompt:
     def is_chat(self) -> bool:
         return self.text is None
 
+    @property
+    def texts(self) -> list[str]:
+        """The text the model reads, without roles or template."""
+        return [self.text] if self.text is not None else [m.content for m in self.messages]
+
     def char_count(self) -> int:
-        if self.text is not None:
-            return len(self.text)
-        return sum(len(m.content) for m in self.messages)
+        return sum(len(text) for text in self.texts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,5 +65,4 @@ class PromptTokenizer:
 
 def estimate_tokens(prompt: Prompt) -> int:
     """Without a local tokenizer: ~4 UTF-8 bytes per token."""
-    texts = [prompt.text] if prompt.text is not None else [m.content for m in prompt.messages]
-    return (sum(len(t.encode()) for t in texts) + 3) // 4
+    return (sum(len(t.encode()) for t in prompt.texts) + 3) // 4
