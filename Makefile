@@ -7,7 +7,7 @@ PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
 # llama-cpp-python builds from source here (~5-10 min once; pip caches the wheel).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: run test lint typecheck pytest bench constraints clean
+.PHONY: run test lint typecheck pytest system-deps bench constraints clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cascade needs Python >= 3.11"'
@@ -32,7 +32,18 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
-pytest: $(VENV)/.dev-installed
+# Tests start their own redis-server (a free loopback port each); install it when missing.
+SYSTEM_PACKAGES := redis-server
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing (Debian packages the tests need)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "the tests need:$$missing (Debian: sudo apt-get install$$missing)" >&2; exit 1; fi; \
+	fi
+
+pytest: $(VENV)/.dev-installed system-deps
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest

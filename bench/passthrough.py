@@ -43,9 +43,9 @@ def start_servers(upstream: str) -> tuple[ServerProcess, ServerProcess, ServerPr
         """)
     )
     # Default settings (info logging, decision records on) — what a user runs.
-    cascade = start_cascade(policy, WORK / "passthrough-decisions.jsonl", WORK / "cascade.log")
+    cascade = start_cascade(policy, f"sqlite:///{WORK / 'passthrough.db'}", WORK / "cascade.log")
     cascade2 = start_cascade(
-        policy, WORK / "passthrough2-decisions.jsonl", WORK / "cascade2.log", "--workers", "2"
+        policy, f"sqlite:///{WORK / 'passthrough2.db'}", WORK / "cascade2.log", "--workers", "2"
     )
     config = WORK / "litellm.yaml"
     config.write_text(

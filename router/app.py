@@ -14,16 +14,16 @@ from structlog.typing import FilteringBoundLogger
 
 from router import handlers
 from router.ids import RequestIds
+from router.ledger import Ledger, open_sink, parse_ledger_url
 from router.logs import make_logger
 from router.metrics import Metrics
 from router.middlewares import request_context
-from router.records import RecordSink
 from router.reload import RELOADER, PolicyReloader
 from router.settings import Settings
 from router.state import (
+    LEDGER,
     LOGGER,
     METRICS,
-    RECORDS,
     REQUEST_IDS,
     RUNTIME,
     SESSION,
@@ -45,15 +45,24 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _records(app: web.Application) -> AsyncIterator[None]:
-    sink = RecordSink(app[SETTINGS].records_path)
-    app[RECORDS] = sink
-    flusher = asyncio.create_task(sink.run(), name="records-flush")
+async def _ledger(app: web.Application) -> AsyncIterator[None]:
+    """Open the sink named by CASCADE_LEDGER and its writer; at shutdown (after the last
+    request) deliver or spool everything still queued."""
+    settings = app[SETTINGS]
+    target = parse_ledger_url(settings.ledger_url, settings.redis_url)
+    ledger = Ledger(
+        open_sink(target),
+        settings.spool_folder,
+        app[LOGGER],
+        max_queue=settings.ledger_queue,
+        batch_size=settings.ledger_batch,
+    )
+    if target.scheme == "none":
+        app[LOGGER].warning("ledger_off", detail="CASCADE_LEDGER=none: records are discarded")
+    app[LEDGER] = ledger
+    ledger.start()
     yield
-    flusher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await flusher
-    sink.close()
+    await ledger.aclose()
 
 
 async def _policy(app: web.Application) -> AsyncIterator[None]:
@@ -92,7 +101,7 @@ def create_app(settings: Settings, logger: FilteringBoundLogger | None = None) -
     app[METRICS] = Metrics()
     app[RUNTIME] = RuntimeSlot()
     app[REQUEST_IDS] = RequestIds()
-    app.cleanup_ctx.extend([_http_session, _records, _policy])
+    app.cleanup_ctx.extend([_http_session, _ledger, _policy])
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/completions", handlers.completions)
     app.router.add_get("/v1/models", handlers.models)

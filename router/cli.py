@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -135,6 +136,33 @@ def _classify_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger_export(args: argparse.Namespace) -> int:
+    from router.ledger import LedgerError, open_reader, parse_ledger_url
+    from router.ledger.times import parse_time
+
+    settings = Settings.from_env(ledger_url=args.ledger)
+    try:
+        target = parse_ledger_url(settings.ledger_url, settings.redis_url)
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until) if args.until else None
+        reader = open_reader(target)
+    except (LedgerError, ValueError) as exc:
+        print(f"cascade ledger export: {exc}", file=sys.stderr)
+        return 1
+    count = 0
+    try:
+        with args.out.open("wb") if args.out else contextlib.nullcontext(sys.stdout.buffer) as out:
+            for body in reader.records(since, until):
+                out.write(body + b"\n")
+                count += 1
+    except BrokenPipeError:  # `... | head`
+        return 0
+    finally:
+        reader.close()
+    print(f"exported {count} records from {target}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cascade", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -184,6 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--seed", type=int, default=0)
     label.add_argument("--out", type=Path, required=True)
     label.set_defaults(run=_classify_label)
+
+    ledger = commands.add_parser("ledger", help="read the decision-record ledger")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    export = ledger_commands.add_parser(
+        "export", help="write records as JSONL (time order for sqlite, stored order otherwise)"
+    )
+    export.add_argument(
+        "--ledger", help="ledger URL (default: CASCADE_LEDGER, else sqlite:///var/ledger.db)"
+    )
+    export.add_argument("--since", help="from this time: ISO (2026-11-23T10:00Z) or 24h, 7d ago")
+    export.add_argument("--until", help="before this time (same forms)")
+    export.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    export.set_defaults(run=_ledger_export)
     return parser
 
 

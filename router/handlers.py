@@ -15,11 +15,12 @@ from router.backends.prompt_tokens import estimate_tokens
 from router.cascade import Answer, resolve
 from router.errors import APIError, invalid, not_found_model
 from router.records import DecisionRecord, iso_time
+from router.redact import redact
 from router.reload import RELOADER
 from router.requests import ClientRequest, parse_request, prompt_too_long
 from router.responses import ChunkWriter, completion_body
 from router.rules import Facts, decide
-from router.state import METRICS, RECORDS, REQUEST_ID, RUNTIME, Runtime
+from router.state import LEDGER, METRICS, REQUEST_ID, RUNTIME, Runtime
 
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
 _MAX_TAGS = 16
@@ -86,6 +87,16 @@ async def _prompt_tokens(runtime: Runtime, prompt: Prompt, *, exact: bool) -> in
     if tokens > limit:
         raise prompt_too_long(tokens, limit, "messages" if prompt.is_chat else "prompt")
     return tokens
+
+
+def _prompt_text(prompt: Prompt, max_chars: int) -> tuple[str, bool]:
+    """The prompt as a record keeps it (ledger.log_prompts): roles, secrets redacted, capped."""
+    if prompt.text is not None:
+        text = prompt.text
+    else:
+        text = "\n".join(f"{m.role}: {m.content}" for m in prompt.messages)
+    text = redact(text)
+    return (text[:max_chars], True) if len(text) > max_chars else (text, False)
 
 
 def _headers(runtime: Runtime, record: DecisionRecord, answer: Answer) -> dict[str, str]:
@@ -169,6 +180,10 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
         )
         record.requested_model, record.stream = client.model, client.stream
         record.user = client.params.user
+        if policy.ledger.log_prompts:
+            record.prompt, record.prompt_truncated = _prompt_text(
+                client.prompt, policy.ledger.max_prompt_chars
+            )
         if resolve(policy, client.model) is None:
             raise not_found_model(client.model)
         tokens = await _prompt_tokens(runtime, client.prompt, exact=runtime.rules_need_tokens)
@@ -193,9 +208,11 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
         exc.headers.setdefault("x-cascade-policy", runtime.loaded.version)
         raise
     finally:
+        seconds = time.perf_counter() - started
+        record.latency_ms = round(seconds * 1000, 3)
         record.finish(policy, reference)
-        request.app[RECORDS].write(record)
-        request.app[METRICS].observe(record, time.perf_counter() - started)
+        request.app[LEDGER].submit(record)
+        request.app[METRICS].observe(record, seconds)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -275,5 +292,7 @@ async def metrics(request: web.Request) -> web.Response:
             if backend is not None
         }
     return web.Response(
-        body=request.app[METRICS].render(depths), content_type="text/plain", charset="utf-8"
+        body=request.app[METRICS].render(depths, request.app[LEDGER].stats()),
+        content_type="text/plain",
+        charset="utf-8",
     )

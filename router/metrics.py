@@ -2,18 +2,54 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from router.ledger.writer import LedgerStats
 from router.records import DecisionRecord
 
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
+class _LedgerCollector(Collector):
+    """The ledger's queue, spool and delivery counts, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.stats: LedgerStats | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats
+        if stats is None:
+            return
+        yield GaugeMetricFamily(
+            "cascade_ledger_queue_depth", "Records waiting for the ledger sink", stats.queue_depth
+        )
+        yield GaugeMetricFamily(
+            "cascade_ledger_spool_bytes",
+            "Bytes of records in the local spool, waiting for the sink",
+            stats.spool_bytes,
+        )
+        yield GaugeMetricFamily(
+            "cascade_ledger_sink_up", "1 when the ledger sink takes records", int(stats.available)
+        )
+        records = CounterMetricFamily(
+            "cascade_ledger_records",
+            "Records by what became of them (lost: not even spooled; logged with their ids)",
+            labels=["result"],
+        )
+        for result in ("written", "spooled", "replayed", "lost", "corrupt"):
+            records.add_metric([result], getattr(stats, result))
+        yield records
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._ledger = _LedgerCollector()
+        self.registry.register(self._ledger)
         self.requests = Counter(
             "cascade_requests",
             "Completion requests by route, answering tier and status",
@@ -65,7 +101,10 @@ class Metrics:
             if attempt.cost_usd:
                 self.cost.labels(attempt.tier).inc(attempt.cost_usd)
 
-    def render(self, queue_depths: Mapping[str, Callable[[], int]]) -> bytes:
+    def render(
+        self, queue_depths: Mapping[str, Callable[[], int]], ledger: LedgerStats | None = None
+    ) -> bytes:
         for tier, depth in queue_depths.items():
             self.queue_depth.labels(tier).set(depth())
+        self._ledger.stats = ledger
         return generate_latest(self.registry)

@@ -1,20 +1,14 @@
-"""Decision records: one per request, every attempt in it (GUIDE §2), written as JSONL.
+"""Decision records: one per request, every attempt in it (GUIDE §2).
 
-The record is built while the request runs and finished once; sinks only serialise it.
-The durable ledger (SQLite / Redis) serialises the same dataclass.
+The record is built while the request runs and finished once; the ledger (router/ledger/)
+serialises the dataclass as it is (orjson) into whichever sink is configured.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any, Literal
-
-import orjson
-import structlog
+from typing import Any, Literal
 
 from router.policy.model import Policy
 
@@ -66,10 +60,13 @@ class DecisionRecord:
     status: Status = "ok"
     http_status: int = 200
     error: str | None = None
+    latency_ms: float = 0.0  # the whole request, as the gateway saw it
     cost_usd: float = 0.0
     counterfactual_cost_usd: float = 0.0
     saved_usd: float = 0.0
     cache_hit: bool = False
+    prompt: str | None = None  # only when the policy's ledger.log_prompts is on
+    prompt_truncated: bool = False
 
     def add_attempt(
         self, tier: str, backend: str, model: str, started: float, **values: Any
@@ -90,12 +87,21 @@ class DecisionRecord:
         return attempt
 
     def finish(self, policy: Policy, reference_tier: str | None) -> None:
-        """Price every attempt, then the counterfactual on the reference tier."""
+        """Price every attempt, then the counterfactual on the reference tier.
+
+        The counterfactual is what the served answer's prompt and completion tokens (and, for
+        a tier priced by time, its latency) would have cost on `reference_tier`.
+        """
         for attempt in self.attempts:
             spec = policy.tiers.get(attempt.tier)
             if spec is not None:
                 attempt.cost_usd = round(
-                    spec.price.cost(attempt.prompt_tokens, attempt.completion_tokens), 10
+                    spec.price.cost(
+                        attempt.prompt_tokens,
+                        attempt.completion_tokens,
+                        attempt.latency_ms / 1000,
+                    ),
+                    10,
                 )
         self.cost_usd = round(sum(a.cost_usd for a in self.attempts), 10)
         served = next(
@@ -104,65 +110,9 @@ class DecisionRecord:
         reference = policy.tiers.get(reference_tier) if reference_tier else None
         if served is not None and reference is not None:
             self.counterfactual_cost_usd = round(
-                reference.price.cost(served.prompt_tokens, served.completion_tokens), 10
+                reference.price.cost(
+                    served.prompt_tokens, served.completion_tokens, served.latency_ms / 1000
+                ),
+                10,
             )
             self.saved_usd = round(self.counterfactual_cost_usd - self.cost_usd, 10)
-
-
-class _Pending:
-    """What structlog writes to: rendered lines wait here for the next flush."""
-
-    def __init__(self) -> None:
-        self.lines: list[bytes] = []
-
-    def write(self, line: bytes) -> None:
-        self.lines.append(line)
-
-    def flush(self) -> None:
-        """structlog flushes after every line; the sink flushes in batches instead."""
-
-
-class RecordSink:
-    """Append-only JSONL file of decision records, one line each, via structlog.
-
-    Writing is off the request path: lines collect in memory and `run()` appends them to
-    the file every `flush_interval` seconds (and `close()` writes the rest), so a request
-    pays for serialising its record, not for a write and flush syscall. A crash loses at
-    most one interval of records; the durable ledger (spool + fsync) is a separate sink.
-    """
-
-    def __init__(self, path: Path, flush_interval: float = 0.02) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes] = path.open("ab")
-        self._pending = _Pending()
-        self._interval = flush_interval
-        self._log = structlog.wrap_logger(
-            structlog.BytesLogger(self._pending),  # type: ignore[arg-type]
-            processors=[self._render],
-            cache_logger_on_first_use=True,
-        )
-
-    @staticmethod
-    def _render(_: Any, __: str, event: MutableMapping[str, Any]) -> bytes:
-        # orjson serialises the dataclasses directly (no asdict copy) and escapes control
-        # characters, so a record is always exactly one line.
-        return orjson.dumps(event["record"])
-
-    def write(self, record: DecisionRecord) -> None:
-        self._log.msg("decision", record=record)
-
-    def flush(self) -> None:
-        if self._pending.lines:
-            lines, self._pending.lines = self._pending.lines, []
-            self._file.write(b"".join(lines))
-            self._file.flush()
-
-    async def run(self) -> None:
-        """Flush forever (cancelled at shutdown, after which `close()` writes the rest)."""
-        while True:
-            await asyncio.sleep(self._interval)
-            self.flush()
-
-    def close(self) -> None:
-        self.flush()
-        self._file.close()

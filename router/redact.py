@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+\S+|(?<=://)[^/@\s:]+:[^/@\s]+(?=@))")
+_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+\S+|(?<=://)[^/@\s:]*:[^/@\s]+(?=@))")
 
 
 def redact(text: str) -> str:

@@ -15,9 +15,9 @@ from router.backends.base import Backend
 from router.backends.local_llama import LocalLlamaBackend
 from router.cascade import Cascade
 from router.ids import RequestIds
+from router.ledger import Ledger
 from router.metrics import Metrics
 from router.policy import LoadedPolicy
-from router.records import RecordSink
 from router.rules import KeyIndex, needs_prompt_tokens
 from router.settings import Settings
 
@@ -75,7 +75,7 @@ class RuntimeSlot:
 SETTINGS = web.AppKey("settings", Settings)
 RUNTIME = web.AppKey("runtime", RuntimeSlot)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
-RECORDS = web.AppKey("records", RecordSink)
+LEDGER = web.AppKey("ledger", Ledger)
 METRICS = web.AppKey("metrics", Metrics)
 LOGGER = web.AppKey("logger", FilteringBoundLogger)
 REQUEST_ID = web.RequestKey("request_id", str)

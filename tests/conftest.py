@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from router.backends.local_llama import bundled_model_path
+from router.ledger import LedgerError, open_reader, parse_ledger_url
 from tests.processes import ServerProcess, free_port, start
 from tests.processes import start_cascade as start_cascade_process
 
@@ -99,19 +100,29 @@ def policy_yaml(
         """).replace("{limits}", limits_yaml or "  max_body_bytes: 1048576")
 
 
+def read_ledger(url: str) -> list[dict[str, Any]]:
+    """Every record in a ledger, read the way `cascade ledger export` reads it."""
+    try:
+        reader = open_reader(parse_ledger_url(url))
+    except LedgerError:  # not created yet
+        return []
+    try:
+        return [json.loads(body) for body in reader.records()]
+    finally:
+        reader.close()
+
+
 @dataclass
 class Cascade:
     server: ServerProcess
-    records_path: Path
+    ledger: str  # URL
 
     @property
     def url(self) -> str:
         return self.server.url
 
     def records(self) -> list[dict[str, Any]]:
-        if not self.records_path.exists():
-            return []
-        return [json.loads(line) for line in self.records_path.read_text().splitlines()]
+        return read_ledger(self.ledger)
 
     def record(self, request_id: str) -> dict[str, Any]:
         """The one record of a request (records are flushed in batches, so wait a little)."""
@@ -133,14 +144,15 @@ def start_cascade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartCas
     """Start `cascade serve` on a policy text; every server is stopped at module end."""
     started: list[ServerProcess] = []
 
-    def run(policy: str, env: dict[str, str] | None = None) -> Cascade:
+    def run(policy: str, env: dict[str, str] | None = None, ledger: str | None = None) -> Cascade:
         folder = tmp_path_factory.mktemp("cascade")
         (folder / "policy.yaml").write_text(policy)
+        ledger = ledger or f"sqlite:///{folder / 'ledger.db'}"
         server = start_cascade_process(
-            folder / "policy.yaml", folder / "decisions.jsonl", folder / "server.log", env=env
+            folder / "policy.yaml", ledger, folder / "server.log", env=env
         )
         started.append(server)
-        return Cascade(server, folder / "decisions.jsonl")
+        return Cascade(server, ledger)
 
     yield run
     for server in started:

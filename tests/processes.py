@@ -75,14 +75,18 @@ def start(
 
 
 def start_cascade(
-    policy: Path, records: Path, log_path: Path, *flags: str, env: dict[str, str] | None = None
+    policy: Path, ledger: str, log_path: Path, *flags: str, env: dict[str, str] | None = None
 ) -> ServerProcess:
-    """`cascade serve` on a free port with its decision records in `records`."""
+    """`cascade serve` on a free port writing to the `ledger` URL, spooling beside its log."""
     port = free_port()
     return start(
         ["-m", "router", "serve", "--policy", str(policy), "--port", str(port), *flags],
         port,
         "/readyz",
         log_path,
-        env={"CASCADE_RECORDS": str(records), **(env or {})},
+        env={
+            "CASCADE_LEDGER": ledger,
+            "CASCADE_LEDGER_SPOOL": str(log_path.parent / "spool"),
+            **(env or {}),
+        },
     )

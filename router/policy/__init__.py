@@ -4,6 +4,7 @@ from router.policy.loader import LoadedPolicy, PolicyError, load_policy, parse_p
 from router.policy.model import (
     AcceptanceSpec,
     CascadeStep,
+    LedgerSpec,
     LimitsSpec,
     LiteLLMTier,
     LlamaCppTier,
@@ -17,6 +18,7 @@ from router.policy.model import (
 __all__ = [
     "AcceptanceSpec",
     "CascadeStep",
+    "LedgerSpec",
     "LimitsSpec",
     "LiteLLMTier",
     "LlamaCppTier",

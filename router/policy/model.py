@@ -12,13 +12,17 @@ class _Strict(BaseModel):
 
 
 class PriceSpec(_Strict):
-    """USD per one million tokens."""
+    """USD per one million tokens, plus (for compute you pay by time) USD per second."""
 
     input_per_1m: float = Field(0.0, ge=0)
     output_per_1m: float = Field(0.0, ge=0)
+    per_second: float = Field(
+        0.0, ge=0, description="USD per second of an attempt's latency (e.g. a local GPU's cost)."
+    )
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input_per_1m + completion_tokens * self.output_per_1m) / 1e6
+    def cost(self, prompt_tokens: int, completion_tokens: int, seconds: float = 0.0) -> float:
+        tokens = prompt_tokens * self.input_per_1m + completion_tokens * self.output_per_1m
+        return tokens / 1e6 + seconds * self.per_second
 
 
 class _TierBase(_Strict):
@@ -209,10 +213,20 @@ class RuleSpec(_Strict):
         return self
 
 
+class LedgerSpec(_Strict):
+    """What decision records may hold beyond the routing facts."""
+
+    log_prompts: bool = Field(
+        False, description="Store the prompt text in each record (secrets redacted, capped)."
+    )
+    max_prompt_chars: int = Field(2000, ge=1, le=1_000_000)
+
+
 class Policy(_Strict):
     version: Literal[1] = 1
     description: str = ""
     limits: LimitsSpec = LimitsSpec()
+    ledger: LedgerSpec = LedgerSpec()
     tiers: dict[str, TierSpec] = Field(min_length=1)
     routes: dict[str, RouteSpec] = Field(min_length=1)
     default_route: str | None = None

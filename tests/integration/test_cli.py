@@ -90,7 +90,7 @@ def test_workers_share_the_port_and_reload_on_sighup(tmp_path: Path) -> None:
     policy.write_text(policy_yaml(threshold=0.0))
     server = start_cascade_process(
         policy,
-        tmp_path / "decisions.jsonl",
+        f"sqlite:///{tmp_path / 'ledger.db'}",
         tmp_path / "server.log",
         "--workers",
         "2",

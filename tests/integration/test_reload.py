@@ -61,7 +61,7 @@ def serve(
     path.write_bytes(policy(fake.url, 0, valid=True))
     server = start_cascade(
         path,
-        tmp_path / "decisions.jsonl",
+        f"jsonl:///{tmp_path / 'decisions.jsonl'}",
         tmp_path / "server.log",
         env={"CASCADE_POLICY_POLL_S": str(poll_s)},
     )

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import pytest
 
 from router.policy import parse_policy
-from router.records import DecisionRecord, RecordSink
+from router.records import DecisionRecord
 
 POLICY = parse_policy(
     b"""
@@ -51,13 +49,25 @@ def test_costs_counterfactual_and_savings_by_hand() -> None:
     assert record.saved_usd == pytest.approx(-0.0007)
 
 
-def test_sink_writes_one_escaped_line_per_record(tmp_path: Path) -> None:
-    sink = RecordSink(tmp_path / "d.jsonl")
-    record = DecisionRecord(
-        request_id="r\n2", endpoint="/v1/completions", policy_version="v", user="evil\r\nINJECTED {"
+def test_time_priced_tier_costs_its_latency() -> None:
+    policy = parse_policy(
+        b"""
+tiers:
+  gpu: {type: llama_cpp, price: {input_per_1m: 1.0, per_second: 0.002}}
+  large: {type: openai, model: m, price: {input_per_1m: 2.0, output_per_1m: 8.0}}
+routes:
+  auto: {cascade: [{tier: gpu, acceptance: {threshold: 0.5}}, {tier: large}]}
+""",
+        env={},
+    ).policy
+    record = DecisionRecord(request_id="r", endpoint="/v1/chat/completions", policy_version="v")
+    attempt = record.add_attempt(
+        "gpu", "llama_cpp", "s", time.perf_counter() - 0.25, prompt_tokens=100, completion_tokens=50
     )
-    sink.write(record)
-    sink.close()
-    lines = (tmp_path / "d.jsonl").read_text().splitlines()
-    assert len(lines) == 1
-    assert json.loads(lines[0])["user"] == "evil\r\nINJECTED {"
+    record.finish(policy, "large")
+    seconds = attempt.latency_ms / 1000
+    assert seconds >= 0.25
+    assert attempt.cost_usd == pytest.approx(100 * 1.0 / 1e6 + seconds * 0.002)
+    # the counterfactual prices the same tokens on the reference tier
+    assert record.counterfactual_cost_usd == pytest.approx((100 * 2.0 + 50 * 8.0) / 1e6)
+    assert record.saved_usd == pytest.approx(record.counterfactual_cost_usd - attempt.cost_usd)
