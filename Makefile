@@ -32,8 +32,9 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
-# Tests start their own redis-server (a free loopback port each); install it when missing.
-SYSTEM_PACKAGES := redis-server
+# Tests start their own redis-server (a free loopback port each) and headless Chromium (the
+# audit report test); install the Debian packages when missing.
+SYSTEM_PACKAGES := redis-server chromium
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -11,5 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for script in ("bench/passthrough.py", "bench/local.py", "bench/ledger.py"):
+    for script in (
+        "bench/passthrough.py",
+        "bench/local.py",
+        "bench/ledger.py",
+        "bench/audit.py",
+    ):
         subprocess.run([sys.executable, script], cwd=ROOT, env=env, check=True)

@@ -163,6 +163,46 @@ def _ledger_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from router.audit import build_report
+    from router.audit.html import render_html
+    from router.audit.text import render_csv, render_table
+    from router.ledger import LedgerError, open_reader, parse_ledger_url
+    from router.ledger.times import parse_time
+
+    settings = Settings.from_env(ledger_url=args.ledger)
+    by = [d.strip() for d in args.by.split(",") if d.strip()]
+    try:
+        target = parse_ledger_url(settings.ledger_url, settings.redis_url)
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until) if args.until else None
+        reader = open_reader(target)
+    except (LedgerError, ValueError) as exc:
+        print(f"cascade audit: {exc}", file=sys.stderr)
+        return 1
+    try:
+        report = build_report(reader, by=by, since=since, until=until, source=str(target))
+    except ValueError as exc:
+        print(f"cascade audit: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        reader.close()
+    if args.format == "json":
+        text = json.dumps(report, indent=2)
+    elif args.format == "csv":
+        text = render_csv(report)
+    elif args.format == "html":
+        text = render_html(report)
+    else:
+        text = render_table(report)
+    if args.out:
+        args.out.write_text(text)
+        print(f"wrote {args.out} ({report['totals']['requests']:,} requests)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cascade", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--until", help="before this time (same forms)")
     export.add_argument("--out", type=Path, help="file to write (default: stdout)")
     export.set_defaults(run=_ledger_export)
+
+    audit = commands.add_parser("audit", help="route-audit report from the ledger")
+    audit.add_argument(
+        "--ledger", help="ledger URL (default: CASCADE_LEDGER, else sqlite:///var/ledger.db)"
+    )
+    audit.add_argument("--since", help="from this time: ISO or a span before now (24h, 7d)")
+    audit.add_argument("--until", help="before this time (same forms)")
+    audit.add_argument(
+        "--by", default="team", help="group by any of team,route,tier,model,day (default team)"
+    )
+    audit.add_argument("--format", choices=("table", "csv", "json", "html"), default="table")
+    audit.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    audit.set_defaults(run=_audit)
     return parser
 
 

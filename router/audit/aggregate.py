@@ -1,0 +1,213 @@
+"""One pass over decision records into per-group figures, per-tier figures and a time series.
+
+Memory depends on how many groups, tiers and hours there are, not on how many records:
+every figure is a sum, a count, or a bounded histogram (sketch.py).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from router.audit.sketch import LogHistogram, UnitHistogram
+
+DIMENSIONS = ("team", "route", "tier", "model", "day")
+_ANSWERED = ("accepted", "escalated", "degraded")  # outcomes where the tier produced an answer
+
+Record = dict[str, Any]
+
+
+class Outcome:
+    """What a request's attempts add up to."""
+
+    __slots__ = (
+        "completion_tokens",
+        "escalated",
+        "first_cost",
+        "local_accepted",
+        "local_answered",
+        "prompt_tokens",
+        "shed",
+    )
+
+    def __init__(self, first_cost: float) -> None:
+        self.first_cost = first_cost  # what the request would cost if the first tier kept it
+        self.prompt_tokens = self.completion_tokens = 0
+        self.escalated = self.shed = self.local_answered = self.local_accepted = False
+
+
+class Group:
+    """Figures of one group of requests."""
+
+    __slots__ = (
+        "always_small",
+        "completion_tokens",
+        "cost",
+        "counterfactual",
+        "degraded",
+        "errors",
+        "escalated",
+        "invalid",
+        "latency",
+        "local_accepted",
+        "local_answered",
+        "prompt_tokens",
+        "requests",
+        "shed",
+    )
+
+    def __init__(self) -> None:
+        self.requests = self.prompt_tokens = self.completion_tokens = 0
+        self.cost = self.counterfactual = self.always_small = 0.0
+        self.escalated = self.local_answered = self.local_accepted = 0
+        self.degraded = self.errors = self.invalid = self.shed = 0
+        self.latency = LogHistogram()
+
+    def add(self, record: Record, outcome: Outcome) -> None:
+        status = record["status"]
+        self.requests += 1
+        self.prompt_tokens += outcome.prompt_tokens
+        self.completion_tokens += outcome.completion_tokens
+        self.cost += record["cost_usd"]
+        self.counterfactual += record["counterfactual_cost_usd"]
+        self.always_small += outcome.first_cost
+        self.escalated += outcome.escalated
+        self.shed += outcome.shed
+        self.local_answered += outcome.local_answered
+        self.local_accepted += outcome.local_accepted
+        self.degraded += status == "degraded"
+        self.errors += status == "error"
+        self.invalid += status == "invalid"
+        self.latency.add(record.get("latency_ms") or 0.0)
+
+
+class TierFigures:
+    __slots__ = (
+        "completion_tokens",
+        "confidence",
+        "cost",
+        "latency",
+        "outcomes",
+        "prompt_tokens",
+        "ttft",
+    )
+
+    def __init__(self) -> None:
+        self.outcomes: Counter[str] = Counter()
+        self.prompt_tokens = self.completion_tokens = 0
+        self.cost = 0.0
+        self.latency = LogHistogram()
+        self.ttft = LogHistogram()
+        self.confidence = UnitHistogram(10)
+
+    def add(self, attempt: Record, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+        self.prompt_tokens += attempt["prompt_tokens"]
+        self.completion_tokens += attempt["completion_tokens"]
+        self.cost += attempt["cost_usd"]
+        self.latency.add(attempt["latency_ms"])
+        if attempt.get("ttft_ms") is not None:
+            self.ttft.add(attempt["ttft_ms"])
+        confidence = attempt.get("confidence")
+        if confidence and confidence.get("value") is not None:
+            self.confidence.add(confidence["value"])
+
+
+class Bucket:
+    """One hour of the time series."""
+
+    __slots__ = (
+        "always_small",
+        "cost",
+        "cost_by_team",
+        "counterfactual",
+        "escalated",
+        "requests",
+        "tiers",
+    )
+
+    def __init__(self) -> None:
+        self.requests = self.escalated = 0
+        self.cost = self.counterfactual = self.always_small = 0.0
+        self.cost_by_team: Counter[str] = Counter()
+        self.tiers: Counter[str] = Counter()
+
+    def add(self, record: Record, outcome: Outcome) -> None:
+        self.requests += 1
+        self.escalated += outcome.escalated
+        self.cost += record["cost_usd"]
+        self.counterfactual += record["counterfactual_cost_usd"]
+        self.always_small += outcome.first_cost
+        self.cost_by_team[record.get("team") or "-"] += record["cost_usd"]
+        self.tiers[record.get("final_tier") or "-"] += 1
+
+
+class Aggregator:
+    def __init__(self, by: Sequence[str]) -> None:
+        unknown = [d for d in by if d not in DIMENSIONS]
+        if unknown:
+            raise ValueError(
+                f"--by: unknown {', '.join(unknown)} (choose from {', '.join(DIMENSIONS)})"
+            )
+        self.by = tuple(by)
+        self.total = Group()
+        self.groups: dict[tuple[str, ...], Group] = {}
+        self.tiers: dict[str, TierFigures] = {}
+        self.hours: dict[str, Bucket] = {}
+        self.scores = UnitHistogram(10)  # classifier scores
+        self.first_ts: str | None = None
+        self.last_ts: str | None = None
+
+    def _key(self, record: Record) -> tuple[str, ...]:
+        values = []
+        for dimension in self.by:
+            if dimension == "team":
+                values.append(record.get("team") or "-")
+            elif dimension == "route":
+                values.append(record.get("route") or "-")
+            elif dimension == "tier":
+                values.append(record.get("final_tier") or "-")
+            elif dimension == "model":
+                values.append(record.get("final_model") or "-")
+            else:
+                values.append(record["ts"][:10])
+        return tuple(values)
+
+    def add(self, record: Record) -> None:
+        ts: str = record["ts"]
+        if self.first_ts is None or ts < self.first_ts:
+            self.first_ts = ts
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+        outcome = self._attempts(record["attempts"])
+        key = self._key(record)
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = Group()
+        self.total.add(record, outcome)
+        group.add(record, outcome)
+        hour = self.hours.get(ts[:13])
+        if hour is None:
+            hour = self.hours[ts[:13]] = Bucket()
+        hour.add(record, outcome)
+        classifier = record.get("classifier")
+        if classifier and classifier.get("score") is not None:
+            self.scores.add(classifier["score"])
+
+    def _attempts(self, attempts: list[Record]) -> Outcome:
+        outcome = Outcome(first_cost=attempts[0]["cost_usd"] if attempts else 0.0)
+        for attempt in attempts:
+            result = attempt["outcome"]
+            outcome.prompt_tokens += attempt["prompt_tokens"]
+            outcome.completion_tokens += attempt["completion_tokens"]
+            outcome.escalated = outcome.escalated or result == "escalated"
+            outcome.shed = outcome.shed or result == "shed"
+            if attempt["backend"] == "llama_cpp" and result in _ANSWERED:
+                outcome.local_answered = True
+                outcome.local_accepted = outcome.local_accepted or result == "accepted"
+            figures = self.tiers.get(attempt["tier"])
+            if figures is None:
+                figures = self.tiers[attempt["tier"]] = TierFigures()
+            figures.add(attempt, result)
+        return outcome

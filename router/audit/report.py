@@ -1,0 +1,151 @@
+"""The report as data (what `--format json` prints and every other format renders)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from router.audit.aggregate import Aggregator, Group
+from router.audit.sketch import UnitHistogram, psi
+from router.ledger import Reader
+from router.records import iso_time
+
+_DAY_BUCKETS_ABOVE_HOURS = 72  # a series longer than this is shown by day
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _quantiles(group_or_hist: Any) -> dict[str, float | None]:
+    return {
+        f"p{q}": (None if (v := group_or_hist.quantile(q / 100)) is None else round(v, 3))
+        for q in (50, 95, 99)
+    }
+
+
+def figures(group: Group) -> dict[str, Any]:
+    saved = group.counterfactual - group.cost
+    return {
+        "requests": group.requests,
+        "prompt_tokens": group.prompt_tokens,
+        "completion_tokens": group.completion_tokens,
+        "cost_usd": round(group.cost, 8),
+        "counterfactual_cost_usd": round(group.counterfactual, 8),
+        "saved_usd": round(saved, 8),
+        "saved_pct": round(100 * saved / group.counterfactual, 2) if group.counterfactual else None,
+        "escalation_rate": _rate(group.escalated, group.requests),
+        "local_acceptance_rate": _rate(group.local_accepted, group.local_answered),
+        "degraded": group.degraded,
+        "errors": group.errors,
+        "invalid": group.invalid,
+        "shed": group.shed,
+        "latency_ms": _quantiles(group.latency),
+    }
+
+
+def _series(aggregator: Aggregator) -> dict[str, Any]:
+    hours = sorted(aggregator.hours)
+    by_day = len(hours) > _DAY_BUCKETS_ABOVE_HOURS
+    points: dict[str, dict[str, Any]] = {}
+    for hour in hours:
+        bucket = aggregator.hours[hour]
+        label = hour[:10] if by_day else hour + ":00"
+        point = points.setdefault(
+            label,
+            {
+                "t": label,
+                "requests": 0,
+                "escalated": 0,
+                "cost_usd": 0.0,
+                "counterfactual_cost_usd": 0.0,
+                "always_small_usd": 0.0,
+                "cost_by_team": {},
+                "tiers": {},
+            },
+        )
+        point["requests"] += bucket.requests
+        point["escalated"] += bucket.escalated
+        point["cost_usd"] += bucket.cost
+        point["counterfactual_cost_usd"] += bucket.counterfactual
+        point["always_small_usd"] += bucket.always_small
+        for team, cost in bucket.cost_by_team.items():
+            point["cost_by_team"][team] = point["cost_by_team"].get(team, 0.0) + cost
+        for tier, count in bucket.tiers.items():
+            point["tiers"][tier] = point["tiers"].get(tier, 0) + count
+    for point in points.values():
+        point["escalation_rate"] = _rate(point.pop("escalated"), point["requests"])
+    return {"bucket": "day" if by_day else "hour", "points": list(points.values())}
+
+
+def build_report(
+    reader: Reader,
+    *,
+    by: Sequence[str],
+    since: str | None,
+    until: str | None,
+    source: str,
+) -> dict[str, Any]:
+    """Aggregate `since <= ts < until` in one pass (and, with `since`, the classifier scores
+    of the window of equal length before it, for drift)."""
+    aggregator = Aggregator(by)
+    loads = orjson.loads
+    for body in reader.records(since, until):
+        aggregator.add(loads(body))
+    previous = UnitHistogram(10)
+    if since is not None:
+        end = until or iso_time(time.time())
+        start = iso_time(2 * _epoch(since) - _epoch(end))
+        for body in reader.records(start, since):
+            classifier = loads(body).get("classifier")
+            if classifier and classifier.get("score") is not None:
+                previous.add(classifier["score"])
+    total = aggregator.total
+    groups = sorted(aggregator.groups.items(), key=lambda item: -item[1].cost)
+    return {
+        "ledger": source,
+        "since": since,
+        "until": until,
+        "first_record": aggregator.first_ts,
+        "last_record": aggregator.last_ts,
+        "by": list(aggregator.by),
+        "totals": figures(total),
+        "groups": [
+            {"key": dict(zip(aggregator.by, key, strict=True)), **figures(group)}
+            for key, group in groups
+        ],
+        "tiers": [
+            {
+                "tier": name,
+                "attempts": sum(t.outcomes.values()),
+                "outcomes": dict(t.outcomes),
+                "prompt_tokens": t.prompt_tokens,
+                "completion_tokens": t.completion_tokens,
+                "cost_usd": round(t.cost, 8),
+                "latency_ms": _quantiles(t.latency),
+                "ttft_ms": _quantiles(t.ttft),
+                "confidence_histogram": t.confidence.counts,
+            }
+            for name, t in sorted(aggregator.tiers.items())
+        ],
+        "baselines": {
+            "actual_usd": round(total.cost, 8),
+            "always_small_usd": round(total.always_small, 8),
+            "always_large_usd": round(total.counterfactual, 8),
+        },
+        "classifier": {
+            "scored": aggregator.scores.total,
+            "histogram": aggregator.scores.counts,
+            "previous_window_histogram": previous.counts if since is not None else None,
+            "psi": psi(previous.counts, aggregator.scores.counts) if since is not None else None,
+        },
+        "series": _series(aggregator),
+    }
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
