@@ -17,6 +17,7 @@ class Load:
     url: str
     clients: int = 4
     pause_s: float = 0.005
+    timeout_s: float = 30.0
     received: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, request id)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -28,7 +29,7 @@ class Load:
             while not self._stop.is_set():
                 try:
                     response = session.post(
-                        f"{self.url}/v1/chat/completions", json=BODY, timeout=30
+                        f"{self.url}/v1/chat/completions", json=BODY, timeout=self.timeout_s
                     )
                 except requests.RequestException as exc:
                     with self._lock:
