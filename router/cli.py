@@ -10,9 +10,14 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from router.settings import Settings
+
+if TYPE_CHECKING:
+    from router.ledger import Reader
 
 
 def _serve_one(settings: Settings, reuse_port: bool) -> None:
@@ -136,7 +141,16 @@ def _classify_label(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ledger_export(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class _LedgerWindow:
+    source: str
+    reader: Reader
+    since: str | None
+    until: str | None
+
+
+def _open_ledger(args: argparse.Namespace, command: str) -> _LedgerWindow | None:
+    """The reader and time window of `--ledger/--since/--until`; None (said why) on error."""
     from router.ledger import LedgerError, open_reader, parse_ledger_url
     from router.ledger.times import parse_time
 
@@ -145,10 +159,16 @@ def _ledger_export(args: argparse.Namespace) -> int:
         target = parse_ledger_url(settings.ledger_url, settings.redis_url)
         since = parse_time(args.since) if args.since else None
         until = parse_time(args.until) if args.until else None
-        reader = open_reader(target)
+        return _LedgerWindow(str(target), open_reader(target), since, until)
     except (LedgerError, ValueError) as exc:
-        print(f"cascade ledger export: {exc}", file=sys.stderr)
+        print(f"cascade {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _ledger_export(args: argparse.Namespace) -> int:
+    if (ledger := _open_ledger(args, "ledger export")) is None:
         return 1
+    reader, since, until, target = ledger.reader, ledger.since, ledger.until, ledger.source
     count = 0
     try:
         with args.out.open("wb") if args.out else contextlib.nullcontext(sys.stdout.buffer) as out:
@@ -167,26 +187,19 @@ def _audit(args: argparse.Namespace) -> int:
     from router.audit import build_report
     from router.audit.html import render_html
     from router.audit.text import render_csv, render_table
-    from router.ledger import LedgerError, open_reader, parse_ledger_url
-    from router.ledger.times import parse_time
 
-    settings = Settings.from_env(ledger_url=args.ledger)
     by = [d.strip() for d in args.by.split(",") if d.strip()]
-    try:
-        target = parse_ledger_url(settings.ledger_url, settings.redis_url)
-        since = parse_time(args.since) if args.since else None
-        until = parse_time(args.until) if args.until else None
-        reader = open_reader(target)
-    except (LedgerError, ValueError) as exc:
-        print(f"cascade audit: {exc}", file=sys.stderr)
+    if (ledger := _open_ledger(args, "audit")) is None:
         return 1
     try:
-        report = build_report(reader, by=by, since=since, until=until, source=str(target))
+        report = build_report(
+            ledger.reader, by=by, since=ledger.since, until=ledger.until, source=ledger.source
+        )
     except ValueError as exc:
         print(f"cascade audit: {exc}", file=sys.stderr)
         return 1
     finally:
-        reader.close()
+        ledger.reader.close()
     if args.format == "json":
         text = json.dumps(report, indent=2)
     elif args.format == "csv":
