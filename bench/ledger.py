@@ -145,8 +145,8 @@ def sigkill(upstream: ServerProcess, trials: int) -> None:
         ],
         rows,
         notes="6 Python clients (tests/load.py) for 3 s, then SIGKILL. Lost = answered but not in "
-        "the ledger. The writer gathers records for ≤ 10 ms and commits a batch in one "
-        "transaction; a committed batch survives the kill (WAL).",
+        "the ledger. The writer gathers records for ≤ 10 ms and commits a batch as "
+        "multi-row INSERTs (a transaction per 250 records); a commit survives the kill (WAL).",
     )
 
 

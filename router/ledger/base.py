@@ -53,7 +53,8 @@ class Sink(Protocol):
 
 
 class Reader(Protocol):
-    """Records of a ledger in time order, each request once, `since <= ts < until`."""
+    """Records of a ledger, each request once, `since <= ts < until`: in time order for
+    SQLite, in stored order (close to time order) for Redis and JSONL."""
 
     def records(self, since: str | None = None, until: str | None = None) -> Iterator[bytes]: ...
 

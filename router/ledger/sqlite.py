@@ -100,7 +100,8 @@ def migrate(connection: sqlite3.Connection) -> None:
 
 
 class SQLiteSink:
-    """Batches go in one transaction each, on one thread that owns the connection."""
+    """Batches go in as multi-row INSERTs (one transaction per 250 records), on one thread
+    that owns the connection."""
 
     name = "sqlite"
 
