@@ -7,7 +7,7 @@ PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
 # llama-cpp-python builds from source here (~5-10 min once; pip caches the wheel).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: run test lint typecheck pytest system-deps bench constraints clean
+.PHONY: run test lint typecheck pytest system-deps bench constraints clean artifacts
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cascade needs Python >= 3.11"'
@@ -59,3 +59,17 @@ constraints: $(VENV)/.dev-installed
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+
+# Re-derive the bundled classifier artifacts from the committed label run and ../shared/data
+# (each holds out a quarter of its rows, named in its metadata, for `cascade classify eval --held-out`).
+ROUTELLM := ../shared/data/routellm_labels
+LOCAL_LABELS := classifiers/artifacts/labels-smollm2-135m-q4_1.jsonl
+artifacts: $(VENV)/.dev-installed
+	$(BIN)/cascade classify train --kind router --labels $(LOCAL_LABELS) \
+	    --hold-out-share 0.25 --out classifiers/artifacts/prerouter.skops
+	$(BIN)/cascade classify train --kind acceptance --labels $(LOCAL_LABELS) \
+	    --hold-out-share 0.25 --out classifiers/artifacts/acceptance.skops
+	$(BIN)/cascade classify train --kind router --labels $(ROUTELLM) \
+	    --weak mistralai/Mixtral-8x7B-Instruct-v0.1 --strong gpt-4-1106-preview \
+	    --hold-out-groups mmlu_abstract_algebra,mmlu_astronomy,mmlu_college_medicine,mmlu_high_school_us_history,mmlu_marketing,mmlu_nutrition,mmlu_philosophy,mmlu_professional_accounting,mmlu_sociology \
+	    --hold-out-share 0.2 --out classifiers/artifacts/routellm-mixtral-gpt4.skops

@@ -16,5 +16,7 @@ if __name__ == "__main__":
         "bench/local.py",
         "bench/ledger.py",
         "bench/audit.py",
+        "bench/classifier_speed.py",
+        "bench/router_quality.py",
     ):
         subprocess.run([sys.executable, script], cwd=ROOT, env=env, check=True)

@@ -15,18 +15,12 @@ from typing import Any
 import aiohttp
 
 from classifiers.datasets import Item, load, sample
+from classifiers.features import repetition
 from classifiers.grading import grade
 from router.backends.base import Backend, BackendError, GenerationParams, Message, Prompt
 from router.backends.registry import build_backend
 from router.confidence import features
 from router.policy import LlamaCppTier, load_policy
-
-
-def repetition(text: str) -> float:
-    """Share of word 3-grams that repeat an earlier one (degenerate loops score high)."""
-    words = text.split()
-    grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
-    return 0.0 if not grams else 1 - len(set(grams)) / len(grams)
 
 
 def outcome(

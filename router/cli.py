@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from classifiers.cli import add_commands as add_classify_commands
 from router.settings import Settings
 
 if TYPE_CHECKING:
@@ -125,19 +126,6 @@ def _policy_schema(_: argparse.Namespace) -> int:
     from router.policy import Policy
 
     print(json.dumps(Policy.model_json_schema(), indent=2))
-    return 0
-
-
-def _classify_label(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from classifiers.label import label
-
-    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    count = asyncio.run(
-        label(args.policy, args.tier, datasets, limit=args.limit, out=args.out, seed=args.seed)
-    )
-    print(f"labeled {count} new items into {args.out}")
     return 0
 
 
@@ -253,18 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema = policy_commands.add_parser("schema", help="print the policy JSON Schema")
     schema.set_defaults(run=_policy_schema)
 
-    classify = commands.add_parser("classify", help="label data and train routing models")
-    classify_commands = classify.add_subparsers(dest="classify_command", required=True)
-    label = classify_commands.add_parser(
-        "label", help="run a tier over graded data and store outcomes (resumable)"
-    )
-    label.add_argument("--policy", type=Path, default=Path("policies/default.yaml"))
-    label.add_argument("--tier", help="default: the policy's first llama_cpp tier")
-    label.add_argument("--datasets", default="gsm8k,svamp,arc-easy,arc-challenge,mmlu,nq")
-    label.add_argument("--limit", type=int, help="items per dataset (a seeded sample)")
-    label.add_argument("--seed", type=int, default=0)
-    label.add_argument("--out", type=Path, required=True)
-    label.set_defaults(run=_classify_label)
+    add_classify_commands(commands)
 
     ledger = commands.add_parser("ledger", help="read the decision-record ledger")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)

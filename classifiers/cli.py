@@ -1,0 +1,193 @@
+"""`cascade classify label|train|eval|calibrate`: argument parsing and output only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import sys
+from pathlib import Path
+
+from classifiers.artifacts import ACCEPTANCE, ROUTER, ArtifactError, load_any
+from classifiers.examples import Examples, load_examples
+
+
+def _examples(args: argparse.Namespace) -> Examples:
+    return load_examples(args.labels, args.weak, args.strong)
+
+
+def _label(args: argparse.Namespace) -> int:
+    from classifiers.label import label
+
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    count = asyncio.run(
+        label(args.policy, args.tier, datasets, limit=args.limit, out=args.out, seed=args.seed)
+    )
+    print(f"labeled {count} new items into {args.out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from classifiers.train import HoldOut, train
+
+    groups = tuple(g.strip() for g in (args.hold_out_groups or "").split(",") if g.strip())
+    metadata = train(
+        args.kind,
+        _examples(args),
+        args.out,
+        hold_out=HoldOut(groups, args.hold_out_share, args.seed),
+        columns=[c for c in (args.weak, args.strong) if c],
+        c=args.c,
+        name=args.name,
+    )
+    held = len(metadata["held_out"]["prompts"])
+    print(
+        f"wrote {args.out} ({metadata['kind']} {metadata['version']}): "
+        f"trained on {metadata['training_data']['rows']} rows, {held} held out"
+    )
+    return 0
+
+
+def _table(report: dict[str, object]) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    model: dict[str, str] = report["model"]  # type: ignore[assignment]
+    table = Table(
+        title=f"{model['name']} ({model['kind']} {model['version']}) on {report['labels']}"
+    )
+    columns = ("benchmark", "router", "n", "weak", "strong", "APGR", "CPT(50%)", "CPT(80%)")
+    for column in (*columns, "AUROC"):
+        table.add_column(column, justify="left" if column in columns[:2] else "right")
+    for row in report["rows"]:  # type: ignore[attr-defined]
+        table.add_row(
+            row["benchmark"],
+            row["router"],
+            str(row["n"]),
+            *(
+                f"{row[k]:.3f}"
+                for k in ("weak_accuracy", "strong_accuracy", "apgr", "cpt50", "cpt80", "auroc")
+            ),
+        )
+    console = Console(width=120, file=io.StringIO())
+    console.print(table)
+    return console.file.getvalue()  # type: ignore[attr-defined,no-any-return]
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from classifiers.evaluate import evaluate, held_out
+    from classifiers.plot import svg
+
+    model = load_any(args.model)
+    examples = _examples(args)
+    if args.held_out:
+        examples = examples.subset(held_out(model, examples))
+    report = evaluate(model, examples)
+    if args.plot:
+        args.plot.write_text(svg(report))
+    if args.format == "json":
+        text = json.dumps(report, indent=2) + "\n"
+    else:
+        text = _table(report)
+        if report["strong_assumed_correct"]:
+            text += "(no strong column: the tier escalated to is taken as always correct)\n"
+    (args.out.write_text if args.out else sys.stdout.write)(text)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from classifiers.calibrate import calibrate, policy_change, threshold_path
+    from classifiers.evaluate import scores
+
+    model = load_any(args.model)
+    examples = _examples(args)
+    result = calibrate(
+        scores(model, examples),
+        examples.weak,
+        examples.strong_or_assumed,
+        strong_share=args.target_strong_share,
+        quality=args.target_quality,
+    )
+    print(
+        f"threshold {result.threshold}: escalates {result.strong_share:.1%} of "
+        f"{len(examples)} labeled prompts, routed accuracy {result.quality:.3f}"
+    )
+    if args.policy is None:
+        return 0
+    if args.route is None:
+        print("--policy needs --route", file=sys.stderr)
+        return 2
+    updated, diff = policy_change(
+        args.policy, threshold_path(args.policy, args.route, model.kind), result.threshold
+    )
+    print(diff or "(the policy already holds this threshold)", end="")
+    if args.write and diff:
+        args.policy.write_text(updated)
+        print(f"wrote {args.policy}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a classify subcommand; user errors print one line and exit 1."""
+    from classifiers.calibrate import PolicyEditError
+
+    try:
+        return int(args.classify_run(args))
+    except (ArtifactError, PolicyEditError, ValueError, KeyError, OSError) as exc:
+        print(f"cascade classify {args.classify_command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _labels_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--labels", type=Path, required=True, help="a label run (.jsonl) or a CSV table/folder"
+    )
+    parser.add_argument("--weak", help="table column: the weak model's correctness")
+    parser.add_argument("--strong", help="table column: the strong model's correctness")
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    classify = commands.add_parser("classify", help="label data and train routing models")
+    classify.set_defaults(run=run)
+    sub = classify.add_subparsers(dest="classify_command", required=True)
+
+    label = sub.add_parser("label", help="run a tier over graded data and store outcomes")
+    label.add_argument("--policy", type=Path, default=Path("policies/default.yaml"))
+    label.add_argument("--tier", help="default: the policy's first llama_cpp tier")
+    label.add_argument("--datasets", default="gsm8k,svamp,arc-easy,arc-challenge,mmlu,nq")
+    label.add_argument("--limit", type=int, help="items per dataset (a seeded sample)")
+    label.add_argument("--seed", type=int, default=0)
+    label.add_argument("--out", type=Path, required=True)
+    label.set_defaults(classify_run=_label)
+
+    train = sub.add_parser("train", help="fit a router or an acceptance model (skops artifact)")
+    _labels_arguments(train)
+    train.add_argument("--out", type=Path, required=True, help="NAME.skops (+ NAME.json)")
+    train.add_argument("--kind", choices=(ROUTER, ACCEPTANCE), default=ROUTER)
+    train.add_argument("--name", help="default: the file's stem")
+    train.add_argument("--hold-out-groups", help="groups (files / datasets) left out, comma-sep.")
+    train.add_argument("--hold-out-share", type=float, default=0.0, help="and this share of rows")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--c", type=float, help="inverse regularisation (default per kind)")
+    train.set_defaults(classify_run=_train)
+
+    evaluate = sub.add_parser("eval", help="APGR, CPT(50%%), CPT(80%%), AUROC per benchmark")
+    _labels_arguments(evaluate)
+    evaluate.add_argument("--model", required=True, help="a .skops file or a bundled name")
+    evaluate.add_argument("--held-out", action="store_true", help="only rows train left out")
+    evaluate.add_argument("--format", choices=("table", "json"), default="table")
+    evaluate.add_argument("--plot", type=Path, help="write quality vs strong share as SVG")
+    evaluate.add_argument("--out", type=Path, help="default: stdout")
+    evaluate.set_defaults(classify_run=_eval)
+
+    cal = sub.add_parser("calibrate", help="pick a threshold; optionally write it into a policy")
+    _labels_arguments(cal)
+    cal.add_argument("--model", required=True, help="a .skops file or a bundled name")
+    target = cal.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-strong-share", type=float)
+    target.add_argument("--target-quality", type=float)
+    cal.add_argument("--policy", type=Path)
+    cal.add_argument("--route")
+    cal.add_argument("--write", action="store_true", help="apply the change (default: diff)")
+    cal.set_defaults(classify_run=_calibrate)
