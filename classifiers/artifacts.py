@@ -82,25 +82,24 @@ def _read(path: Path) -> tuple[Pipeline, dict[str, Any]]:
     return estimator, metadata
 
 
-def load_router(reference: str | Path | None = None) -> Router:
-    path = resolve(DEFAULT_ROUTER if reference is None else str(reference))
+def _load(reference: str | Path | None, default: str, kind: str) -> tuple[Pipeline, dict[str, Any]]:
+    path = resolve(default if reference is None else str(reference))
     estimator, metadata = _read(path)
-    if metadata.get("kind") != ROUTER:
-        raise ArtifactError(f"{path}: a {metadata.get('kind')} model, not a router")
-    return Router(estimator, metadata)
+    if metadata.get("kind") != kind:
+        raise ArtifactError(f"{path}: a {metadata.get('kind')} model, not a {kind} model")
+    return estimator, metadata
+
+
+def load_router(reference: str | Path | None = None) -> Router:
+    return Router(*_load(reference, DEFAULT_ROUTER, ROUTER))
 
 
 def load_acceptance(reference: str | Path | None = None) -> Acceptance:
-    path = resolve(DEFAULT_ACCEPTANCE if reference is None else str(reference))
-    estimator, metadata = _read(path)
-    if metadata.get("kind") != ACCEPTANCE:
-        raise ArtifactError(f"{path}: a {metadata.get('kind')} model, not an acceptance model")
-    return Acceptance(estimator, metadata)
+    return Acceptance(*_load(reference, DEFAULT_ACCEPTANCE, ACCEPTANCE))
 
 
 def load_any(reference: str | Path) -> Router | Acceptance:
-    path = resolve(str(reference))
-    estimator, metadata = _read(path)
+    estimator, metadata = _read(resolve(str(reference)))
     if metadata.get("kind") == ACCEPTANCE:
         return Acceptance(estimator, metadata)
     return Router(estimator, metadata)
