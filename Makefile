@@ -7,7 +7,8 @@ PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
 # llama-cpp-python builds from source here (~5-10 min once; pip caches the wheel).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: run test lint typecheck pytest system-deps bench constraints clean artifacts
+.PHONY: run test lint typecheck pytest system-deps bench constraints clean artifacts \
+	calibrate-default
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cascade needs Python >= 3.11"'
@@ -73,3 +74,13 @@ artifacts: $(VENV)/.dev-installed
 	    --weak mistralai/Mixtral-8x7B-Instruct-v0.1 --strong gpt-4-1106-preview \
 	    --hold-out-groups mmlu_abstract_algebra,mmlu_astronomy,mmlu_college_medicine,mmlu_high_school_us_history,mmlu_marketing,mmlu_nutrition,mmlu_philosophy,mmlu_professional_accounting,mmlu_sociology \
 	    --hold-out-share 0.2 --out classifiers/artifacts/routellm-mixtral-gpt4.skops
+
+# The default policy's thresholds, from the held-out quarter of the bundled label run: the
+# pre-router skips the small tier for the half of prompts least likely to suit it; the
+# acceptance model keeps a small answer while routed accuracy stays at 0.95 (the large tier
+# taken as correct). docs/classifiers.md records what these escalate.
+calibrate-default: $(VENV)/.dev-installed
+	$(BIN)/cascade classify calibrate --model prerouter --labels $(LOCAL_LABELS) --held-out \
+	    --target-strong-share 0.5 --policy policies/default.yaml --route auto --write
+	$(BIN)/cascade classify calibrate --model acceptance --labels $(LOCAL_LABELS) --held-out \
+	    --target-quality 0.95 --policy policies/default.yaml --route auto --write

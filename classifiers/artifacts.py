@@ -86,7 +86,7 @@ def _load(reference: str | Path | None, default: str, kind: str) -> tuple[Pipeli
     path = resolve(default if reference is None else str(reference))
     estimator, metadata = _read(path)
     if metadata.get("kind") != kind:
-        raise ArtifactError(f"{path}: a {metadata.get('kind')} model, not a {kind} model")
+        raise ArtifactError(f"{path}: its kind is '{metadata.get('kind')}', not '{kind}'")
     return estimator, metadata
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from classifiers.artifacts import ACCEPTANCE, ROUTER, ArtifactError, load_any
 from classifiers.examples import Examples, load_examples
+from classifiers.model import Acceptance, Router
 
 
 def _examples(args: argparse.Namespace) -> Examples:
@@ -75,14 +76,22 @@ def _table(report: dict[str, object]) -> str:
     return console.file.getvalue()  # type: ignore[attr-defined,no-any-return]
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from classifiers.evaluate import evaluate, held_out
-    from classifiers.plot import svg
+def _model_examples(args: argparse.Namespace) -> tuple[Router | Acceptance, Examples]:
+    """The model and its labeled rows (only those its training left out, with --held-out)."""
+    from classifiers.evaluate import held_out
 
     model = load_any(args.model)
     examples = _examples(args)
     if args.held_out:
         examples = examples.subset(held_out(model, examples))
+    return model, examples
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from classifiers.evaluate import evaluate
+    from classifiers.plot import svg
+
+    model, examples = _model_examples(args)
     report = evaluate(model, examples)
     if args.plot:
         args.plot.write_text(svg(report))
@@ -100,8 +109,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from classifiers.calibrate import calibrate, policy_change, threshold_path
     from classifiers.evaluate import scores
 
-    model = load_any(args.model)
-    examples = _examples(args)
+    model, examples = _model_examples(args)
     result = calibrate(
         scores(model, examples),
         examples.weak,
@@ -184,6 +192,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     cal = sub.add_parser("calibrate", help="pick a threshold; optionally write it into a policy")
     _labels_arguments(cal)
     cal.add_argument("--model", required=True, help="a .skops file or a bundled name")
+    cal.add_argument("--held-out", action="store_true", help="only rows train left out")
     target = cal.add_mutually_exclusive_group(required=True)
     target.add_argument("--target-strong-share", type=float)
     target.add_argument("--target-quality", type=float)

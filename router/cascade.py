@@ -11,14 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from router.backends.base import Backend, BackendError, Completion, StreamEvent
 from router.confidence import Confidence, score
 from router.errors import APIError, overloaded, upstream_failed
-from router.policy.model import AcceptanceSpec, Policy
+from router.policy.model import AcceptanceSpec, ClassifierSpec, Policy
 from router.records import DecisionRecord
 from router.requests import ClientRequest
+
+if TYPE_CHECKING:
+    from classifiers import Acceptance, Router
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,7 @@ class Plan:
     reference_tier: str
     fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     stream: Literal["verify", "live"] = "verify"
+    classifier: ClassifierSpec | None = None
 
     @property
     def label(self) -> str:
@@ -59,7 +63,7 @@ def resolve(policy: Policy, model: str) -> Plan | None:
     if (route := policy.routes.get(model)) is not None:
         steps = tuple(Step(s.tier, s.acceptance) for s in route.cascade)
         fallbacks = {tier: tuple(targets) for tier, targets in route.fallbacks.items()}
-        return Plan(model, steps, route.reference, fallbacks, route.stream)
+        return Plan(model, steps, route.reference, fallbacks, route.stream, route.classifier)
     if model in policy.tiers:
         return Plan(None, (Step(model, None),), model)
     return None
@@ -88,12 +92,54 @@ def _failure(errors: list[BackendError], passthrough: bool) -> APIError:
     return upstream_failed(last.message, 503 if last.kind == "unavailable" else 502)
 
 
-class Cascade:
-    """Runs plans against the backends of one policy."""
+@dataclass(frozen=True, slots=True)
+class Prerouting:
+    """A route classifier's verdict on one prompt."""
 
-    def __init__(self, policy: Policy, backends: Mapping[str, Backend | None]) -> None:
+    name: str
+    version: str
+    score: float
+    threshold: float
+
+    @property
+    def skip(self) -> bool:
+        """Below the threshold the route's first step is skipped."""
+        return self.score < self.threshold
+
+    def as_record(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "score": round(self.score, 6),
+            "threshold": self.threshold,
+            "skipped_first_step": self.skip,
+        }
+
+
+def preroute(plan: Plan, routers: Mapping[str, Router], question: str) -> Prerouting | None:
+    """Score the prompt with the plan's route classifier (None when it has none)."""
+    if plan.classifier is None:
+        return None
+    router = routers[plan.classifier.model]
+    return Prerouting(
+        router.name, router.version, router.score(question), plan.classifier.threshold
+    )
+
+
+class Cascade:
+    """Runs plans against the backends (and classifiers) of one policy."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        backends: Mapping[str, Backend | None],
+        routers: Mapping[str, Router] | None = None,
+        acceptance_models: Mapping[str, Acceptance] | None = None,
+    ) -> None:
         self._policy = policy
         self._backends = backends
+        self._routers = routers or {}
+        self._acceptance = acceptance_models or {}
 
     def _backend(self, tier: str, record: DecisionRecord, started: float) -> Backend | None:
         backend = self._backends.get(tier)
@@ -121,11 +167,22 @@ class Cascade:
             error=exc.message,
         )
 
-    def _judge(self, step: Step, completion: Completion, last: bool) -> Confidence | None:
-        if step.acceptance is not None and not last:
-            return score(
-                step.acceptance.method, completion.token_logprobs, step.acceptance.threshold
+    def _judge(
+        self, step: Step, completion: Completion, last: bool, question: str
+    ) -> Confidence | None:
+        acceptance = step.acceptance
+        if acceptance is not None and not last:
+            if acceptance.model is None:
+                return score(acceptance.method, completion.token_logprobs, acceptance.threshold)
+            model = self._acceptance[acceptance.model]
+            value = (
+                model.score(
+                    question, completion.text, completion.token_logprobs, completion.finish_reason
+                )
+                if completion.token_logprobs
+                else 0.0  # as every method: no tokens (or logprobs), never accepted
             )
+            return Confidence(acceptance.method, value, acceptance.threshold)
         if completion.token_logprobs is not None:
             return score("mean_prob", completion.token_logprobs, 0.0)
         return None
@@ -140,8 +197,17 @@ class Cascade:
         errors: list[BackendError] = []
         best: tuple[float, int, Completion] | None = None  # (confidence, attempt index, answer)
         live_first = request.stream and plan.stream == "live"
-        for index, step in enumerate(plan.steps):
-            last = index == len(plan.steps) - 1 or live_first
+        verdict = preroute(plan, self._routers, request.prompt.question)
+        record.classifier = None if verdict is None else verdict.as_record()
+        skipped = 1 if verdict is not None and verdict.skip else 0
+        steps = list(enumerate(plan.steps))
+        # A skipped step is the last resort: it runs (judged, never live) only when every
+        # later step failed outright.
+        for position, (index, step) in enumerate(steps[skipped:] + steps[:skipped]):
+            rescue = position >= len(steps) - skipped
+            if rescue and (best is not None or not errors):
+                break
+            last = not rescue and (index == len(plan.steps) - 1 or live_first)
             for tier in plan.candidates(step.tier):
                 result = await self._attempt(
                     tier, step, last=last, request=request, record=record, errors=errors
@@ -189,7 +255,7 @@ class Cascade:
             self._record_error(record, tier, backend, started, exc)
             errors.append(exc)
             return None
-        confidence = self._judge(step, completion, keep_always)
+        confidence = self._judge(step, completion, keep_always, request.prompt.question)
         keep = keep_always or (confidence is not None and confidence.accepted)
         record.add_attempt(
             tier,

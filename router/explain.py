@@ -12,6 +12,7 @@ from typing import Any
 from router.backends.base import Message, Prompt
 from router.backends.local_llama import bundled_model_path
 from router.backends.prompt_tokens import PromptTokenizer, estimate_tokens
+from router.cascade import preroute
 from router.policy import LlamaCppTier, LoadedPolicy
 from router.policy.model import DEFAULT_TEAM
 from router.rules import Facts, decide, needs_prompt_tokens
@@ -47,16 +48,22 @@ def explain(
     if decision is None:
         raise ValueError(f"model '{requested}' is neither a route nor a tier of this policy")
     output = max_tokens or policy.limits.default_max_tokens
+    verdict = preroute(decision.plan, loaded.routers, prompt.question)
+    skipped = 1 if verdict is not None and verdict.skip else 0
     plan, costs = [], []
-    for step in decision.plan.steps:
+    for index, step in enumerate(decision.plan.steps):
         spec = policy.tiers[step.tier]
+        acceptance = None
+        if step.acceptance is not None:
+            acceptance = step.acceptance.model_dump(exclude_none=True)
         plan.append(
             {
                 "tier": step.tier,
                 "type": spec.type,
                 "model": spec.model_name if isinstance(spec, LlamaCppTier) else spec.model,
-                "acceptance": None if step.acceptance is None else step.acceptance.model_dump(),
+                "acceptance": acceptance,
                 "fallbacks": decision.plan.candidates(step.tier)[1:],
+                "skipped": index < skipped,
             }
         )
         costs.append((spec.price.cost(tokens, 1), spec.price.cost(tokens, output)))
@@ -69,14 +76,17 @@ def explain(
         "prompt_tokens_counted_by": method,
         "rule": decision.rule,
         "route": decision.plan.label,
-        "classifier": None,  # no classifier is configured in policies yet
+        "classifier": None if verdict is None else verdict.as_record(),
         "plan": plan,
         "reference_tier": decision.plan.reference_tier,
         "stream": decision.plan.stream,
         "max_tokens": output,
-        # cheapest: the first step answers with one token; dearest: every step runs and
+        # cheapest: the first step run answers with one token; dearest: every step runs and
         # writes max_tokens.
-        "cost_usd": {"min": round(costs[0][0], 10), "max": round(sum(c[1] for c in costs), 10)},
+        "cost_usd": {
+            "min": round(costs[skipped][0], 10),
+            "max": round(sum(c[1] for c in costs), 10),
+        },
     }
 
 
@@ -88,16 +98,19 @@ def render(result: dict[str, Any]) -> str:
         f"prompt      {result['prompt_tokens']} tokens ({result['prompt_tokens_counted_by']})",
         f"rule        {result['rule'] or '(none matched)'}",
         f"route       {result['route']}",
-        "classifier  (none configured)",
+        f"classifier  {_classifier_line(result['classifier'])}",
         "plan",
     ]
     for index, step in enumerate(result["plan"]):
         acceptance = step["acceptance"]
-        keep = (
-            f"keep if {acceptance['method']} >= {acceptance['threshold']}, else escalate"
-            if acceptance
-            else "always kept"
-        )
+        keep = "always kept"
+        if acceptance:
+            method = acceptance["method"]
+            if "model" in acceptance:
+                method += f" ({acceptance['model']})"
+            keep = f"keep if {method} >= {acceptance['threshold']}, else escalate"
+        if step["skipped"]:
+            keep = "skipped by the classifier (runs only if every later step fails)"
         fallbacks = f"; on error: {', '.join(step['fallbacks'])}" if step["fallbacks"] else ""
         lines.append(
             f"  {index}. {step['tier']} ({step['type']}: {step['model']}) — {keep}{fallbacks}"
@@ -108,3 +121,14 @@ def render(result: dict[str, Any]) -> str:
         f"cost        ${cost['min']:.8f} .. ${cost['max']:.8f} (max_tokens {result['max_tokens']})"
     )
     return "\n".join(lines)
+
+
+def _classifier_line(verdict: dict[str, Any] | None) -> str:
+    if verdict is None:
+        return "(none on this route)"
+    compare = "<" if verdict["skipped_first_step"] else ">="
+    outcome = "skip the first step" if verdict["skipped_first_step"] else "start at the first step"
+    return (
+        f"{verdict['name']}@{verdict['version']}: score {verdict['score']:.4f} {compare} "
+        f"threshold {verdict['threshold']} -> {outcome}"
+    )

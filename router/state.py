@@ -36,7 +36,9 @@ class Runtime:
 
     def __post_init__(self) -> None:
         policy = self.loaded.policy
-        self.cascade = Cascade(policy, self.backends)
+        self.cascade = Cascade(
+            policy, self.backends, self.loaded.routers, self.loaded.acceptance_models
+        )
         self.keys = KeyIndex(policy)
         self.rules_need_tokens = needs_prompt_tokens(policy)
         self.idle.set()

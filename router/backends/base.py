@@ -34,6 +34,14 @@ class Prompt:
     def char_count(self) -> int:
         return sum(len(text) for text in self.texts)
 
+    @property
+    def question(self) -> str:
+        """What classifiers score: the last user message (or the completion prompt)."""
+        if self.text is not None:
+            return self.text
+        users = [m.content for m in self.messages if m.role == "user"]
+        return users[-1] if users else (self.messages[-1].content if self.messages else "")
+
 
 @dataclass(frozen=True, slots=True)
 class GenerationParams:

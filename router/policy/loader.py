@@ -14,13 +14,16 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from router.policy.model import DEFAULT_TEAM, LlamaCppTier, Policy
 from router.policy.prices import litellm_price, load_price_map
 from router.policy.source import DocPath, SourceError, locate, read_yaml
+
+if TYPE_CHECKING:
+    from classifiers import Acceptance, Router
 
 MAX_POLICY_BYTES = 1_048_576
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -48,6 +51,8 @@ class LoadedPolicy:
     version: str  # first 12 hex chars of the file's sha256
     source: str
     loaded_at: float = field(default_factory=time.time)
+    routers: Mapping[str, Router] = field(default_factory=dict)  # by `model` as written
+    acceptance_models: Mapping[str, Acceptance] = field(default_factory=dict)
 
 
 def _interpolate(node: Any, path: DocPath, env: Mapping[str, str], errors: list[Problem]) -> Any:
@@ -244,9 +249,15 @@ class PolicyError(Exception):
 
 
 def parse_policy(
-    text: bytes, source: str = "<policy>", env: Mapping[str, str] | None = None
+    text: bytes,
+    source: str = "<policy>",
+    env: Mapping[str, str] | None = None,
+    base: Path | None = None,
 ) -> LoadedPolicy:
-    """Parse and validate policy bytes; raise PolicyError listing every problem."""
+    """Parse and validate policy bytes; raise PolicyError listing every problem.
+
+    Classifier artifacts the policy names are loaded (and checked) here; relative paths
+    are taken from `base` (the policy file's folder), else the working directory."""
     if len(text) > MAX_POLICY_BYTES:
         raise PolicyError(source, [f"file is over {MAX_POLICY_BYTES} bytes; refusing to parse"])
     try:
@@ -268,9 +279,54 @@ def parse_policy(
     if problems:
         raise PolicyError.of(source, problems, marks)
     policy = _with_litellm_prices(policy, problems)
+    routers, acceptance = _classifiers(policy, base or Path.cwd(), problems)
     if problems:
         raise PolicyError.of(source, problems, marks)
-    return LoadedPolicy(policy, hashlib.sha256(text).hexdigest()[:12], source)
+    version = hashlib.sha256(text).hexdigest()[:12]
+    return LoadedPolicy(policy, version, source, routers=routers, acceptance_models=acceptance)
+
+
+def _classifier_references(policy: Policy) -> list[tuple[DocPath, str, str]]:
+    """(where, reference, kind) of every artifact the policy names."""
+    found: list[tuple[DocPath, str, str]] = []
+    for name, route in policy.routes.items():
+        if route.classifier is not None:
+            found.append(
+                (("routes", name, "classifier", "model"), route.classifier.model, "router")
+            )
+        for index, step in enumerate(route.cascade):
+            if step.acceptance is not None and step.acceptance.model is not None:
+                at: DocPath = ("routes", name, "cascade", index, "acceptance", "model")
+                found.append((at, step.acceptance.model, "acceptance"))
+    for index, rule in enumerate(policy.rules):
+        for tier, spec in rule.overrides.acceptance.items():
+            if spec.model is not None:
+                at = ("rules", index, "overrides", "acceptance", tier, "model")
+                found.append((at, spec.model, "acceptance"))
+    return found
+
+
+def _classifiers(
+    policy: Policy, base: Path, problems: list[Problem]
+) -> tuple[dict[str, Router], dict[str, Acceptance]]:
+    """Load each named artifact once; a missing, altered or wrong-kind one is a problem."""
+    references = _classifier_references(policy)
+    if not references:
+        return {}, {}
+    from classifiers.artifacts import BUNDLED, ArtifactError, load_acceptance, load_router
+
+    routers: dict[str, Router] = {}
+    acceptance: dict[str, Acceptance] = {}
+    for at, reference, kind in references:
+        loaded: dict[str, Any] = routers if kind == "router" else acceptance
+        if reference in loaded:
+            continue
+        where = reference if reference in BUNDLED else str(base / reference)
+        try:
+            loaded[reference] = (load_router if kind == "router" else load_acceptance)(where)
+        except ArtifactError as exc:
+            problems.append(Problem(at, str(exc)))
+    return routers, acceptance
 
 
 def _with_litellm_prices(policy: Policy, problems: list[Problem]) -> Policy:
@@ -303,4 +359,4 @@ def load_policy(path: Path, env: Mapping[str, str] | None = None) -> LoadedPolic
             text = handle.read(MAX_POLICY_BYTES + 1)
     except OSError as exc:
         raise PolicyError(str(path), [f"cannot read: {exc.strerror}"]) from None
-    return parse_policy(text, str(path), env)
+    return parse_policy(text, str(path), env, path.parent)

@@ -99,10 +99,38 @@ TierSpec = Annotated[LlamaCppTier | OpenAITier | LiteLLMTier, Field(discriminato
 
 
 class AcceptanceSpec(_Strict):
-    """When a tier's answer is kept rather than escalated."""
+    """When a tier's answer is kept rather than escalated: its confidence >= `threshold`."""
 
-    method: Literal["mean_prob", "min_prob", "p10_prob"] = "mean_prob"
+    method: Literal["mean_prob", "min_prob", "p10_prob", "learned"] = "mean_prob"
     threshold: float = Field(ge=0, le=1)
+    model: str | None = Field(
+        None,
+        description="With `method: learned`: an acceptance artifact, a bundled name "
+        "(`acceptance`) or a .skops path (relative paths from the policy's folder).",
+    )
+
+    @model_validator(mode="after")
+    def _model_for_learned(self) -> AcceptanceSpec:
+        if self.method == "learned" and not self.model:
+            raise ValueError("method 'learned' needs `model` (e.g. the bundled 'acceptance')")
+        if self.method != "learned" and self.model is not None:
+            raise ValueError(f"`model` is only used with method 'learned', not '{self.method}'")
+        return self
+
+
+class ClassifierSpec(_Strict):
+    """A pre-router: P(the first step suffices | prompt), scored before any model runs."""
+
+    model: str = Field(
+        description="A router artifact: a bundled name (`prerouter`) or a .skops path "
+        "(relative paths from the policy's folder)."
+    )
+    threshold: float = Field(
+        ge=0,
+        le=1,
+        description="Below it the route's first step is skipped (it still runs, last, if "
+        "every later step fails).",
+    )
 
 
 class CascadeStep(_Strict):
@@ -114,6 +142,7 @@ class CascadeStep(_Strict):
 
 class RouteSpec(_Strict):
     description: str = ""
+    classifier: ClassifierSpec | None = None
     cascade: list[CascadeStep] = Field(min_length=1)
     fallbacks: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -132,6 +161,12 @@ class RouteSpec(_Strict):
     @property
     def reference(self) -> str:
         return self.reference_tier or self.cascade[-1].tier
+
+    @model_validator(mode="after")
+    def _classifier_has_a_step_to_skip_to(self) -> RouteSpec:
+        if self.classifier is not None and len(self.cascade) < 2:
+            raise ValueError("a route with a classifier needs at least two cascade steps")
+        return self
 
 
 class LimitsSpec(_Strict):

@@ -18,6 +18,10 @@ from tests.processes import ServerProcess
 
 KEYS = {"research": "sk-research-test", "support": "sk-support-test"}
 LONG = "Summarise the history of the printing press in Europe. " * 12
+MULTIPLE_CHOICE = (
+    "Which gas do plants absorb from the air?\nA. Oxygen\nB. Carbon dioxide\nC. Nitrogen\n"
+    "D. Helium\nAnswer with the letter of the correct option."
+)
 
 
 def policy(upstream: str) -> str:
@@ -36,6 +40,11 @@ routes:
       - {{tier: large}}
   large-only:
     cascade: [{{tier: large}}]
+  classified:
+    classifier: {{model: prerouter, threshold: 0.1}}
+    cascade:
+      - {{tier: small, acceptance: {{method: learned, model: acceptance, threshold: 0.3}}}}
+      - {{tier: large}}
 teams:
   research: {{keys: [{{sha256: {digest["research"]}, tags: [notebook]}}]}}
   support: {{keys: [{{sha256: {digest["support"]}}}]}}
@@ -58,6 +67,8 @@ CASES = [
     ("default", "", "auto", LONG),
     ("support", "", "large-only", "Hello"),
     ("default", "critical", "small", "Hello"),  # a tier by name: rules do not apply
+    ("default", "", "classified", "What is the capital of France?"),  # pre-router: skip small
+    ("default", "", "classified", MULTIPLE_CHOICE),  # pre-router: start at small
 ]
 
 
@@ -122,12 +133,16 @@ def test_explain_and_serve_agree(
     record = cascade.record(response.headers["x-request-id"])
     assert record["team"] == team
     assert (record["rule"], record["route"]) == (told["rule"], told["route"])
-    first_attempt, first_step = record["attempts"][0], told["plan"][0]
+    assert record["classifier"] == told["classifier"]  # same model, version and score
+    if model == "classified":
+        assert told["classifier"]["skipped_first_step"] is (prompt != MULTIPLE_CHOICE)
+    steps = [step for step in told["plan"] if not step["skipped"]]
+    first_attempt, first_step = record["attempts"][0], steps[0]
     assert first_attempt["tier"] == first_step["tier"]
     if first_step["acceptance"] is not None:
         assert first_attempt["confidence"]["method"] == first_step["acceptance"]["method"]
         assert first_attempt["confidence"]["threshold"] == first_step["acceptance"]["threshold"]
-    planned = [step["tier"] for step in told["plan"]]
+    planned = [step["tier"] for step in steps]
     assert [a["tier"] for a in record["attempts"]] == planned[: len(record["attempts"])]
     if first_attempt["tier"] == "small":
         assert first_attempt["prompt_tokens"] == told["prompt_tokens"]

@@ -82,7 +82,7 @@ def test_artifact_with_untrusted_code_is_refused(tmp_path: Path) -> None:
 
 
 def test_wrong_kind_and_missing_files_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ArtifactError, match="not a router model"):
+    with pytest.raises(ArtifactError, match="its kind is 'acceptance', not 'router'"):
         classifiers.load("acceptance")
     with pytest.raises(ArtifactError, match="no such"):
         classifiers.load(tmp_path / "absent.skops")
