@@ -27,6 +27,22 @@ _TOKENS = bytes(
 )
 # digits stay, everything else becomes a space: the number runs
 _NUMBER_RUNS = bytes(c if c in _DIGITS else 32 for c in _ALL)
+# one byte per character class, counted with bytes.count (memchr speed): d(igit), u(pper),
+# l(ower), m(ath), and x for everything else (the classes do not overlap)
+_CLASSES = bytes(
+    ord(
+        "d"
+        if c in _DIGITS
+        else "u"
+        if c in _UPPER
+        else "l"
+        if c in _LETTERS
+        else "m"
+        if c in _MATH
+        else "x"
+    )
+    for c in _ALL
+)
 _OPTION_LETTERS = frozenset(b"ABCDEFGHIJ")
 _OPTION_MARKS = frozenset(b".)")
 _NUMBER_WORD, _COMPARE_WORD, _RATIO_WORD, _NEGATION_WORD = 1, 2, 3, 4
@@ -89,29 +105,34 @@ def prompt_features(prompt: str) -> list[float]:
     size = len(text) or 1
     tokens = text.translate(_TOKENS).split()
     n_tokens = len(tokens) or 1
-    cues = [*map(_CUES.get, tokens)]
-    letters = size - len(text.translate(None, _LETTERS))
+    cues = [*filter(None, map(_CUES.get, tokens))]  # the few cue words, as their kinds
+    classes = text.translate(_CLASSES)
+    upper = classes.count(b"u")
+    letters = upper + classes.count(b"l")
+    digits = classes.count(b"d")
+    questions = text.count(b"?")
     options, stem = _options(text)
+    # (the `if`s skip a scan whose answer is already known: the values are the same)
     return [
         _log(len(text)),
         _log(len(tokens)),
         _log(text.count(b"\n")),
-        _log(text.count(b". ") + text.count(b"? ")),
-        (size - len(text.translate(None, _DIGITS))) / size,
-        _log(len(text.translate(_NUMBER_RUNS).split())),
-        (size - len(text.translate(None, _MATH))) / size,
-        (size - len(text.translate(None, _UPPER))) / max(letters, 1),
+        _log(text.count(b". ") + (text.count(b"? ") if questions else 0)),
+        digits / size,
+        _log(len(text.translate(_NUMBER_RUNS).split()) if digits else 0),
+        classes.count(b"m") / size,
+        upper / max(letters, 1),
         letters / n_tokens,
         _log(options),
         _log(stem),
         1.0 - stem / size,
         float(_NEGATION_WORD in cues),
         float(b"Statement 1" in text),
-        float(text.count(b"?")),
+        float(questions),
         _log(cues.count(_NUMBER_WORD)),
         float(_RATIO_WORD in cues or b"%" in text),
         _log(cues.count(_COMPARE_WORD)),
-        float(b"```" in text),
+        float(b"`" in text and b"```" in text),
     ]
 
 

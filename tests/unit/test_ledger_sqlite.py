@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from router.ledger import Entry, LedgerError
-from router.ledger.sqlite import SCHEMA_VERSION, SQLiteReader, SQLiteSink
+from router.ledger.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteReader, SQLiteSink, connect
 from router.records import DecisionRecord
 
 
@@ -62,3 +63,30 @@ def test_reading_a_missing_ledger_says_so(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="no ledger"):
         SQLiteReader(tmp_path / "nope.db")
     assert not (tmp_path / "nope.db").exists()  # reading never creates one
+
+
+def test_a_version_1_ledger_is_migrated_with_its_records(tmp_path: Path) -> None:
+    """Version 1 (WITHOUT ROWID) databases in the field move to version 2 at start, every
+    record kept and still unique by request_id."""
+    path = tmp_path / "v1.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        for statement in filter(str.strip, MIGRATIONS[0].split(";")):
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        rows = [
+            (f"req-{i}", f"2026-11-23T10:00:0{i}.000Z", "a", b'{"request_id": "x"}')
+            for i in range(3)
+        ]
+        db.executemany("INSERT INTO records (request_id, ts, team, body) VALUES (?, ?, ?, ?)", rows)
+    with contextlib.closing(connect(path, create=True)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        stored = db.execute("SELECT request_id, ts, team, body FROM records ORDER BY ts").fetchall()
+        assert stored == rows
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute(
+                "INSERT INTO records (request_id, ts, team, body) VALUES (?, ?, ?, ?)", rows[0]
+            )
+        indices = {
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+        assert {"records_ts", "records_team_ts"} <= indices
