@@ -15,6 +15,7 @@ if __name__ == "__main__":
         "bench/passthrough.py",
         "bench/local.py",
         "bench/ledger.py",
+        "bench/ledger_cpu.py",
         "bench/audit.py",
         "bench/classifier_speed.py",
         "bench/router_quality.py",
