@@ -12,6 +12,7 @@ from router.ledger.writer import LedgerStats
 from router.records import DecisionRecord
 
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_SCORE_BUCKETS = tuple(round(0.1 * step, 1) for step in range(1, 11))  # 0.1 .. 1.0
 
 
 class _LedgerCollector(Collector):
@@ -81,6 +82,19 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.classifier_scores = Histogram(
+            "cascade_classifier_score",
+            "Pre-router scores (P(the first step suffices)) by route and classifier",
+            ["route", "classifier"],
+            buckets=_SCORE_BUCKETS,
+            registry=self.registry,
+        )
+        self.classifier_skips = Counter(
+            "cascade_classifier_skips",
+            "Requests whose pre-router skipped the route's first step",
+            ["route", "classifier"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "cascade_tier_queue_depth",
             "Requests waiting for a tier",
@@ -92,6 +106,11 @@ class Metrics:
         route = record.route or "-"
         self.requests.labels(route, record.final_tier or "-", record.status).inc()
         self.latency.labels(route).observe(seconds)
+        if (verdict := record.classifier) is not None:
+            name = str(verdict["name"])
+            self.classifier_scores.labels(route, name).observe(float(verdict["score"]))  # type: ignore[arg-type]
+            if verdict["skipped_first_step"]:
+                self.classifier_skips.labels(route, name).inc()
         for attempt in record.attempts:
             self.attempts.labels(attempt.tier, attempt.outcome).inc()
             if attempt.prompt_tokens:

@@ -4,16 +4,24 @@ tier is llama-cpp-python's own OpenAI server in another process."""
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
+import requests
 
 import classifiers
 from tests.conftest import StartCascade
 from tests.processes import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
+LABELS = REPO / "classifiers/artifacts/labels-smollm2-135m-q4_1.jsonl"
 QUESTION = "What is the capital of France?"
 
 
@@ -71,6 +79,9 @@ def test_low_score_skips_the_small_tier(
         "skipped_first_step": True,
     }
     assert [(a["tier"], a["outcome"]) for a in record["attempts"]] == [("large", "accepted")]
+    metrics = requests.get(f"{cascade.url}/metrics", timeout=10).text
+    assert 'cascade_classifier_skips_total{classifier="prerouter",route="auto"} 1.0' in metrics
+    assert 'cascade_classifier_score_count{classifier="prerouter",route="auto"} 1.0' in metrics
 
 
 def test_learned_acceptance_judges_the_small_answer(
@@ -120,3 +131,60 @@ def test_default_policy_without_a_large_tier_still_answers_locally(
     degraded = small["outcome"] == "degraded"
     assert headers["x-cascade-degraded"] == ("true" if degraded else "false")
     assert small["outcome"] in ("accepted", "degraded")
+
+
+def test_calibrate_writes_a_threshold_the_server_reloads(
+    start_cascade: StartCascade,
+    start_fake_upstream: Callable[..., ServerProcess],
+    prerouter: classifiers.Router,
+) -> None:
+    """The loop a platform team runs: calibrate a threshold into the policy file (a reviewed
+    one-line change), and the running server routes by it without a restart; a policy that
+    names a missing artifact is rejected and the last good one keeps serving."""
+    fake = start_fake_upstream()
+    text = policy(f"{fake.url}/v1", router_threshold=0.0, accept_threshold=0.0)
+    cascade = start_cascade(
+        text.replace("smollm2-remote", "fake"), {"CASCADE_POLICY_POLL_S": "0.1"}
+    )
+    path = cascade.server.log_path.parent / "policy.yaml"
+    headers, _ = ask(cascade.url)
+    assert cascade.record(headers["x-request-id"])["attempts"][0]["tier"] == "small"
+
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "router", "classify", "calibrate", "--model", "prerouter",
+            "--labels", str(LABELS), "--held-out", "--target-strong-share", "0.5",
+            "--policy", str(path), "--route", "auto", "--write",
+        ],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    threshold = float(result.stdout.split()[1].rstrip(":"))
+    assert f"+    classifier: {{model: prerouter, threshold: {threshold}}}" in result.stdout
+    assert prerouter.score(QUESTION) < threshold  # so this question now skips the small tier
+    version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    wait_for_version(cascade.url, version)
+    headers, _ = ask(cascade.url)
+    record = cascade.record(headers["x-request-id"])
+    assert record["policy_version"] == version
+    assert record["classifier"]["threshold"] == threshold
+    assert [a["tier"] for a in record["attempts"]] == ["large"]
+
+    path.write_text(path.read_text().replace("model: prerouter", "model: gone.skops"))
+    deadline = time.monotonic() + 20
+    while (rejected := admin(cascade.url)["last_rejected"]) is None:
+        assert time.monotonic() < deadline, "the broken policy was not rejected"
+        time.sleep(0.05)
+    assert "gone.skops: no such classifier artifact" in rejected["errors"][0]
+    headers, _ = ask(cascade.url)
+    assert headers["x-cascade-policy"] == version
+
+
+def admin(url: str) -> dict[str, Any]:
+    return dict(requests.get(f"{url}/admin/policy", timeout=10).json())
+
+
+def wait_for_version(url: str, version: str) -> None:
+    deadline = time.monotonic() + 20
+    while admin(url)["version"] != version:
+        assert time.monotonic() < deadline, f"the server did not load {version}"
+        time.sleep(0.05)
