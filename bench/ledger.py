@@ -53,6 +53,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def load(server: ServerProcess, connections: int, seconds: int) -> tuple[float, float]:
+    """(RPS, the server's CPU µs per request) of one wrk run on the pass-through route."""
+    before = cpu_seconds(server.process.pid)
+    result = wrk(
+        f"{server.url}/v1/chat/completions", "auto", connections=connections, seconds=seconds
+    )
+    used = cpu_seconds(server.process.pid) - before
+    assert result.errors == 0, result
+    return result.rps, used / (result.rps * seconds) * 1e6
+
+
 def throughput(upstream: ServerProcess, rounds: int, seconds: int, connections: int) -> None:
     redis = RedisServer(WORK / "ledger-redis")
     redis.start()
@@ -78,19 +89,10 @@ def throughput(upstream: ServerProcess, rounds: int, seconds: int, connections: 
             wrk(f"{server.url}/v1/chat/completions", "auto", connections=4, seconds=2)
         for round_ in range(rounds):
             for name in names[round_ % 4 :] + names[: round_ % 4]:  # each sink leads in turn
-                server = servers[name]
-                before = cpu_seconds(server.process.pid)
-                result = wrk(
-                    f"{server.url}/v1/chat/completions",
-                    "auto",
-                    connections=connections,
-                    seconds=seconds,
-                )
-                used = cpu_seconds(server.process.pid) - before
-                assert result.errors == 0, result
-                rps[name].append(result.rps)
-                cpu_us[name].append(used / (result.rps * seconds) * 1e6)
-                print(name, f"{result.rps:.0f} RPS, {cpu_us[name][-1]:.0f} µs CPU", flush=True)
+                served, cpu = load(servers[name], connections, seconds)
+                rps[name].append(served)
+                cpu_us[name].append(cpu)
+                print(name, f"{served:.0f} RPS, {cpu:.0f} µs CPU", flush=True)
     finally:
         for server in servers.values():
             server.stop()

@@ -27,7 +27,7 @@ import structlog
 import uvloop
 
 from bench.common import WORK, append_results, wrk
-from bench.ledger import cpu_seconds, pin, policy
+from bench.ledger import load, pin, policy
 from router.ledger import Ledger, open_sink, parse_ledger_url
 from router.records import DecisionRecord
 from tests.processes import free_port, start, start_cascade
@@ -82,22 +82,12 @@ def passthrough_cpu(seconds: int, connections: int, rounds: int) -> tuple[float,
     pin(server.process.pid, {0})
     try:
         wrk(f"{server.url}/v1/chat/completions", "auto", connections=4, seconds=2)
-        samples = []
-        for _ in range(rounds):
-            before = cpu_seconds(server.process.pid)
-            result = wrk(
-                f"{server.url}/v1/chat/completions",
-                "auto",
-                connections=connections,
-                seconds=seconds,
-            )
-            assert result.errors == 0, result
-            used = cpu_seconds(server.process.pid) - before
-            samples.append((used / (result.rps * seconds) * 1e6, result.rps))
+        samples = [load(server, connections, seconds) for _ in range(rounds)]
     finally:
         server.stop()
         upstream.stop()
-    return min(samples)  # the least disturbed round
+    rps, cpu = min(samples, key=lambda sample: sample[1])  # the least disturbed round
+    return cpu, rps
 
 
 def main() -> None:
