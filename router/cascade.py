@@ -198,7 +198,8 @@ class Cascade:
         best: tuple[float, int, Completion] | None = None  # (confidence, attempt index, answer)
         live_first = request.stream and plan.stream == "live"
         verdict = preroute(plan, self._routers, request.prompt.question)
-        record.classifier = None if verdict is None else verdict.as_record()
+        if verdict is not None:
+            record.classifier = verdict.as_record()
         skipped = 1 if verdict is not None and verdict.skip else 0
         steps = list(enumerate(plan.steps))
         # A skipped step is the last resort: it runs (judged, never live) only when every

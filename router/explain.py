@@ -12,10 +12,10 @@ from typing import Any
 from router.backends.base import Message, Prompt
 from router.backends.local_llama import bundled_model_path
 from router.backends.prompt_tokens import PromptTokenizer, estimate_tokens
-from router.cascade import preroute
+from router.cascade import preroute, resolve
 from router.policy import LlamaCppTier, LoadedPolicy
 from router.policy.model import DEFAULT_TEAM
-from router.rules import Facts, decide, needs_prompt_tokens
+from router.rules import Facts, decide, needs_prompt_tokens, rule_classifiers, rule_scores
 
 
 def _count(loaded: LoadedPolicy, prompt: Prompt) -> tuple[int, str]:
@@ -42,21 +42,28 @@ def explain(
     requested = model or policy.default_route or next(iter(policy.routes))
     prompt = Prompt(messages=(Message("user", text),))
     tokens, method = _count(loaded, prompt)
-    decision = decide(
-        policy, Facts(team, tags, requested, tokens if needs_prompt_tokens(policy) else None)
-    )
-    if decision is None:
+    plan = resolve(policy, requested)
+    if plan is None:
         raise ValueError(f"model '{requested}' is neither a route nor a tier of this policy")
+    scores: dict[str, float] = {}
+    rule_verdict = None
+    if plan.route is not None:
+        scores, rule_verdict = rule_scores(
+            rule_classifiers(policy), loaded.routers, prompt.question
+        )
+    counted = tokens if needs_prompt_tokens(policy) else None
+    decision = decide(policy, Facts(team, tags, requested, counted, scores))
+    assert decision is not None  # the model resolved above
     output = max_tokens or policy.limits.default_max_tokens
     verdict = preroute(decision.plan, loaded.routers, prompt.question)
     skipped = 1 if verdict is not None and verdict.skip else 0
-    plan, costs = [], []
+    steps, costs = [], []
     for index, step in enumerate(decision.plan.steps):
         spec = policy.tiers[step.tier]
         acceptance = None
         if step.acceptance is not None:
             acceptance = step.acceptance.model_dump(exclude_none=True)
-        plan.append(
+        steps.append(
             {
                 "tier": step.tier,
                 "type": spec.type,
@@ -76,8 +83,8 @@ def explain(
         "prompt_tokens_counted_by": method,
         "rule": decision.rule,
         "route": decision.plan.label,
-        "classifier": None if verdict is None else verdict.as_record(),
-        "plan": plan,
+        "classifier": rule_verdict if verdict is None else verdict.as_record(),
+        "plan": steps,
         "reference_tier": decision.plan.reference_tier,
         "stream": decision.plan.stream,
         "max_tokens": output,
@@ -126,6 +133,8 @@ def render(result: dict[str, Any]) -> str:
 def _classifier_line(verdict: dict[str, Any] | None) -> str:
     if verdict is None:
         return "(none on this route)"
+    if verdict["threshold"] is None:  # scored for the rules only
+        return f"{verdict['name']}@{verdict['version']}: score {verdict['score']:.4f} (for rules)"
     compare = "<" if verdict["skipped_first_step"] else ">="
     outcome = "skip the first step" if verdict["skipped_first_step"] else "start at the first step"
     return (

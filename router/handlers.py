@@ -19,7 +19,7 @@ from router.redact import redact
 from router.reload import RELOADER
 from router.requests import ClientRequest, parse_request, prompt_too_long
 from router.responses import ChunkWriter, completion_body
-from router.rules import Facts, decide
+from router.rules import Facts, decide, rule_scores
 from router.state import LEDGER, METRICS, REQUEST_ID, RUNTIME, Runtime
 
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
@@ -184,10 +184,16 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
             record.prompt, record.prompt_truncated = _prompt_text(
                 client.prompt, policy.ledger.max_prompt_chars
             )
-        if resolve(policy, client.model) is None:
+        requested = resolve(policy, client.model)
+        if requested is None:
             raise not_found_model(client.model)
         tokens = await _prompt_tokens(runtime, client.prompt, exact=runtime.rules_need_tokens)
-        decision = decide(policy, Facts(caller.team, tags, client.model, tokens))
+        scores: dict[str, float] = {}
+        if requested.route is not None:  # rules (and so their classifiers) apply to routes
+            scores, record.classifier = rule_scores(
+                runtime.rule_classifiers, runtime.loaded.routers, client.prompt.question
+            )
+        decision = decide(policy, Facts(caller.team, tags, client.model, tokens, scores))
         assert decision is not None  # the model resolved above
         plan = decision.plan
         record.route, record.rule, reference = plan.label, decision.rule, plan.reference_tier

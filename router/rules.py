@@ -6,10 +6,15 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from router.cascade import Plan, Step, resolve
 from router.policy.model import DEFAULT_TEAM, MatchSpec, Policy, RuleSpec
+
+if TYPE_CHECKING:
+    from classifiers import Router
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +25,7 @@ class Facts:
     tags: frozenset[str] = frozenset()
     model: str = ""
     prompt_tokens: int | None = None  # None when no rule needs it
+    scores: Mapping[str, float] = field(default_factory=dict)  # router artifact -> score
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,30 @@ def needs_prompt_tokens(policy: Policy) -> bool:
     return any(rule.match.prompt_tokens is not None for rule in policy.rules)
 
 
+def rule_scores(
+    models: tuple[str, ...], routers: Mapping[str, Router], question: str
+) -> tuple[dict[str, float], dict[str, object] | None]:
+    """Each rule classifier's score of the prompt, and the first as a record's `classifier`
+    (the route's own pre-router, when it has one, is recorded instead)."""
+    scores = {model: routers[model].score(question) for model in models}
+    if not models:
+        return scores, None
+    first = routers[models[0]]
+    return scores, {
+        "name": first.name,
+        "version": first.version,
+        "score": round(scores[models[0]], 6),
+        "threshold": None,  # scored for rules; no route threshold applied
+        "skipped_first_step": False,
+    }
+
+
+def rule_classifiers(policy: Policy) -> tuple[str, ...]:
+    """The router artifacts rules match on: each scores every request to a route."""
+    models = (rule.match.classifier.model for rule in policy.rules if rule.match.classifier)
+    return tuple(dict.fromkeys(models))
+
+
 def _matches(match: MatchSpec, facts: Facts) -> bool:
     if match.teams is not None and facts.team not in match.teams:
         return False
@@ -64,6 +94,10 @@ def _matches(match: MatchSpec, facts: Facts) -> bool:
         return False
     if match.models is not None and facts.model not in match.models:
         return False
+    if match.classifier is not None:
+        score = facts.scores.get(match.classifier.model)
+        if score is None or not match.classifier.contains(score):
+            return False
     return match.prompt_tokens is None or (
         facts.prompt_tokens is not None and match.prompt_tokens.contains(facts.prompt_tokens)
     )

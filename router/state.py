@@ -18,7 +18,7 @@ from router.ids import RequestIds
 from router.ledger import Ledger
 from router.metrics import Metrics
 from router.policy import LoadedPolicy
-from router.rules import KeyIndex, needs_prompt_tokens
+from router.rules import KeyIndex, needs_prompt_tokens, rule_classifiers
 from router.settings import Settings
 
 
@@ -31,6 +31,7 @@ class Runtime:
     cascade: Cascade = field(init=False)
     keys: KeyIndex = field(init=False)
     rules_need_tokens: bool = field(init=False)
+    rule_classifiers: tuple[str, ...] = field(init=False)  # router artifacts rules match on
     active: int = 0  # requests running on this runtime
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -41,6 +42,7 @@ class Runtime:
         )
         self.keys = KeyIndex(policy)
         self.rules_need_tokens = needs_prompt_tokens(policy)
+        self.rule_classifiers = rule_classifiers(policy)
         self.idle.set()
 
     @contextlib.contextmanager

@@ -299,6 +299,9 @@ def _classifier_references(policy: Policy) -> list[tuple[DocPath, str, str]]:
                 at: DocPath = ("routes", name, "cascade", index, "acceptance", "model")
                 found.append((at, step.acceptance.model, "acceptance"))
     for index, rule in enumerate(policy.rules):
+        if rule.match.classifier is not None:
+            at = ("rules", index, "match", "classifier", "model")
+            found.append((at, rule.match.classifier.model, "router"))
         for tier, spec in rule.overrides.acceptance.items():
             if spec.model is not None:
                 at = ("rules", index, "overrides", "acceptance", tier, "model")

@@ -215,6 +215,26 @@ class TokenRange(_Strict):
         return self.min <= value and (self.max is None or value <= self.max)
 
 
+class ScoreRange(_Strict):
+    """A pre-router's score of the prompt within [min, max] (both inclusive)."""
+
+    model: str = Field(
+        description="A router artifact: a bundled name (`prerouter`) or a .skops path "
+        "(relative paths from the policy's folder)."
+    )
+    min: float = Field(0.0, ge=0, le=1)
+    max: float = Field(1.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScoreRange:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+    def contains(self, value: float) -> bool:
+        return self.min <= value <= self.max
+
+
 class MatchSpec(_Strict):
     """All given conditions must hold; a list matches when any of its items does."""
 
@@ -224,6 +244,9 @@ class MatchSpec(_Strict):
     )
     models: list[str] | None = Field(None, description="The route the client asked for.")
     prompt_tokens: TokenRange | None = None
+    classifier: ScoreRange | None = Field(
+        None, description="The prompt's score by a router artifact is within [min, max]."
+    )
 
 
 class OverridesSpec(_Strict):

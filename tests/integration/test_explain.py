@@ -55,6 +55,8 @@ rules:
      overrides: {{acceptance: {{small: {{method: min_prob, threshold: 0.2}}}}}}}}
   - {{name: support-lenient, match: {{teams: [support]}},
      overrides: {{acceptance: {{small: {{method: mean_prob, threshold: 0.3}}}}}}}}
+  - {{name: unlikely-locally, route: large-only,
+     match: {{models: [auto], classifier: {{model: prerouter, max: 0.031}}}}}}
 """
 
 
@@ -69,6 +71,7 @@ CASES = [
     ("default", "critical", "small", "Hello"),  # a tier by name: rules do not apply
     ("default", "", "classified", "What is the capital of France?"),  # pre-router: skip small
     ("default", "", "classified", MULTIPLE_CHOICE),  # pre-router: start at small
+    ("default", "", "auto", "Hello"),  # the pre-router scores it 0.030: rule unlikely-locally
 ]
 
 
@@ -136,6 +139,8 @@ def test_explain_and_serve_agree(
     assert record["classifier"] == told["classifier"]  # same model, version and score
     if model == "classified":
         assert told["classifier"]["skipped_first_step"] is (prompt != MULTIPLE_CHOICE)
+    if (model, prompt) == ("auto", "Hello"):
+        assert told["rule"] == "unlikely-locally"
     steps = [step for step in told["plan"] if not step["skipped"]]
     first_attempt, first_step = record["attempts"][0], steps[0]
     assert first_attempt["tier"] == first_step["tier"]

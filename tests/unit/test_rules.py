@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from router.policy import PolicyError, parse_policy
-from router.rules import Facts, KeyIndex, decide
+from router.rules import Facts, KeyIndex, decide, rule_classifiers, rule_scores
 
 KEY = "sk-team-a-key"
 DIGEST = hashlib.sha256(KEY.encode()).hexdigest()
@@ -103,6 +103,14 @@ def test_unknown_model_has_no_decision() -> None:
         ("[{name: r, route: big}, {name: r, route: big}]", "rules[1].name: another rule"),
         ("[{name: r}]", "rules[0]: a rule needs a route or overrides"),
         ("[{name: r, route: big, match: {prompt_tokens: {min: 5, max: 2}}}]", "max (2) is below"),
+        (
+            "[{name: r, route: big, match: {classifier: {model: prerouter, min: 0.5, max: 0.2}}}]",
+            "max (0.2) is below min (0.5)",
+        ),
+        (
+            "[{name: r, route: big, match: {classifier: {model: acceptance, max: 0.2}}}]",
+            "rules[0].match.classifier.model: ",  # an acceptance model cannot score a prompt
+        ),
     ],
 )
 def test_rule_references_are_checked(rules: str, message: str) -> None:
@@ -114,3 +122,54 @@ rules: {rules}
     with pytest.raises(PolicyError) as error:
         parse_policy(text.encode(), env={})
     assert any(message in e for e in error.value.errors), error.value.errors
+
+
+SCORED = parse_policy(
+    b"""
+tiers:
+  small: {type: llama_cpp}
+  large: {type: openai, model: m}
+routes:
+  auto:
+    cascade:
+      - {tier: small, acceptance: {threshold: 0.5}}
+      - {tier: large}
+  big:
+    cascade: [{tier: large}]
+rules:
+  - name: unlikely-locally
+    match: {classifier: {model: prerouter, max: 0.05}}
+    route: big
+  - name: also-scored
+    match: {tags: [nobody-has-this], classifier: {model: routellm-mixtral-gpt4, min: 0.9}}
+    route: big
+""",
+    env={},
+)
+
+
+def test_rules_match_on_a_classifier_score_range() -> None:
+    assert rule_classifiers(SCORED.policy) == ("prerouter", "routellm-mixtral-gpt4")
+    for score, rule in ((0.0, "unlikely-locally"), (0.05, "unlikely-locally"), (0.0501, None)):
+        facts = Facts(model="auto", scores={"prerouter": score, "routellm-mixtral-gpt4": 0.5})
+        decision = decide(SCORED.policy, facts)
+        assert decision is not None and decision.rule == rule, score
+    # a rule whose classifier was not scored (e.g. a tier asked for by name) never matches
+    decision = decide(SCORED.policy, Facts(model="auto"))
+    assert decision is not None and decision.rule is None
+
+
+def test_rule_scores_use_the_loaded_routers_and_record_the_first() -> None:
+    question = "What is the capital of France?"
+    models = rule_classifiers(SCORED.policy)
+    scores, recorded = rule_scores(models, SCORED.routers, question)
+    prerouter = SCORED.routers["prerouter"]
+    assert scores == {name: SCORED.routers[name].score(question) for name in models}
+    assert recorded == {
+        "name": "prerouter",
+        "version": prerouter.version,
+        "score": round(prerouter.score(question), 6),
+        "threshold": None,
+        "skipped_first_step": False,
+    }
+    assert rule_scores((), SCORED.routers, question) == ({}, None)
