@@ -1,4 +1,5 @@
-"""Graded prompts from ../shared/data (read in place, never copied)."""
+"""Graded prompts: the benchmarks in ../shared/data (read in place, never copied), or a
+team's own graded prompts in a JSONL file."""
 
 from __future__ import annotations
 
@@ -97,7 +98,47 @@ def _nq(root: Path) -> Iterator[Item]:
             )
 
 
+_KINDS: tuple[Kind, ...] = ("numeric", "letter", "text")
+
+
+def _own(path: Path) -> Iterator[Item]:
+    """A team's graded prompts: one JSON object a line, `{"prompt": ..., "gold": "42" or
+    ["Paris", "paris, france"], "kind": "numeric" | "letter" | "text"}`, optionally `"id"`
+    (default: the line number) and `"max_tokens"` (default 256). Prompts are sent as written."""
+    with path.open() as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"{where}: not JSON ({exc})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: expected an object")
+            prompt, gold, kind = row.get("prompt"), row.get("gold"), row.get("kind")
+            golds = [gold] if isinstance(gold, str) else gold
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise ValueError(f"{where}: 'prompt' must be a non-empty string")
+            if (
+                not isinstance(golds, list)
+                or not golds
+                or not all(isinstance(g, str) for g in golds)
+            ):
+                raise ValueError(f"{where}: 'gold' must be a string or a list of strings")
+            if kind not in _KINDS:
+                raise ValueError(f"{where}: 'kind' must be one of {', '.join(_KINDS)}")
+            max_tokens = row.get("max_tokens", 256)
+            if not isinstance(max_tokens, int) or not 1 <= max_tokens <= 4096:
+                raise ValueError(f"{where}: 'max_tokens' must be an integer in 1..4096")
+            item_id = str(row.get("id", f"line-{number}"))
+            yield Item(path.stem, item_id, prompt, tuple(golds), kind, max_tokens)
+
+
 def load(name: str, root: Path | None = None) -> list[Item]:
+    """A benchmark by name, or a team's graded prompts by the path of a `.jsonl` file."""
+    if name.endswith(".jsonl"):
+        return list(_own(Path(name)))
     root = root or default_root()
     readers = {
         "gsm8k": lambda: _gsm8k(root),
@@ -108,7 +149,9 @@ def load(name: str, root: Path | None = None) -> list[Item]:
         "nq": lambda: _nq(root),
     }
     if name not in readers:
-        raise ValueError(f"unknown dataset '{name}'; choose from {', '.join(DATASETS)}")
+        raise ValueError(
+            f"unknown dataset '{name}'; choose from {', '.join(DATASETS)} or a .jsonl file"
+        )
     return list(readers[name]())
 
 
