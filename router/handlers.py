@@ -20,7 +20,7 @@ from router.reload import RELOADER
 from router.requests import ClientRequest, parse_request, prompt_too_long
 from router.responses import ChunkWriter, completion_body
 from router.rules import Facts, decide, rule_scores
-from router.state import LEDGER, METRICS, REQUEST_ID, RUNTIME, Runtime
+from router.state import LEDGER, LOGGER, METRICS, REQUEST_ID, RUNTIME, Runtime
 
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
 _MAX_TAGS = 16
@@ -218,7 +218,10 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
         record.latency_ms = round(seconds * 1000, 3)
         record.finish(policy, reference)
         request.app[LEDGER].submit(record)
-        request.app[METRICS].observe(record, seconds)
+        try:
+            request.app[METRICS].observe(record, seconds)
+        except Exception:  # noqa: BLE001 - metrics must not turn a served answer into a 500
+            request.app[LOGGER].exception("metrics_observe_failed", request_id=record.request_id)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
