@@ -202,8 +202,8 @@ class Cascade:
             record.classifier = verdict.as_record()
         skipped = 1 if verdict is not None and verdict.skip else 0
         steps = list(enumerate(plan.steps))
-        # A skipped step is the last resort: it runs (judged, never live) only when every
-        # later step failed outright.
+        # A skipped step is the last resort: it runs only when every later step failed
+        # outright, judged by its acceptance (so not streamed live unless it has none).
         for position, (index, step) in enumerate(steps[skipped:] + steps[:skipped]):
             rescue = position >= len(steps) - skipped
             if rescue and (best is not None or not errors):
