@@ -155,6 +155,13 @@ def _labels_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strong", help="table column: the strong model's correctness")
 
 
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    """A trained model and the labeled rows to score it on (`_model_examples` reads them)."""
+    _labels_arguments(parser)
+    parser.add_argument("--model", required=True, help="a .skops file or a bundled name")
+    parser.add_argument("--held-out", action="store_true", help="only rows train left out")
+
+
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     classify = commands.add_parser("classify", help="label data and train routing models")
     classify.set_defaults(run=run)
@@ -181,18 +188,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     train.set_defaults(classify_run=_train)
 
     evaluate = sub.add_parser("eval", help="APGR, CPT(50%%), CPT(80%%), AUROC per benchmark")
-    _labels_arguments(evaluate)
-    evaluate.add_argument("--model", required=True, help="a .skops file or a bundled name")
-    evaluate.add_argument("--held-out", action="store_true", help="only rows train left out")
+    _model_arguments(evaluate)
     evaluate.add_argument("--format", choices=("table", "json"), default="table")
     evaluate.add_argument("--plot", type=Path, help="write quality vs strong share as SVG")
     evaluate.add_argument("--out", type=Path, help="default: stdout")
     evaluate.set_defaults(classify_run=_eval)
 
     cal = sub.add_parser("calibrate", help="pick a threshold; optionally write it into a policy")
-    _labels_arguments(cal)
-    cal.add_argument("--model", required=True, help="a .skops file or a bundled name")
-    cal.add_argument("--held-out", action="store_true", help="only rows train left out")
+    _model_arguments(cal)
     target = cal.add_mutually_exclusive_group(required=True)
     target.add_argument("--target-strong-share", type=float)
     target.add_argument("--target-quality", type=float)
