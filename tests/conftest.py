@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -98,6 +100,18 @@ def policy_yaml(
                 acceptance: {{method: mean_prob, threshold: {threshold}}}
               - tier: large
         """).replace("{limits}", limits_yaml or "  max_body_bytes: 1048576")
+
+
+def ledger_export(
+    ledger: str, *flags: str, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
+    """`cascade ledger export --ledger LEDGER FLAGS...` as a user runs it (output captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", "router", "ledger", "export", "--ledger", ledger, *flags],
+        capture_output=True,
+        check=check,
+        timeout=120,
+    )
 
 
 def read_ledger(url: str) -> list[dict[str, Any]]:

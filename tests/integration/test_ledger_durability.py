@@ -5,15 +5,13 @@ from __future__ import annotations
 import collections
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import requests
 
-from tests.conftest import read_ledger
+from tests.conftest import ledger_export, read_ledger
 from tests.load import Load
 from tests.processes import ServerProcess
 from tests.processes import start_cascade as start_cascade_process
@@ -52,12 +50,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 def export(ledger: str) -> list[str]:
     """Request ids as `cascade ledger export` gives them."""
-    result = subprocess.run(
-        [sys.executable, "-m", "router", "ledger", "export", "--ledger", ledger],
-        capture_output=True,
-        check=True,
-        timeout=120,
-    )
+    result = ledger_export(ledger)
     return [json.loads(line)["request_id"] for line in result.stdout.splitlines()]
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +18,7 @@ from router.ledger import Entry
 from router.ledger.jsonl import JSONLSink
 from router.ledger.sqlite import SQLiteSink
 from router.records import DecisionRecord
-from tests.conftest import StartCascade, policy_yaml
+from tests.conftest import StartCascade, ledger_export, policy_yaml
 from tests.processes import ServerProcess
 
 SECRET_KEY = "sk-team-secret-0123456789abcdef"
@@ -150,21 +148,7 @@ def test_no_secret_and_no_forged_line_reaches_the_ledger(
     assert record["user"] == 'mallory\n{"request_id": "forged"}\x1b[31m\r'  # kept verbatim...
     assert record["attempts"][0]["error"]
     out = tmp_path / "export.jsonl"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "router",
-            "ledger",
-            "export",
-            "--ledger",
-            cascade.ledger,
-            "--out",
-            str(out),
-        ],
-        check=True,
-        timeout=60,
-    )
+    ledger_export(cascade.ledger, "--out", str(out))
     exported = out.read_bytes()
     lines = exported.splitlines()
     assert len(lines) == len(cascade.records())  # ...but escaped: one record, one line
@@ -199,41 +183,11 @@ def test_export_reads_any_sink_within_a_time_window(tmp_path: Path) -> None:
 
     asyncio.run(fill())
     for url in (f"sqlite:///{tmp_path / 'l.db'}", f"jsonl:///{tmp_path / 'l.jsonl'}"):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "router",
-                "ledger",
-                "export",
-                "--ledger",
-                url,
-                "--since",
-                "2026-11-21",
-                "--until",
-                "2026-11-23T00:00Z",
-            ],
-            capture_output=True,
-            check=True,
-            timeout=60,
-        )
+        result = ledger_export(url, "--since", "2026-11-21", "--until", "2026-11-23T00:00Z")
         assert [json.loads(line)["request_id"] for line in result.stdout.splitlines()] == [
             "r21",
             "r22",
         ]
         assert b"exported 2 records" in result.stderr
-    missing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "router",
-            "ledger",
-            "export",
-            "--ledger",
-            f"sqlite:///{tmp_path / 'no.db'}",
-        ],
-        check=False,
-        capture_output=True,
-        timeout=60,
-    )
+    missing = ledger_export(f"sqlite:///{tmp_path / 'no.db'}", check=False)
     assert missing.returncode == 1 and b"no ledger at" in missing.stderr
