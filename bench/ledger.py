@@ -20,10 +20,14 @@ import time
 from pathlib import Path
 
 from bench.common import WORK, append_results, wrk
-from tests.conftest import read_ledger
-from tests.load import Load
-from tests.processes import ServerProcess, free_port, start, start_cascade
-from tests.redis_server import RedisServer
+from tests.support.cascade import read_ledger
+from tests.support.load import Load
+from tests.support.processes import (
+    ServerProcess,
+    start_cascade,
+    start_fake_upstream,
+)
+from tests.support.redis_server import RedisServer
 
 
 def policy(upstream: str) -> Path:
@@ -189,10 +193,7 @@ def main() -> None:
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("needs 2 cores: cascade on one, the load and upstreams on the other")
     os.sched_setaffinity(0, {1})  # inherited by wrk, the upstream and redis-server
-    port = free_port()
-    upstream = start(
-        ["-m", "router.fake_upstream", "--port", str(port)], port, "/v1/models", WORK / "fake.log"
-    )
+    upstream = start_fake_upstream(WORK / "fake.log")
     try:
         throughput(upstream, args.rounds, args.seconds, args.connections)
         sigkill(upstream, args.trials)

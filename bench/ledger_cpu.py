@@ -30,8 +30,8 @@ from bench.common import WORK, append_results, wrk
 from bench.ledger import load, pin, policy
 from router.ledger import Ledger, open_sink, parse_ledger_url
 from router.records import DecisionRecord
-from tests.processes import free_port, start, start_cascade
-from tests.redis_server import RedisServer
+from tests.support.processes import start_cascade, start_fake_upstream
+from tests.support.redis_server import RedisServer
 
 
 def record(number: int) -> DecisionRecord:
@@ -74,10 +74,7 @@ async def ledger_cpu(url: str, records: int, rate: int) -> float:
 
 def passthrough_cpu(seconds: int, connections: int, rounds: int) -> tuple[float, float]:
     """(CPU µs per request, RPS) of a cascade with no ledger, pinned to core 0, under wrk."""
-    port = free_port()
-    upstream = start(
-        ["-m", "router.fake_upstream", "--port", str(port)], port, "/v1/models", WORK / "fake.log"
-    )
+    upstream = start_fake_upstream(WORK / "fake.log")
     server = start_cascade(policy(upstream.url), "none", WORK / "ledger-cpu-none.log")
     pin(server.process.pid, {0})
     try:

@@ -24,7 +24,7 @@ import requests
 
 from bench.common import WORK, append_results, rss_mb
 from router.backends.local_llama import bundled_model_path
-from tests.processes import start_cascade
+from tests.support.processes import start_cascade
 
 SDIST = "llama_cpp_python-0.3.36"
 PROMPT = "Write a long story about a brave dragon who learns to read."

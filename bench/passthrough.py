@@ -1,6 +1,6 @@
 """Benchmark (a): proxy overhead on pass-through.
 
-Same run, same fake upstream (router.fake_upstream), same wrk load:
+Same run, same fake upstream (tests.support.fake_upstream), same wrk load:
   upstream alone  vs  cascade -> upstream  vs  LiteLLM proxy 1.102.4 -> upstream.
 LiteLLM's proxy is installed into its own venv (bench/.work/litellm-venv) by this script.
 """
@@ -15,7 +15,13 @@ import textwrap
 from pathlib import Path
 
 from bench.common import WORK, WrkResult, append_results, wrk
-from tests.processes import ServerProcess, free_port, start, start_cascade
+from tests.support.processes import (
+    ServerProcess,
+    free_port,
+    start,
+    start_cascade,
+    start_fake_upstream,
+)
 
 LITELLM_VENV = WORK / "litellm-venv"
 
@@ -75,13 +81,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
-    upstream_port = free_port()
-    upstream = start(
-        ["-m", "router.fake_upstream", "--port", str(upstream_port)],
-        upstream_port,
-        "/v1/models",
-        WORK / "fake.log",
-    )
+    upstream = start_fake_upstream(WORK / "fake.log")
     cascade, cascade2, litellm = start_servers(upstream.url)
     targets = {
         "upstream alone": (upstream.url, "fake"),
@@ -146,8 +146,8 @@ def main() -> None:
         rows,
         notes=(
             f"wrk, {args.seconds}s per measurement, non-streamed 16-token chat, fake "
-            f"upstream (`python -m router.fake_upstream`), one process each unless named, all "
-            f"on this machine; the ratios compare one cascade process with one LiteLLM "
+            f"upstream (`python -m tests.support.fake_upstream`), one process each unless "
+            f"named, all on this machine; the ratios compare one cascade process with one LiteLLM "
             f"worker. {summary}"
         ),
     )

@@ -14,6 +14,7 @@ if __name__ == "__main__":
     for script in (
         "bench/passthrough.py",
         "bench/local.py",
+        "bench/memory.py",
         "bench/ledger.py",
         "bench/ledger_cpu.py",
         "bench/audit.py",

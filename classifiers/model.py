@@ -1,20 +1,23 @@
-"""Loaded classifiers: the fitted estimator, its metadata, and a fast scorer mirroring it.
+"""Loaded classifiers: a fast scorer, its metadata, and (on demand) the fitted estimator.
 
 `.score` computes exactly what the estimator's `predict_proba(...)[:, 1]` computes (the
 same feature function, the scaler folded into the logistic regression's weights) without
-scikit-learn's per-call validation: microseconds instead of a millisecond.
+scikit-learn: microseconds instead of a millisecond. The folded weights travel in the
+artifact's metadata, so a serving process scores without importing scikit-learn, scipy or
+skops; `.estimator` loads the skops pipeline the first time something asks for it.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
-from typing import Any
-
-from sklearn.pipeline import Pipeline
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from classifiers.features import acceptance_features, prompt_features
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 
 def _probability(z: float) -> float:
@@ -25,15 +28,37 @@ def _probability(z: float) -> float:
     return e / (1.0 + e)
 
 
+def fold(estimator: Pipeline) -> dict[str, Any]:
+    """The linear scorer of a scaler + logistic regression pipeline: the scaler folded into
+    the weights. Stored in the artifact's metadata as `scorer`."""
+    scale = estimator.named_steps["scale"]
+    model = estimator.named_steps["model"]
+    weights = model.coef_[0] / scale.scale_
+    return {
+        "weights": weights.tolist(),
+        "intercept": float(model.intercept_[0] - weights @ scale.mean_),
+    }
+
+
 class _Linear:
-    def __init__(self, estimator: Pipeline, metadata: dict[str, Any]) -> None:
-        scale = estimator.named_steps["scale"]
-        model = estimator.named_steps["model"]
-        weights = model.coef_[0] / scale.scale_
-        self._weights: list[float] = weights.tolist()
-        self._intercept = float(model.intercept_[0] - weights @ scale.mean_)
-        self.estimator = estimator
+    def __init__(
+        self,
+        scorer: dict[str, Any],
+        metadata: dict[str, Any],
+        estimator: Callable[[], Pipeline],
+    ) -> None:
+        self._weights: list[float] = [float(w) for w in scorer["weights"]]
+        self._intercept = float(scorer["intercept"])
         self.metadata = metadata
+        self._load_estimator = estimator
+        self._estimator: Pipeline | None = None
+
+    @property
+    def estimator(self) -> Pipeline:
+        """The fitted scikit-learn Pipeline this scorer mirrors (loaded on first use)."""
+        if self._estimator is None:
+            self._estimator = self._load_estimator()
+        return self._estimator
 
     @property
     def name(self) -> str:

@@ -1,346 +1,298 @@
-"""The cascade executor: try a route's tiers in order, keep the first confident answer.
+"""The cascade executor: carry out a Decision, try its steps in order, keep the first
+confident answer, and report what happened.
+
+The executor returns an `Outcome` (every attempt, typed, and the answer to serve) or raises
+`CascadeFailure` (every attempt, and why nothing could answer). It never sees the decision
+record or HTTP: the handler builds the record from the Decision and the Outcome, and maps a
+failure to a status.
 
 Streaming contract (docs/streaming.md): an answer that may still be rejected is never
 streamed. A step with an acceptance rule is generated in full, scored, and only then
-streamed to the client if accepted; the final step (which is always kept) streams live.
-So a client never receives a token that is later retracted.
+streamed to the client if accepted; a step whose answer is always kept streams live. So a
+client never receives a token that is later retracted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from router.backends.base import Backend, BackendError, Completion, StreamEvent
-from router.confidence import Confidence, score
-from router.errors import APIError, overloaded, upstream_failed
-from router.policy.model import AcceptanceSpec, ClassifierSpec, Policy
-from router.records import DecisionRecord
+from router.backends.registry import TYPES
+from router.confidence import AcceptanceModel, Answered, Confidence, judge, score
+from router.policy.model import Policy
+from router.records import Attempt, AttemptOutcome, ended
 from router.requests import ClientRequest
-
-if TYPE_CHECKING:
-    from classifiers import Acceptance, Router
+from router.routing import Decision, Step
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    tier: str
-    acceptance: AcceptanceSpec | None
+class LiveStream:
+    """An answer streamed as it is generated; its attempt is known only when it ends.
 
+    `events` passes the tier's stream on and sets `attempt` when it ends, breaks or is left;
+    `aclose` (always called by whoever serves it) also covers a stream never iterated."""
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What a requested model resolves to: a route's steps, or one tier passed through."""
+    def __init__(
+        self, tier: str, source: AsyncGenerator[StreamEvent, None], abandoned: Attempt
+    ) -> None:
+        self.tier = tier
+        self.source = source
+        self.events: AsyncGenerator[StreamEvent, None] = source
+        self.attempt: Attempt | None = None
+        self._abandoned = abandoned
 
-    route: str | None
-    steps: tuple[Step, ...]
-    reference_tier: str
-    fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    stream: Literal["verify", "live"] = "verify"
-    classifier: ClassifierSpec | None = None
-
-    @property
-    def label(self) -> str:
-        return self.route or self.steps[0].tier
-
-    def candidates(self, tier: str) -> list[str]:
-        """`tier`, then its fallbacks depth-first, each tier once (policies have no cycles)."""
-        order: list[str] = []
-
-        def visit(name: str) -> None:
-            if name not in order:
-                order.append(name)
-                for fallback in self.fallbacks.get(name, ()):
-                    visit(fallback)
-
-        visit(tier)
-        return order
-
-
-def resolve(policy: Policy, model: str) -> Plan | None:
-    if (route := policy.routes.get(model)) is not None:
-        steps = tuple(Step(s.tier, s.acceptance) for s in route.cascade)
-        fallbacks = {tier: tuple(targets) for tier, targets in route.fallbacks.items()}
-        return Plan(model, steps, route.reference, fallbacks, route.stream, route.classifier)
-    if model in policy.tiers:
-        return Plan(None, (Step(model, None),), model)
-    return None
+    async def aclose(self) -> None:
+        await self.events.aclose()
+        if self.attempt is None:  # never iterated: the tier's stream is still open
+            await self.source.aclose()
+            self.attempt = self._abandoned
 
 
 @dataclass(slots=True)
-class Answer:
-    """The served answer and how it was reached."""
+class Outcome:
+    """What the cascade did: the attempts in the order they ran, and the answer served."""
 
+    attempts: list[Attempt]
     tier: str
     model: str
-    escalations: int
     degraded: bool
-    completion: Completion | None = None  # non-streamed, or streamed from a buffer
-    events: AsyncGenerator[StreamEvent, None] | None = None  # streamed live
+    completion: Completion | None = None  # a whole answer (streamed from it if asked)
+    live: LiveStream | None = None  # an answer streamed live (its attempt comes at the end)
+
+    @property
+    def escalations(self) -> int:
+        """Tiers tried after the first, the one still streaming included."""
+        return len(self.attempts) + (1 if self.live is not None else 0) - 1
+
+    def all_attempts(self) -> list[Attempt]:
+        live = self.live.attempt if self.live is not None else None
+        return [*self.attempts, live] if live is not None else list(self.attempts)
 
 
-def _failure(errors: list[BackendError], passthrough: bool) -> APIError:
-    if errors and all(e.kind == "shed" for e in errors):
-        return overloaded("every tier of this route is saturated; retry shortly")
-    last = errors[-1]
-    if passthrough and last.status is not None and 400 <= last.status < 500:
-        return APIError(last.status, last.message, code="upstream_rejected")
-    if last.kind == "timeout":
-        return upstream_failed(last.message, 504)
-    return upstream_failed(last.message, 503 if last.kind == "unavailable" else 502)
+FailureReason = Literal["saturated", "rejected", "timeout", "unavailable", "error"]
+
+
+class CascadeFailure(Exception):
+    """No step answered. `reason` says why (every tier shed: `saturated`); `upstream_status`
+    is the last upstream's HTTP status, if it sent one."""
+
+    def __init__(
+        self, attempts: list[Attempt], errors: list[BackendError], *, passthrough: bool
+    ) -> None:
+        last = errors[-1]
+        super().__init__(last.message)
+        self.attempts = attempts
+        self.message = last.message
+        self.upstream_status = last.status
+        self.passthrough = passthrough
+        self.reason: FailureReason
+        if all(error.kind == "shed" for error in errors):
+            self.reason = "saturated"
+        elif last.kind == "shed":
+            self.reason = "error"
+        else:
+            self.reason = last.kind
+
+
+@dataclass(slots=True)
+class _Run:
+    """One request's way through the cascade."""
+
+    request: ClientRequest
+    attempts: list[Attempt] = field(default_factory=list)
+    errors: list[BackendError] = field(default_factory=list)
+    best: tuple[float, int, Completion] | None = None  # (confidence, attempt index, answer)
 
 
 @dataclass(frozen=True, slots=True)
-class Prerouting:
-    """A route classifier's verdict on one prompt."""
-
-    name: str
-    version: str
-    score: float
-    threshold: float
-
-    @property
-    def skip(self) -> bool:
-        """Below the threshold the route's first step is skipped."""
-        return self.score < self.threshold
-
-    def as_record(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "score": round(self.score, 6),
-            "threshold": self.threshold,
-            "skipped_first_step": self.skip,
-        }
-
-
-def preroute(plan: Plan, routers: Mapping[str, Router], question: str) -> Prerouting | None:
-    """Score the prompt with the plan's route classifier (None when it has none)."""
-    if plan.classifier is None:
-        return None
-    router = routers[plan.classifier.model]
-    return Prerouting(
-        router.name, router.version, router.score(question), plan.classifier.threshold
-    )
+class _Tier:
+    type: str
+    local: bool
 
 
 class Cascade:
-    """Runs plans against the backends (and classifiers) of one policy."""
+    """Runs decisions against the backends (and acceptance models) of one policy."""
 
     def __init__(
         self,
         policy: Policy,
         backends: Mapping[str, Backend | None],
-        routers: Mapping[str, Router] | None = None,
-        acceptance_models: Mapping[str, Acceptance] | None = None,
+        acceptance_models: Mapping[str, AcceptanceModel] | None = None,
     ) -> None:
-        self._policy = policy
         self._backends = backends
-        self._routers = routers or {}
         self._acceptance = acceptance_models or {}
+        self._tiers = {
+            name: _Tier(spec.type, TYPES[spec.type].local) for name, spec in policy.tiers.items()
+        }
 
-    def _backend(self, tier: str, record: DecisionRecord, started: float) -> Backend | None:
-        backend = self._backends.get(tier)
-        if backend is None:
-            record.add_attempt(
-                tier,
-                self._policy.tiers[tier].type,
-                "",
-                started,
-                outcome="error",
-                error=f"tier '{tier}' is not configured",
-            )
-        return backend
+    def _attempt(
+        self, tier: str, model: str, started: float, outcome: AttemptOutcome, **values: object
+    ) -> Attempt:
+        kind = self._tiers[tier]
+        return ended(tier, kind.type, model, started, local=kind.local, outcome=outcome, **values)
 
-    def _record_error(
-        self, record: DecisionRecord, tier: str, backend: Backend, started: float, exc: BackendError
-    ) -> None:
-        outcome = exc.kind if exc.kind in ("timeout", "shed") else "error"
-        record.add_attempt(
-            tier,
-            self._policy.tiers[tier].type,
-            backend.model,
-            started,
-            outcome=outcome,
-            error=exc.message,
-        )
-
-    def _judge(
-        self, step: Step, completion: Completion, last: bool, question: str
-    ) -> Confidence | None:
-        acceptance = step.acceptance
-        if acceptance is not None and not last:
-            if acceptance.model is None:
-                return score(acceptance.method, completion.token_logprobs, acceptance.threshold)
-            model = self._acceptance[acceptance.model]
-            value = (
-                model.score(
-                    question, completion.text, completion.token_logprobs, completion.finish_reason
-                )
-                if completion.token_logprobs
-                else 0.0  # as every method: no tokens (or logprobs), never accepted
-            )
-            return Confidence(acceptance.method, value, acceptance.threshold)
-        if completion.token_logprobs is not None:
-            return score("mean_prob", completion.token_logprobs, 0.0)
-        return None
-
-    async def run(self, plan: Plan, request: ClientRequest, record: DecisionRecord) -> Answer:
+    async def run(self, decision: Decision, request: ClientRequest) -> Outcome:
         """Find the answer to serve.
 
         Each step is tried on its tier, then (if that fails) on the tier's fallbacks in
         order; the first that answers stands for the step and is judged by its acceptance.
         With `request.stream`, a step whose answer is always kept is opened as a live stream
-        (its first event already received, so a failure can still fall back)."""
-        errors: list[BackendError] = []
-        best: tuple[float, int, Completion] | None = None  # (confidence, attempt index, answer)
+        (its first event already received, so a failure can still fall back). When every
+        answer was rejected, the most confident one is served, marked degraded."""
+        plan = decision.plan
+        run = _Run(request)
         live_first = request.stream and plan.stream == "live"
-        verdict = preroute(plan, self._routers, request.prompt.question)
-        if verdict is not None:
-            record.classifier = verdict.as_record()
-        skipped = 1 if verdict is not None and verdict.skip else 0
-        steps = list(enumerate(plan.steps))
-        # A skipped step is the last resort: it runs only when every later step failed
-        # outright, judged by its acceptance (so not streamed live unless it has none).
-        for position, (index, step) in enumerate(steps[skipped:] + steps[:skipped]):
-            rescue = position >= len(steps) - skipped
-            if rescue and (best is not None or not errors):
-                break
-            last = not rescue and (index == len(plan.steps) - 1 or live_first)
-            for tier in plan.candidates(step.tier):
-                result = await self._attempt(
-                    tier, step, last=last, request=request, record=record, errors=errors
-                )
-                if isinstance(result, Answer):
+        for item in decision.schedule():
+            if item.rescue and (run.best is not None or not run.errors):
+                break  # a skipped step runs only when every later step failed outright
+            last = not item.rescue and (item.index == len(plan.steps) - 1 or live_first)
+            for tier in plan.candidates(item.step.tier):
+                result = await self._try(tier, item.step, run, last=last)
+                if isinstance(result, Outcome):
                     return result
-                if result is not None:  # answered, but not confidently: next step
-                    value, completion = result
-                    if best is None or value > best[0]:
-                        best = (value, len(record.attempts) - 1, completion)
-                    break
-        if best is None:
-            raise _failure(errors, passthrough=plan.route is None)
-        _, attempt_index, completion = best
-        attempt = record.attempts[attempt_index]
-        attempt.outcome = "degraded"
-        return Answer(
-            attempt.tier, completion.model, len(record.attempts) - 1, True, completion=completion
-        )
+                if result == "rejected":
+                    break  # answered, but not confidently: the next step
+        if run.best is None:
+            raise CascadeFailure(run.attempts, run.errors, passthrough=plan.passthrough)
+        _, index, completion = run.best
+        run.attempts[index] = replace(run.attempts[index], outcome="degraded")
+        tier = run.attempts[index].tier
+        return Outcome(run.attempts, tier, completion.model, degraded=True, completion=completion)
 
-    async def _attempt(
-        self,
-        tier: str,
-        step: Step,
-        *,
-        last: bool,
-        request: ClientRequest,
-        record: DecisionRecord,
-        errors: list[BackendError],
-    ) -> Answer | tuple[float, Completion] | None:
-        """One tier's try at a step: the Answer to serve, a rejected answer with its
-        confidence, or None when the tier failed (recorded in `errors`)."""
+    async def _try(
+        self, tier: str, step: Step, run: _Run, *, last: bool
+    ) -> Outcome | Literal["rejected", "failed"]:
+        """One tier's try at a step: the Outcome when its answer is served; else whether it
+        answered and was rejected (an escalated attempt) or failed (an error attempt)."""
         started = time.perf_counter()
-        backend = self._backend(tier, record, started)
+        request = run.request
+        backend = self._backends.get(tier)
         if backend is None:
-            errors.append(BackendError("unavailable", f"tier '{tier}' is not configured"))
-            return None
+            error = BackendError("unavailable", f"tier '{tier}' is not configured")
+            run.errors.append(error)
+            run.attempts.append(self._attempt(tier, "", started, "error", error=error.message))
+            return "failed"
         keep_always = last or step.acceptance is None
         try:
             if request.stream and keep_always:
-                events = await self._open_live(tier, backend, request, record, started)
-                return Answer(tier, backend.model, len(record.attempts) - 1, False, events=events)
+                live = await self._open_live(tier, backend, run, started)
+                return Outcome(run.attempts, tier, backend.model, degraded=False, live=live)
             completion = await backend.complete(request.prompt, request.params)
         except BackendError as exc:
-            self._record_error(record, tier, backend, started, exc)
-            errors.append(exc)
-            return None
+            outcome: AttemptOutcome = exc.kind if exc.kind in ("timeout", "shed") else "error"
+            run.errors.append(exc)
+            run.attempts.append(
+                self._attempt(tier, backend.model, started, outcome, error=exc.message)
+            )
+            return "failed"
         confidence = self._judge(step, completion, keep_always, request.prompt.question)
         keep = keep_always or (confidence is not None and confidence.accepted)
-        record.add_attempt(
-            tier,
-            self._policy.tiers[tier].type,
-            completion.model,
-            started,
-            ttft_ms=completion.ttft_ms,
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-            confidence=None if confidence is None else confidence.as_record(),
-            outcome="accepted" if keep else "escalated",
+        run.attempts.append(
+            self._attempt(
+                tier,
+                completion.model,
+                started,
+                "accepted" if keep else "escalated",
+                ttft_ms=completion.ttft_ms,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                confidence=None if confidence is None else confidence.as_record(),
+            )
         )
         if keep:
-            return Answer(
-                tier, completion.model, len(record.attempts) - 1, False, completion=completion
+            return Outcome(
+                run.attempts, tier, completion.model, degraded=False, completion=completion
             )
-        return (confidence.value if confidence is not None else 0.0), completion
+        value = confidence.value if confidence is not None else 0.0
+        if run.best is None or value > run.best[0]:
+            run.best = (value, len(run.attempts) - 1, completion)
+        return "rejected"
+
+    def _judge(
+        self, step: Step, completion: Completion, keep_always: bool, question: str
+    ) -> Confidence | None:
+        """The step's acceptance; an answer kept anyway is still scored (mean_prob, threshold
+        0) when it has logprobs, so records show every answer's confidence."""
+        if step.acceptance is not None and not keep_always:
+            answered = Answered(
+                question, completion.text, completion.token_logprobs or (), completion.finish_reason
+            )
+            return judge(step.acceptance, answered, self._acceptance)
+        if completion.token_logprobs is not None:
+            return score("mean_prob", completion.token_logprobs, 0.0)
+        return None
 
     async def _open_live(
-        self,
-        tier: str,
-        backend: Backend,
-        request: ClientRequest,
-        record: DecisionRecord,
-        started: float,
-    ) -> AsyncGenerator[StreamEvent, None]:
-        stream = backend.stream(request.prompt, request.params)
+        self, tier: str, backend: Backend, run: _Run, started: float
+    ) -> LiveStream:
+        stream = backend.stream(run.request.prompt, run.request.params)
         try:
             first = await anext(stream)
         except StopAsyncIteration:
             raise BackendError("error", f"tier '{tier}' sent an empty stream") from None
+        except BaseException:
+            await stream.aclose()
+            raise
         ttft_ms = (time.perf_counter() - started) * 1000
-        return self._follow(
-            tier, backend, stream, first=first, record=record, started=started, ttft_ms=ttft_ms
+        abandoned = self._attempt(
+            tier, backend.model, started, "error", ttft_ms=ttft_ms, error="client gone"
         )
+        live = LiveStream(tier, stream, abandoned)
+        live.events = self._follow(
+            live, backend, stream, first=first, started=started, ttft_ms=ttft_ms
+        )
+        return live
 
     async def _follow(
         self,
-        tier: str,
+        live: LiveStream,
         backend: Backend,
         stream: AsyncGenerator[StreamEvent, None],
         *,
         first: StreamEvent,
-        record: DecisionRecord,
         started: float,
         ttft_ms: float,
     ) -> AsyncGenerator[StreamEvent, None]:
-        """Pass a live stream through, recording its attempt when it ends (or breaks)."""
-        kind = self._policy.tiers[tier].type
+        """Pass a live stream through; its attempt is set when it ends, breaks or is left."""
         final: StreamEvent | None = None
-        failed = False
+        error: BackendError | None = None
         try:
-            yield first
-            final = first if first.finish_reason else None
-            async for event in stream:
-                if event.finish_reason:
-                    final = event
-                yield event
+            async with contextlib.aclosing(stream):
+                yield first
+                final = first if first.finish_reason else None
+                async for event in stream:
+                    if event.finish_reason:
+                        final = event
+                    yield event
         except BackendError as exc:
-            failed = True
-            self._record_error(record, tier, backend, started, exc)
+            error = exc
             raise
         finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            if final is not None:
-                record.add_attempt(
+            tier = live.tier
+            if error is not None:
+                outcome: AttemptOutcome = "timeout" if error.kind == "timeout" else "error"
+                live.attempt = self._attempt(
+                    tier, backend.model, started, outcome, ttft_ms=ttft_ms, error=error.message
+                )
+            elif final is not None:
+                live.attempt = self._attempt(
                     tier,
-                    kind,
                     final.model or backend.model,
                     started,
+                    "accepted",
                     ttft_ms=ttft_ms,
                     prompt_tokens=final.prompt_tokens or 0,
                     completion_tokens=final.completion_tokens or 0,
-                    outcome="accepted",
                 )
-            elif not failed:
-                record.add_attempt(
+            else:
+                live.attempt = self._attempt(
                     tier,
-                    kind,
                     backend.model,
                     started,
+                    "error",
                     ttft_ms=ttft_ms,
-                    outcome="error",
                     error="stream ended early (client gone?)",
                 )

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from classifiers.cli import add_commands as add_classify_commands
-from router.settings import Settings
+from router.classify_cli import add_commands as add_classify_commands
+from router.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from router.ledger import Reader
@@ -46,7 +46,11 @@ def _serve_one(settings: Settings, reuse_port: bool) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from router.policy import PolicyError, load_policy
 
-    settings = Settings.from_env(policy_path=args.policy, host=args.host, port=args.port)
+    try:
+        settings = Settings.from_env(policy_path=args.policy, host=args.host, port=args.port)
+    except SettingsError as exc:
+        print(f"cascade serve: {exc}", file=sys.stderr)
+        return 1
     try:
         load_policy(settings.policy_path)  # fail fast, with every error listed
     except PolicyError as exc:
@@ -142,13 +146,13 @@ def _open_ledger(args: argparse.Namespace, command: str) -> _LedgerWindow | None
     from router.ledger import LedgerError, open_reader, parse_ledger_url
     from router.ledger.times import parse_time
 
-    settings = Settings.from_env(ledger_url=args.ledger)
     try:
+        settings = Settings.from_env(ledger_url=args.ledger)
         target = parse_ledger_url(settings.ledger_url, settings.redis_url)
         since = parse_time(args.since) if args.since else None
         until = parse_time(args.until) if args.until else None
         return _LedgerWindow(str(target), open_reader(target), since, until)
-    except (LedgerError, ValueError) as exc:
+    except (LedgerError, ValueError) as exc:  # SettingsError is a ValueError
         print(f"cascade {command}: {exc}", file=sys.stderr)
         return None
 

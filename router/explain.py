@@ -1,30 +1,27 @@
 """`cascade policy explain`: what a policy would do with a prompt, without calling a model.
 
-It decides with the server's own code (router.rules.decide) and counts tokens with the
-local tier's own tokenizer (vocabulary only), so what it prints is what serving records.
+It decides with the server's own code (router.routing.decide) and counts tokens with the
+first tier that can count them offline (a local model's vocabulary), so what it prints is
+what serving records.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from router.backends.base import Message, Prompt
-from router.backends.local_llama import bundled_model_path
-from router.backends.prompt_tokens import PromptTokenizer, estimate_tokens
-from router.cascade import preroute, resolve
-from router.policy import LlamaCppTier, LoadedPolicy
+from router.backends.prompt_tokens import estimate_tokens
+from router.backends.registry import backend_type
+from router.policy import LoadedPolicy
 from router.policy.model import DEFAULT_TEAM
-from router.rules import Facts, decide, needs_prompt_tokens, rule_classifiers, rule_scores
+from router.routing import Facts, decide, needs_prompt_tokens
 
 
 def _count(loaded: LoadedPolicy, prompt: Prompt) -> tuple[int, str]:
     for name, spec in loaded.policy.tiers.items():
-        if isinstance(spec, LlamaCppTier):
-            path = Path(spec.model_path) if spec.model_path else bundled_model_path()
-            return len(PromptTokenizer.from_gguf(path, spec.chat_format).tokens(prompt)), (
-                f"tokenizer of tier '{name}'"
-            )
+        counter = backend_type(spec).offline_counter
+        if counter is not None:
+            return counter(spec)(prompt), f"tokenizer of tier '{name}'"
     return estimate_tokens(prompt), "estimate (4 bytes per token)"
 
 
@@ -42,21 +39,13 @@ def explain(
     requested = model or policy.default_route or next(iter(policy.routes))
     prompt = Prompt(messages=(Message("user", text),))
     tokens, method = _count(loaded, prompt)
-    plan = resolve(policy, requested)
-    if plan is None:
-        raise ValueError(f"model '{requested}' is neither a route nor a tier of this policy")
-    scores: dict[str, float] = {}
-    rule_verdict = None
-    if plan.route is not None:
-        scores, rule_verdict = rule_scores(
-            rule_classifiers(policy), loaded.routers, prompt.question
-        )
     counted = tokens if needs_prompt_tokens(policy) else None
-    decision = decide(policy, Facts(team, tags, requested, counted, scores))
-    assert decision is not None  # the model resolved above
+    facts = Facts(requested, team, tags, counted, prompt.question)
+    decision = decide(policy, loaded.routers, facts)
+    if decision is None:
+        raise ValueError(f"model '{requested}' is neither a route nor a tier of this policy")
     output = max_tokens or policy.limits.default_max_tokens
-    verdict = preroute(decision.plan, loaded.routers, prompt.question)
-    skipped = 1 if verdict is not None and verdict.skip else 0
+    skipped = decision.skipped
     steps, costs = [], []
     for index, step in enumerate(decision.plan.steps):
         spec = policy.tiers[step.tier]
@@ -67,7 +56,7 @@ def explain(
             {
                 "tier": step.tier,
                 "type": spec.type,
-                "model": spec.model_name if isinstance(spec, LlamaCppTier) else spec.model,
+                "model": spec.served_model,
                 "acceptance": acceptance,
                 "fallbacks": decision.plan.candidates(step.tier)[1:],
                 "skipped": index < skipped,
@@ -83,7 +72,7 @@ def explain(
         "prompt_tokens_counted_by": method,
         "rule": decision.rule,
         "route": decision.plan.label,
-        "classifier": rule_verdict if verdict is None else verdict.as_record(),
+        "classifier": decision.classifier_record(),
         "plan": steps,
         "reference_tier": decision.plan.reference_tier,
         "stream": decision.plan.stream,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import re
 import time
 
@@ -12,14 +11,14 @@ from aiohttp import web
 
 from router.backends.base import BackendError, Prompt
 from router.backends.prompt_tokens import estimate_tokens
-from router.cascade import Answer, resolve
-from router.errors import APIError, invalid, not_found_model
+from router.cascade import CascadeFailure, Outcome
+from router.errors import APIError, invalid, not_found_model, overloaded, upstream_failed
 from router.records import DecisionRecord, iso_time
 from router.redact import redact
 from router.reload import RELOADER
 from router.requests import ClientRequest, parse_request, prompt_too_long
 from router.responses import ChunkWriter, completion_body
-from router.rules import Facts, decide, rule_scores
+from router.routing import Decision, Facts, decide
 from router.state import LEDGER, LOGGER, METRICS, REQUEST_ID, RUNTIME, Runtime
 
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
@@ -82,8 +81,9 @@ async def _prompt_tokens(runtime: Runtime, prompt: Prompt, *, exact: bool) -> in
     upper = sum(len(t.encode()) for t in texts) + _TEMPLATE_TOKENS_PER_MESSAGE * len(texts) + 4
     if upper <= limit and not exact:
         return None
-    counter = runtime.token_counter
-    tokens = await counter.count_tokens(prompt) if counter else estimate_tokens(prompt)
+    tokens = await runtime.count_tokens(prompt)
+    if tokens is None:
+        tokens = estimate_tokens(prompt)
     if tokens > limit:
         raise prompt_too_long(tokens, limit, "messages" if prompt.is_chat else "prompt")
     return tokens
@@ -99,22 +99,34 @@ def _prompt_text(prompt: Prompt, max_chars: int) -> tuple[str, bool]:
     return (text[:max_chars], True) if len(text) > max_chars else (text, False)
 
 
-def _headers(runtime: Runtime, record: DecisionRecord, answer: Answer) -> dict[str, str]:
+def _headers(runtime: Runtime, request_id: str, route: str, outcome: Outcome) -> dict[str, str]:
     return {
-        "x-request-id": record.request_id,
-        "x-cascade-route": record.route or "",
-        "x-cascade-tier": answer.tier,
-        "x-cascade-model": answer.model,
-        "x-cascade-escalations": str(answer.escalations),
-        "x-cascade-degraded": "true" if answer.degraded else "false",
+        "x-request-id": request_id,
+        "x-cascade-route": route,
+        "x-cascade-tier": outcome.tier,
+        "x-cascade-model": outcome.model,
+        "x-cascade-escalations": str(outcome.escalations),
+        "x-cascade-degraded": "true" if outcome.degraded else "false",
         "x-cascade-policy": runtime.loaded.version,
     }
+
+
+def failure_error(failure: CascadeFailure) -> APIError:
+    """The HTTP status of a cascade that found no answer."""
+    if failure.reason == "saturated":
+        return overloaded("every tier of this route is saturated; retry shortly")
+    status = failure.upstream_status
+    if failure.passthrough and status is not None and 400 <= status < 500:
+        return APIError(status, failure.message, code="upstream_rejected")
+    if failure.reason == "timeout":
+        return upstream_failed(failure.message, 504)
+    return upstream_failed(failure.message, 503 if failure.reason == "unavailable" else 502)
 
 
 async def _stream(
     request: web.Request,
     record: DecisionRecord,
-    answer: Answer,
+    outcome: Outcome,
     *,
     client: ClientRequest,
     headers: dict[str, str],
@@ -123,25 +135,37 @@ async def _stream(
     response = web.StreamResponse(
         headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
+    writer = ChunkWriter(record.request_id, outcome.model, chat)
     await response.prepare(request)
-    writer = ChunkWriter(record.request_id, answer.model, chat)
+    await _stream_body(response, writer, record, outcome, include_usage=client.include_usage)
+    return response
+
+
+async def _stream_body(
+    response: web.StreamResponse,
+    writer: ChunkWriter,
+    record: DecisionRecord,
+    outcome: Outcome,
+    *,
+    include_usage: bool,
+) -> None:
     usage = (0, 0)
     try:
-        if answer.completion is not None:
-            done = answer.completion
+        if outcome.completion is not None:
+            done = outcome.completion
             if done.text:
                 await response.write(writer.text(done.text))
             await response.write(writer.finish(done.finish_reason))
             usage = (done.prompt_tokens, done.completion_tokens)
-        elif answer.events is not None:
-            async with contextlib.aclosing(answer.events) as events:
+        elif outcome.live is not None:
+            async with contextlib.aclosing(outcome.live.events) as events:
                 async for event in events:
                     if event.text:
                         await response.write(writer.text(event.text))
                     if event.finish_reason:
                         await response.write(writer.finish(event.finish_reason))
                         usage = (event.prompt_tokens or 0, event.completion_tokens or 0)
-        if client.include_usage:
+        if include_usage:
             await response.write(writer.usage(*usage))
         await response.write(writer.done())
     except BackendError as exc:
@@ -151,7 +175,6 @@ async def _stream(
         await response.write(writer.done())
     except ConnectionResetError:
         record.status, record.error = "error", "client disconnected"
-    return response
 
 
 async def _complete(request: web.Request, *, chat: bool) -> web.StreamResponse:
@@ -161,6 +184,8 @@ async def _complete(request: web.Request, *, chat: bool) -> web.StreamResponse:
 
 
 async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) -> web.StreamResponse:
+    """Read, validate, decide, run, answer; then build the record from the Decision and what
+    the cascade reported, whatever happened."""
     policy = runtime.loaded.policy
     started = time.perf_counter()
     caller = runtime.keys.caller(_bearer(request))
@@ -171,40 +196,30 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
         team=caller.team,
         key_id=caller.key_id,
     )
-    reference: str | None = None
+    decision: Decision | None = None
+    outcome: Outcome | None = None
     try:
         tags = caller.tags | _header_tags(request)
         record.tags = sorted(tags)
-        client = parse_request(
-            await _read_json(request, policy.limits.max_body_bytes), policy.limits, chat=chat
-        )
-        record.requested_model, record.stream = client.model, client.stream
-        record.user = client.params.user
-        if policy.ledger.log_prompts:
-            record.prompt, record.prompt_truncated = _prompt_text(
-                client.prompt, policy.ledger.max_prompt_chars
-            )
-        requested = resolve(policy, client.model)
-        if requested is None:
-            raise not_found_model(client.model)
+        client = await _read_client(request, runtime, record, chat=chat)
         tokens = await _prompt_tokens(runtime, client.prompt, exact=runtime.rules_need_tokens)
-        scores: dict[str, float] = {}
-        if requested.route is not None:  # rules (and so their classifiers) apply to routes
-            scores, record.classifier = rule_scores(
-                runtime.rule_classifiers, runtime.loaded.routers, client.prompt.question
-            )
-        decision = decide(policy, Facts(caller.team, tags, client.model, tokens, scores))
-        assert decision is not None  # the model resolved above
-        plan = decision.plan
-        record.route, record.rule, reference = plan.label, decision.rule, plan.reference_tier
-        answer = await runtime.cascade.run(plan, client, record)
-        record.final_tier, record.final_model = answer.tier, answer.model
-        record.status = "degraded" if answer.degraded else "ok"
-        headers = _headers(runtime, record, answer)
+        facts = Facts(client.model, caller.team, tags, tokens, client.prompt.question)
+        decision = decide(policy, runtime.loaded.routers, facts)
+        if decision is None:
+            raise not_found_model(client.model)
+        try:
+            outcome = await runtime.cascade.run(decision, client)
+        except CascadeFailure as failure:
+            record.attempts = failure.attempts
+            raise failure_error(failure) from None
+        record.status = "degraded" if outcome.degraded else "ok"
+        headers = _headers(runtime, record.request_id, decision.route, outcome)
         if client.stream:
-            return await _stream(request, record, answer, client=client, headers=headers, chat=chat)
-        assert answer.completion is not None
-        body = completion_body(record.request_id, answer.completion, chat)
+            return await _stream(
+                request, record, outcome, client=client, headers=headers, chat=chat
+            )
+        assert outcome.completion is not None  # only streams are served live
+        body = completion_body(record.request_id, outcome.completion, chat)
         return web.Response(
             body=orjson.dumps(body), content_type="application/json", headers=headers
         )
@@ -214,14 +229,54 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
         exc.headers.setdefault("x-cascade-policy", runtime.loaded.version)
         raise
     finally:
-        seconds = time.perf_counter() - started
-        record.latency_ms = round(seconds * 1000, 3)
-        record.finish(policy, reference)
-        request.app[LEDGER].submit(record)
-        try:
-            request.app[METRICS].observe(record, seconds)
-        except Exception:  # noqa: BLE001 - metrics must not turn a served answer into a 500
-            request.app[LOGGER].exception("metrics_observe_failed", request_id=record.request_id)
+        await _settle(request, runtime, record, started=started, decision=decision, outcome=outcome)
+
+
+async def _read_client(
+    request: web.Request, runtime: Runtime, record: DecisionRecord, *, chat: bool
+) -> ClientRequest:
+    """The validated body; what the record keeps of it is written as soon as it is known."""
+    policy = runtime.loaded.policy
+    client = parse_request(
+        await _read_json(request, policy.limits.max_body_bytes), policy.limits, chat=chat
+    )
+    record.requested_model, record.stream = client.model, client.stream
+    record.user = client.params.user
+    if policy.ledger.log_prompts:
+        record.prompt, record.prompt_truncated = _prompt_text(
+            client.prompt, policy.ledger.max_prompt_chars
+        )
+    return client
+
+
+async def _settle(
+    request: web.Request,
+    runtime: Runtime,
+    record: DecisionRecord,
+    *,
+    started: float,
+    decision: Decision | None,
+    outcome: Outcome | None,
+) -> None:
+    """Complete the record from the Decision and the Outcome, price it, hand it to the
+    ledger and the metrics. Runs for every request, answered or not."""
+    seconds = time.perf_counter() - started
+    record.latency_ms = round(seconds * 1000, 3)
+    if decision is not None:
+        record.route, record.rule = decision.route, decision.rule
+        record.classifier = decision.classifier_record()
+    if outcome is not None:
+        if outcome.live is not None:
+            await outcome.live.aclose()  # its attempt is known even if it never started
+        record.attempts = outcome.all_attempts()
+        record.final_tier, record.final_model = outcome.tier, outcome.model
+    reference = decision.plan.reference_tier if decision is not None else None
+    record.finish(runtime.loaded.policy, reference)
+    request.app[LEDGER].submit(record)
+    try:
+        request.app[METRICS].observe(record, seconds)
+    except Exception:  # noqa: BLE001 - metrics must not turn a served answer into a 500
+        request.app[LOGGER].exception("metrics_observe_failed", request_id=record.request_id)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -287,19 +342,9 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def _queue_depth(backend: object) -> int:
-    return int(getattr(backend, "queue_depth", 0))
-
-
 async def metrics(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME].current
-    depths = {}
-    if runtime is not None:
-        depths = {
-            name: functools.partial(_queue_depth, backend)
-            for name, backend in runtime.backends.items()
-            if backend is not None
-        }
+    depths = runtime.queue_depths() if runtime is not None else {}
     return web.Response(
         body=request.app[METRICS].render(depths, request.app[LEDGER].stats()),
         content_type="text/plain",

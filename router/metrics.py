@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -120,10 +120,8 @@ class Metrics:
             if attempt.cost_usd:
                 self.cost.labels(attempt.tier).inc(attempt.cost_usd)
 
-    def render(
-        self, queue_depths: Mapping[str, Callable[[], int]], ledger: LedgerStats | None = None
-    ) -> bytes:
+    def render(self, queue_depths: Mapping[str, int], ledger: LedgerStats | None = None) -> bytes:
         for tier, depth in queue_depths.items():
-            self.queue_depth.labels(tier).set(depth())
+            self.queue_depth.labels(tier).set(depth)
         self._ledger.stats = ledger
         return generate_latest(self.registry)

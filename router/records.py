@@ -1,7 +1,8 @@
 """Decision records: one per request, every attempt in it (GUIDE §2).
 
-The record is built while the request runs and finished once; the ledger (router/ledger/)
-serialises the dataclass as it is (orjson) into whichever sink is configured.
+The handler builds the record from the routing Decision and the cascade's Outcome (the
+executor never touches it) and finishes it once; the ledger (router/ledger/) serialises the
+dataclass as it is (orjson) into whichever sink is configured.
 """
 
 from __future__ import annotations
@@ -37,6 +38,22 @@ class Attempt:
     confidence: dict[str, object] | None = None
     outcome: AttemptOutcome = "accepted"
     error: str | None = None
+    local: bool = False  # the tier runs in the gateway's process (cost is compute, not a bill)
+
+
+def ended(tier: str, backend: str, model: str, started: float, **values: Any) -> Attempt:
+    """An attempt that began at `started` (perf_counter) and ended now."""
+    now = time.perf_counter()
+    if values.get("ttft_ms") is not None:
+        values["ttft_ms"] = round(values["ttft_ms"], 3)
+    return Attempt(
+        tier=tier,
+        backend=backend,
+        model=model,
+        started_at=iso_time(time.time() - (now - started)),
+        latency_ms=round((now - started) * 1000, 3),
+        **values,
+    )
 
 
 @dataclass(slots=True)
@@ -67,24 +84,6 @@ class DecisionRecord:
     cache_hit: bool = False
     prompt: str | None = None  # only when the policy's ledger.log_prompts is on
     prompt_truncated: bool = False
-
-    def add_attempt(
-        self, tier: str, backend: str, model: str, started: float, **values: Any
-    ) -> Attempt:
-        """Record an attempt that began at `started` (perf_counter) and ended now."""
-        now = time.perf_counter()
-        if values.get("ttft_ms") is not None:
-            values["ttft_ms"] = round(values["ttft_ms"], 3)
-        attempt = Attempt(
-            tier=tier,
-            backend=backend,
-            model=model,
-            started_at=iso_time(time.time() - (now - started)),
-            latency_ms=round((now - started) * 1000, 3),
-            **values,
-        )
-        self.attempts.append(attempt)
-        return attempt
 
     def finish(self, policy: Policy, reference_tier: str | None) -> None:
         """Price every attempt, then the counterfactual on the reference tier.

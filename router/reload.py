@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
+from router import heap
 from router.backends.registry import build_backends, close_backends
 from router.metrics import Metrics
 from router.policy import PolicyError, load_policy
@@ -71,6 +72,7 @@ class PolicyReloader:
         loaded = await asyncio.to_thread(load_policy, self.path)
         backends = await build_backends(loaded.policy, self._session)
         self.slot.current = Runtime(loaded, backends)
+        heap.settle()
         self._log.info(
             "policy_loaded",
             source=loaded.source,
@@ -134,9 +136,12 @@ class PolicyReloader:
         )
 
     async def _retire(self, old: Runtime, kept: set[int]) -> None:
-        """Close the old runtime's unshared backends once its last request has finished."""
+        """Close the old runtime's unshared backends once its last request has finished,
+        then freeze the new runtime's long-lived objects."""
         await old.idle.wait()
         await close_backends(b for b in old.backends.values() if id(b) not in kept)
+        del old
+        heap.settle()
 
     async def aclose(self) -> None:
         if self._retiring:  # by now aiohttp has let in-flight requests finish

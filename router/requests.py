@@ -1,30 +1,117 @@
-"""Validate client requests the way OpenAI does, into typed values; every problem is a 400."""
+"""Client requests, declared: every OpenAI field a typed, documented attribute.
+
+`parse_request` validates a body against the endpoint's model (pydantic, strict: no
+coercion of "1" to 1 or of true to 1) and turns the first problem into OpenAI's 400, naming
+the parameter (`messages[0].role`). Fields are added as declarations on `ChatBody` or
+`CompletionBody`; what the backends receive is the typed `ClientRequest` built from them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from router.backends.base import GenerationParams, Message, Prompt
 from router.errors import APIError, invalid
 from router.policy.model import LimitsSpec
 
-_ROLES = {"system", "developer", "user", "assistant"}
-_COMMON = {
-    "model",
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "stop",
-    "seed",
-    "user",
-    "stream",
-    "stream_options",
-    "n",
-}
-CHAT_FIELDS = _COMMON | {"messages", "max_completion_tokens"}
-COMPLETION_FIELDS = _COMMON | {"prompt"}
 MAX_STOPS = 4
+Role = Literal["system", "developer", "user", "assistant"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = Field(False, description="Send a last chunk with token usage.")
+
+
+class ChatMessage(_Strict):
+    role: Role
+    content: str | list[dict[str, Any]] = Field(
+        description="A string, or a list of content parts (only `text` parts are served)."
+    )
+    name: str | None = Field(None, description="A participant's name (passed on, not used).")
+
+    @field_validator("content")
+    @classmethod
+    def _text_parts_only(cls, value: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+        if isinstance(value, str):
+            return value
+        for index, part in enumerate(value):
+            if part.get("type") != "text":
+                raise ValueError(
+                    f"content part {index} of type '{part.get('type')}' is not supported; "
+                    "only 'text' parts are"
+                )
+            if not isinstance(part.get("text"), str):
+                raise ValueError(f"content part {index}: 'text' must be a string")
+        return value
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(str(part["text"]) for part in self.content)
+
+
+Stop = Annotated[str, Field(min_length=1)]
+
+
+class _Body(_Strict):
+    """Fields both endpoints take."""
+
+    model: str = Field(
+        min_length=1, description="A route (e.g. 'auto') or a tier name (GET /v1/models)."
+    )
+    max_tokens: int | None = Field(None, description="Tokens to generate at most.")
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: Stop | list[Stop] | None = Field(
+        None, description=f"Up to {MAX_STOPS} sequences that end the answer (not included)."
+    )
+    seed: int | None = None
+    user: str | None = Field(None, description="The end user, recorded in the ledger.")
+    stream: bool = False
+    stream_options: StreamOptions | None = Field(None, description="Only with stream=true.")
+    n: int | None = Field(None, description="Only one choice is served (n=1).")
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value is not None and value != 1:
+            raise ValueError("only n=1 is supported")
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > MAX_STOPS:
+            raise ValueError(f"at most {MAX_STOPS} sequences")
+        return value
+
+    def stops(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+
+class ChatBody(_Body):
+    """POST /v1/chat/completions."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(
+        None, description="Tokens to generate at most; wins over max_tokens."
+    )
+
+
+class CompletionBody(_Body):
+    """POST /v1/completions (one prompt string)."""
+
+    prompt: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,149 +123,73 @@ class ClientRequest:
     include_usage: bool
 
 
-def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise invalid(f"'{key}' must be a number", key)
-    if not low <= value <= high:
-        raise invalid(f"'{key}' must be between {low} and {high}; got {value}", key)
-    return float(value)
+_CODES = {"n": "unsupported_parameter"}
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
 
-def _integer(body: dict[str, Any], key: str) -> int | None:
-    value = body.get(key)
+def _param(loc: tuple[int | str, ...]) -> str | None:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in _TYPE_TAGS or "[" in part or "-" in part:
+            break  # a union branch pydantic names in the location: the field is what failed
+        else:
+            text += f".{part}" if text else part
+    return text or None
+
+
+def _bad_request(exc: ValidationError) -> APIError:
+    error = exc.errors(include_url=False)[0]
+    loc = error["loc"]
+    param = _param(loc)
+    if error["type"] == "extra_forbidden":
+        if len(loc) == 1:
+            return invalid(f"unsupported parameter '{param}'", param, "unsupported_parameter")
+        parent = _param(loc[:-1])
+        return invalid(f"{parent}: unsupported field '{loc[-1]}'", parent)
+    if error["type"] == "missing":
+        return invalid(f"'{param}' is required", param)
+    message = error["msg"].removeprefix("Value error, ")
+    return invalid(f"'{param}': {message}", param, _CODES.get(param or ""))
+
+
+def _max_tokens(body: _Body, limits: LimitsSpec) -> int:
+    key, value = "max_tokens", body.max_tokens
+    if isinstance(body, ChatBody) and body.max_completion_tokens is not None:
+        key, value = "max_completion_tokens", body.max_completion_tokens
     if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(f"'{key}' must be an integer", key)
+        return limits.default_max_tokens
+    if not 1 <= value <= limits.max_output_tokens:
+        raise invalid(f"'{key}' must be between 1 and {limits.max_output_tokens}; got {value}", key)
     return value
-
-
-def _content(value: Any, where: str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        texts = []
-        for index, part in enumerate(value):
-            if not isinstance(part, dict) or part.get("type") != "text":
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise invalid(
-                    f"{where}[{index}]: content part of type '{kind}' is not supported; "
-                    "only 'text' parts are",
-                    where,
-                )
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise invalid(f"{where}[{index}].text must be a string", where)
-            texts.append(text)
-        return "".join(texts)
-    raise invalid(f"{where} must be a string or a list of text parts", where)
-
-
-def _messages(body: dict[str, Any]) -> tuple[Message, ...]:
-    raw = body.get("messages")
-    if not isinstance(raw, list) or not raw:
-        raise invalid("'messages' must be a non-empty array", "messages")
-    messages = []
-    for index, item in enumerate(raw):
-        where = f"messages[{index}]"
-        if not isinstance(item, dict):
-            raise invalid(f"{where} must be an object", where)
-        role = item.get("role")
-        if role not in _ROLES:
-            raise invalid(
-                f"{where}.role must be one of {sorted(_ROLES)}; got {role!r}", f"{where}.role"
-            )
-        unknown = set(item) - {"role", "content", "name"}
-        if unknown:
-            raise invalid(f"{where}: unsupported field(s) {sorted(unknown)}", where)
-        if item.get("content") is None:
-            raise invalid(f"{where}.content is required", f"{where}.content")
-        messages.append(Message(role, _content(item["content"], f"{where}.content")))
-    return tuple(messages)
-
-
-def _stops(body: dict[str, Any]) -> tuple[str, ...]:
-    stop = body.get("stop")
-    if stop is None:
-        return ()
-    stops = [stop] if isinstance(stop, str) else stop
-    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
-        raise invalid("'stop' must be a non-empty string or an array of them", "stop")
-    if len(stops) > MAX_STOPS:
-        raise invalid(f"'stop' holds at most {MAX_STOPS} sequences", "stop")
-    return tuple(stops)
-
-
-def _max_tokens(body: dict[str, Any], limits: LimitsSpec, chat: bool) -> int | None:
-    max_tokens = _integer(body, "max_completion_tokens") if chat else None
-    key = "max_completion_tokens"
-    if max_tokens is None:
-        max_tokens, key = _integer(body, "max_tokens"), "max_tokens"
-    if max_tokens is not None and not 1 <= max_tokens <= limits.max_output_tokens:
-        raise invalid(
-            f"'{key}' must be between 1 and {limits.max_output_tokens}; got {max_tokens}", key
-        )
-    return max_tokens
-
-
-def _stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise invalid("'stream' must be a boolean", "stream")
-    options = body.get("stream_options")
-    include_usage = False
-    if options is not None:
-        if not stream:
-            raise invalid("'stream_options' is only allowed with stream=true", "stream_options")
-        if not isinstance(options, dict) or set(options) - {"include_usage"}:
-            raise invalid("'stream_options' may only hold 'include_usage'", "stream_options")
-        include_usage = bool(options.get("include_usage", False))
-    return stream, include_usage
 
 
 def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest:
     """Check one /v1/chat/completions (chat=True) or /v1/completions body."""
     if not isinstance(body, dict):
         raise invalid("the request body must be a JSON object")
-    unknown = set(body) - (CHAT_FIELDS if chat else COMPLETION_FIELDS)
-    if unknown:
-        name = sorted(unknown)[0]
-        raise invalid(f"unsupported parameter '{name}'", name, "unsupported_parameter")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise invalid("'model' is required: a route (e.g. 'auto') or a tier name", "model")
-    n = _integer(body, "n")
-    if n is not None and n != 1:
-        raise invalid("only n=1 is supported", "n", "unsupported_parameter")
-    stream, include_usage = _stream_flags(body)
-
-    if chat:
-        prompt = Prompt(messages=_messages(body))
+    try:
+        parsed: _Body = (ChatBody if chat else CompletionBody).model_validate(body)
+    except ValidationError as exc:
+        raise _bad_request(exc) from None
+    if parsed.stream_options is not None and not parsed.stream:
+        raise invalid("'stream_options' is only allowed with stream=true", "stream_options")
+    if isinstance(parsed, ChatBody):
+        prompt = Prompt(messages=tuple(Message(m.role, m.text) for m in parsed.messages))
     else:
-        text = body.get("prompt")
-        if not isinstance(text, str):
-            raise invalid("'prompt' must be a string", "prompt")
-        prompt = Prompt(text=text)
-
-    max_tokens = _max_tokens(body, limits, chat)
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise invalid("'user' must be a string", "user")
-    top_p = _number(body, "top_p", 0.0, 1.0)
-    if top_p == 0.0:
-        raise invalid("'top_p' must be greater than 0", "top_p")
+        assert isinstance(parsed, CompletionBody)
+        prompt = Prompt(text=parsed.prompt)
     params = GenerationParams(
-        max_tokens=max_tokens or limits.default_max_tokens,
-        temperature=_number(body, "temperature", 0.0, 2.0),
-        top_p=top_p,
-        stop=_stops(body),
-        seed=_integer(body, "seed"),
-        user=user,
+        max_tokens=_max_tokens(parsed, limits),
+        temperature=parsed.temperature,
+        top_p=parsed.top_p,
+        stop=parsed.stops(),
+        seed=parsed.seed,
+        user=parsed.user,
     )
-    return ClientRequest(model, prompt, params, stream, include_usage)
+    include_usage = parsed.stream_options is not None and parsed.stream_options.include_usage
+    return ClientRequest(parsed.model, prompt, params, parsed.stream, include_usage)
 
 
 def prompt_too_long(tokens: int, limit: int, param: str) -> APIError:

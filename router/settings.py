@@ -1,46 +1,95 @@
-"""Process settings from the environment and the command line (the policy holds the rest)."""
+"""Process settings: the environment, then command-line flags (the policy holds the rest).
+
+Each setting is a typed, documented field naming its environment variable; a bad value is
+refused at start-up with the variable's name (`CASCADE_LEDGER_QUEUE: Input should be a
+valid integer`), never half-applied.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+def _env(name: str, description: str) -> Any:
+    return {"env": name, "description": description}
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names each variable and what is wrong."""
+
+
+class Settings(BaseModel):
     """What a serving process needs before it reads its policy."""
 
-    policy_path: Path = Path("policies/default.yaml")
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    policy_path: Path = Field(
+        Path("policies/default.yaml"),
+        json_schema_extra=_env("CASCADE_POLICY", "The policy file to serve."),
+    )
     host: str = "127.0.0.1"
-    port: int = 8080
-    ledger_url: str = "sqlite:///var/ledger.db"
-    redis_url: str | None = None
-    spool_folder: Path = Path("var/spool")
-    ledger_queue: int = 10_000
-    ledger_batch: int = 500
-    log_level: str = "info"
-    policy_poll_s: float = 1.0
+    port: int = Field(8080, ge=0, le=65_535)
+    ledger_url: str = Field(
+        "sqlite:///var/ledger.db",
+        json_schema_extra=_env("CASCADE_LEDGER", "Where decision records go (docs/ledger.md)."),
+    )
+    redis_url: str | None = Field(
+        None, json_schema_extra=_env("CASCADE_REDIS_URL", "Redis for `CASCADE_LEDGER=redis`.")
+    )
+    spool_folder: Path = Field(
+        Path("var/spool"),
+        json_schema_extra=_env("CASCADE_LEDGER_SPOOL", "Local spool while the sink is down."),
+    )
+    ledger_queue: int = Field(
+        10_000,
+        ge=1,
+        json_schema_extra=_env("CASCADE_LEDGER_QUEUE", "Records held in memory at most."),
+    )
+    ledger_batch: int = Field(
+        500, ge=1, json_schema_extra=_env("CASCADE_LEDGER_BATCH", "Records per sink write.")
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", json_schema_extra=_env("CASCADE_LOG_LEVEL", "Log level of the JSON logs.")
+    )
+    policy_poll_s: float = Field(
+        1.0,
+        gt=0,
+        json_schema_extra=_env("CASCADE_POLICY_POLL_S", "Seconds between policy file checks."),
+    )
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
+    def variables(cls) -> dict[str, str]:
+        """Environment variable -> field name."""
+        found = {}
+        for name, info in cls.model_fields.items():
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and isinstance(env := extra.get("env"), str):
+                found[env] = name
+        return found
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Environment first, then explicit overrides (CLI flags) that are not None."""
-        values: dict[str, object] = {}
-        if policy := os.environ.get("CASCADE_POLICY"):
-            values["policy_path"] = Path(policy)
-        if ledger := os.environ.get("CASCADE_LEDGER"):
-            values["ledger_url"] = ledger
-        if redis_url := os.environ.get("CASCADE_REDIS_URL"):
-            values["redis_url"] = redis_url
-        if spool := os.environ.get("CASCADE_LEDGER_SPOOL"):
-            values["spool_folder"] = Path(spool)
-        if queue := os.environ.get("CASCADE_LEDGER_QUEUE"):
-            values["ledger_queue"] = int(queue)
-        if batch := os.environ.get("CASCADE_LEDGER_BATCH"):
-            values["ledger_batch"] = int(batch)
-        if level := os.environ.get("CASCADE_LOG_LEVEL"):
+        environ = os.environ if environ is None else environ
+        variables = cls.variables()
+        values: dict[str, object] = {
+            field: environ[env] for env, field in variables.items() if environ.get(env)
+        }
+        if isinstance(level := values.get("log_level"), str):
             values["log_level"] = level.lower()
-        if poll := os.environ.get("CASCADE_POLICY_POLL_S"):
-            values["policy_poll_s"] = float(poll)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            names = {field: env for env, field in variables.items()}
+            problems = [
+                f"{names.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else 'settings'}: "
+                f"{e['msg']}"
+                for e in exc.errors()
+            ]
+            raise SettingsError("; ".join(problems)) from None

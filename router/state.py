@@ -11,14 +11,14 @@ import aiohttp
 from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
-from router.backends.base import Backend
-from router.backends.local_llama import LocalLlamaBackend
+from router.backends.base import Backend, Prompt
 from router.cascade import Cascade
 from router.ids import RequestIds
+from router.keys import KeyIndex
 from router.ledger import Ledger
 from router.metrics import Metrics
 from router.policy import LoadedPolicy
-from router.rules import KeyIndex, needs_prompt_tokens, rule_classifiers
+from router.routing import needs_prompt_tokens
 from router.settings import Settings
 
 
@@ -31,18 +31,14 @@ class Runtime:
     cascade: Cascade = field(init=False)
     keys: KeyIndex = field(init=False)
     rules_need_tokens: bool = field(init=False)
-    rule_classifiers: tuple[str, ...] = field(init=False)  # router artifacts rules match on
     active: int = 0  # requests running on this runtime
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         policy = self.loaded.policy
-        self.cascade = Cascade(
-            policy, self.backends, self.loaded.routers, self.loaded.acceptance_models
-        )
+        self.cascade = Cascade(policy, self.backends, self.loaded.acceptance_models)
         self.keys = KeyIndex(policy)
         self.rules_need_tokens = needs_prompt_tokens(policy)
-        self.rule_classifiers = rule_classifiers(policy)
         self.idle.set()
 
     @contextlib.contextmanager
@@ -63,10 +59,16 @@ class Runtime:
             for name, backend in self.backends.items()
         }
 
-    @property
-    def token_counter(self) -> LocalLlamaBackend | None:
-        """The local tier's tokenizer counts prompt tokens for the gateway's limit."""
-        return next((b for b in self.backends.values() if isinstance(b, LocalLlamaBackend)), None)
+    def queue_depths(self) -> dict[str, int]:
+        return {name: b.queue_depth for name, b in self.backends.items() if b is not None}
+
+    async def count_tokens(self, prompt: Prompt) -> int | None:
+        """Prompt tokens by the first tier that can count them exactly (a local model's own
+        tokenizer); None when none can."""
+        for backend in self.backends.values():
+            if backend is not None and (tokens := await backend.count_tokens(prompt)) is not None:
+                return tokens
+        return None
 
 
 @dataclass(slots=True)

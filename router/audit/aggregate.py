@@ -203,7 +203,7 @@ class Aggregator:
             outcome.completion_tokens += attempt["completion_tokens"]
             outcome.escalated = outcome.escalated or result == "escalated"
             outcome.shed = outcome.shed or result == "shed"
-            if attempt["backend"] == "llama_cpp" and result in _ANSWERED:
+            if _local(attempt) and result in _ANSWERED:
                 outcome.local_answered = True
                 outcome.local_accepted = outcome.local_accepted or result == "accepted"
             figures = self.tiers.get(attempt["tier"])
@@ -211,3 +211,9 @@ class Aggregator:
                 figures = self.tiers[attempt["tier"]] = TierFigures()
             figures.add(attempt, result)
         return outcome
+
+
+def _local(attempt: Record) -> bool:
+    """Whether the attempt ran in the gateway's process. Records written before attempts
+    carried `local` knew only one local backend type, llama_cpp."""
+    return bool(attempt.get("local", attempt["backend"] == "llama_cpp"))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from router.redact import redact
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from router.backends.spec import TierSpecBase
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +98,31 @@ class BackendError(Exception):
         self.status = status
 
 
+Feature = Literal["chat", "completion", "stream", "token_logprobs"]
+"""Request features a backend serves: `chat` and `completion` prompts, `stream`ed answers,
+and per-token log-probabilities (`token_logprobs`, which logprob-based acceptance needs)."""
+
+
 class Backend(Protocol):
-    """What the cascade needs from a tier."""
+    """What the cascade, the server and the metrics need from a tier.
+
+    A backend says what it is (`local`: runs in this process, its cost is compute time, not
+    a bill) and what it can do (`features`); nothing elsewhere checks its class.
+    """
 
     name: str
     model: str
+    local: bool
+    features: frozenset[Feature]
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a slot of this backend (0 when it does not queue)."""
+        ...
+
+    async def count_tokens(self, prompt: Prompt) -> int | None:
+        """The prompt's tokens as this backend's model sees them; None when it cannot tell."""
+        ...
 
     async def complete(self, prompt: Prompt, params: GenerationParams) -> Completion: ...
 
@@ -106,3 +131,19 @@ class Backend(Protocol):
     ) -> AsyncGenerator[StreamEvent, None]: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BackendType:
+    """One tier `type` of the policy language: its spec, and how a backend is built from it.
+
+    Registered once in router/backends/registry.py; the policy schema, the loader, the
+    runtime, `cascade policy explain` and the labeler all read it from there.
+    """
+
+    tag: str  # the tier's `type` in a policy file
+    spec: type[TierSpecBase]
+    local: bool
+    build: Callable[[str, Any, aiohttp.ClientSession], Awaitable[Backend | None]]
+    # Counts a prompt's tokens from the spec alone, without loading the model (explain).
+    offline_counter: Callable[[Any], Callable[[Prompt], int]] | None = None

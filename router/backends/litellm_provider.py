@@ -6,10 +6,31 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Literal
 
-from router.backends.base import BackendError, Completion, GenerationParams, Prompt, StreamEvent
-from router.policy.model import LiteLLMTier
+import aiohttp
+
+from router.backends.base import (
+    BackendError,
+    BackendType,
+    Completion,
+    Feature,
+    GenerationParams,
+    Prompt,
+    StreamEvent,
+)
+from router.backends.spec import RemoteTierSpec
+from router.backends.upstream import request_body
+
+
+class LiteLLMTier(RemoteTierSpec):
+    """Any other provider litellm speaks (`anthropic/...`, `bedrock/...`, ...)."""
+
+    type: Literal["litellm"]
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.model)
 
 
 def _import_litellm() -> Any:
@@ -21,7 +42,11 @@ def _import_litellm() -> Any:
 
 
 class LiteLLMBackend:
-    """Backend contract over `litellm.acompletion` / `litellm.atext_completion`."""
+    """Backend contract over `litellm.acompletion` (completion prompts as one user message)."""
+
+    local = False
+    features: frozenset[Feature] = frozenset({"chat", "completion", "stream"})
+    queue_depth = 0  # litellm queues nothing of ours
 
     def __init__(self, name: str, spec: LiteLLMTier) -> None:
         self.name = name
@@ -30,28 +55,17 @@ class LiteLLMBackend:
         self._litellm: Any = None
 
     def _call_args(self, prompt: Prompt, params: GenerationParams, stream: bool) -> dict[str, Any]:
-        args: dict[str, Any] = {
-            "model": self.model,
-            "max_tokens": params.max_tokens,
-            "timeout": self._spec.timeout_s,
-            "stream": stream,
-        }
-        if prompt.is_chat:
-            args["messages"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
-        else:
-            args["messages"] = [{"role": "user", "content": prompt.text}]
+        args = request_body(self.model, prompt, params, stream=stream, chat=True)
+        args["stream"] = stream
+        args["timeout"] = self._spec.timeout_s
         if self._spec.api_base:
             args["api_base"] = self._spec.api_base
         if self._spec.api_key_env and (key := os.environ.get(self._spec.api_key_env)):
             args["api_key"] = key
-        for field in ("temperature", "top_p", "seed", "user"):
-            if (value := getattr(params, field)) is not None:
-                args[field] = value
-        if params.stop:
-            args["stop"] = list(params.stop)
-        if stream:
-            args["stream_options"] = {"include_usage": True}
         return args
+
+    async def count_tokens(self, prompt: Prompt) -> int | None:
+        return None
 
     async def _acompletion(self, args: dict[str, Any]) -> Any:
         if self._litellm is None:
@@ -114,3 +128,10 @@ class LiteLLMBackend:
 
     async def aclose(self) -> None:
         """litellm keeps no per-tier resources of ours."""
+
+
+async def _build(name: str, spec: LiteLLMTier, _: aiohttp.ClientSession) -> LiteLLMBackend:
+    return LiteLLMBackend(name, spec)
+
+
+TYPE = BackendType("litellm", LiteLLMTier, False, _build)

@@ -19,24 +19,58 @@ from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import aiohttp
 import numpy as np
+from pydantic import Field, field_validator
 
 from router.backends.base import (
     BackendError,
+    BackendType,
     Completion,
+    Feature,
     GenerationParams,
     Prompt,
     StreamEvent,
 )
 from router.backends.prompt_tokens import PromptTokenizer
 from router.backends.sampling import Sampler
+from router.backends.spec import TierSpecBase
 from router.backends.stops import StopMatcher
-from router.policy.model import LlamaCppTier
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _INLINE_TOKENIZE_BYTES = 16_384  # larger prompts are tokenized off the event loop
+
+
+class LlamaCppTier(TierSpecBase):
+    """A GGUF model run in-process by llama.cpp; weights are mmap'd."""
+
+    type: Literal["llama_cpp"]
+    model_path: str | None = Field(
+        None, description="GGUF file; empty means the bundled SmolLM2-135M-Instruct Q4_1."
+    )
+    model_name: str = "smollm2-135m-instruct-q4_1"
+    chat_format: Literal["chatml", "gguf"] = "chatml"
+    n_ctx: int = Field(2048, ge=128, le=131_072)
+    n_threads: int | None = Field(None, ge=1, le=256)
+    n_batch: int = Field(512, ge=16, le=8192)
+    max_concurrency: int = Field(1, ge=1, le=64)
+    max_queue: int = Field(16, ge=0, le=10_000)
+    temperature: float | None = Field(0.0, ge=0, le=2)
+
+    @field_validator("model_path")
+    @classmethod
+    def _empty_is_default(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def served_model(self) -> str:
+        return self.model_name
+
+    @property
+    def gguf(self) -> Path:
+        return Path(self.model_path) if self.model_path else bundled_model_path()
 
 
 def bundled_model_path() -> Path:
@@ -63,6 +97,26 @@ class _Generation:
     prompt_tokens: int = 0
     first_token_at: float | None = None
 
+    def final_event(self, model: str) -> StreamEvent:
+        return StreamEvent(
+            finish_reason=self.finish_reason,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=len(self.logprobs),
+            model=model,
+        )
+
+    def completion(self, model: str, started: float) -> Completion:
+        ttft = None if self.first_token_at is None else (self.first_token_at - started) * 1000
+        return Completion(
+            text="".join(self.pieces),
+            finish_reason=self.finish_reason,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=len(self.logprobs),
+            model=model,
+            token_logprobs=self.logprobs,
+            ttft_ms=ttft,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class _Slot:
@@ -74,6 +128,9 @@ class _Slot:
 
 class LocalLlamaBackend:
     """Backend contract over llama-cpp-python, with bounded concurrency and queueing."""
+
+    local = True
+    features: frozenset[Feature] = frozenset({"chat", "completion", "stream", "token_logprobs"})
 
     def __init__(self, name: str, spec: LlamaCppTier, slots: list[_Slot]) -> None:
         import llama_cpp
@@ -99,7 +156,7 @@ class LocalLlamaBackend:
         runs its compute through an OpenMP thread team per calling thread, and the idle team
         of another thread spins on a core, which halved decode speed in our measurements.
         """
-        path = Path(spec.model_path) if spec.model_path else bundled_model_path()
+        path = spec.gguf
 
         def build() -> Any:
             import llama_cpp
@@ -155,7 +212,7 @@ class LocalLlamaBackend:
         """Tokens of the prompt as the model will see it (chat template applied)."""
         return self.tokenizer.tokens(prompt)
 
-    async def count_tokens(self, prompt: Prompt) -> int:
+    async def count_tokens(self, prompt: Prompt) -> int | None:
         """Prompt tokens, tokenized off the event loop when the prompt is large."""
         if prompt.char_count() * 4 < _INLINE_TOKENIZE_BYTES:
             return len(self.prompt_tokens(prompt))
@@ -250,21 +307,9 @@ class LocalLlamaBackend:
             cancel.set()  # the worker stops before its next token
             raise
 
-    def _completion(self, gen: _Generation, started: float) -> Completion:
-        ttft = None if gen.first_token_at is None else (gen.first_token_at - started) * 1000
-        return Completion(
-            text="".join(gen.pieces),
-            finish_reason=gen.finish_reason,
-            prompt_tokens=gen.prompt_tokens,
-            completion_tokens=len(gen.logprobs),
-            model=self.model,
-            token_logprobs=gen.logprobs,
-            ttft_ms=ttft,
-        )
-
     async def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
         gen, started = await self._run(prompt, params)
-        return self._completion(gen, started)
+        return gen.completion(self.model, started)
 
     async def stream(
         self, prompt: Prompt, params: GenerationParams
@@ -288,12 +333,7 @@ class LocalLlamaBackend:
                 while not pieces.empty():
                     yield StreamEvent(text=pieces.get_nowait())
                 gen, _ = task.result()
-                yield StreamEvent(
-                    finish_reason=gen.finish_reason,
-                    prompt_tokens=gen.prompt_tokens,
-                    completion_tokens=len(gen.logprobs),
-                    model=self.model,
-                )
+                yield gen.final_event(self.model)
                 return
         finally:
             if not task.done():
@@ -304,3 +344,16 @@ class LocalLlamaBackend:
             slot.executor.shutdown(wait=True, cancel_futures=True)
             slot.llama.close()
         self._slots.clear()
+
+
+async def _build(name: str, spec: LlamaCppTier, _: aiohttp.ClientSession) -> LocalLlamaBackend:
+    return await LocalLlamaBackend.load(name, spec)
+
+
+def _offline_counter(spec: LlamaCppTier) -> Callable[[Prompt], int]:
+    """The tier's own tokenizer from the GGUF's vocabulary alone (no weights loaded)."""
+    tokenizer = PromptTokenizer.from_gguf(spec.gguf, spec.chat_format)
+    return lambda prompt: len(tokenizer.tokens(prompt))
+
+
+TYPE = BackendType("llama_cpp", LlamaCppTier, True, _build, _offline_counter)

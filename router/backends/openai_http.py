@@ -3,40 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Iterator
+from typing import Any, Literal
 
 import aiohttp
 import orjson
 import yarl
 
-from router.backends.base import BackendError, Completion, GenerationParams, Prompt, StreamEvent
-from router.policy.model import OpenAITier
+from router.backends.base import (
+    BackendError,
+    BackendType,
+    Completion,
+    Feature,
+    GenerationParams,
+    Prompt,
+    StreamEvent,
+)
+from router.backends.spec import RemoteTierSpec
+from router.backends.upstream import request_body
 
 _MAX_ERROR_BYTES = 4096
 
 
-def request_body(
-    model: str, prompt: Prompt, params: GenerationParams, stream: bool
-) -> dict[str, Any]:
-    """The upstream request: only the fields the client set, with the tier's model."""
-    body: dict[str, Any] = {"model": model, "max_tokens": params.max_tokens}
-    if prompt.text is None:
-        body["messages"] = [{"role": m.role, "content": m.content} for m in prompt.messages]
-    else:
-        body["prompt"] = prompt.text
-    for key in ("temperature", "top_p", "seed", "user"):
-        value = getattr(params, key)
-        if value is not None:
-            body[key] = value
-    if params.stop:
-        body["stop"] = list(params.stop)
-    if stream:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-    return body
+class OpenAITier(RemoteTierSpec):
+    """Any OpenAI-compatible HTTP server: vLLM, TGI, llama.cpp server, OpenAI itself."""
+
+    type: Literal["openai"]
+
+    @property
+    def configured(self) -> bool:
+        return self.api_base is not None
 
 
 def _error_message(status: int, raw: bytes) -> str:
@@ -60,8 +59,28 @@ def _choice_text(choice: dict[str, Any], chat: bool, delta: bool) -> str:
     return str(message.get("content") or "")
 
 
+@contextlib.contextmanager
+def _upstream_errors(tier: str, doing: str) -> Iterator[None]:
+    """The one mapping of client-side failures to BackendError kinds: a connection that
+    cannot be made is `unavailable` (the tier is down), a timeout is `timeout`, anything
+    else once connected is `error`."""
+    try:
+        yield
+    except TimeoutError:
+        raise BackendError("timeout", f"tier '{tier}' timed out {doing}") from None
+    except aiohttp.ClientConnectorError as exc:
+        raise BackendError("unavailable", f"tier '{tier}' unreachable: {exc}") from None
+    except aiohttp.ClientError as exc:
+        raise BackendError("error", f"tier '{tier}' failed {doing}: {exc}") from None
+    except orjson.JSONDecodeError:
+        raise BackendError("error", f"tier '{tier}' sent malformed JSON {doing}") from None
+
+
 class OpenAIHTTPBackend:
     """Backend contract over `POST {api_base}/chat/completions` and `/completions`."""
+
+    local = False
+    features: frozenset[Feature] = frozenset({"chat", "completion", "stream"})
 
     def __init__(self, name: str, spec: OpenAITier, session: aiohttp.ClientSession) -> None:
         if spec.api_base is None:
@@ -86,19 +105,17 @@ class OpenAIHTTPBackend:
     def queue_depth(self) -> int:
         return self._waiting
 
+    async def count_tokens(self, prompt: Prompt) -> int | None:
+        return None  # the upstream's tokenizer is not ours to run
+
     async def _post(
         self, prompt: Prompt, params: GenerationParams, stream: bool
     ) -> aiohttp.ClientResponse:
         url = self._chat_url if prompt.is_chat else self._completions_url
-        data = orjson.dumps(request_body(self.model, prompt, params, stream))
-        try:
-            response = await self._session.post(
-                url, data=data, headers=self._headers, timeout=self._timeout
-            )
-        except TimeoutError:
-            raise BackendError("timeout", f"tier '{self.name}' timed out connecting") from None
-        except aiohttp.ClientError as exc:
-            raise BackendError("unavailable", f"tier '{self.name}' unreachable: {exc}") from None
+        data = orjson.dumps(request_body(self.model, prompt, params, stream=stream, chat=False))
+        response = await self._session.post(
+            url, data=data, headers=self._headers, timeout=self._timeout
+        )
         if response.status >= 400:
             raw = await response.content.read(_MAX_ERROR_BYTES)
             response.release()
@@ -118,16 +135,13 @@ class OpenAIHTTPBackend:
         await self._admit()
         started = time.perf_counter()
         try:
-            response = await self._post(prompt, params, stream=False)
-            async with response:
-                raw = await response.read()
-            body = orjson.loads(raw)
+            with _upstream_errors(self.name, "answering"):
+                response = await self._post(prompt, params, stream=False)
+                async with response:
+                    raw = await response.read()
+                body = orjson.loads(raw)
             choice = body["choices"][0]
-        except TimeoutError:
-            raise BackendError("timeout", f"tier '{self.name}' timed out") from None
-        except aiohttp.ClientError as exc:
-            raise BackendError("error", f"tier '{self.name}' failed: {exc}") from None
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        except (KeyError, IndexError, TypeError):
             raise BackendError("error", f"tier '{self.name}' sent a malformed response") from None
         finally:
             self._slots.release()
@@ -149,45 +163,57 @@ class OpenAIHTTPBackend:
         raise BackendError, so a caller can still fall back."""
         await self._admit()
         try:
-            response = await self._post(prompt, params, stream=True)
-            async with response:
-                finish: str | None = None
-                usage: tuple[int, int] | None = None
-                pieces = 0
-                model = self.model
-                async for line in response.content:
-                    if not line.startswith(b"data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == b"[DONE]":
-                        break
-                    chunk = orjson.loads(payload)
-                    if "error" in chunk:
-                        raise BackendError("error", _error_message(502, payload))
-                    model = str(chunk.get("model") or model)
-                    if chunk.get("usage"):
-                        usage = _usage(chunk)
-                    for choice in chunk.get("choices") or ():
-                        text = _choice_text(choice, prompt.is_chat, delta=True)
-                        finish = choice.get("finish_reason") or finish
-                        if text:
-                            pieces += 1
-                            yield StreamEvent(text=text)
-                prompt_tokens, completion_tokens = usage or (0, pieces)
-                yield StreamEvent(
-                    finish_reason=finish or "stop",
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    model=model,
-                )
-        except TimeoutError:
-            raise BackendError("timeout", f"tier '{self.name}' timed out") from None
-        except aiohttp.ClientError as exc:
-            raise BackendError("error", f"tier '{self.name}' failed: {exc}") from None
-        except orjson.JSONDecodeError:
-            raise BackendError("error", f"tier '{self.name}' sent a malformed event") from None
+            with _upstream_errors(self.name, "streaming"):
+                async with contextlib.aclosing(self._events(prompt, params)) as events:
+                    async for event in events:
+                        yield event
         finally:
             self._slots.release()
 
+    async def _events(
+        self, prompt: Prompt, params: GenerationParams
+    ) -> AsyncGenerator[StreamEvent, None]:
+        response = await self._post(prompt, params, stream=True)
+        async with response:
+            finish: str | None = None
+            usage: tuple[int, int] | None = None
+            pieces = 0
+            model = self.model
+            async for line in response.content:
+                if not line.startswith(b"data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    break
+                chunk = orjson.loads(payload)
+                if "error" in chunk:
+                    raise BackendError("error", _error_message(502, payload))
+                model = str(chunk.get("model") or model)
+                if chunk.get("usage"):
+                    usage = _usage(chunk)
+                for choice in chunk.get("choices") or ():
+                    text = _choice_text(choice, prompt.is_chat, delta=True)
+                    finish = choice.get("finish_reason") or finish
+                    if text:
+                        pieces += 1
+                        yield StreamEvent(text=text)
+            prompt_tokens, completion_tokens = usage or (0, pieces)
+            yield StreamEvent(
+                finish_reason=finish or "stop",
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                model=model,
+            )
+
     async def aclose(self) -> None:
         """The session is shared and closed by the application."""
+
+
+async def _build(
+    name: str, spec: OpenAITier, session: aiohttp.ClientSession
+) -> OpenAIHTTPBackend | None:
+    """None without an api_base: the tier is not configured and degrades."""
+    return OpenAIHTTPBackend(name, spec, session) if spec.configured else None
+
+
+TYPE = BackendType("openai", OpenAITier, False, _build)

@@ -1,29 +1,38 @@
-"""Build the backends a policy names: tier `type` -> backend class."""
+"""Tier types: each backend module's `TYPE`, registered here once.
+
+A new backend type is one module (its spec, its backend class, its `TYPE`) plus one entry in
+`TYPES`. The policy's tier union, the loader's error messages, the runtime and `cascade
+policy explain` are all built from this table.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import aiohttp
 
-from router.backends.base import Backend
-from router.backends.litellm_provider import LiteLLMBackend
-from router.backends.local_llama import LocalLlamaBackend
-from router.backends.openai_http import OpenAIHTTPBackend
-from router.policy.model import LiteLLMTier, LlamaCppTier, OpenAITier, Policy, TierSpec
+from router.backends import litellm_provider, local_llama, openai_http
+from router.backends.base import Backend, BackendType
+from router.backends.spec import TierSpecBase
+
+if TYPE_CHECKING:
+    from router.policy.model import Policy
+
+TYPES: dict[str, BackendType] = {
+    backend.tag: backend for backend in (local_llama.TYPE, openai_http.TYPE, litellm_provider.TYPE)
+}
+
+
+def backend_type(spec: TierSpecBase) -> BackendType:
+    return TYPES[spec.type]
 
 
 async def build_backend(
-    name: str, spec: TierSpec, session: aiohttp.ClientSession
+    name: str, spec: TierSpecBase, session: aiohttp.ClientSession
 ) -> Backend | None:
-    """The backend of one tier; None for a remote tier with nothing configured (it degrades)."""
-    match spec:
-        case LlamaCppTier():
-            return await LocalLlamaBackend.load(name, spec)
-        case OpenAITier():
-            return OpenAIHTTPBackend(name, spec, session) if spec.configured else None
-        case LiteLLMTier():
-            return LiteLLMBackend(name, spec)
+    """The backend of one tier; None for a tier with nothing configured (it degrades)."""
+    return await backend_type(spec).build(name, spec, session)
 
 
 async def build_backends(

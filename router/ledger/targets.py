@@ -10,11 +10,11 @@ none                           discard records (for benchmarks only)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qs, urlencode, urlsplit, urlunsplit
 
 from router.ledger.base import Entry, LedgerError, Reader, Sink
 from router.ledger.jsonl import JSONLReader, JSONLSink
@@ -41,28 +41,6 @@ class LedgerTarget:
         return self.scheme
 
 
-def parse_ledger_url(text: str, redis_url: str | None = None) -> LedgerTarget:
-    value = text.strip()
-    if value == "none":
-        return LedgerTarget("none")
-    if value == "redis":
-        if not redis_url:
-            raise LedgerError("CASCADE_LEDGER=redis needs CASCADE_REDIS_URL")
-        value = redis_url
-    parts = urlsplit(value)
-    if parts.scheme in ("sqlite", "jsonl"):
-        if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
-            raise LedgerError(f"ledger URL {value!r}: expected {_FORMS}")
-        path = parts.path[1:]  # sqlite:///rel -> "rel"; sqlite:////abs -> "/abs"
-        return LedgerTarget(parts.scheme, path=Path(path))  # type: ignore[arg-type]
-    if parts.scheme in ("redis", "rediss", "unix"):
-        query = parse_qs(parts.query)
-        stream = query.pop("stream", [DEFAULT_STREAM])[0]
-        url = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
-        return LedgerTarget("redis", url=url, stream=stream)
-    raise LedgerError(f"ledger URL {redact(value)!r}: expected {_FORMS}")
-
-
 class NullSink:
     """Discards records: `CASCADE_LEDGER=none`, to measure what the ledger costs."""
 
@@ -75,19 +53,6 @@ class NullSink:
         return None
 
 
-def open_sink(target: LedgerTarget) -> Sink:
-    if target.scheme == "sqlite":
-        assert target.path is not None
-        return SQLiteSink(target.path)
-    if target.scheme == "jsonl":
-        assert target.path is not None
-        return JSONLSink(target.path)
-    if target.scheme == "redis":
-        assert target.url is not None
-        return RedisStreamSink(target.url, target.stream)
-    return NullSink()
-
-
 class _EmptyReader:
     def records(self, since: str | None = None, until: str | None = None) -> Iterator[bytes]:
         return iter(())
@@ -96,14 +61,75 @@ class _EmptyReader:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Scheme:
+    url_schemes: tuple[str, ...]  # the URL schemes that name it
+    parse: Callable[[str, SplitResult], LedgerTarget]
+    sink: Callable[[LedgerTarget], Sink]
+    reader: Callable[[LedgerTarget], Reader]
+
+
+def _file(value: str, parts: SplitResult) -> LedgerTarget:
+    if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+        raise LedgerError(f"ledger URL {value!r}: expected {_FORMS}")
+    path = parts.path[1:]  # sqlite:///rel -> "rel"; sqlite:////abs -> "/abs"
+    return LedgerTarget(parts.scheme, path=Path(path))  # type: ignore[arg-type]
+
+
+def _redis(_: str, parts: SplitResult) -> LedgerTarget:
+    query = parse_qs(parts.query)
+    stream = query.pop("stream", [DEFAULT_STREAM])[0]
+    url = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+    return LedgerTarget("redis", url=url, stream=stream)
+
+
+def _path(target: LedgerTarget) -> Path:
+    assert target.path is not None  # parse_ledger_url sets it for path schemes
+    return target.path
+
+
+def _url(target: LedgerTarget) -> str:
+    assert target.url is not None  # parse_ledger_url sets it for redis
+    return target.url
+
+
+# The one table of ledger schemes: what each writes to and reads from.
+SCHEMES: dict[Scheme, _Scheme] = {
+    "sqlite": _Scheme(
+        ("sqlite",), _file, lambda t: SQLiteSink(_path(t)), lambda t: SQLiteReader(_path(t))
+    ),
+    "jsonl": _Scheme(
+        ("jsonl",), _file, lambda t: JSONLSink(_path(t)), lambda t: JSONLReader(_path(t))
+    ),
+    "redis": _Scheme(
+        ("redis", "rediss", "unix"),
+        _redis,
+        lambda t: RedisStreamSink(_url(t), t.stream),
+        lambda t: RedisStreamReader(_url(t), t.stream),
+    ),
+    "none": _Scheme((), _file, lambda _: NullSink(), lambda _: _EmptyReader()),
+}
+_BY_URL_SCHEME = {name: scheme for scheme in SCHEMES.values() for name in scheme.url_schemes}
+
+
+def parse_ledger_url(text: str, redis_url: str | None = None) -> LedgerTarget:
+    value = text.strip()
+    if value == "none":
+        return LedgerTarget("none")
+    if value == "redis":
+        if not redis_url:
+            raise LedgerError("CASCADE_LEDGER=redis needs CASCADE_REDIS_URL")
+        value = redis_url
+    parts = urlsplit(value)
+    scheme = _BY_URL_SCHEME.get(parts.scheme)
+    if scheme is None:
+        raise LedgerError(f"ledger URL {redact(value)!r}: expected {_FORMS}")
+    return scheme.parse(value, parts)
+
+
+def open_sink(target: LedgerTarget) -> Sink:
+    return SCHEMES[target.scheme].sink(target)
+
+
 def open_reader(target: LedgerTarget) -> Reader:
-    if target.scheme == "sqlite":
-        assert target.path is not None
-        return SQLiteReader(target.path)
-    if target.scheme == "jsonl":
-        assert target.path is not None
-        return JSONLReader(target.path)
-    if target.scheme == "redis":
-        assert target.url is not None
-        return RedisStreamReader(target.url, target.stream)
-    return _EmptyReader()
+    return SCHEMES[target.scheme].reader(target)

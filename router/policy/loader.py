@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from router.policy.model import DEFAULT_TEAM, LlamaCppTier, Policy
+from router.backends.registry import TYPES
+from router.backends.spec import RemoteTierSpec
+from router.policy.model import DEFAULT_TEAM, Policy
 from router.policy.prices import litellm_price, load_price_map
 from router.policy.source import DocPath, SourceError, locate, read_yaml
 
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 MAX_POLICY_BYTES = 1_048_576
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_TIER_TAGS = frozenset({"llama_cpp", "openai", "litellm"})  # pydantic's union branch names
+_TIER_TAGS = frozenset(TYPES)  # pydantic's union branch names
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +343,7 @@ def _with_litellm_prices(policy: Policy, problems: list[Problem]) -> Policy:
     tiers = dict(policy.tiers)
     for name, spec in wanted.items():
         at: DocPath = ("tiers", name, "price_from_litellm")
-        if isinstance(spec, LlamaCppTier):
+        if not isinstance(spec, RemoteTierSpec):
             problems.append(Problem(at, "only remote tiers have prices in litellm's map"))
             continue
         if "price" in spec.model_fields_set:

@@ -2,106 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from router.backends.registry import TYPES
+from router.backends.spec import PriceSpec, StrictSpec, TierSpecBase
+from router.confidence import METHODS
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PriceSpec(_Strict):
-    """USD per one million tokens, plus (for compute you pay by time) USD per second."""
-
-    input_per_1m: float = Field(0.0, ge=0)
-    output_per_1m: float = Field(0.0, ge=0)
-    per_second: float = Field(
-        0.0, ge=0, description="USD per second of an attempt's latency (e.g. a local GPU's cost)."
-    )
-
-    def cost(self, prompt_tokens: int, completion_tokens: int, seconds: float = 0.0) -> float:
-        tokens = prompt_tokens * self.input_per_1m + completion_tokens * self.output_per_1m
-        return tokens / 1e6 + seconds * self.per_second
+__all__ = ["PriceSpec", "TierSpec"]
 
 
-class _TierBase(_Strict):
-    description: str = ""
-    price: PriceSpec = PriceSpec()
-    price_from_litellm: bool = Field(
-        False, description="Take `price` from litellm's bundled model_cost map for `model`."
-    )
-    max_concurrency: int = Field(64, ge=1, le=4096)
-    max_queue: int = Field(256, ge=0, le=100_000)
-    temperature: float | None = Field(
-        None, ge=0, le=2, description="Used when the client sends no temperature."
-    )
+_Strict = StrictSpec
 
-
-class LlamaCppTier(_TierBase):
-    """A GGUF model run in-process by llama.cpp; weights are mmap'd."""
-
-    type: Literal["llama_cpp"]
-    model_path: str | None = Field(
-        None, description="GGUF file; empty means the bundled SmolLM2-135M-Instruct Q4_1."
-    )
-    model_name: str = "smollm2-135m-instruct-q4_1"
-    chat_format: Literal["chatml", "gguf"] = "chatml"
-    n_ctx: int = Field(2048, ge=128, le=131_072)
-    n_threads: int | None = Field(None, ge=1, le=256)
-    n_batch: int = Field(512, ge=16, le=8192)
-    max_concurrency: int = Field(1, ge=1, le=64)
-    max_queue: int = Field(16, ge=0, le=10_000)
-    temperature: float | None = Field(0.0, ge=0, le=2)
-
-    @field_validator("model_path")
-    @classmethod
-    def _empty_is_default(cls, value: str | None) -> str | None:
-        return value or None
-
-
-class _RemoteTier(_TierBase):
-    model: str
-    api_base: str | None = None
-    api_key_env: str | None = Field(
-        None, description="Name of the environment variable holding the API key (never the key)."
-    )
-    timeout_s: float = Field(60.0, gt=0, le=3600)
-    connect_timeout_s: float = Field(5.0, gt=0, le=600)
-
-    @field_validator("api_base")
-    @classmethod
-    def _normalise_base(cls, value: str | None) -> str | None:
-        return value.rstrip("/") or None if value else None
-
-
-class OpenAITier(_RemoteTier):
-    """Any OpenAI-compatible HTTP server: vLLM, TGI, llama.cpp server, OpenAI itself."""
-
-    type: Literal["openai"]
-
-    @property
-    def configured(self) -> bool:
-        return self.api_base is not None
-
-
-class LiteLLMTier(_RemoteTier):
-    """Any other provider litellm speaks (`anthropic/...`, `bedrock/...`, ...)."""
-
-    type: Literal["litellm"]
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.model)
-
-
-TierSpec = Annotated[LlamaCppTier | OpenAITier | LiteLLMTier, Field(discriminator="type")]
+if TYPE_CHECKING:
+    TierSpec: TypeAlias = TierSpecBase
+else:  # the tagged union of every registered tier type (router/backends/registry.py)
+    TierSpec = Annotated[
+        Union[tuple(backend.spec for backend in TYPES.values())],  # noqa: UP007
+        Field(discriminator="type"),
+    ]
 
 
 class AcceptanceSpec(_Strict):
     """When a tier's answer is kept rather than escalated: its confidence >= `threshold`."""
 
-    method: Literal["mean_prob", "min_prob", "p10_prob", "learned"] = "mean_prob"
+    method: str = Field(
+        "mean_prob",
+        description="How confidence is scored (router/confidence.py registers the methods).",
+        json_schema_extra={"enum": list[Any](sorted(METHODS))},
+    )
     threshold: float = Field(ge=0, le=1)
     model: str | None = Field(
         None,
@@ -109,12 +39,24 @@ class AcceptanceSpec(_Strict):
         "(`acceptance`) or a .skops path (relative paths from the policy's folder).",
     )
 
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in METHODS:
+            raise ValueError(
+                f"unknown acceptance method '{value}' (one of {', '.join(sorted(METHODS))})"
+            )
+        return value
+
     @model_validator(mode="after")
-    def _model_for_learned(self) -> AcceptanceSpec:
-        if self.method == "learned" and not self.model:
-            raise ValueError("method 'learned' needs `model` (e.g. the bundled 'acceptance')")
-        if self.method != "learned" and self.model is not None:
-            raise ValueError(f"`model` is only used with method 'learned', not '{self.method}'")
+    def _model_when_needed(self) -> AcceptanceSpec:
+        if METHODS[self.method].needs_model and not self.model:
+            raise ValueError(
+                f"method '{self.method}' needs `model` (e.g. the bundled 'acceptance')"
+            )
+        if not METHODS[self.method].needs_model and self.model is not None:
+            takers = " or ".join(f"'{name}'" for name, m in METHODS.items() if m.needs_model)
+            raise ValueError(f"`model` is only used with method {takers}, not '{self.method}'")
         return self
 
 

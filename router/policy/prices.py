@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from router.policy.model import PriceSpec
+from router.backends.spec import PriceSpec
 
 _MAP = "model_prices_and_context_window_backup.json"
 

@@ -20,10 +20,10 @@ import requests
 from router.ledger import Entry
 from router.ledger.redis_stream import RedisStreamSink
 from router.records import DecisionRecord
-from tests.browser import open_page
-from tests.conftest import Cascade, StartCascade
-from tests.processes import ServerProcess
-from tests.redis_server import RedisServer
+from tests.support.browser import open_page
+from tests.support.cascade import Cascade, StartCascade
+from tests.support.processes import ServerProcess
+from tests.support.redis_server import RedisServer
 
 KEYS = {"alpha": "sk-alpha-audit-0001", "beta": "sk-beta-audit-0002"}
 PROMPTS = [

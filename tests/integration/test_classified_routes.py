@@ -17,8 +17,8 @@ import pytest
 import requests
 
 import classifiers
-from tests.conftest import StartCascade
-from tests.processes import ServerProcess
+from tests.support.cascade import StartCascade
+from tests.support.processes import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 LABELS = REPO / "classifiers/artifacts/labels-smollm2-135m-q4_1.jsonl"

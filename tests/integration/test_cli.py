@@ -12,8 +12,8 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import StartCascade, policy_yaml
-from tests.processes import start_cascade as start_cascade_process
+from tests.support.cascade import StartCascade, policy_yaml
+from tests.support.processes import start_cascade as start_cascade_process
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from tests.conftest import Cascade, StartCascade, policy_yaml
+from tests.support.cascade import Cascade, StartCascade, policy_yaml
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 

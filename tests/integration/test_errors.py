@@ -10,8 +10,8 @@ import openai
 import pytest
 import requests
 
-from tests.conftest import Cascade, StartCascade, policy_yaml
-from tests.processes import ServerProcess
+from tests.support.cascade import Cascade, StartCascade, policy_yaml
+from tests.support.processes import ServerProcess
 
 BODY_LIMIT = 2048
 

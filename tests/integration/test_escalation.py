@@ -6,8 +6,8 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.conftest import StartCascade, policy_yaml
-from tests.processes import ServerProcess, free_port
+from tests.support.cascade import StartCascade, policy_yaml
+from tests.support.processes import ServerProcess, free_port
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 

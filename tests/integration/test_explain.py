@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Cascade, StartCascade
-from tests.processes import ServerProcess
+from tests.support.cascade import Cascade, StartCascade
+from tests.support.processes import ServerProcess
 
 KEYS = {"research": "sk-research-test", "support": "sk-support-test"}
 LONG = "Summarise the history of the printing press in Europe. " * 12

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import openai
 import requests
 
-from tests.conftest import StartCascade
-from tests.processes import ServerProcess
+from tests.support.cascade import StartCascade
+from tests.support.processes import ServerProcess
 
 StartFake = Callable[..., ServerProcess]
 HI = [{"role": "user", "content": "Hi"}]

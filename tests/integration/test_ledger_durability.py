@@ -11,11 +11,11 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import ledger_export, read_ledger
-from tests.load import Load
-from tests.processes import ServerProcess
-from tests.processes import start_cascade as start_cascade_process
-from tests.redis_server import RedisServer
+from tests.support.cascade import ledger_export, read_ledger
+from tests.support.load import Load
+from tests.support.processes import ServerProcess
+from tests.support.processes import start_cascade as start_cascade_process
+from tests.support.redis_server import RedisServer
 
 OUTAGE_S = 30
 

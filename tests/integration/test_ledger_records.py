@@ -18,8 +18,8 @@ from router.ledger import Entry
 from router.ledger.jsonl import JSONLSink
 from router.ledger.sqlite import SQLiteSink
 from router.records import DecisionRecord
-from tests.conftest import StartCascade, ledger_export, policy_yaml
-from tests.processes import ServerProcess
+from tests.support.cascade import StartCascade, ledger_export, policy_yaml
+from tests.support.processes import ServerProcess
 
 SECRET_KEY = "sk-team-secret-0123456789abcdef"
 

@@ -13,8 +13,8 @@ from router.metrics import Metrics
 from router.records import DecisionRecord
 from router.settings import Settings
 from router.state import METRICS
-from tests.conftest import read_ledger
-from tests.processes import ServerProcess
+from tests.support.cascade import read_ledger
+from tests.support.processes import ServerProcess
 
 
 class BrokenMetrics(Metrics):

@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from tests.processes import ServerProcess, start_cascade
+from tests.support.processes import ServerProcess, start_cascade
 
 RELOADS = 100
 

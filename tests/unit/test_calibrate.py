@@ -7,13 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifiers.calibrate import (
-    PolicyEditError,
-    calibrate,
-    policy_change,
-    set_scalar,
-    threshold_path,
-)
+from classifiers.calibrate import calibrate
+from router.policy.edit import PolicyEditError, policy_change, set_scalar, threshold_path
 
 SCORE = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
 WEAK = np.array([0, 0, 1, 0, 1, 1, 1, 1, 1, 1], dtype=bool)

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from router.policy import parse_policy
-from router.records import DecisionRecord
+from router.records import DecisionRecord, ended
 
 POLICY = parse_policy(
     b"""
@@ -22,24 +22,26 @@ routes:
 def test_costs_counterfactual_and_savings_by_hand() -> None:
     record = DecisionRecord(request_id="r1", endpoint="/v1/chat/completions", policy_version="abc")
     started = time.perf_counter()
-    record.add_attempt(
-        "small",
-        "llama_cpp",
-        "s",
-        started,
-        prompt_tokens=1000,
-        completion_tokens=200,
-        outcome="escalated",
-    )
-    record.add_attempt(
-        "large",
-        "openai",
-        "m",
-        started,
-        prompt_tokens=900,
-        completion_tokens=100,
-        outcome="accepted",
-    )
+    record.attempts = [
+        ended(
+            "small",
+            "llama_cpp",
+            "s",
+            started,
+            prompt_tokens=1000,
+            completion_tokens=200,
+            outcome="escalated",
+        ),
+        ended(
+            "large",
+            "openai",
+            "m",
+            started,
+            prompt_tokens=900,
+            completion_tokens=100,
+            outcome="accepted",
+        ),
+    ]
     record.finish(POLICY, "large")
     assert record.attempts[0].cost_usd == pytest.approx((1000 * 0.5 + 200 * 1.0) / 1e6)
     assert record.attempts[1].cost_usd == pytest.approx((900 * 2.0 + 100 * 8.0) / 1e6)
@@ -61,9 +63,10 @@ routes:
         env={},
     ).policy
     record = DecisionRecord(request_id="r", endpoint="/v1/chat/completions", policy_version="v")
-    attempt = record.add_attempt(
+    attempt = ended(
         "gpu", "llama_cpp", "s", time.perf_counter() - 0.25, prompt_tokens=100, completion_tokens=50
     )
+    record.attempts = [attempt]
     record.finish(policy, "large")
     seconds = attempt.latency_ms / 1000
     assert seconds >= 0.25

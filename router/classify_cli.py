@@ -1,4 +1,8 @@
-"""`cascade classify label|train|eval|calibrate`: argument parsing and output only."""
+"""`cascade classify label|train|eval|calibrate`: argument parsing and output only.
+
+Training and evaluation need scikit-learn; it is imported when a classify command runs,
+never when the parser is built (`cascade serve` builds the same parser).
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,23 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from classifiers.artifacts import ACCEPTANCE, ROUTER, ArtifactError, load_any
-from classifiers.examples import Examples, load_examples
 from classifiers.model import Acceptance, Router
+
+if TYPE_CHECKING:
+    from classifiers.examples import Examples
 
 
 def _examples(args: argparse.Namespace) -> Examples:
+    from classifiers.examples import load_examples
+
     return load_examples(args.labels, args.weak, args.strong)
 
 
 def _label(args: argparse.Namespace) -> int:
-    from classifiers.label import label
+    from router.label import label
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     count = asyncio.run(
@@ -106,8 +115,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from classifiers.calibrate import calibrate, policy_change, threshold_path
+    from classifiers.calibrate import calibrate
     from classifiers.evaluate import scores
+    from router.policy.edit import policy_change, threshold_path
 
     model, examples = _model_examples(args)
     result = calibrate(
@@ -138,7 +148,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run a classify subcommand; user errors print one line and exit 1."""
-    from classifiers.calibrate import PolicyEditError
+    from router.policy.edit import PolicyEditError
 
     try:
         return int(args.classify_run(args))
@@ -169,7 +179,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     label = sub.add_parser("label", help="run a tier over graded data and store outcomes")
     label.add_argument("--policy", type=Path, default=Path("policies/default.yaml"))
-    label.add_argument("--tier", help="default: the policy's first llama_cpp tier")
+    label.add_argument("--tier", help="default: the policy's first local tier")
     label.add_argument("--datasets", default="gsm8k,svamp,arc-easy,arc-challenge,mmlu,nq")
     label.add_argument("--limit", type=int, help="items per dataset (a seeded sample)")
     label.add_argument("--seed", type=int, default=0)

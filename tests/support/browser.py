@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.processes import free_port
+from tests.support.processes import free_port
 
 
 def chromium_binary() -> str:

@@ -1,6 +1,6 @@
 """A tiny OpenAI-compatible upstream for benchmarks and fault injection (not a model).
 
-    python -m router.fake_upstream --port 9000 [--delay-ms 5] [--status 500] [--drop-after 2]
+    python -m tests.support.fake_upstream --port 9000 [--delay-ms 5] [--status 500] [--drop-after 2]
 
 It answers every chat/completions request with the same short text, streamed or not, so
 proxy overhead can be measured against it and failures injected on purpose.
@@ -104,7 +104,7 @@ def create_app(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m router.fake_upstream")
+    parser = argparse.ArgumentParser(prog="python -m tests.support.fake_upstream")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--delay-ms", type=float, default=0.0)

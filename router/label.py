@@ -18,9 +18,9 @@ from classifiers.datasets import Item, load, sample
 from classifiers.features import repetition
 from classifiers.grading import grade
 from router.backends.base import Backend, BackendError, GenerationParams, Message, Prompt
-from router.backends.registry import build_backend
+from router.backends.registry import backend_type, build_backend
 from router.confidence import features
-from router.policy import LlamaCppTier, load_policy
+from router.policy import load_policy
 
 
 def outcome(
@@ -76,7 +76,7 @@ async def label(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     policy = load_policy(policy_path).policy
-    name = tier or next(n for n, s in policy.tiers.items() if isinstance(s, LlamaCppTier))
+    name = tier or next(n for n, s in policy.tiers.items() if backend_type(s).local)
     # Round-robin over datasets, so a run stopped early (it resumes) is still balanced.
     per_dataset = [sample(load(dataset), limit, seed) for dataset in datasets]
     items = [item for group in itertools.zip_longest(*per_dataset) for item in group if item]

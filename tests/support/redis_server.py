@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.processes import free_port
+from tests.support.processes import free_port
 
 
 def _binary() -> str:

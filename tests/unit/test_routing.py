@@ -4,8 +4,10 @@ import hashlib
 
 import pytest
 
+from router.keys import KeyIndex
 from router.policy import PolicyError, parse_policy
-from router.rules import Facts, KeyIndex, decide, rule_classifiers, rule_scores
+from router.routing import Facts, Scorer, decide, rule_classifiers
+from tests.support.fakes import FixedRouter
 
 KEY = "sk-team-a-key"
 DIGEST = hashlib.sha256(KEY.encode()).hexdigest()
@@ -64,9 +66,10 @@ def test_keys_map_to_team_tags_and_a_short_id() -> None:
 def test_first_matching_rule_decides(
     facts: Facts, rule: str | None, route: str, small_threshold: float | None
 ) -> None:
-    decision = decide(POLICY, facts)
+    decision = decide(POLICY, {}, facts)
     assert decision is not None
-    assert (decision.rule, decision.plan.label) == (rule, route)
+    assert (decision.rule, decision.route) == (rule, route)
+    assert decision.verdicts == () and decision.skipped == 0  # no classifiers in this policy
     first = decision.plan.steps[0]
     if small_threshold is not None:
         assert first.tier == "small"
@@ -75,13 +78,13 @@ def test_first_matching_rule_decides(
 
 
 def test_prompt_token_rules_do_not_match_an_uncounted_prompt() -> None:
-    decision = decide(POLICY, Facts(team="a", model="auto", prompt_tokens=None))
+    decision = decide(POLICY, {}, Facts(team="a", model="auto", prompt_tokens=None))
     assert decision is not None
     assert decision.rule == "team-a-strict"
 
 
 def test_unknown_model_has_no_decision() -> None:
-    assert decide(POLICY, Facts(model="nope")) is None
+    assert decide(POLICY, {}, Facts(model="nope")) is None
 
 
 @pytest.mark.parametrize(
@@ -148,28 +151,78 @@ rules:
 )
 
 
+def routers(prerouter: float, routellm: float = 0.5) -> dict[str, Scorer]:
+    return {
+        "prerouter": FixedRouter("prerouter", prerouter),
+        "routellm-mixtral-gpt4": FixedRouter("routellm-mixtral-gpt4", routellm),
+    }
+
+
 def test_rules_match_on_a_classifier_score_range() -> None:
     assert rule_classifiers(SCORED.policy) == ("prerouter", "routellm-mixtral-gpt4")
     for score, rule in ((0.0, "unlikely-locally"), (0.05, "unlikely-locally"), (0.0501, None)):
-        facts = Facts(model="auto", scores={"prerouter": score, "routellm-mixtral-gpt4": 0.5})
-        decision = decide(SCORED.policy, facts)
+        decision = decide(SCORED.policy, routers(score), Facts(model="auto"))
         assert decision is not None and decision.rule == rule, score
-    # a rule whose classifier was not scored (e.g. a tier asked for by name) never matches
-    decision = decide(SCORED.policy, Facts(model="auto"))
-    assert decision is not None and decision.rule is None
+        # every rule classifier was consulted, and the first is what the record shows
+        assert [v.name for v in decision.verdicts] == ["prerouter", "routellm-mixtral-gpt4"]
+        assert decision.classifier_record() == {
+            "name": "prerouter",
+            "version": "v1",
+            "score": score,
+            "threshold": None,
+            "skipped_first_step": False,
+        }
+    # a tier asked for by name is passed through: no rule, no classifier consulted
+    decision = decide(SCORED.policy, routers(0.0), Facts(model="large"))
+    assert decision is not None and decision.rule is None and decision.verdicts == ()
 
 
-def test_rule_scores_use_the_loaded_routers_and_record_the_first() -> None:
+def test_the_real_routers_score_the_question() -> None:
     question = "What is the capital of France?"
-    models = rule_classifiers(SCORED.policy)
-    scores, recorded = rule_scores(models, SCORED.routers, question)
+    decision = decide(SCORED.policy, SCORED.routers, Facts(model="auto", question=question))
+    assert decision is not None
     prerouter = SCORED.routers["prerouter"]
-    assert scores == {name: SCORED.routers[name].score(question) for name in models}
-    assert recorded == {
-        "name": "prerouter",
-        "version": prerouter.version,
-        "score": round(prerouter.score(question), 6),
-        "threshold": None,
-        "skipped_first_step": False,
-    }
-    assert rule_scores((), SCORED.routers, question) == ({}, None)
+    assert decision.verdicts[0].score == prerouter.score(question)
+    assert decision.verdicts[0].version == prerouter.version
+
+
+PREROUTED = parse_policy(
+    b"""
+tiers:
+  small: {type: llama_cpp}
+  large: {type: openai, model: m}
+routes:
+  auto:
+    classifier: {model: prerouter, threshold: 0.3}
+    cascade:
+      - {tier: small, acceptance: {threshold: 0.5}}
+      - {tier: large}
+rules:
+  - name: scored
+    match: {classifier: {model: prerouter, min: 0.9}}
+    overrides: {acceptance: {small: {threshold: 0.1}}}
+""",
+    env={},
+)
+
+
+@pytest.mark.parametrize(
+    ("score", "skipped", "order", "rule"),
+    [
+        (0.29, 1, [("large", False), ("small", True)], None),
+        (0.3, 0, [("small", False), ("large", False)], None),
+        (0.95, 0, [("small", False), ("large", False)], "scored"),
+    ],
+)
+def test_the_prerouter_skips_the_first_step_below_its_threshold(
+    score: float, skipped: int, order: list[tuple[str, bool]], rule: str | None
+) -> None:
+    decision = decide(PREROUTED.policy, routers(score), Facts(model="auto"))
+    assert decision is not None
+    assert decision.skipped == skipped and decision.rule == rule
+    assert [(s.step.tier, s.rescue) for s in decision.schedule()] == order
+    # the rule's classifier and the pre-router are the same artifact: scored once, both shown
+    assert [v.threshold for v in decision.verdicts] == [None, 0.3]
+    record = decision.classifier_record()
+    assert record is not None
+    assert (record["threshold"], record["skipped_first_step"]) == (0.3, bool(skipped))

@@ -90,3 +90,10 @@ def start_cascade(
             **(env or {}),
         },
     )
+
+
+def start_fake_upstream(log_path: Path, *flags: str) -> ServerProcess:
+    """The fake OpenAI upstream (tests/support/fake_upstream.py) on a free port."""
+    port = free_port()
+    args = ["-m", "tests.support.fake_upstream", "--port", str(port), *flags]
+    return start(args, port, "/v1/models", log_path)

@@ -1,0 +1,77 @@
+"""What every tier of a policy has, whatever runs it: the base of each backend's own spec.
+
+A backend module defines its tier spec as a subclass (with `type: Literal["its-tag"]`) next
+to the backend that serves it; the registry (registry.py) collects them into the policy's
+tagged union.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class StrictSpec(BaseModel):
+    """Unknown keys are errors; specs are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PriceSpec(StrictSpec):
+    """USD per one million tokens, plus (for compute you pay by time) USD per second."""
+
+    input_per_1m: float = Field(0.0, ge=0)
+    output_per_1m: float = Field(0.0, ge=0)
+    per_second: float = Field(
+        0.0, ge=0, description="USD per second of an attempt's latency (e.g. a local GPU's cost)."
+    )
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, seconds: float = 0.0) -> float:
+        tokens = prompt_tokens * self.input_per_1m + completion_tokens * self.output_per_1m
+        return tokens / 1e6 + seconds * self.per_second
+
+
+class TierSpecBase(StrictSpec):
+    """Settings every tier type has. Subclasses narrow `type` to their tag."""
+
+    type: str
+    description: str = ""
+    price: PriceSpec = PriceSpec()
+    price_from_litellm: bool = Field(
+        False, description="Take `price` from litellm's bundled model_cost map for `model`."
+    )
+    max_concurrency: int = Field(64, ge=1, le=4096)
+    max_queue: int = Field(256, ge=0, le=100_000)
+    temperature: float | None = Field(
+        None, ge=0, le=2, description="Used when the client sends no temperature."
+    )
+
+    @property
+    def served_model(self) -> str:
+        """The model name this tier answers as (records, explain, /v1/models)."""
+        raise NotImplementedError
+
+    @property
+    def configured(self) -> bool:
+        """False when the tier lacks what it needs to run (it then degrades, not fails)."""
+        return True
+
+
+class RemoteTierSpec(TierSpecBase):
+    """A tier reached over the network by model name."""
+
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the API key (never the key)."
+    )
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    connect_timeout_s: float = Field(5.0, gt=0, le=600)
+
+    @field_validator("api_base")
+    @classmethod
+    def _normalise_base(cls, value: str | None) -> str | None:
+        return value.rstrip("/") or None if value else None
+
+    @property
+    def served_model(self) -> str:
+        return self.model

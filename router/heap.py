@@ -1,0 +1,28 @@
+"""Keep long-lived objects out of the cyclic garbage collector's way.
+
+A serving process holds hundreds of thousands of objects that live as long as it does:
+modules, the policy, backends, classifier weights. CPython's full collections walk all of
+them, which set the tail latency under load (p99 97.5 ms against a 4.2 ms p50 in the
+pass-through benchmark). Once they are in place they are moved to the permanent generation
+(`gc.freeze`), and young collections run less often: request garbage is mostly freed by
+reference counting, and the collector only looks for cycles.
+"""
+
+from __future__ import annotations
+
+import gc
+
+# Young collections every 10,000 net allocations instead of 700 (CPython 3.11's default):
+# a request allocates a few hundred containers, nearly all freed by reference counting.
+THRESHOLDS = (10_000, 10, 10)
+
+
+def settle() -> None:
+    """Freeze what is alive now (after start-up or a policy reload).
+
+    Unfreezing first lets one full collection free what an earlier policy left in cycles;
+    then everything alive is frozen again."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*THRESHOLDS)

@@ -1,0 +1,229 @@
+"""Where a request goes, decided in one place.
+
+`decide` turns what is known before any model runs (the caller's team and tags, the
+requested model, the prompt's size and text) into one `Decision`: the rule that matched, the
+route and its plan of steps, every classifier consulted with its verdict, and which steps the
+route's pre-router skips. The server and `cascade policy explain` both call it; the cascade
+executor only carries a Decision out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+from router.policy.model import DEFAULT_TEAM, AcceptanceSpec, MatchSpec, Policy, RuleSpec
+
+
+class Scorer(Protocol):
+    """A prompt router (classifiers.Router): P(the first step suffices | prompt)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    def score(self, prompt: str) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    tier: str
+    acceptance: AcceptanceSpec | None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a requested model resolves to: a route's steps, or one tier passed through."""
+
+    route: str | None
+    steps: tuple[Step, ...]
+    reference_tier: str
+    fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    stream: Literal["verify", "live"] = "verify"
+
+    @property
+    def label(self) -> str:
+        return self.route or self.steps[0].tier
+
+    @property
+    def passthrough(self) -> bool:
+        """A tier asked for by name: its upstream's answers and errors pass through."""
+        return self.route is None
+
+    def candidates(self, tier: str) -> list[str]:
+        """`tier`, then its fallbacks depth-first, each tier once (policies have no cycles)."""
+        order: list[str] = []
+
+        def visit(name: str) -> None:
+            if name not in order:
+                order.append(name)
+                for fallback in self.fallbacks.get(name, ()):
+                    visit(fallback)
+
+        visit(tier)
+        return order
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One classifier's score of the prompt. A route's pre-router has a threshold (below it
+    the route's first step is skipped); a rule's classifier is scored for matching only."""
+
+    model: str  # the artifact reference as the policy writes it
+    name: str
+    version: str
+    score: float
+    threshold: float | None = None
+
+    @property
+    def skip(self) -> bool:
+        return self.threshold is not None and self.score < self.threshold
+
+    def as_record(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "score": round(self.score, 6),
+            "threshold": self.threshold,
+            "skipped_first_step": self.skip,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """A step in the order it runs. A skipped step is the last resort (`rescue`): it runs
+    only when every later step failed outright."""
+
+    index: int  # its position in the plan
+    step: Step
+    rescue: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    requested_model: str
+    plan: Plan
+    rule: str | None = None
+    verdicts: tuple[Verdict, ...] = ()  # every classifier consulted, rules' first
+
+    @property
+    def route(self) -> str:
+        return self.plan.label
+
+    @property
+    def prerouter(self) -> Verdict | None:
+        return next((v for v in self.verdicts if v.threshold is not None), None)
+
+    @property
+    def skipped(self) -> int:
+        """How many leading steps the pre-router skips (0 or 1)."""
+        verdict = self.prerouter
+        return 1 if verdict is not None and verdict.skip else 0
+
+    def schedule(self) -> tuple[Scheduled, ...]:
+        steps = list(enumerate(self.plan.steps))
+        skipped = self.skipped
+        return tuple(
+            Scheduled(index, step, rescue=position >= len(steps) - skipped)
+            for position, (index, step) in enumerate(steps[skipped:] + steps[:skipped])
+        )
+
+    def classifier_record(self) -> dict[str, object] | None:
+        """The record's `classifier`: the route's pre-router, else the first rule classifier."""
+        verdict = self.prerouter or (self.verdicts[0] if self.verdicts else None)
+        return None if verdict is None else verdict.as_record()
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What routing may look at, known before any model runs."""
+
+    model: str
+    team: str = DEFAULT_TEAM
+    tags: frozenset[str] = frozenset()
+    prompt_tokens: int | None = None  # None when no rule needs it
+    question: str = ""  # what classifiers score: the last user message
+
+
+def needs_prompt_tokens(policy: Policy) -> bool:
+    return any(rule.match.prompt_tokens is not None for rule in policy.rules)
+
+
+def rule_classifiers(policy: Policy) -> tuple[str, ...]:
+    """The router artifacts rules match on: each scores every request to a route."""
+    models = (rule.match.classifier.model for rule in policy.rules if rule.match.classifier)
+    return tuple(dict.fromkeys(models))
+
+
+def resolve(policy: Policy, model: str) -> Plan | None:
+    if (route := policy.routes.get(model)) is not None:
+        steps = tuple(Step(s.tier, s.acceptance) for s in route.cascade)
+        fallbacks = {tier: tuple(targets) for tier, targets in route.fallbacks.items()}
+        return Plan(model, steps, route.reference, fallbacks, route.stream)
+    if model in policy.tiers:
+        return Plan(None, (Step(model, None),), model)
+    return None
+
+
+def _matches(match: MatchSpec, facts: Facts, scores: Mapping[str, float]) -> bool:
+    if match.teams is not None and facts.team not in match.teams:
+        return False
+    if match.tags is not None and not facts.tags.intersection(match.tags):
+        return False
+    if match.models is not None and facts.model not in match.models:
+        return False
+    if match.classifier is not None:
+        score = scores.get(match.classifier.model)
+        if score is None or not match.classifier.contains(score):
+            return False
+    return match.prompt_tokens is None or (
+        facts.prompt_tokens is not None and match.prompt_tokens.contains(facts.prompt_tokens)
+    )
+
+
+def _apply(plan: Plan, rule: RuleSpec) -> Plan:
+    overrides = rule.overrides.acceptance
+    if not overrides:
+        return plan
+    steps = tuple(Step(step.tier, overrides.get(step.tier, step.acceptance)) for step in plan.steps)
+    return replace(plan, steps=steps)
+
+
+def _verdict(
+    model: str, scorer: Scorer, question: str, threshold: float | None, known: float | None = None
+) -> Verdict:
+    score = scorer.score(question) if known is None else known
+    return Verdict(model, scorer.name, scorer.version, score, threshold)
+
+
+def decide(policy: Policy, routers: Mapping[str, Scorer], facts: Facts) -> Decision | None:
+    """None when the model is neither a route nor a tier. A tier asked for by name is passed
+    through: rules and classifiers apply to routes only. For a route, every rule classifier
+    scores the prompt (so the ledger sees their scores whichever rule matches), the first
+    matching rule picks the route and its overrides, and that route's pre-router decides
+    whether its first step is skipped."""
+    requested = resolve(policy, facts.model)
+    if requested is None or requested.passthrough:
+        return None if requested is None else Decision(facts.model, requested)
+    verdicts = [
+        _verdict(model, routers[model], facts.question, None) for model in rule_classifiers(policy)
+    ]
+    scores = {verdict.model: verdict.score for verdict in verdicts}
+    plan, rule_name = requested, None
+    for rule in policy.rules:
+        if _matches(rule.match, facts, scores):
+            chosen = resolve(policy, rule.route) if rule.route else requested
+            assert chosen is not None  # rule routes are validated to exist
+            plan, rule_name = _apply(chosen, rule), rule.name
+            break
+    route = policy.routes[plan.label]
+    if route.classifier is not None:
+        model = route.classifier.model
+        threshold = route.classifier.threshold
+        verdicts.append(
+            _verdict(model, routers[model], facts.question, threshold, scores.get(model))
+        )
+    return Decision(facts.model, plan, rule_name, tuple(verdicts))

@@ -1,0 +1,219 @@
+"""The cascade executor's paths with in-memory backends: what it serves, what it reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from router.backends.base import Backend, BackendError, GenerationParams, Message, Prompt
+from router.cascade import Cascade, CascadeFailure, Outcome
+from router.policy import parse_policy
+from router.requests import ClientRequest
+from router.routing import Decision, Facts, Scorer, decide
+from tests.support.fakes import UNSURE, FakeBackend, FixedRouter, Script
+
+LOADED = parse_policy(
+    b"""
+tiers:
+  small: {type: llama_cpp}
+  spare: {type: llama_cpp}
+  large: {type: openai, model: m}
+routes:
+  auto:
+    cascade:
+      - {tier: small, acceptance: {threshold: 0.5}}
+      - {tier: large}
+  guarded:
+    cascade:
+      - {tier: small, acceptance: {threshold: 0.5}}
+      - {tier: spare, acceptance: {threshold: 0.5}}
+      - {tier: large}
+    fallbacks: {small: [spare]}
+  live:
+    stream: live
+    cascade:
+      - {tier: small, acceptance: {threshold: 0.5}}
+      - {tier: large}
+  skipping:
+    classifier: {model: prerouter, threshold: 0.5}
+    cascade:
+      - {tier: small, acceptance: {threshold: 0.5}}
+      - {tier: large}
+""",
+    env={},
+)
+POLICY = LOADED.policy
+
+
+def request(*, stream: bool = False) -> ClientRequest:
+    prompt = Prompt(messages=(Message("user", "What is 2 + 2?"),))
+    return ClientRequest("auto", prompt, GenerationParams(max_tokens=16), stream, False)
+
+
+def decision(route: str = "auto", prerouter: float = 0.9) -> Decision:
+    routers: dict[str, Scorer] = {"prerouter": FixedRouter("prerouter", prerouter)}
+    found = decide(POLICY, routers, Facts(model=route))
+    assert found is not None
+    return found
+
+
+def cascade(**backends: FakeBackend | None) -> Cascade:
+    tiers: dict[str, Backend | None] = {name: None for name in POLICY.tiers}
+    tiers.update(backends)
+    return Cascade(POLICY, tiers, LOADED.acceptance_models)
+
+
+def outcomes(outcome: Outcome | CascadeFailure) -> list[tuple[str, str]]:
+    attempts = outcome.all_attempts() if isinstance(outcome, Outcome) else outcome.attempts
+    return [(a.tier, a.outcome) for a in attempts]
+
+
+async def drain(outcome: Outcome) -> str:
+    assert outcome.live is not None
+    text = "".join([event.text async for event in outcome.live.events])
+    await outcome.live.aclose()
+    return text
+
+
+UNSURE_SMALL = FakeBackend("small", [Script("maybe five", UNSURE)])
+
+
+async def test_a_confident_first_step_is_served() -> None:
+    small, large = FakeBackend("small"), FakeBackend("large")
+    outcome = await cascade(small=small, large=large).run(decision(), request())
+    assert (outcome.tier, outcome.escalations, outcome.degraded) == ("small", 0, False)
+    assert outcomes(outcome) == [("small", "accepted")]
+    assert outcome.attempts[0].local and outcome.attempts[0].confidence is not None
+    assert large.calls == 0
+
+
+async def test_an_unsure_answer_escalates() -> None:
+    small = FakeBackend("small", [Script("maybe five", UNSURE)])
+    large = FakeBackend("large", [Script("four", None)])
+    outcome = await cascade(small=small, large=large).run(decision(), request())
+    assert (outcome.tier, outcome.escalations, outcome.degraded) == ("large", 1, False)
+    assert outcomes(outcome) == [("small", "escalated"), ("large", "accepted")]
+    assert outcome.completion is not None and outcome.completion.text == "four"
+    confidence: Any = outcome.attempts[0].confidence
+    assert confidence["value"] < confidence["threshold"] == 0.5
+    assert outcome.attempts[1].confidence is None  # the upstream sent no logprobs
+
+
+async def test_a_streamed_escalation_counts_the_escalation() -> None:
+    """The bug this executor was rewritten for: streamed, the escalated answer said 0."""
+    small = FakeBackend("small", [Script("maybe five", UNSURE)])
+    large = FakeBackend("large", [Script("the answer is four", None)])
+    outcome = await cascade(small=small, large=large).run(decision(), request(stream=True))
+    assert outcome.live is not None and outcome.completion is None
+    assert (outcome.tier, outcome.escalations) == ("large", 1)  # known before streaming
+    assert await drain(outcome) == "the answer is four"
+    assert outcome.escalations == 1  # and the same once it ended
+    assert outcomes(outcome) == [("small", "escalated"), ("large", "accepted")]
+
+
+async def test_a_verified_step_is_streamed_only_after_it_was_accepted() -> None:
+    small, large = FakeBackend("small", [Script("four")]), FakeBackend("large")
+    outcome = await cascade(small=small, large=large).run(decision(), request(stream=True))
+    assert outcome.live is None and outcome.completion is not None  # generated in full
+    assert outcomes(outcome) == [("small", "accepted")]
+
+
+async def test_a_live_route_streams_its_first_step_and_keeps_it() -> None:
+    small = FakeBackend("small", [Script("maybe five", UNSURE)])
+    large = FakeBackend("large")
+    outcome = await cascade(small=small, large=large).run(decision("live"), request(stream=True))
+    assert outcome.live is not None and outcome.escalations == 0
+    assert await drain(outcome) == "maybe five"
+    assert outcomes(outcome) == [("small", "accepted")] and large.calls == 0
+
+
+async def test_a_stream_that_breaks_records_an_error_attempt() -> None:
+    large = FakeBackend("large", [Script("one two three", None, break_after=2)])
+    outcome = await cascade(small=UNSURE_SMALL, large=large).run(decision(), request(stream=True))
+    with pytest.raises(BackendError):
+        await drain(outcome)
+    assert outcome.live is not None
+    await outcome.live.aclose()
+    assert outcomes(outcome) == [("small", "escalated"), ("large", "error")]
+    assert large.streams_closed == 1
+
+
+async def test_a_stream_never_read_still_closes_its_tier_and_is_recorded() -> None:
+    large = FakeBackend("large", [Script("one two", None)])
+    outcome = await cascade(small=UNSURE_SMALL, large=large).run(decision(), request(stream=True))
+    assert outcome.live is not None
+    await outcome.live.aclose()  # e.g. the client left before the response began
+    assert large.streams_closed == 1
+    assert outcomes(outcome)[-1] == ("large", "error")
+    assert outcome.all_attempts()[-1].error == "client gone"
+
+
+async def test_a_failed_tier_falls_back_within_its_step() -> None:
+    small = FakeBackend("small", [Script(error=BackendError("shed", "saturated"))])
+    spare = FakeBackend("spare", [Script("four")])
+    outcome = await cascade(small=small, spare=spare, large=FakeBackend("large")).run(
+        decision("guarded"), request()
+    )
+    assert (outcome.tier, outcome.escalations) == ("spare", 1)
+    # the fallback answered for the step; the step's next tier (also spare) is not retried
+    assert outcomes(outcome) == [("small", "shed"), ("spare", "accepted")]
+
+
+async def test_every_answer_rejected_and_the_last_tier_down_serves_the_best_degraded() -> None:
+    small = FakeBackend("small", [Script("five", [-0.9, -0.9])])
+    spare = FakeBackend("spare", [Script("six", UNSURE)])
+    outcome = await cascade(small=small, spare=spare).run(decision("guarded"), request())
+    assert (outcome.tier, outcome.degraded, outcome.escalations) == ("small", True, 2)
+    assert outcomes(outcome) == [
+        ("small", "degraded"),  # the most confident rejected answer is the one served
+        ("spare", "escalated"),
+        ("large", "error"),  # not configured
+    ]
+    assert outcome.completion is not None and outcome.completion.text == "five"
+
+
+async def test_a_skipped_first_step_never_runs_when_a_later_step_answers() -> None:
+    small, large = FakeBackend("small"), FakeBackend("large", [Script("four", None)])
+    chosen = decision("skipping", prerouter=0.1)
+    assert chosen.skipped == 1
+    outcome = await cascade(small=small, large=large).run(chosen, request())
+    assert outcomes(outcome) == [("large", "accepted")] and small.calls == 0
+    assert outcome.escalations == 0
+
+
+async def test_a_skipped_first_step_rescues_a_failed_route() -> None:
+    small = FakeBackend("small", [Script("four", UNSURE)])
+    large = FakeBackend("large", [Script(error=BackendError("timeout", "slow"))])
+    chosen = decision("skipping", prerouter=0.1)
+    outcome = await cascade(small=small, large=large).run(chosen, request())
+    # the rescue is judged by its acceptance: rejected, it is still the best there is
+    assert outcomes(outcome) == [("large", "timeout"), ("small", "degraded")]
+    assert (outcome.tier, outcome.degraded, outcome.escalations) == ("small", True, 1)
+
+
+@pytest.mark.parametrize(
+    ("errors", "reason"),
+    [
+        (["shed", "shed"], "saturated"),
+        (["shed", "timeout"], "timeout"),
+        (["error", "unavailable"], "unavailable"),
+        (["unavailable", "shed"], "error"),
+    ],
+)
+async def test_no_answer_is_a_typed_failure(errors: list[Any], reason: str) -> None:
+    small = FakeBackend("small", [Script(error=BackendError(errors[0], "first"))])
+    large = FakeBackend("large", [Script(error=BackendError(errors[1], "second"))])
+    with pytest.raises(CascadeFailure) as failure:
+        await cascade(small=small, large=large).run(decision(), request())
+    assert failure.value.reason == reason and not failure.value.passthrough
+    assert [a.outcome for a in failure.value.attempts] == [
+        e if e in ("shed", "timeout") else "error" for e in errors
+    ]
+
+
+async def test_a_tier_asked_for_by_name_passes_its_upstream_status_through() -> None:
+    large = FakeBackend("large", [Script(error=BackendError("error", "bad key", 401))])
+    with pytest.raises(CascadeFailure) as failure:
+        await cascade(large=large).run(decision("large"), request())
+    assert failure.value.passthrough and failure.value.upstream_status == 401
