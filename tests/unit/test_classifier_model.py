@@ -93,3 +93,21 @@ def test_wrong_kind_and_missing_files_are_refused(tmp_path: Path) -> None:
     assert json.loads(bundled_path("acceptance").with_suffix(".json").read_text())["kind"] == (
         "acceptance"
     )
+
+
+def test_the_served_scorer_is_the_folded_pipeline_and_is_checked(tmp_path: Path) -> None:
+    """Serving scores from the weights in the metadata; they are the pipeline's own."""
+    from classifiers.model import fold
+
+    for name in ("prerouter", "acceptance", "routellm-mixtral-gpt4"):
+        metadata = json.loads(bundled_path(name).with_suffix(".json").read_text())
+        loaded = load_any(bundled_path(name))
+        folded = fold(loaded.estimator)
+        assert metadata["scorer"]["weights"] == pytest.approx(folded["weights"], abs=1e-12)
+        assert metadata["scorer"]["intercept"] == pytest.approx(folded["intercept"], abs=1e-12)
+    path = _copy("prerouter", tmp_path)
+    metadata = json.loads(path.with_suffix(".json").read_text())
+    metadata["scorer"]["weights"] = metadata["scorer"]["weights"][:-1]
+    path.with_suffix(".json").write_text(json.dumps(metadata))
+    with pytest.raises(ArtifactError, match="malformed scorer"):
+        classifiers.load(path)
