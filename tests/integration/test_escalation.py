@@ -60,6 +60,10 @@ def test_escalated_stream_is_live_from_large(
         )
         chunks = list(raw.parse())
     assert raw.headers["x-cascade-tier"] == "large"
+    # the same headers as the non-streamed escalation above (a stream once said 0 here)
+    assert raw.headers["x-cascade-escalations"] == "1"
+    assert raw.headers["x-cascade-degraded"] == "false"
+    assert raw.headers["x-cascade-model"] == "smollm2-remote"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "Paris" in text
     record = cascade.record(raw.headers["x-request-id"])
