@@ -13,7 +13,6 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from router import handlers
-from router.ids import RequestIds
 from router.ledger import Ledger, open_sink, parse_ledger_url
 from router.logs import make_logger
 from router.metrics import Metrics
@@ -24,7 +23,6 @@ from router.state import (
     LEDGER,
     LOGGER,
     METRICS,
-    REQUEST_IDS,
     RUNTIME,
     SESSION,
     SETTINGS,
@@ -100,7 +98,6 @@ def create_app(settings: Settings, logger: FilteringBoundLogger | None = None) -
     app[LOGGER] = logger or make_logger(settings.log_level)
     app[METRICS] = Metrics()
     app[RUNTIME] = RuntimeSlot()
-    app[REQUEST_IDS] = RequestIds()
     app.cleanup_ctx.extend([_http_session, _ledger, _policy])
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/completions", handlers.completions)

@@ -14,6 +14,7 @@ client never receives a token that is later retracted.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Mapping
@@ -76,8 +77,9 @@ FailureReason = Literal["saturated", "rejected", "timeout", "unavailable", "erro
 
 
 class CascadeFailure(Exception):
-    """No step answered. `reason` says why (every tier shed: `saturated`); `upstream_status`
-    is the last upstream's HTTP status, if it sent one."""
+    """No step answered. `reason` says why: every tier shed (`saturated`), every tier found
+    the request too large (`rejected`), else the last failure; `upstream_status` is the last
+    upstream's HTTP status, if it sent one."""
 
     def __init__(
         self, attempts: list[Attempt], errors: list[BackendError], *, passthrough: bool
@@ -87,14 +89,32 @@ class CascadeFailure(Exception):
         self.attempts = attempts
         self.message = last.message
         self.upstream_status = last.status
+        self.retry_after = last.retry_after
         self.passthrough = passthrough
         self.reason: FailureReason
-        if all(error.kind == "shed" for error in errors):
-            self.reason = "saturated"
-        elif last.kind == "shed":
-            self.reason = "error"
-        else:
+        # A tier that is not configured never could answer: it does not decide the reason
+        # while a configured one tried.
+        tried = [error for error in errors if not error.unconfigured] or errors
+        kinds = {error.kind for error in tried}
+        if kinds == {"shed"}:
+            self.reason = "saturated"  # every tier is busy: retry later
+        elif kinds == {"rejected"}:
+            self.reason = "rejected"  # too large for every tier that could take it
+            self.message = tried[-1].message
+        elif last.kind in ("timeout", "unavailable"):
             self.reason = last.kind
+        else:
+            self.reason = "error"
+
+
+class Abandoned(asyncio.CancelledError):
+    """The client left while the cascade ran (the task was cancelled). Still a cancellation;
+    it carries the attempts so far, the interrupted one marked `client_gone`, so the record
+    says what was spent. No further tier is tried."""
+
+    def __init__(self, attempts: list[Attempt]) -> None:
+        super().__init__("client gone")
+        self.attempts = attempts
 
 
 @dataclass(slots=True)
@@ -142,9 +162,17 @@ class Cascade:
         With `request.stream`, a step whose answer is always kept is opened as a live stream
         (its first event already received, so a failure can still fall back). When every
         answer was rejected, the most confident one is served, marked degraded."""
-        plan = decision.plan
         run = _Run(request)
-        live_first = request.stream and plan.stream == "live"
+        try:
+            return await self._run(decision, run)
+        except asyncio.CancelledError as exc:
+            if isinstance(exc, Abandoned):
+                raise
+            raise Abandoned(run.attempts) from exc
+
+    async def _run(self, decision: Decision, run: _Run) -> Outcome:
+        plan = decision.plan
+        live_first = run.request.stream and plan.stream == "live"
         for item in decision.schedule():
             if item.rescue and (run.best is not None or not run.errors):
                 break  # a skipped step runs only when every later step failed outright
@@ -172,6 +200,7 @@ class Cascade:
         backend = self._backends.get(tier)
         if backend is None:
             error = BackendError("unavailable", f"tier '{tier}' is not configured")
+            error.unconfigured = True
             run.errors.append(error)
             run.attempts.append(self._attempt(tier, "", started, "error", error=error.message))
             return "failed"
@@ -181,11 +210,16 @@ class Cascade:
                 live = await self._open_live(tier, backend, run, started)
                 return Outcome(run.attempts, tier, backend.model, degraded=False, live=live)
             completion = await backend.complete(request.prompt, request.params)
+        except asyncio.CancelledError:
+            run.attempts.append(self._attempt(tier, backend.model, started, "client_gone"))
+            raise
         except BackendError as exc:
             outcome: AttemptOutcome = exc.kind if exc.kind in ("timeout", "shed") else "error"
             run.errors.append(exc)
             run.attempts.append(
-                self._attempt(tier, backend.model, started, outcome, error=exc.message)
+                self._attempt(
+                    tier, backend.model, started, outcome, error=exc.message, retries=exc.retries
+                )
             )
             return "failed"
         confidence = self._judge(step, completion, keep_always, request.prompt.question)
@@ -200,6 +234,7 @@ class Cascade:
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
                 confidence=None if confidence is None else confidence.as_record(),
+                retries=completion.retries,
             )
         )
         if keep:
@@ -237,9 +272,7 @@ class Cascade:
             await stream.aclose()
             raise
         ttft_ms = (time.perf_counter() - started) * 1000
-        abandoned = self._attempt(
-            tier, backend.model, started, "error", ttft_ms=ttft_ms, error="client gone"
-        )
+        abandoned = self._attempt(tier, backend.model, started, "client_gone", ttft_ms=ttft_ms)
         live = LiveStream(tier, stream, abandoned)
         live.events = self._follow(
             live, backend, stream, first=first, started=started, ttft_ms=ttft_ms
@@ -275,7 +308,13 @@ class Cascade:
             if error is not None:
                 outcome: AttemptOutcome = "timeout" if error.kind == "timeout" else "error"
                 live.attempt = self._attempt(
-                    tier, backend.model, started, outcome, ttft_ms=ttft_ms, error=error.message
+                    tier,
+                    backend.model,
+                    started,
+                    outcome,
+                    ttft_ms=ttft_ms,
+                    error=error.message,
+                    retries=first.retries,
                 )
             elif final is not None:
                 live.attempt = self._attempt(
@@ -286,13 +325,14 @@ class Cascade:
                     ttft_ms=ttft_ms,
                     prompt_tokens=final.prompt_tokens or 0,
                     completion_tokens=final.completion_tokens or 0,
+                    retries=first.retries,
                 )
-            else:
+            else:  # closed before its end: the client left
                 live.attempt = self._attempt(
                     tier,
                     backend.model,
                     started,
-                    "error",
+                    "client_gone",
                     ttft_ms=ttft_ms,
-                    error="stream ended early (client gone?)",
+                    retries=first.retries,
                 )

@@ -23,22 +23,20 @@ if TYPE_CHECKING:
 
 def _serve_one(settings: Settings, reuse_port: bool) -> None:
     import uvloop
-    from aiohttp import web
 
     from router.app import create_app
     from router.logs import make_logger
+    from router.serving import serve
 
     logger = make_logger(settings.log_level)
     app = create_app(settings, logger)
     logger.info("serving", host=settings.host, port=settings.port, policy=str(settings.policy_path))
-    web.run_app(
+    serve(
         app,
+        logger,
         host=settings.host,
         port=settings.port,
         reuse_port=reuse_port,
-        print=None,
-        access_log=None,
-        handle_signals=True,
         loop=uvloop.new_event_loop(),
     )
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import re
 import time
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from router.backends.base import BackendError, Prompt
 from router.backends.prompt_tokens import estimate_tokens
-from router.cascade import CascadeFailure, Outcome
+from router.cascade import Abandoned, CascadeFailure, Outcome
 from router.errors import APIError, invalid, not_found_model, overloaded, upstream_failed
 from router.records import DecisionRecord, iso_time
 from router.redact import redact
@@ -19,9 +22,10 @@ from router.reload import RELOADER
 from router.requests import ClientRequest, parse_request, prompt_too_long
 from router.responses import ChunkWriter, completion_body
 from router.routing import Decision, Facts, decide
-from router.state import LEDGER, LOGGER, METRICS, REQUEST_ID, RUNTIME, Runtime
+from router.state import CLIENT_REQUEST_ID, LEDGER, LOGGER, METRICS, REQUEST_ID, RUNTIME, Runtime
 
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
+_CLIENT_CLOSED = 499  # the record's http_status when the client left first (nginx's code)
 _MAX_TAGS = 16
 _TAG = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
@@ -58,11 +62,16 @@ async def _read_json(request: web.Request, limit: int) -> object:
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(65_536):
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(65_536):
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except RequestPayloadError:  # e.g. a body that is not the gzip it claims to be
+        raise invalid(
+            "could not read the request body (its framing or content encoding is broken)"
+        ) from None
     try:
         return orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError as exc:
@@ -111,13 +120,26 @@ def _headers(runtime: Runtime, request_id: str, route: str, outcome: Outcome) ->
     }
 
 
-def failure_error(failure: CascadeFailure) -> APIError:
+def _ours(error: APIError) -> bool:
+    """An upstream 401/403/429 passed through: the gateway's key or quota, not the client."""
+    return error.code == "upstream_rejected" and error.status in (401, 403, 429)
+
+
+def failure_error(failure: CascadeFailure, *, chat: bool) -> APIError:
     """The HTTP status of a cascade that found no answer."""
     if failure.reason == "saturated":
         return overloaded("every tier of this route is saturated; retry shortly")
+    if failure.reason == "rejected":
+        param = "messages" if chat else "prompt"
+        return invalid(failure.message, param, "context_length_exceeded")
     status = failure.upstream_status
+    retry_after = {"Retry-After": failure.retry_after} if failure.retry_after else {}
     if failure.passthrough and status is not None and 400 <= status < 500:
-        return APIError(status, failure.message, code="upstream_rejected")
+        return APIError(status, failure.message, code="upstream_rejected", headers=retry_after)
+    if status == 429:  # a route whose last tier is rate-limited: come back later
+        error = overloaded(failure.message)
+        error.headers.update(retry_after)
+        return error
     if failure.reason == "timeout":
         return upstream_failed(failure.message, 504)
     return upstream_failed(failure.message, 503 if failure.reason == "unavailable" else 502)
@@ -168,13 +190,14 @@ async def _stream_body(
         if include_usage:
             await response.write(writer.usage(*usage))
         await response.write(writer.done())
-    except BackendError as exc:
-        record.status, record.error = "error", exc.message
+    except BackendError as exc:  # after the first byte: the client sees an error event
+        record.status = "upstream_truncated" if exc.kind == "truncated" else "error"
+        record.error = exc.message
         error = APIError(502, exc.message, type_="upstream_error", code="upstream_error")
         await response.write(writer.error(error.body()))
         await response.write(writer.done())
     except ConnectionResetError:
-        record.status, record.error = "error", "client disconnected"
+        record.status, record.http_status = "client_gone", _CLIENT_CLOSED
 
 
 async def _complete(request: web.Request, *, chat: bool) -> web.StreamResponse:
@@ -193,6 +216,7 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
         request_id=request[REQUEST_ID],
         endpoint="/v1/chat/completions" if chat else "/v1/completions",
         policy_version=runtime.loaded.version,
+        client_request_id=request.get(CLIENT_REQUEST_ID),
         team=caller.team,
         key_id=caller.key_id,
     )
@@ -211,7 +235,7 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
             outcome = await runtime.cascade.run(decision, client)
         except CascadeFailure as failure:
             record.attempts = failure.attempts
-            raise failure_error(failure) from None
+            raise failure_error(failure, chat=chat) from None
         record.status = "degraded" if outcome.degraded else "ok"
         headers = _headers(runtime, record.request_id, decision.route, outcome)
         if client.stream:
@@ -224,9 +248,18 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
             body=orjson.dumps(body), content_type="application/json", headers=headers
         )
     except APIError as exc:
-        record.status = "invalid" if exc.status < 500 else "error"
+        record.status = "invalid" if exc.status < 500 and not _ours(exc) else "error"
         record.http_status, record.error = exc.status, exc.message
         exc.headers.setdefault("x-cascade-policy", runtime.loaded.version)
+        raise
+    except asyncio.CancelledError as exc:  # the client left (aiohttp cancels its handler)
+        record.status, record.http_status = "client_gone", _CLIENT_CLOSED
+        if isinstance(exc, Abandoned):
+            record.attempts = exc.attempts
+        raise
+    except Exception as exc:
+        record.status, record.http_status = "error", 500
+        record.error = f"internal error ({type(exc).__name__})"
         raise
     finally:
         await _settle(request, runtime, record, started=started, decision=decision, outcome=outcome)
@@ -338,15 +371,21 @@ async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME].current
     if runtime is None:
         return web.json_response({"status": "starting"}, status=503)
-    body = {"status": "ready", "policy": runtime.loaded.version, "tiers": runtime.tier_states()}
+    body = {
+        "status": "ready",
+        "policy": runtime.loaded.version,
+        "tiers": runtime.tier_states(),
+        "pid": os.getpid(),  # which worker answered (with --workers)
+    }
     return web.json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME].current
     depths = runtime.queue_depths() if runtime is not None else {}
+    states = runtime.breaker_states() if runtime is not None else {}
     return web.Response(
-        body=request.app[METRICS].render(depths, request.app[LEDGER].stats()),
+        body=request.app[METRICS].render(depths, request.app[LEDGER].stats(), states),
         content_type="text/plain",
         charset="utf-8",
     )

@@ -28,6 +28,7 @@ class KeyIndex:
     def caller(self, key: str | None) -> Caller:
         if not key:
             return Caller(DEFAULT_TEAM, None, frozenset())
-        digest = hashlib.sha256(key.encode()).hexdigest()
+        # aiohttp decodes header bytes that are not UTF-8 as surrogates: hash them as sent
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
         team, tags = self._keys.get(digest, (DEFAULT_TEAM, frozenset()))
         return Caller(team, digest[:12], tags)

@@ -101,6 +101,12 @@ class Metrics:
             ["tier"],
             registry=self.registry,
         )
+        self.tier_state = Gauge(
+            "cascade_tier_state",
+            "1 for each tier's current state: ready, half_open or open (its circuit breaker)",
+            ["tier", "state"],
+            registry=self.registry,
+        )
 
     def observe(self, record: DecisionRecord, seconds: float) -> None:
         route = record.route or "-"
@@ -120,8 +126,16 @@ class Metrics:
             if attempt.cost_usd:
                 self.cost.labels(attempt.tier).inc(attempt.cost_usd)
 
-    def render(self, queue_depths: Mapping[str, int], ledger: LedgerStats | None = None) -> bytes:
+    def render(
+        self,
+        queue_depths: Mapping[str, int],
+        ledger: LedgerStats | None = None,
+        tier_states: Mapping[str, str] | None = None,
+    ) -> bytes:
         for tier, depth in queue_depths.items():
             self.queue_depth.labels(tier).set(depth)
+        for tier, current in (tier_states or {}).items():
+            for state in ("ready", "half_open", "open"):
+                self.tier_state.labels(tier, state).set(1 if state == current else 0)
         self._ledger.stats = ledger
         return generate_latest(self.registry)

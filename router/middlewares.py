@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from router.errors import APIError
-from router.state import LOGGER, REQUEST_ID, REQUEST_IDS
+from router.ids import client_request_id, new_request_id
+from router.state import CLIENT_REQUEST_ID, LOGGER, REQUEST_ID
 
 _RECORDED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
 
@@ -30,11 +29,13 @@ def _from_http_exception(exc: web.HTTPException) -> APIError:
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give each request an id (the client's `x-request-id` if sane), turn every failure into
-    an OpenAI error body, and write one access-log line."""
-    incoming = request.headers.get("x-request-id", "")
-    request_id = incoming if _CLIENT_ID.match(incoming) else request.app[REQUEST_IDS].next()
+    """Give each request the gateway's own id (the client's, if sane, is kept beside it and
+    echoed), turn every failure into an OpenAI error body, and write one access-log line."""
+    request_id = new_request_id()
+    client_id = client_request_id(request.headers)
     request[REQUEST_ID] = request_id
+    if client_id is not None:
+        request[CLIENT_REQUEST_ID] = client_id
     started = time.perf_counter()
     log = request.app[LOGGER]
     try:
@@ -55,6 +56,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         ).response()
     if not response.prepared:
         response.headers["x-request-id"] = request_id
+        if client_id is not None:
+            response.headers["x-client-request-id"] = client_id
     # A completion's decision record already says everything about it: its access line is
     # debug-level unless it failed on our side.
     quiet = request.path in _RECORDED_PATHS and response.status < 500

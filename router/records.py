@@ -13,8 +13,13 @@ from typing import Any, Literal
 
 from router.policy.model import Policy
 
-AttemptOutcome = Literal["accepted", "escalated", "error", "timeout", "shed", "degraded"]
-Status = Literal["ok", "degraded", "error", "invalid"]
+AttemptOutcome = Literal[
+    "accepted", "escalated", "error", "timeout", "shed", "degraded", "client_gone"
+]
+# What the client got: an answer (ok, degraded), a 4xx (invalid), a 5xx or an error event
+# (error), a stream cut off by its upstream after it began (upstream_truncated), or nothing,
+# because it left first (client_gone).
+Status = Literal["ok", "degraded", "error", "invalid", "client_gone", "upstream_truncated"]
 
 
 def iso_time(epoch: float) -> str:
@@ -39,6 +44,7 @@ class Attempt:
     outcome: AttemptOutcome = "accepted"
     error: str | None = None
     local: bool = False  # the tier runs in the gateway's process (cost is compute, not a bill)
+    retries: int = 0  # calls to the tier retried within this attempt (before its first byte)
 
 
 def ended(tier: str, backend: str, model: str, started: float, **values: Any) -> Attempt:
@@ -58,10 +64,11 @@ def ended(tier: str, backend: str, model: str, started: float, **values: Any) ->
 
 @dataclass(slots=True)
 class DecisionRecord:
-    request_id: str
+    request_id: str  # the gateway's own, unpredictable: the ledger's key
     endpoint: str
     policy_version: str
     ts: str = field(default_factory=lambda: iso_time(time.time()))
+    client_request_id: str | None = None  # the client's id, sanitised (never the key)
     team: str = "default"
     key_id: str | None = None
     user: str | None = None

@@ -73,7 +73,7 @@ class _Body(_Strict):
     stop: Stop | list[Stop] | None = Field(
         None, description=f"Up to {MAX_STOPS} sequences that end the answer (not included)."
     )
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     user: str | None = Field(None, description="The end user, recorded in the ledger.")
     stream: bool = False
     stream_options: StreamOptions | None = Field(None, description="Only with stream=true.")
@@ -182,6 +182,8 @@ def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest
         prompt = Prompt(text=parsed.prompt)
     params = GenerationParams(
         max_tokens=_max_tokens(parsed, limits),
+        max_tokens_set=parsed.max_tokens is not None
+        or (isinstance(parsed, ChatBody) and parsed.max_completion_tokens is not None),
         temperature=parsed.temperature,
         top_p=parsed.top_p,
         stop=parsed.stops(),

@@ -13,7 +13,6 @@ from structlog.typing import FilteringBoundLogger
 
 from router.backends.base import Backend, Prompt
 from router.cascade import Cascade
-from router.ids import RequestIds
 from router.keys import KeyIndex
 from router.ledger import Ledger
 from router.metrics import Metrics
@@ -54,10 +53,16 @@ class Runtime:
                 self.idle.set()
 
     def tier_states(self) -> dict[str, str]:
+        """ready, not configured, or a breaker's state (`breaker open`, `breaker half_open`)."""
         return {
-            name: ("ready" if backend is not None else "not configured")
+            name: "not configured"
+            if backend is None
+            else ("ready" if backend.state == "ready" else f"breaker {backend.state}")
             for name, backend in self.backends.items()
         }
+
+    def breaker_states(self) -> dict[str, str]:
+        return {name: b.state for name, b in self.backends.items() if b is not None}
 
     def queue_depths(self) -> dict[str, int]:
         return {name: b.queue_depth for name, b in self.backends.items() if b is not None}
@@ -85,4 +90,4 @@ LEDGER = web.AppKey("ledger", Ledger)
 METRICS = web.AppKey("metrics", Metrics)
 LOGGER = web.AppKey("logger", FilteringBoundLogger)
 REQUEST_ID = web.RequestKey("request_id", str)
-REQUEST_IDS = web.AppKey("request_ids", RequestIds)
+CLIENT_REQUEST_ID = web.RequestKey("client_request_id", str)  # set only when the client sent one

@@ -51,6 +51,7 @@ class Prompt:
 @dataclass(frozen=True, slots=True)
 class GenerationParams:
     max_tokens: int
+    max_tokens_set: bool = False  # the client asked for max_tokens (else the default)
     temperature: float | None = None
     top_p: float | None = None
     stop: tuple[str, ...] = ()
@@ -70,6 +71,7 @@ class Completion:
     token_logprobs: list[float] | None = None
     ttft_ms: float | None = None
     raw: dict[str, Any] | None = None  # the upstream body, returned as-is on pass-through
+    retries: int = 0  # calls retried before this answer (router/backends/guard.py)
 
 
 @dataclass(slots=True)
@@ -82,9 +84,13 @@ class StreamEvent:
     completion_tokens: int | None = None
     model: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    retries: int = 0  # on the first event: calls retried before the stream began
 
 
-Outcome = Literal["error", "timeout", "shed", "unavailable", "rejected"]
+# error: failed; timeout; shed: saturated here; unavailable: not reachable or not configured;
+# rejected: the request exceeds what the tier takes (e.g. its context); truncated: a stream
+# that ended before its end marker.
+Outcome = Literal["error", "timeout", "shed", "unavailable", "rejected", "truncated"]
 
 
 class BackendError(Exception):
@@ -96,8 +102,13 @@ class BackendError(Exception):
         self.kind = kind
         self.message = message
         self.status = status
+        self.unconfigured = False  # the tier has no backend (e.g. no api_base set)
+        self.retries = 0  # calls retried before giving up (router/backends/guard.py)
+        self.retry_after: str | None = None  # an upstream 429's Retry-After, passed on
 
 
+# ready, or, for a tier behind a circuit breaker, its breaker open (skipped) or half-open.
+TierState = Literal["ready", "half_open", "open"]
 Feature = Literal["chat", "completion", "stream", "token_logprobs"]
 """Request features a backend serves: `chat` and `completion` prompts, `stream`ed answers,
 and per-token log-probabilities (`token_logprobs`, which logprob-based acceptance needs)."""
@@ -118,6 +129,11 @@ class Backend(Protocol):
     @property
     def queue_depth(self) -> int:
         """Requests waiting for a slot of this backend (0 when it does not queue)."""
+        ...
+
+    @property
+    def state(self) -> TierState:
+        """Whether calls go through now (`open`: skipped by its breaker)."""
         ...
 
     async def count_tokens(self, prompt: Prompt) -> int | None:

@@ -18,6 +18,7 @@ from router.backends.base import (
     GenerationParams,
     Prompt,
     StreamEvent,
+    TierState,
 )
 from router.backends.spec import RemoteTierSpec
 from router.backends.upstream import request_body
@@ -47,6 +48,7 @@ class LiteLLMBackend:
     local = False
     features: frozenset[Feature] = frozenset({"chat", "completion", "stream"})
     queue_depth = 0  # litellm queues nothing of ours
+    state: TierState = "ready"
 
     def __init__(self, name: str, spec: LiteLLMTier) -> None:
         self.name = name

@@ -33,6 +33,7 @@ from router.backends.base import (
     GenerationParams,
     Prompt,
     StreamEvent,
+    TierState,
 )
 from router.backends.prompt_tokens import PromptTokenizer
 from router.backends.sampling import Sampler
@@ -192,6 +193,10 @@ class LocalLlamaBackend:
         return self._waiting
 
     @property
+    def state(self) -> TierState:
+        return "ready"
+
+    @property
     def busy(self) -> int:
         return len(self._slots) - self._free.qsize()
 
@@ -232,27 +237,25 @@ class LocalLlamaBackend:
         tokens = PromptTokenizer(llama, self.spec.chat_format).tokens(prompt)
         result.prompt_tokens = len(tokens)
         room = self.spec.n_ctx - len(tokens)
-        if room <= 0:
+        if room <= 0 or (params.max_tokens_set and params.max_tokens > room):
+            asked = f" plus max_tokens {params.max_tokens}" if params.max_tokens_set else ""
             raise BackendError(
                 "rejected",
-                f"prompt is {len(tokens)} tokens; tier '{self.name}' holds {self.spec.n_ctx}",
+                f"the prompt is {len(tokens)} tokens{asked}; tier '{self.name}' holds "
+                f"{self.spec.n_ctx} (its context window)",
             )
-        max_tokens = min(params.max_tokens, room)
+        max_tokens = min(params.max_tokens, room)  # the gateway's default fits what is left
         temperature = (
             params.temperature if params.temperature is not None else (self.spec.temperature or 0.0)
         )
         sampler = Sampler(
             temperature, params.top_p if params.top_p is not None else 1.0, params.seed
         )
-        # Reuse the KV cache for the prefix this context already holds (system prompts).
-        cached = llama.input_ids[: llama.n_tokens]
-        limit = min(len(cached), len(tokens) - 1)
-        same = 0
-        if limit > 0:
-            diff = np.flatnonzero(cached[:limit] != np.asarray(tokens[:limit]))
-            same = int(diff[0]) if diff.size else limit
-        llama.n_tokens = same
-        llama.eval(tokens[same:])
+        # The whole prompt, every time: reusing a cached prefix evaluates the rest in other
+        # batches, which moves logits (and so confidence and the route) by what the previous
+        # request left in the cache. Routing must not depend on that.
+        llama.n_tokens = 0
+        llama.eval(tokens)
 
         llama_cpp = self._llama_cpp
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

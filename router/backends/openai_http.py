@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any, Literal
 
 import aiohttp
@@ -21,6 +21,7 @@ from router.backends.base import (
     GenerationParams,
     Prompt,
     StreamEvent,
+    TierState,
 )
 from router.backends.spec import RemoteTierSpec
 from router.backends.upstream import request_body
@@ -59,17 +60,30 @@ def _choice_text(choice: dict[str, Any], chat: bool, delta: bool) -> str:
     return str(message.get("content") or "")
 
 
+class _FirstByteTimeout(Exception):
+    """No response headers within the tier's first-byte timeout."""
+
+
 @contextlib.contextmanager
-def _upstream_errors(tier: str, doing: str) -> Iterator[None]:
+def _upstream_errors(tier: str, spec: OpenAITier, doing: str) -> Iterator[None]:
     """The one mapping of client-side failures to BackendError kinds: a connection that
-    cannot be made is `unavailable` (the tier is down), a timeout is `timeout`, anything
-    else once connected is `error`."""
+    cannot be made is `unavailable` (the tier is down), each timeout is a `timeout` saying
+    which, a stream broken off is `truncated`, anything else once connected is `error`."""
     try:
         yield
+    except _FirstByteTimeout:
+        message = f"tier '{tier}' sent no response within {spec.first_byte_s:g} s"
+        raise BackendError("timeout", message) from None
+    except aiohttp.ConnectionTimeoutError:
+        message = f"tier '{tier}' timed out connecting ({spec.connect_timeout_s:g} s)"
+        raise BackendError("timeout", message) from None
     except TimeoutError:
-        raise BackendError("timeout", f"tier '{tier}' timed out {doing}") from None
+        message = f"tier '{tier}' timed out {doing} ({spec.timeout_s:g} s in total)"
+        raise BackendError("timeout", message) from None
     except aiohttp.ClientConnectorError as exc:
         raise BackendError("unavailable", f"tier '{tier}' unreachable: {exc}") from None
+    except aiohttp.ClientPayloadError as exc:
+        raise BackendError("truncated", f"tier '{tier}' broke off {doing}: {exc}") from None
     except aiohttp.ClientError as exc:
         raise BackendError("error", f"tier '{tier}' failed {doing}: {exc}") from None
     except orjson.JSONDecodeError:
@@ -87,6 +101,7 @@ class OpenAIHTTPBackend:
             raise ValueError(f"tier '{name}' has no api_base")
         self.name = name
         self.model = spec.model
+        self._spec = spec
         self._chat_url = yarl.URL(f"{spec.api_base}/chat/completions")
         self._completions_url = yarl.URL(f"{spec.api_base}/completions")
         self._session = session
@@ -105,6 +120,10 @@ class OpenAIHTTPBackend:
     def queue_depth(self) -> int:
         return self._waiting
 
+    @property
+    def state(self) -> TierState:
+        return "ready"  # its breaker, if any, is the guard's (router/backends/guard.py)
+
     async def count_tokens(self, prompt: Prompt) -> int | None:
         return None  # the upstream's tokenizer is not ours to run
 
@@ -113,14 +132,32 @@ class OpenAIHTTPBackend:
     ) -> aiohttp.ClientResponse:
         url = self._chat_url if prompt.is_chat else self._completions_url
         data = orjson.dumps(request_body(self.model, prompt, params, stream=stream, chat=False))
-        response = await self._session.post(
-            url, data=data, headers=self._headers, timeout=self._timeout
-        )
+        try:
+            response = await self._session.post(
+                url, data=data, headers=self._headers, timeout=self._timeout
+            )
+        except aiohttp.ServerDisconnectedError:  # nothing came back: as if it were down
+            message = f"tier '{self.name}' closed the connection before answering"
+            raise BackendError("unavailable", message) from None
         if response.status >= 400:
             raw = await response.content.read(_MAX_ERROR_BYTES)
             response.release()
-            raise BackendError("error", _error_message(response.status, raw), response.status)
+            error = BackendError("error", _error_message(response.status, raw), response.status)
+            error.retry_after = response.headers.get("Retry-After")
+            raise error
         return response
+
+    @contextlib.asynccontextmanager
+    async def _first_byte(self) -> AsyncIterator[None]:
+        """The tier's first-byte timeout around what must arrive first: a whole answer's
+        response, or a stream's first event."""
+        async with asyncio.timeout(self._spec.first_byte_s) as deadline:
+            try:
+                yield
+            except TimeoutError:
+                if deadline.expired():
+                    raise _FirstByteTimeout from None
+                raise
 
     async def _admit(self) -> None:
         if self._slots.locked() and self._waiting >= self._max_queue:
@@ -135,8 +172,9 @@ class OpenAIHTTPBackend:
         await self._admit()
         started = time.perf_counter()
         try:
-            with _upstream_errors(self.name, "answering"):
-                response = await self._post(prompt, params, stream=False)
+            with _upstream_errors(self.name, self._spec, "answering"):
+                async with self._first_byte():
+                    response = await self._post(prompt, params, stream=False)
                 async with response:
                     raw = await response.read()
                 body = orjson.loads(raw)
@@ -163,8 +201,14 @@ class OpenAIHTTPBackend:
         raise BackendError, so a caller can still fall back."""
         await self._admit()
         try:
-            with _upstream_errors(self.name, "streaming"):
+            with _upstream_errors(self.name, self._spec, "streaming"):
                 async with contextlib.aclosing(self._events(prompt, params)) as events:
+                    try:
+                        async with self._first_byte():
+                            first = await anext(events)
+                    except StopAsyncIteration:
+                        return
+                    yield first
                     async for event in events:
                         yield event
         finally:
@@ -175,15 +219,23 @@ class OpenAIHTTPBackend:
     ) -> AsyncGenerator[StreamEvent, None]:
         response = await self._post(prompt, params, stream=True)
         async with response:
+            if response.content_type != "text/event-stream":
+                raise BackendError(
+                    "error",
+                    f"tier '{self.name}' answered a stream request with "
+                    f"{response.content_type or 'no content type'}, not server-sent events",
+                )
             finish: str | None = None
             usage: tuple[int, int] | None = None
             pieces = 0
             model = self.model
+            done = False
             async for line in response.content:
                 if not line.startswith(b"data:"):
                     continue
                 payload = line[5:].strip()
                 if payload == b"[DONE]":
+                    done = True
                     break
                 chunk = orjson.loads(payload)
                 if "error" in chunk:
@@ -197,6 +249,10 @@ class OpenAIHTTPBackend:
                     if text:
                         pieces += 1
                         yield StreamEvent(text=text)
+            if not done:  # a clean end without the end marker is still a cut-off answer
+                raise BackendError(
+                    "truncated", f"tier '{self.name}' ended its stream before [DONE]"
+                )
             prompt_tokens, completion_tokens = usage or (0, pieces)
             yield StreamEvent(
                 finish_reason=finish or "stop",

@@ -14,7 +14,8 @@ import aiohttp
 
 from router.backends import litellm_provider, local_llama, openai_http
 from router.backends.base import Backend, BackendType
-from router.backends.spec import TierSpecBase
+from router.backends.guard import GuardedBackend
+from router.backends.spec import RemoteTierSpec, TierSpecBase
 
 if TYPE_CHECKING:
     from router.policy.model import Policy
@@ -31,8 +32,12 @@ def backend_type(spec: TierSpecBase) -> BackendType:
 async def build_backend(
     name: str, spec: TierSpecBase, session: aiohttp.ClientSession
 ) -> Backend | None:
-    """The backend of one tier; None for a tier with nothing configured (it degrades)."""
-    return await backend_type(spec).build(name, spec, session)
+    """The backend of one tier; None for a tier with nothing configured (it degrades). A
+    remote tier is built behind its retries and circuit breaker."""
+    backend = await backend_type(spec).build(name, spec, session)
+    if backend is not None and isinstance(spec, RemoteTierSpec):
+        return GuardedBackend(backend, spec.retries, spec.breaker)
+    return backend
 
 
 async def build_backends(

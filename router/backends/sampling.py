@@ -6,6 +6,9 @@ import numpy as np
 import numpy.typing as npt
 
 TOP_K = 40  # candidates kept before top-p when sampling (llama.cpp's default)
+# Below this temperature sampling is greedy: dividing logits by a subnormal temperature
+# overflows to inf (and NaN probabilities), and the distribution is one-hot anyway.
+GREEDY_BELOW = 1e-4
 
 
 class Sampler:
@@ -18,13 +21,14 @@ class Sampler:
     def __init__(self, temperature: float, top_p: float, seed: int | None) -> None:
         self.temperature = temperature
         self.top_p = top_p
-        self._rng = np.random.default_rng(seed)
+        # Any integer seeds (OpenAI allows negative ones): numpy wants a non-negative one.
+        self._rng = np.random.default_rng(None if seed is None else seed % 2**64)
 
     def pick(self, logits: npt.NDArray[np.float32]) -> tuple[int, float]:
         best = int(logits.argmax())
         peak = float(logits[best])
         log_norm = peak + float(np.log(np.exp(logits - peak).sum()))
-        token = best if self.temperature <= 0 else self._sample(logits)
+        token = best if self.temperature < GREEDY_BELOW else self._sample(logits)
         return token, float(logits[token]) - log_norm
 
     def _sample(self, logits: npt.NDArray[np.float32]) -> int:

@@ -30,6 +30,25 @@ class PriceSpec(StrictSpec):
         return tokens / 1e6 + seconds * self.per_second
 
 
+class RetrySpec(StrictSpec):
+    max: int = Field(1, ge=0, le=5, description="Retries of one call at most.")
+    budget: float = Field(
+        0.2, ge=0, le=1, description="Retries at most this share of the tier's recent calls."
+    )
+    min_budget: int = Field(3, ge=0, description="Retries allowed in a window whatever the share.")
+    backoff_ms: float = Field(25.0, ge=0, le=10_000, description="Wait before a retry.")
+    window_s: float = Field(10.0, gt=0, le=3600)
+
+
+class BreakerSpec(StrictSpec):
+    consecutive_failures: int = Field(5, ge=1)
+    failure_rate: float = Field(0.5, gt=0, le=1)
+    min_calls: int = Field(20, ge=1, description="Calls in the window before the rate counts.")
+    window_s: float = Field(30.0, gt=0, le=3600)
+    cooldown_s: float = Field(10.0, gt=0, le=3600)
+    half_open_probes: int = Field(1, ge=1, le=100)
+
+
 class TierSpecBase(StrictSpec):
     """Settings every tier type has. Subclasses narrow `type` to their tag."""
 
@@ -57,15 +76,24 @@ class TierSpecBase(StrictSpec):
 
 
 class RemoteTierSpec(TierSpecBase):
-    """A tier reached over the network by model name."""
+    """A tier reached over the network by model name, behind retries and a breaker."""
 
     model: str
     api_base: str | None = None
     api_key_env: str | None = Field(
         None, description="Name of the environment variable holding the API key (never the key)."
     )
-    timeout_s: float = Field(60.0, gt=0, le=3600)
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="A whole attempt, at most.")
     connect_timeout_s: float = Field(5.0, gt=0, le=600)
+    retries: RetrySpec = RetrySpec()
+    breaker: BreakerSpec = BreakerSpec()
+    first_byte_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="Response headers within this (a stream's first byte; a whole answer "
+        "when not streamed); default: `timeout_s`.",
+    )
 
     @field_validator("api_base")
     @classmethod
@@ -75,3 +103,10 @@ class RemoteTierSpec(TierSpecBase):
     @property
     def served_model(self) -> str:
         return self.model
+
+    @property
+    def first_byte_s(self) -> float | None:
+        """The first-byte timeout when it is tighter than the total one."""
+        if self.first_byte_timeout_s is None or self.first_byte_timeout_s >= self.timeout_s:
+            return None
+        return self.first_byte_timeout_s

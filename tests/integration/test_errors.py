@@ -144,21 +144,31 @@ def test_unknown_path_and_method_are_openai_errors(cascade: Cascade) -> None:
     assert_error(requests.get(f"{cascade.url}/v1/chat/completions", timeout=10), 405)
 
 
-def test_client_request_id_is_kept(cascade: Cascade) -> None:
-    response = requests.post(
-        f"{cascade.url}/v1/chat/completions",
-        json=chat(max_tokens=2),
-        headers={"x-request-id": "trace-abc.123"},
-        timeout=60,
-    )
-    assert response.headers["x-request-id"] == "trace-abc.123"
+def test_client_request_id_is_kept_beside_the_gateways_own(cascade: Cascade) -> None:
+    """The ledger's key is the gateway's unpredictable id; a client's id is echoed and kept
+    in its own field, so no client can claim, replace or erase another request's record."""
+    ids = []
+    for _ in range(3):
+        response = requests.post(
+            f"{cascade.url}/v1/chat/completions",
+            json=chat(max_tokens=2),
+            headers={"x-request-id": "dup-1"},
+            timeout=60,
+        )
+        assert response.headers["x-request-id"] != "dup-1"
+        assert response.headers["x-client-request-id"] == "dup-1"
+        ids.append(response.headers["x-request-id"])
+    assert len(set(ids)) == 3 and all(len(i) == 26 for i in ids)
+    for request_id in ids:  # three paid calls, three records
+        assert cascade.record(request_id)["client_request_id"] == "dup-1"
     hostile = requests.post(
         f"{cascade.url}/v1/chat/completions",
         json=chat(max_tokens=2),
-        headers={"x-request-id": 'a\u00e9"}{'},
+        headers={"x-client-request-id": 'a\u00e9"}{'},
         timeout=60,
     )
-    assert hostile.headers["x-request-id"] != 'a\u00e9"}{'
+    assert "x-client-request-id" not in hostile.headers
+    assert cascade.record(hostile.headers["x-request-id"])["client_request_id"] is None
 
 
 def test_prompt_token_limit_boundary(start_cascade: StartCascade, cascade: Cascade) -> None:
@@ -229,5 +239,5 @@ def test_upstream_dropping_mid_stream_ends_with_error_event(
             received.extend(c.choices[0].delta.content if c.choices else "" for c in raw.parse())
     assert "".join(x or "" for x in received) == "Hello from"
     record = cascade.record(raw.headers["x-request-id"])
-    assert record["status"] == "error"
+    assert record["status"] == "upstream_truncated"
     assert record["attempts"][-1]["outcome"] == "error"

@@ -80,16 +80,23 @@ async def test_chat_template_escapes_special_tokens(backend: LocalLlamaBackend) 
     assert tokens.count(im_start) == 2  # the user's text did not open a third turn
 
 
-async def test_system_prompt_and_kv_prefix_reuse(backend: LocalLlamaBackend) -> None:
+async def test_confidence_does_not_depend_on_the_previous_request(
+    backend: LocalLlamaBackend,
+) -> None:
+    """The same prompt gives the same answer and the same token logprobs (so the same
+    confidence and route) whatever the context held before, a shared prefix included."""
     system = "You are a geography teacher. Answer in one short sentence."
-    first = await backend.complete(
-        chat("What is the capital of Italy?", system), GenerationParams(max_tokens=32)
-    )
-    second = await backend.complete(
-        chat("What is the capital of Italy?", system), GenerationParams(max_tokens=32)
-    )
+    question = chat("What is the capital of Italy?", system)
+    params = GenerationParams(max_tokens=32)
+    first = await backend.complete(question, params)
+    await backend.complete(chat("What is the capital of Spain?", system), params)
+    after_shared_prefix = await backend.complete(question, params)
+    await backend.complete(chat("Write a haiku about rain."), params)
+    after_other = await backend.complete(question, params)
     assert "Rome" in first.text
-    assert second.text == first.text  # greedy + reused prefix gives the same answer
+    for again in (after_shared_prefix, after_other):
+        assert again.text == first.text
+        assert again.token_logprobs == first.token_logprobs  # bit for bit
 
 
 async def test_stop_strings_cut_the_answer(backend: LocalLlamaBackend) -> None:
@@ -138,3 +145,18 @@ async def test_prompt_longer_than_context_is_rejected(backend: LocalLlamaBackend
     with pytest.raises(BackendError) as rejected:
         await backend.complete(chat("word " * 3000), GenerationParams(max_tokens=4))
     assert rejected.value.kind == "rejected"
+
+
+async def test_prompt_plus_requested_max_tokens_must_fit_the_context(
+    backend: LocalLlamaBackend,
+) -> None:
+    prompt = chat("word " * 1500)  # ~1,500 of the 2,048 tokens
+    room = 2048 - len(backend.prompt_tokens(prompt))
+    with pytest.raises(BackendError) as rejected:
+        await backend.complete(prompt, GenerationParams(max_tokens=room + 1, max_tokens_set=True))
+    assert rejected.value.kind == "rejected" and "max_tokens" in rejected.value.message
+    # at the boundary it runs; and the gateway's own default is fitted to what is left
+    fits = GenerationParams(max_tokens=room, max_tokens_set=True, stop=("word",))
+    assert (await backend.complete(prompt, fits)).finish_reason in ("stop", "length")
+    fitted = await backend.complete(prompt, GenerationParams(max_tokens=room + 500, stop=("w",)))
+    assert fitted.finish_reason in ("stop", "length")

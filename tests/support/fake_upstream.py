@@ -1,9 +1,20 @@
 """A tiny OpenAI-compatible upstream for benchmarks and fault injection (not a model).
 
-    python -m tests.support.fake_upstream --port 9000 [--delay-ms 5] [--status 500] [--drop-after 2]
+    python -m tests.support.fake_upstream --port 9000 [--delay-ms 5] [--status 500]
+        [--drop-after 2] [--end-after 2] [--html] [--retry-after 7]
 
 It answers every chat/completions request with the same short text, streamed or not, so
-proxy overhead can be measured against it and failures injected on purpose.
+proxy overhead can be measured against it and failures injected on purpose. Faults can also
+be switched while it runs: `POST /_fault` with any of the flags' names as JSON keys
+(`{"status": 500}`, `{}` for healthy); `GET /_fault` returns the faults and how many
+completion requests arrived, how many were closed by their client before the answer, and
+how many are in progress.
+
+Faults: `status` (an error body that echoes the credentials it was sent, as careless
+upstreams do; `retry_after` adds that header), `delay_ms` (before the response headers),
+`first_byte_ms` (after the headers of a stream, before its first event), `drop_after` (reset
+the connection after N stream events), `end_after` (end the stream cleanly after N events,
+without `[DONE]`), `html` (a 200 text/html page instead of JSON or events).
 """
 
 from __future__ import annotations
@@ -12,6 +23,8 @@ import argparse
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -20,86 +33,152 @@ ANSWER = "Hello from the fake upstream."
 _PIECES = ("Hello", " from", " the", " fake", " upstream", ".")
 
 
-def create_app(
-    delay_ms: float = 0.0, status: int = 200, drop_after: int | None = None
-) -> web.Application:
-    async def chat(request: web.Request) -> web.StreamResponse:
-        body = orjson.loads(await request.read())
-        if delay_ms:
-            await asyncio.sleep(delay_ms / 1000)
-        if status != 200:
-            # Like a careless upstream, echo the credentials it was sent.
-            echoed = request.headers.get("Authorization", "")
-            error = {
-                "error": {
-                    "message": f"injected failure {status} for {echoed}",
-                    "type": "server_error",
-                    "param": None,
-                    "code": None,
-                }
-            }
-            return web.Response(
-                status=status, body=orjson.dumps(error), content_type="application/json"
-            )
-        created, model = int(time.time()), body.get("model", "fake")
-        usage = {
-            "prompt_tokens": 10,
-            "completion_tokens": len(_PIECES),
-            "total_tokens": 10 + len(_PIECES),
+@dataclass
+class Faults:
+    status: int = 200
+    delay_ms: float = 0.0
+    first_byte_ms: float = 0.0
+    drop_after: int | None = None
+    end_after: int | None = None
+    html: bool = False
+    retry_after: int | None = None
+
+    def reset(self, **values: Any) -> None:
+        """Every fault as given, the rest healthy."""
+        for name, value in asdict(Faults(**values)).items():
+            setattr(self, name, value)
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    closed_early: int = 0  # the client went away before the answer was complete
+    in_progress: int = 0
+    bodies: list[dict[str, Any]] = field(default_factory=list)  # the last few request bodies
+
+
+FAULTS = web.AppKey("faults", Faults)
+COUNTERS = web.AppKey("counters", Counters)
+
+
+def _chunk(created: int, model: str, **fields: Any) -> bytes:
+    body = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created}
+    return b"data: " + orjson.dumps({**body, "model": model, **fields}) + b"\n\n"
+
+
+def _error(status: int, echoed: str, retry_after: int | None) -> web.Response:
+    error = {
+        "error": {
+            "message": f"injected failure {status} for {echoed}",
+            "type": "server_error",
+            "param": None,
+            "code": None,
         }
-        if not body.get("stream"):
-            return web.Response(
-                body=orjson.dumps(
-                    {
-                        "id": "chatcmpl-fake",
-                        "object": "chat.completion",
-                        "created": created,
-                        "model": model,
-                        "usage": usage,
-                        "choices": [
-                            {
-                                "index": 0,
-                                "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": ANSWER},
-                            }
-                        ],
-                    }
-                ),
-                content_type="application/json",
-            )
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for index, piece in enumerate(_PIECES):
-            if drop_after is not None and index >= drop_after:
-                # Break the connection mid-stream, as a crashing upstream would.
-                assert request.transport is not None
-                request.transport.close()
-                return response
-            chunk = {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
-            }
-            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-        final = {
+    }
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    return web.Response(
+        status=status, body=orjson.dumps(error), content_type="application/json", headers=headers
+    )
+
+
+async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:
+    body = orjson.loads(await request.read())
+    counters = request.app[COUNTERS]
+    counters.bodies = [*counters.bodies[-9:], body]
+    if faults.delay_ms:
+        await asyncio.sleep(faults.delay_ms / 1000)
+    if faults.status != 200:
+        # Like a careless upstream, echo the credentials it was sent.
+        return _error(faults.status, request.headers.get("Authorization", ""), faults.retry_after)
+    if faults.html:
+        return web.Response(
+            text="<html><body>Gateway maintenance</body></html>", content_type="text/html"
+        )
+    created, model = int(time.time()), body.get("model", "fake")
+    usage = {
+        "prompt_tokens": 10,
+        "completion_tokens": len(_PIECES),
+        "total_tokens": 10 + len(_PIECES),
+    }
+    if not body.get("stream"):
+        choice = {
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": ANSWER},
+        }
+        answer = {
             "id": "chatcmpl-fake",
-            "object": "chat.completion.chunk",
+            "object": "chat.completion",
             "created": created,
             "model": model,
             "usage": usage,
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "choices": [choice],
         }
-        await response.write(b"data: " + orjson.dumps(final) + b"\n\ndata: [DONE]\n\n")
-        return response
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    if faults.first_byte_ms:
+        await asyncio.sleep(faults.first_byte_ms / 1000)
+    for index, piece in enumerate(_PIECES):
+        if faults.drop_after is not None and index >= faults.drop_after:
+            # Break the connection mid-stream, as a crashing upstream would.
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        if faults.end_after is not None and index >= faults.end_after:
+            await response.write_eof()  # a clean end, but no [DONE]: cut off
+            return response
+        delta = {"content": piece}
+        await response.write(
+            _chunk(created, model, choices=[{"index": 0, "delta": delta, "finish_reason": None}])
+        )
+    final = _chunk(
+        created, model, usage=usage, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]
+    )
+    await response.write(final + b"data: [DONE]\n\n")
+    return response
+
+
+def create_app(faults: Faults | None = None) -> web.Application:
+    async def chat(request: web.Request) -> web.StreamResponse:
+        counters = request.app[COUNTERS]
+        counters.requests += 1
+        counters.in_progress += 1
+        try:
+            return await _answer(request, request.app[FAULTS])
+        except asyncio.CancelledError:
+            counters.closed_early += 1
+            raise
+        finally:
+            counters.in_progress -= 1
 
     async def models(_: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
+    async def get_fault(request: web.Request) -> web.Response:
+        counters = request.app[COUNTERS]
+        return web.json_response(
+            {
+                **asdict(request.app[FAULTS]),
+                "requests": counters.requests,
+                "closed_early": counters.closed_early,
+                "in_progress": counters.in_progress,
+                "bodies": counters.bodies,
+            }
+        )
+
+    async def set_fault(request: web.Request) -> web.Response:
+        request.app[FAULTS].reset(**await request.json())
+        return await get_fault(request)
+
     app = web.Application()
+    app[FAULTS] = faults or Faults()
+    app[COUNTERS] = Counters()
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", chat)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/_fault", get_fault)
+    app.router.add_post("/_fault", set_fault)
     return app
 
 
@@ -108,15 +187,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--first-byte-ms", type=float, default=0.0)
     parser.add_argument("--status", type=int, default=200)
     parser.add_argument("--drop-after", type=int, default=None)
+    parser.add_argument("--end-after", type=int, default=None)
+    parser.add_argument("--html", action="store_true")
+    parser.add_argument("--retry-after", type=int, default=None)
     args = parser.parse_args(argv)
+    faults = Faults(
+        args.status,
+        args.delay_ms,
+        args.first_byte_ms,
+        args.drop_after,
+        args.end_after,
+        args.html,
+        args.retry_after,
+    )
     web.run_app(
-        create_app(args.delay_ms, args.status, args.drop_after),
+        create_app(faults),
         host=args.host,
         port=args.port,
         print=None,
         access_log=None,
+        handler_cancellation=True,
     )
 
 

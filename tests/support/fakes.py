@@ -12,6 +12,7 @@ from router.backends.base import (
     GenerationParams,
     Prompt,
     StreamEvent,
+    TierState,
 )
 
 CONFIDENT = [-0.01, -0.02, -0.01]  # mean_prob ~0.99
@@ -39,6 +40,7 @@ class FakeBackend:
     local: bool = False
     features: frozenset[Feature] = frozenset({"chat", "completion", "stream", "token_logprobs"})
     queue_depth: int = 0
+    state: TierState = "ready"
     calls: int = 0
     streams_closed: int = 0
     closed: bool = False

@@ -1,0 +1,242 @@
+"""Per-tier protection around any remote backend: retries within a budget, and a circuit
+breaker.
+
+- **Retries**: a failure before the first byte reached anyone (connection refused or reset,
+  an upstream 502/503/504) is retried, at most `retries.max` times per call, and only while
+  retries stay within `retries.budget` of the tier's recent calls (Envoy's retry budget: a
+  struggling upstream is not hit harder). 429 is never retried: it says when to come back.
+- **Breaker**: `consecutive_failures` failures in a row, or a failure rate of at least
+  `failure_rate` over the last `window_s` (with `min_calls` calls), open it; while open the
+  tier is skipped at once, as an unreachable one (fallbacks, or the best answer so far);
+  after `cooldown_s` it lets `half_open_probes` calls through: a success closes it, a
+  failure opens it again. Failures are errors, timeouts, unreachable, cut-off streams and
+  429s; a request the tier rejects as too large, or our own shedding, is no failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Callable
+from typing import Literal
+
+from router.backends.base import (
+    Backend,
+    BackendError,
+    Completion,
+    GenerationParams,
+    Prompt,
+    StreamEvent,
+    TierState,
+)
+from router.backends.spec import BreakerSpec, RetrySpec
+
+BreakerState = Literal["closed", "open", "half_open"]
+_RETRIED_STATUSES = frozenset({502, 503, 504})
+_NOT_FAILURES = frozenset({"rejected", "shed"})
+
+
+def is_failure(error: BackendError) -> bool:
+    return error.kind not in _NOT_FAILURES and (
+        error.status is None or error.status >= 500 or error.status == 429
+    )
+
+
+def retryable(error: BackendError) -> bool:
+    return error.kind == "unavailable" or (
+        error.kind == "error" and error.status in _RETRIED_STATUSES
+    )
+
+
+class _Window:
+    """Timestamps of events over the last `seconds`."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._events: deque[tuple[float, bool]] = deque()
+
+    def add(self, flag: bool = True) -> None:
+        self._events.append((self._clock(), flag))
+
+    def counts(self) -> tuple[int, int]:
+        """(events, flagged events) in the window."""
+        horizon = self._clock() - self._seconds
+        while self._events and self._events[0][0] < horizon:
+            self._events.popleft()
+        return len(self._events), sum(1 for _, flag in self._events if flag)
+
+
+class Breaker:
+    def __init__(self, spec: BreakerSpec, clock: Callable[[], float] = time.monotonic) -> None:
+        self.spec = spec
+        self.state: BreakerState = "closed"
+        self._clock = clock
+        self._consecutive = 0
+        self._outcomes = _Window(spec.window_s, clock)
+        self._opened_at = 0.0
+        self._probes = 0
+        self.opened = 0  # times it opened
+
+    def allow(self) -> bool:
+        """Whether a call may go to the tier now (a half-open breaker admits its probes)."""
+        if self.state == "open":
+            if self._clock() - self._opened_at < self.spec.cooldown_s:
+                return False
+            self.state, self._probes = "half_open", 0
+        if self.state == "half_open":
+            if self._probes >= self.spec.half_open_probes:
+                return False
+            self._probes += 1
+        return True
+
+    def release(self) -> None:
+        """A call admitted but abandoned (its client left): it decided nothing."""
+        if self.state == "half_open" and self._probes > 0:
+            self._probes -= 1
+
+    def retry_in(self) -> float:
+        return max(0.0, self.spec.cooldown_s - (self._clock() - self._opened_at))
+
+    def record(self, failed: bool) -> None:
+        if self.state == "half_open":
+            if failed:
+                self._open()
+            else:
+                self.state, self._consecutive = "closed", 0
+                self._outcomes = _Window(self.spec.window_s, self._clock)
+            return
+        self._outcomes.add(failed)
+        self._consecutive = self._consecutive + 1 if failed else 0
+        calls, failures = self._outcomes.counts()
+        rate_tripped = calls >= self.spec.min_calls and failures / calls >= self.spec.failure_rate
+        if self._consecutive >= self.spec.consecutive_failures or rate_tripped:
+            self._open()
+
+    def _open(self) -> None:
+        self.state, self._opened_at, self._consecutive = "open", self._clock(), 0
+        self.opened += 1
+
+
+class GuardedBackend:
+    """A backend behind its tier's retries and breaker; the same Backend contract."""
+
+    def __init__(
+        self,
+        inner: Backend,
+        retries: RetrySpec,
+        breaker: BreakerSpec,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.model = inner.model
+        self.local = inner.local
+        self.features = inner.features
+        self.retries = retries
+        self.breaker = Breaker(breaker, clock)
+        self._calls = _Window(retries.window_s, clock)
+        self.retried = 0  # retries made
+
+    @property
+    def queue_depth(self) -> int:
+        return self.inner.queue_depth
+
+    @property
+    def state(self) -> TierState:
+        if self.breaker.state == "open" and self.breaker.retry_in() <= 0:
+            return "half_open"  # the next call is a probe
+        return "ready" if self.breaker.state == "closed" else self.breaker.state
+
+    async def count_tokens(self, prompt: Prompt) -> int | None:
+        return await self.inner.count_tokens(prompt)
+
+    def _admit(self) -> None:
+        if not self.breaker.allow():
+            raise BackendError(
+                "unavailable",
+                f"tier '{self.name}' is off: its circuit breaker is open "
+                f"(retry in {self.breaker.retry_in():.1f} s)",
+            )
+
+    def _may_retry(self, error: BackendError, attempt: int) -> bool:
+        if attempt >= self.retries.max or not retryable(error):
+            return False
+        calls, retries = self._calls.counts()
+        allowed = max(self.retries.min_budget, self.retries.budget * (calls - retries))
+        return retries < allowed
+
+    async def _backoff(self) -> None:
+        self.retried += 1
+        self._calls.add(True)
+        if self.retries.backoff_ms:
+            await asyncio.sleep(self.retries.backoff_ms / 1000)
+
+    async def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
+        self._admit()
+        self._calls.add(False)
+        attempt = 0
+        while True:
+            try:
+                completion = await self.inner.complete(prompt, params)
+            except BackendError as exc:
+                if self._may_retry(exc, attempt):
+                    attempt += 1
+                    await self._backoff()
+                    continue
+                self.breaker.record(is_failure(exc))
+                exc.retries = attempt
+                raise
+            except asyncio.CancelledError:
+                self.breaker.release()
+                raise
+            self.breaker.record(False)
+            completion.retries = attempt
+            return completion
+
+    async def stream(
+        self, prompt: Prompt, params: GenerationParams
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Retried only until its first event: after that, what was sent stays sent."""
+        self._admit()
+        self._calls.add(False)
+        attempt = 0
+        while True:
+            source = self.inner.stream(prompt, params)
+            try:
+                first = await anext(source)
+            except StopAsyncIteration:
+                self.breaker.record(True)
+                raise BackendError(
+                    "truncated", f"tier '{self.name}' sent an empty stream"
+                ) from None
+            except BackendError as exc:
+                await source.aclose()
+                if self._may_retry(exc, attempt):
+                    attempt += 1
+                    await self._backoff()
+                    continue
+                self.breaker.record(is_failure(exc))
+                exc.retries = attempt
+                raise
+            except BaseException:
+                await source.aclose()
+                self.breaker.release()
+                raise
+            break
+        first.retries = attempt
+        failed = False
+        try:
+            yield first
+            async for event in source:
+                yield event
+        except BackendError as exc:
+            failed = is_failure(exc)
+            raise
+        finally:
+            await source.aclose()
+            self.breaker.record(failed)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
