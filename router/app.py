@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator
 
@@ -17,12 +18,14 @@ from router.ledger import Ledger, open_sink, parse_ledger_url
 from router.logs import make_logger
 from router.metrics import Metrics
 from router.middlewares import request_context
+from router.redact import Redactor
 from router.reload import RELOADER, PolicyReloader
 from router.settings import Settings
 from router.state import (
     LEDGER,
     LOGGER,
     METRICS,
+    REDACTOR,
     RUNTIME,
     SESSION,
     SETTINGS,
@@ -73,6 +76,7 @@ async def _policy(app: web.Application) -> AsyncIterator[None]:
         session=app[SESSION],
         logger=app[LOGGER],
         metrics=app[METRICS],
+        redactor=app[REDACTOR],
         poll_interval=settings.policy_poll_s,
     )
     app[RELOADER] = reloader
@@ -92,10 +96,15 @@ async def _policy(app: web.Application) -> AsyncIterator[None]:
     await reloader.aclose()
 
 
-def create_app(settings: Settings, logger: FilteringBoundLogger | None = None) -> web.Application:
+def create_app(
+    settings: Settings,
+    logger: FilteringBoundLogger | None = None,
+    redactor: Redactor | None = None,
+) -> web.Application:
     app = web.Application(middlewares=[request_context], client_max_size=_HARD_BODY_CAP)
     app[SETTINGS] = settings
-    app[LOGGER] = logger or make_logger(settings.log_level)
+    app[REDACTOR] = redactor or Redactor.from_environment(os.environ)
+    app[LOGGER] = logger or make_logger(settings.log_level, redactor=app[REDACTOR])
     app[METRICS] = Metrics()
     app[RUNTIME] = RuntimeSlot()
     app.cleanup_ctx.extend([_http_session, _ledger, _policy])

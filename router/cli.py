@@ -25,11 +25,14 @@ def _serve_one(settings: Settings, reuse_port: bool) -> None:
     import uvloop
 
     from router.app import create_app
-    from router.logs import make_logger
+    from router.logs import bridge_library_logs, make_logger
+    from router.redact import Redactor
     from router.serving import serve
 
-    logger = make_logger(settings.log_level)
-    app = create_app(settings, logger)
+    redactor = Redactor.from_environment(os.environ)
+    logger = make_logger(settings.log_level, redactor=redactor)
+    bridge_library_logs(logger)
+    app = create_app(settings, logger, redactor)
     logger.info("serving", host=settings.host, port=settings.port, policy=str(settings.policy_path))
     serve(
         app,

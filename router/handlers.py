@@ -17,12 +17,21 @@ from router.backends.prompt_tokens import estimate_tokens
 from router.cascade import Abandoned, CascadeFailure, Outcome
 from router.errors import APIError, invalid, not_found_model, overloaded, upstream_failed
 from router.records import DecisionRecord, iso_time
-from router.redact import redact
+from router.redact import Redactor
 from router.reload import RELOADER
 from router.requests import ClientRequest, parse_request, prompt_too_long
 from router.responses import ChunkWriter, completion_body
 from router.routing import Decision, Facts, decide
-from router.state import CLIENT_REQUEST_ID, LEDGER, LOGGER, METRICS, REQUEST_ID, RUNTIME, Runtime
+from router.state import (
+    CLIENT_REQUEST_ID,
+    LEDGER,
+    LOGGER,
+    METRICS,
+    REDACTOR,
+    REQUEST_ID,
+    RUNTIME,
+    Runtime,
+)
 
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
 _CLIENT_CLOSED = 499  # the record's http_status when the client left first (nginx's code)
@@ -98,13 +107,13 @@ async def _prompt_tokens(runtime: Runtime, prompt: Prompt, *, exact: bool) -> in
     return tokens
 
 
-def _prompt_text(prompt: Prompt, max_chars: int) -> tuple[str, bool]:
+def _prompt_text(prompt: Prompt, max_chars: int, redactor: Redactor) -> tuple[str, bool]:
     """The prompt as a record keeps it (ledger.log_prompts): roles, secrets redacted, capped."""
     if prompt.text is not None:
         text = prompt.text
     else:
         text = "\n".join(f"{m.role}: {m.content}" for m in prompt.messages)
-    text = redact(text)
+    text = redactor(text)
     return (text[:max_chars], True) if len(text) > max_chars else (text, False)
 
 
@@ -159,7 +168,14 @@ async def _stream(
     )
     writer = ChunkWriter(record.request_id, outcome.model, chat)
     await response.prepare(request)
-    await _stream_body(response, writer, record, outcome, include_usage=client.include_usage)
+    await _stream_body(
+        response,
+        writer,
+        record,
+        outcome,
+        include_usage=client.include_usage,
+        redactor=request.app[REDACTOR],
+    )
     return response
 
 
@@ -170,6 +186,7 @@ async def _stream_body(
     outcome: Outcome,
     *,
     include_usage: bool,
+    redactor: Redactor,
 ) -> None:
     usage = (0, 0)
     try:
@@ -193,7 +210,8 @@ async def _stream_body(
     except BackendError as exc:  # after the first byte: the client sees an error event
         record.status = "upstream_truncated" if exc.kind == "truncated" else "error"
         record.error = exc.message
-        error = APIError(502, exc.message, type_="upstream_error", code="upstream_error")
+        message = redactor(exc.message)
+        error = APIError(502, message, type_="upstream_error", code="upstream_error")
         await response.write(writer.error(error.body()))
         await response.write(writer.done())
     except ConnectionResetError:
@@ -277,9 +295,18 @@ async def _read_client(
     record.user = client.params.user
     if policy.ledger.log_prompts:
         record.prompt, record.prompt_truncated = _prompt_text(
-            client.prompt, policy.ledger.max_prompt_chars
+            client.prompt, policy.ledger.max_prompt_chars, request.app[REDACTOR]
         )
     return client
+
+
+def _scrub(record: DecisionRecord, redactor: Redactor) -> None:
+    """The last net before the ledger: no configured secret in the record's free text."""
+    if record.error:
+        record.error = redactor(record.error)
+    for attempt in record.attempts:
+        if attempt.error:
+            attempt.error = redactor(attempt.error)
 
 
 async def _settle(
@@ -305,6 +332,7 @@ async def _settle(
         record.final_tier, record.final_model = outcome.tier, outcome.model
     reference = decision.plan.reference_tier if decision is not None else None
     record.finish(runtime.loaded.policy, reference)
+    _scrub(record, request.app[REDACTOR])
     request.app[LEDGER].submit(record)
     try:
         request.app[METRICS].observe(record, seconds)

@@ -11,20 +11,51 @@ import orjson
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from router.redact import redact
+from router.redact import Redactor
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
-def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for key, value in event.items():
-        if isinstance(value, str):
-            event[key] = redact(value)
-    return event
+def _scrubber(redactor: Redactor) -> structlog.typing.Processor:
+    def scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = redactor(value)
+        return event
+
+    return scrub
 
 
-def make_logger(level: str = "info", stream: TextIO | None = None) -> FilteringBoundLogger:
-    """A JSON-lines logger writing to `stream` (stderr by default)."""
+class _Bridge(logging.Handler):
+    """Library log records (aiohttp's) as our JSON lines: the message, scrubbed, and the
+    exception's type only (its text can carry raw request bytes)."""
+
+    def __init__(self, logger: FilteringBoundLogger) -> None:
+        super().__init__()
+        self._logger = logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else None
+        method = self._logger.error if record.levelno >= logging.ERROR else self._logger.warning
+        method("library_log", logger=record.name, message=record.getMessage(), error=error)
+
+
+def bridge_library_logs(
+    logger: FilteringBoundLogger, names: tuple[str, ...] = ("aiohttp",)
+) -> None:
+    """Route the named standard-library loggers through `logger` (warnings and above)."""
+    for name in names:
+        library = logging.getLogger(name)
+        library.handlers = [_Bridge(logger)]
+        library.setLevel(logging.WARNING)
+        library.propagate = False
+
+
+def make_logger(
+    level: str = "info", stream: TextIO | None = None, redactor: Redactor | None = None
+) -> FilteringBoundLogger:
+    """A JSON-lines logger writing to `stream` (stderr by default); every string field
+    scrubbed of secrets."""
     return cast(
         FilteringBoundLogger,
         structlog.wrap_logger(
@@ -34,7 +65,7 @@ def make_logger(level: str = "info", stream: TextIO | None = None) -> FilteringB
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
                 structlog.processors.format_exc_info,
-                _redact,
+                _scrubber(redactor or Redactor()),
                 structlog.processors.JSONRenderer(
                     serializer=lambda o, **_: orjson.dumps(o).decode()
                 ),

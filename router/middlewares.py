@@ -9,7 +9,7 @@ from aiohttp.typedefs import Handler
 
 from router.errors import APIError
 from router.ids import client_request_id, new_request_id
-from router.state import CLIENT_REQUEST_ID, LOGGER, REQUEST_ID
+from router.state import CLIENT_REQUEST_ID, LOGGER, REDACTOR, REQUEST_ID
 
 _RECORDED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 _HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
@@ -41,6 +41,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     try:
         response = await handler(request)
     except APIError as exc:
+        exc.message = request.app[REDACTOR](exc.message)  # upstream text can echo keys
         response = exc.response()
     except web.HTTPException as exc:
         if exc.status < 400:

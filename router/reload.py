@@ -21,8 +21,10 @@ from structlog.typing import FilteringBoundLogger
 
 from router import heap
 from router.backends.registry import build_backends, close_backends
+from router.backends.spec import RemoteTierSpec
 from router.metrics import Metrics
-from router.policy import PolicyError, load_policy
+from router.policy import LoadedPolicy, PolicyError, load_policy
+from router.redact import Redactor
 from router.state import Runtime, RuntimeSlot
 
 
@@ -53,6 +55,7 @@ class PolicyReloader:
         session: aiohttp.ClientSession,
         logger: FilteringBoundLogger,
         metrics: Metrics,
+        redactor: Redactor,
         poll_interval: float,
     ) -> None:
         self.path = path
@@ -61,6 +64,7 @@ class PolicyReloader:
         self._session = session
         self._log = logger
         self._metrics = metrics
+        self._redactor = redactor
         self._poll = poll_interval
         self._seen = _signature(path)
         self._wake = asyncio.Event()
@@ -70,6 +74,7 @@ class PolicyReloader:
     async def start(self) -> None:
         """First load: an invalid policy here is fatal (PolicyError propagates)."""
         loaded = await asyncio.to_thread(load_policy, self.path)
+        self._learn_secrets(loaded)
         backends = await build_backends(loaded.policy, self._session)
         self.slot.current = Runtime(loaded, backends)
         heap.settle()
@@ -106,6 +111,7 @@ class PolicyReloader:
                 return
             if current is not None and loaded.version == current.loaded.version:
                 return
+            self._learn_secrets(loaded)
             previous = (current.loaded.policy, current.backends) if current else None
             try:
                 backends = await build_backends(loaded.policy, self._session, previous)
@@ -124,6 +130,15 @@ class PolicyReloader:
                 task = asyncio.create_task(self._retire(current, set(map(id, backends.values()))))
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
+
+    def _learn_secrets(self, loaded: LoadedPolicy) -> None:
+        """The keys this policy's tiers use are scrubbed from everything that leaves."""
+        names = [
+            spec.api_key_env
+            for spec in loaded.policy.tiers.values()
+            if isinstance(spec, RemoteTierSpec) and spec.api_key_env
+        ]
+        self._redactor.add(os.environ[name] for name in names if os.environ.get(name))
 
     def _reject(self, source: str, errors: list[str], current: Runtime | None) -> None:
         self.last_rejected = Rejection(time.time(), errors)

@@ -17,6 +17,7 @@ from router.keys import KeyIndex
 from router.ledger import Ledger
 from router.metrics import Metrics
 from router.policy import LoadedPolicy
+from router.redact import Redactor
 from router.routing import needs_prompt_tokens
 from router.settings import Settings
 
@@ -89,5 +90,6 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 LEDGER = web.AppKey("ledger", Ledger)
 METRICS = web.AppKey("metrics", Metrics)
 LOGGER = web.AppKey("logger", FilteringBoundLogger)
+REDACTOR = web.AppKey("redactor", Redactor)
 REQUEST_ID = web.RequestKey("request_id", str)
 CLIENT_REQUEST_ID = web.RequestKey("client_request_id", str)  # set only when the client sent one

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -67,9 +69,11 @@ def _chunk(created: int, model: str, **fields: Any) -> bytes:
 
 
 def _error(status: int, echoed: str, retry_after: int | None) -> web.Response:
+    key = echoed.removeprefix("Bearer ")
+    forms = f"key={key} url={quote(key, safe='')} b64={base64.b64encode(key.encode()).decode()}"
     error = {
         "error": {
-            "message": f"injected failure {status} for {echoed}",
+            "message": f"injected failure {status} for {echoed} ({forms})",
             "type": "server_error",
             "param": None,
             "code": None,
