@@ -34,14 +34,7 @@ def _serve_one(settings: Settings, reuse_port: bool) -> None:
     bridge_library_logs(logger)
     app = create_app(settings, logger, redactor)
     logger.info("serving", host=settings.host, port=settings.port, policy=str(settings.policy_path))
-    serve(
-        app,
-        logger,
-        host=settings.host,
-        port=settings.port,
-        reuse_port=reuse_port,
-        loop=uvloop.new_event_loop(),
-    )
+    serve(app, logger, settings, reuse_port=reuse_port, loop=uvloop.new_event_loop())
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from router.state import (
     REDACTOR,
     REQUEST_ID,
     RUNTIME,
+    SETTINGS,
     Runtime,
 )
 
@@ -71,12 +72,17 @@ async def _read_json(request: web.Request, limit: int) -> object:
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     chunks, size = [], 0
+    timeout = request.app[SETTINGS].body_timeout_s
     try:
-        async for chunk in request.content.iter_chunked(65_536):
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(65_536):
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        message = f"the request body did not arrive within {timeout:g} s"
+        raise APIError(408, message, code="request_timeout") from None
     except RequestPayloadError:  # e.g. a body that is not the gzip it claims to be
         raise invalid(
             "could not read the request body (its framing or content encoding is broken)"

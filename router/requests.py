@@ -169,6 +169,13 @@ def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest
     """Check one /v1/chat/completions (chat=True) or /v1/completions body."""
     if not isinstance(body, dict):
         raise invalid("the request body must be a JSON object")
+    messages = body.get("messages")  # bound the work before validating each one
+    if isinstance(messages, list) and len(messages) > limits.max_messages:
+        raise invalid(
+            f"'messages' holds {len(messages)} messages; at most {limits.max_messages}",
+            "messages",
+            "too_many_messages",
+        )
     try:
         parsed: _Body = (ChatBody if chat else CompletionBody).model_validate(body)
     except ValidationError as exc:

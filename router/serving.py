@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from aiohttp.web_runner import GracefulExit
 from structlog.typing import FilteringBoundLogger
 
 from router.errors import APIError
+from router.settings import Settings
 
 _SHUTDOWN_TIMEOUT_S = 60.0
 
@@ -59,20 +61,49 @@ class _Protocol(RequestHandler):
 
 
 class _Server(web.Server):
-    def __init__(self, *args: Any, logger: FilteringBoundLogger, **kwargs: Any) -> None:
+    """aiohttp's server, with our connection handler and a per-address connection limit."""
+
+    def __init__(
+        self, *args: Any, logger: FilteringBoundLogger, max_per_ip: int, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._cascade_logger = logger
+        self._max_per_ip = max_per_ip
+        self._per_ip: Counter[str] = Counter()
+        self._peers: dict[RequestHandler, str] = {}
 
     def __call__(self) -> RequestHandler:
         protocol = _Protocol(self, loop=self._loop, **self._kwargs)
         protocol.logger_ = self._cascade_logger
         return protocol
 
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        self._peers[handler] = address
+        self._per_ip[address] += 1
+        if self._max_per_ip and self._per_ip[address] > self._max_per_ip:
+            self._cascade_logger.info("connection_refused", reason="per-address limit")
+            handler.force_close()
+            transport.close()
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        address = self._peers.pop(handler, None)
+        if address is not None:
+            self._per_ip[address] -= 1
+            if self._per_ip[address] <= 0:
+                del self._per_ip[address]
+
 
 class _Runner(web.AppRunner):
-    def __init__(self, app: web.Application, logger: FilteringBoundLogger, **kwargs: Any) -> None:
+    def __init__(
+        self, app: web.Application, logger: FilteringBoundLogger, max_per_ip: int, **kwargs: Any
+    ) -> None:
         super().__init__(app, **kwargs)
         self._logger = logger
+        self._max_per_ip = max_per_ip
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
@@ -83,24 +114,29 @@ class _Runner(web.AppRunner):
             handler_cancellation=server.handler_cancellation,
             loop=asyncio.get_running_loop(),
             logger=self._logger,
+            max_per_ip=self._max_per_ip,
             **server._kwargs,  # aiohttp keeps the connection handler's options here
         )
 
 
 async def _serve(
-    app: web.Application, logger: FilteringBoundLogger, host: str, port: int, reuse_port: bool
+    app: web.Application, logger: FilteringBoundLogger, settings: Settings, reuse_port: bool
 ) -> None:
     runner = _Runner(
         app,
         logger,
+        settings.max_connections_per_ip,
         handle_signals=True,
         access_log=None,
         handler_cancellation=True,  # a client that leaves cancels its request's work
         shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
+        # aiohttp closes a connection whose request head has not arrived by then (it arms
+        # this timer when the connection opens), and an idle keep-alive one.
+        keepalive_timeout=settings.header_timeout_s,
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+        await web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port).start()
         await asyncio.Event().wait()  # until a signal raises GracefulExit
     finally:
         await runner.cleanup()
@@ -109,15 +145,14 @@ async def _serve(
 def serve(
     app: web.Application,
     logger: FilteringBoundLogger,
+    settings: Settings,
     *,
-    host: str,
-    port: int,
     reuse_port: bool,
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then shut down gracefully (as `web.run_app`)."""
     asyncio.set_event_loop(loop)
-    main = loop.create_task(_serve(app, logger, host, port, reuse_port))
+    main = loop.create_task(_serve(app, logger, settings, reuse_port))
     try:
         loop.run_until_complete(main)
     except (GracefulExit, KeyboardInterrupt):

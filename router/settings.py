@@ -56,6 +56,32 @@ class Settings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", json_schema_extra=_env("CASCADE_LOG_LEVEL", "Log level of the JSON logs.")
     )
+    header_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        json_schema_extra=_env(
+            "CASCADE_HEADER_TIMEOUT_S",
+            "A connection's request line and headers must arrive within this (slow senders "
+            "are closed); an idle keep-alive connection is closed after it too.",
+        ),
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        json_schema_extra=_env(
+            "CASCADE_BODY_TIMEOUT_S", "A request body must arrive within this: else 408."
+        ),
+    )
+    max_connections_per_ip: int = Field(
+        256,
+        ge=0,
+        json_schema_extra=_env(
+            "CASCADE_MAX_CONNECTIONS_PER_IP",
+            "Open connections from one client address at most (0: no limit); more are closed.",
+        ),
+    )
     policy_poll_s: float = Field(
         1.0,
         gt=0,

@@ -113,6 +113,9 @@ class RouteSpec(_Strict):
 
 class LimitsSpec(_Strict):
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1024 * 1024)
+    max_messages: int = Field(
+        2048, ge=1, le=100_000, description="Messages in one chat request at most (400 above)."
+    )
     max_prompt_tokens: int = Field(4096, ge=1)
     max_output_tokens: int = Field(1024, ge=1)
     default_max_tokens: int = Field(256, ge=1)

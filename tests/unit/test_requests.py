@@ -93,3 +93,35 @@ def test_completions_take_a_prompt_string() -> None:
         parse_request({"model": "small", "prompt": ["a", "b"]}, LIMITS, chat=False)
     with pytest.raises(APIError):
         parse_request({"model": "small", "messages": []}, LIMITS, chat=False)
+
+
+def test_the_message_count_is_bounded_before_validation() -> None:
+    limits = LimitsSpec(max_messages=2)
+    two = [{"role": "user", "content": "a"}] * 2
+    assert len(parse_request(chat(messages=two), limits, chat=True).prompt.messages) == 2
+    with pytest.raises(APIError) as error:
+        parse_request(chat(messages=[*two, {"role": "user"}]), limits, chat=True)
+    assert (error.value.param, error.value.code) == ("messages", "too_many_messages")
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"seed": 2**63}, "seed"),
+        ({"messages": [{"role": [], "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": {"a": 1}, "content": "x"}]}, "messages[0].role"),
+        ({"temperature": float("inf")}, "temperature"),
+        ({"max_tokens": 10**30}, "max_tokens"),
+        ({"stop": [None]}, "stop"),
+    ],
+)
+def test_extreme_values_are_400s(extra: dict[str, Any], param: str) -> None:
+    with pytest.raises(APIError) as error:
+        parse_request(chat(**extra), LIMITS, chat=True)
+    assert (error.value.status, error.value.param) == (400, param)
+
+
+def test_seeds_at_the_ends_of_the_range_and_tiny_temperatures_are_accepted() -> None:
+    for seed in (-(2**63), -1, 2**63 - 1):
+        assert parse_request(chat(seed=seed), LIMITS, chat=True).params.seed == seed
+    assert parse_request(chat(temperature=2.5e-324), LIMITS, chat=True).params.temperature

@@ -47,3 +47,16 @@ def test_features_summarise_quantiles() -> None:
     assert values["n"] == 4
     assert values["min"] == -3.0
     assert values["q05"] < values["q50"] <= 0
+
+
+@pytest.mark.parametrize("seed", [-1, -(2**63), 2**63 - 1, 0])
+def test_any_integer_seed_samples(seed: int) -> None:
+    logits = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    token, logprob = Sampler(0.8, 1.0, seed).pick(logits)
+    assert 0 <= token < 3 and logprob < 0
+
+
+@pytest.mark.parametrize("temperature", [2.5e-324, 1e-300, 9.9e-5])
+def test_a_vanishing_temperature_is_greedy_not_nan(temperature: float) -> None:
+    logits = np.array([1.0, 5.0, 3.0], dtype=np.float32)
+    assert Sampler(temperature, 1.0, 7).pick(logits)[0] == 1
