@@ -20,5 +20,7 @@ if __name__ == "__main__":
         "bench/audit.py",
         "bench/classifier_speed.py",
         "bench/router_quality.py",
+        "bench/soak.py",
+        "bench/fuzz.py",
     ):
         subprocess.run([sys.executable, script], cwd=ROOT, env=env, check=True)

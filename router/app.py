@@ -19,6 +19,7 @@ from router.logs import make_logger
 from router.metrics import Metrics
 from router.middlewares import request_context
 from router.redact import Redactor
+from router.rejections import Rejections
 from router.reload import RELOADER, PolicyReloader
 from router.settings import Settings
 from router.state import (
@@ -26,6 +27,7 @@ from router.state import (
     LOGGER,
     METRICS,
     REDACTOR,
+    REJECTIONS,
     RUNTIME,
     SESSION,
     SETTINGS,
@@ -96,6 +98,16 @@ async def _policy(app: web.Application) -> AsyncIterator[None]:
     await reloader.aclose()
 
 
+async def _rejections(app: web.Application) -> AsyncIterator[None]:
+    """Summarise refused requests once a second."""
+    task = asyncio.create_task(app[REJECTIONS].run(), name="rejections")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    app[REJECTIONS].flush()
+
+
 def create_app(
     settings: Settings,
     logger: FilteringBoundLogger | None = None,
@@ -106,8 +118,9 @@ def create_app(
     app[REDACTOR] = redactor or Redactor.from_environment(os.environ)
     app[LOGGER] = logger or make_logger(settings.log_level, redactor=app[REDACTOR])
     app[METRICS] = Metrics()
+    app[REJECTIONS] = Rejections(app[METRICS].registry, app[LOGGER])
     app[RUNTIME] = RuntimeSlot()
-    app.cleanup_ctx.extend([_http_session, _ledger, _policy])
+    app.cleanup_ctx.extend([_http_session, _ledger, _policy, _rejections])
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/completions", handlers.completions)
     app.router.add_get("/v1/models", handlers.models)
@@ -115,4 +128,5 @@ def create_app(
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/admin/policy", handlers.admin_policy)
+    app.router.add_get("/openapi.json", handlers.openapi)
     return app

@@ -202,6 +202,13 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _openapi(_: argparse.Namespace) -> int:
+    from router.openapi import document
+
+    print(json.dumps(document(), indent=2, sort_keys=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cascade", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -217,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes sharing the port (SO_REUSEPORT); weights stay mmap'd",
     )
     serve.set_defaults(run=_serve)
+
+    spec = commands.add_parser("openapi", help="print the OpenAPI document of the endpoints")
+    spec.set_defaults(run=_openapi)
 
     policy = commands.add_parser("policy", help="work with policy files")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)

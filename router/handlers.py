@@ -16,6 +16,7 @@ from router.backends.base import BackendError, Prompt
 from router.backends.prompt_tokens import estimate_tokens
 from router.cascade import Abandoned, CascadeFailure, Outcome
 from router.errors import APIError, invalid, not_found_model, overloaded, upstream_failed
+from router.openapi import document
 from router.records import DecisionRecord, iso_time
 from router.redact import Redactor
 from router.reload import RELOADER
@@ -28,6 +29,7 @@ from router.state import (
     LOGGER,
     METRICS,
     REDACTOR,
+    REJECTIONS,
     REQUEST_ID,
     RUNTIME,
     SETTINGS,
@@ -246,6 +248,7 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
     )
     decision: Decision | None = None
     outcome: Outcome | None = None
+    rejected = False  # refused because every tier is saturated
     try:
         tags = caller.tags | _header_tags(request)
         record.tags = sorted(tags)
@@ -259,6 +262,7 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
             outcome = await runtime.cascade.run(decision, client)
         except CascadeFailure as failure:
             record.attempts = failure.attempts
+            rejected = failure.reason == "saturated"
             raise failure_error(failure, chat=chat) from None
         record.status = "degraded" if outcome.degraded else "ok"
         headers = _headers(runtime, record.request_id, decision.route, outcome)
@@ -286,7 +290,15 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
         record.error = f"internal error ({type(exc).__name__})"
         raise
     finally:
-        await _settle(request, runtime, record, started=started, decision=decision, outcome=outcome)
+        await _settle(
+            request,
+            runtime,
+            record,
+            started=started,
+            decision=decision,
+            outcome=outcome,
+            rejected=rejected,
+        )
 
 
 async def _read_client(
@@ -323,9 +335,11 @@ async def _settle(
     started: float,
     decision: Decision | None,
     outcome: Outcome | None,
+    rejected: bool,
 ) -> None:
     """Complete the record from the Decision and the Outcome, price it, hand it to the
-    ledger and the metrics. Runs for every request, answered or not."""
+    ledger and the metrics. Runs for every request, answered or not; a request refused for
+    overload is only counted, unless the policy wants its full record."""
     seconds = time.perf_counter() - started
     record.latency_ms = round(seconds * 1000, 3)
     if decision is not None:
@@ -339,7 +353,10 @@ async def _settle(
     reference = decision.plan.reference_tier if decision is not None else None
     record.finish(runtime.loaded.policy, reference)
     _scrub(record, request.app[REDACTOR])
-    request.app[LEDGER].submit(record)
+    if rejected and runtime.loaded.policy.ledger.rejections == "aggregate":
+        request.app[REJECTIONS].add(record.team, record.route or "-", "saturated")
+    else:
+        request.app[LEDGER].submit(record)
     try:
         request.app[METRICS].observe(record, seconds)
     except Exception:  # noqa: BLE001 - metrics must not turn a served answer into a 500
@@ -395,6 +412,13 @@ async def admin_policy(request: web.Request) -> web.Response:
         else {"at": iso_time(rejected.at), "errors": rejected.errors},
     }
     return web.json_response(body)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI document, `model` narrowed to the active policy's routes and tiers."""
+    policy = _runtime(request).loaded.policy
+    names = [*policy.routes, *policy.tiers]
+    return web.json_response(document(names), dumps=lambda o: orjson.dumps(o).decode())
 
 
 async def healthz(_: web.Request) -> web.Response:

@@ -26,6 +26,11 @@ def _scrubber(redactor: Redactor) -> structlog.typing.Processor:
     return scrub
 
 
+_CLIENT_FAULTS = frozenset(
+    {"RequestPayloadError", "ContentEncodingError", "ConnectionResetError", "BadHttpMessage"}
+)
+
+
 class _Bridge(logging.Handler):
     """Library log records (aiohttp's) as our JSON lines: the message, scrubbed, and the
     exception's type only (its text can carry raw request bytes)."""
@@ -36,7 +41,12 @@ class _Bridge(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         error = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else None
-        method = self._logger.error if record.levelno >= logging.ERROR else self._logger.warning
+        if error in _CLIENT_FAULTS:  # a client's broken body or connection: not our error
+            method = self._logger.info
+        elif record.levelno >= logging.ERROR:
+            method = self._logger.error
+        else:
+            method = self._logger.warning
         method("library_log", logger=record.name, message=record.getMessage(), error=error)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -101,6 +102,11 @@ class Metrics:
             ["tier"],
             registry=self.registry,
         )
+        self.tasks = Gauge(
+            "cascade_asyncio_tasks",
+            "Tasks alive in this process's event loop",
+            registry=self.registry,
+        )
         self.tier_state = Gauge(
             "cascade_tier_state",
             "1 for each tier's current state: ready, half_open or open (its circuit breaker)",
@@ -134,6 +140,7 @@ class Metrics:
     ) -> bytes:
         for tier, depth in queue_depths.items():
             self.queue_depth.labels(tier).set(depth)
+        self.tasks.set(len(asyncio.all_tasks()))
         for tier, current in (tier_states or {}).items():
             for state in ("ready", "half_open", "open"):
                 self.tier_state.labels(tier, state).set(1 if state == current else 0)

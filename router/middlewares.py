@@ -61,7 +61,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             response.headers["x-client-request-id"] = client_id
     # A completion's decision record already says everything about it: its access line is
     # debug-level unless it failed on our side.
-    quiet = request.path in _RECORDED_PATHS and response.status < 500
+    # Overload refusals (503 with Retry-After) are summarised once a second instead.
+    refused = response.status == 503 and "Retry-After" in response.headers
+    quiet = request.path in _RECORDED_PATHS and (response.status < 500 or refused)
     (log.debug if quiet else log.info)(
         "request",
         request_id=request_id,

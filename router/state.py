@@ -18,6 +18,7 @@ from router.ledger import Ledger
 from router.metrics import Metrics
 from router.policy import LoadedPolicy
 from router.redact import Redactor
+from router.rejections import Rejections
 from router.routing import needs_prompt_tokens
 from router.settings import Settings
 
@@ -91,5 +92,6 @@ LEDGER = web.AppKey("ledger", Ledger)
 METRICS = web.AppKey("metrics", Metrics)
 LOGGER = web.AppKey("logger", FilteringBoundLogger)
 REDACTOR = web.AppKey("redactor", Redactor)
+REJECTIONS = web.AppKey("rejections", Rejections)
 REQUEST_ID = web.RequestKey("request_id", str)
 CLIENT_REQUEST_ID = web.RequestKey("client_request_id", str)  # set only when the client sent one

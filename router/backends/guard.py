@@ -50,22 +50,41 @@ def retryable(error: BackendError) -> bool:
 
 
 class _Window:
-    """Timestamps of events over the last `seconds`."""
+    """Counts of events over the last `seconds`, kept in 30 buckets: memory and time per
+    event stay constant whatever the request rate."""
+
+    _BUCKETS = 30
 
     def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
         self._seconds = seconds
+        self._width = seconds / self._BUCKETS
         self._clock = clock
-        self._events: deque[tuple[float, bool]] = deque()
+        self._buckets: deque[list[float]] = deque()  # [start, events, flagged]
+        self._events = 0
+        self._flagged = 0
+
+    def _expire(self, now: float) -> None:
+        buckets = self._buckets
+        while buckets and buckets[0][0] + self._width <= now - self._seconds:
+            _, events, flagged = buckets.popleft()
+            self._events -= int(events)
+            self._flagged -= int(flagged)
 
     def add(self, flag: bool = True) -> None:
-        self._events.append((self._clock(), flag))
+        now = self._clock()
+        self._expire(now)
+        if not self._buckets or now >= self._buckets[-1][0] + self._width:
+            self._buckets.append([now, 0, 0])
+        bucket = self._buckets[-1]
+        bucket[1] += 1
+        bucket[2] += flag
+        self._events += 1
+        self._flagged += flag
 
     def counts(self) -> tuple[int, int]:
-        """(events, flagged events) in the window."""
-        horizon = self._clock() - self._seconds
-        while self._events and self._events[0][0] < horizon:
-            self._events.popleft()
-        return len(self._events), sum(1 for _, flag in self._events if flag)
+        """(events, flagged events) in the window (to a bucket's width)."""
+        self._expire(self._clock())
+        return self._events, self._flagged
 
 
 class Breaker:

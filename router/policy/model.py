@@ -223,6 +223,11 @@ class LedgerSpec(_Strict):
         False, description="Store the prompt text in each record (secrets redacted, capped)."
     )
     max_prompt_chars: int = Field(2000, ge=1, le=1_000_000)
+    rejections: Literal["aggregate", "full"] = Field(
+        "aggregate",
+        description="Requests refused because every tier is saturated: counted and logged "
+        "once a second per team, route and reason (`aggregate`), or one record each (`full`).",
+    )
 
 
 class Policy(_Strict):

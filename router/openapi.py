@@ -1,0 +1,189 @@
+"""The OpenAPI 3.1 document of the served endpoints, built from the request models.
+
+`GET /openapi.json` serves it with `model` narrowed to the active policy's routes and tiers;
+`cascade openapi` prints the generic one, committed as docs/openapi.json (a test keeps it
+equal to this code, another that every served path is in it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router.requests import ChatBody, CompletionBody
+
+_ERROR_STATUSES = {
+    "400": "Invalid request (OpenAI's error body names the `param`)",
+    "404": "Unknown model or path",
+    "405": "Method not allowed",
+    "408": "The request body did not arrive in time",
+    "413": "Body larger than `limits.max_body_bytes`",
+    "429": "Passed on from an upstream tier, with its Retry-After",
+    "431": "Request headers too large",
+    "499": "Never sent: recorded when the client left first",
+    "502": "An upstream tier failed",
+    "503": "Nothing left to try, or every tier saturated (Retry-After)",
+    "504": "An upstream tier timed out",
+}
+_CASCADE_HEADERS = {
+    "x-request-id": "The gateway's own id of this request (the ledger's key).",
+    "x-cascade-route": "The route that served it.",
+    "x-cascade-tier": "The tier that answered.",
+    "x-cascade-model": "The model that answered.",
+    "x-cascade-escalations": "Tiers tried after the first.",
+    "x-cascade-degraded": "true when the answer is served below its confidence threshold.",
+    "x-cascade-policy": "First 12 hex chars of the active policy's sha256.",
+}
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+# One server-sent event: `data` is a JSON chunk, an error body, or `[DONE]`.
+_EVENT = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}
+_USAGE = {
+    "type": "object",
+    "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+    "properties": {
+        name: {"type": "integer", "minimum": 0}
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens")
+    },
+}
+
+
+def _completion(chat: bool) -> dict[str, Any]:
+    choice: dict[str, Any] = {
+        "type": "object",
+        "required": ["index", "finish_reason"],
+        "properties": {"index": {"type": "integer"}, "finish_reason": {"type": "string"}},
+    }
+    if chat:
+        choice["properties"]["message"] = {
+            "type": "object",
+            "required": ["role", "content"],
+            "properties": {"role": {"const": "assistant"}, "content": {"type": ["string", "null"]}},
+        }
+    else:
+        choice["properties"]["text"] = {"type": "string"}
+    return {
+        "type": "object",
+        "required": ["id", "object", "created", "model", "choices"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"type": "string"},
+            "created": {"type": "integer"},
+            "model": {"type": "string"},
+            "choices": {"type": "array", "items": choice},
+            "usage": {"$ref": "#/components/schemas/Usage"},
+        },
+    }
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _errors() -> dict[str, Any]:
+    error = {"$ref": "#/components/schemas/Error"}
+    return {
+        status: {"description": text, "content": _json(error)}
+        for status, text in _ERROR_STATUSES.items()
+    }
+
+
+def _completion_operation(name: str, body: str, answer: str, summary: str) -> dict[str, Any]:
+    headers = {
+        name: {"description": text, "schema": {"type": "string"}}
+        for name, text in _CASCADE_HEADERS.items()
+    }
+    return {
+        "post": {
+            "operationId": name,
+            "summary": summary,
+            "requestBody": {
+                "required": True,
+                "content": _json({"$ref": f"#/components/schemas/{body}"}),
+            },
+            "responses": {
+                "200": {
+                    "description": "The answer; with `stream: true`, server-sent events "
+                    "ending in `data: [DONE]`",
+                    "headers": headers,
+                    "content": {
+                        **_json({"$ref": f"#/components/schemas/{answer}"}),
+                        "text/event-stream": {"schema": _EVENT},
+                    },
+                },
+                **_errors(),
+            },
+        }
+    }
+
+
+def _get(
+    name: str, summary: str, content: dict[str, Any], errors: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": {"description": summary, "content": content}}
+    for status in errors:
+        responses[status] = {
+            "description": _ERROR_STATUSES.get(status, "Not ready"),
+            "content": _json({"type": "object"}),
+        }
+    return {"get": {"operationId": name, "summary": summary, "responses": responses}}
+
+
+def document(models: list[str] | None = None) -> dict[str, Any]:
+    """The OpenAPI document; `models` narrows `model` to those names (a served policy's)."""
+    schemas: dict[str, Any] = {
+        "Error": _ERROR,
+        "Usage": _USAGE,
+        "ChatCompletion": _completion(True),
+        "TextCompletion": _completion(False),
+    }
+    for model in (ChatBody, CompletionBody):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        if models:
+            schema["properties"]["model"]["enum"] = models
+        schemas[model.__name__] = schema
+    anything = {"type": "object"}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "cascade",
+            "version": "1",
+            "description": "OpenAI-compatible LLM routing and cascade proxy.",
+        },
+        "paths": {
+            "/v1/chat/completions": _completion_operation(
+                "chat_completions", "ChatBody", "ChatCompletion", "Chat completion, cascaded"
+            ),
+            "/v1/completions": _completion_operation(
+                "completions", "CompletionBody", "TextCompletion", "Text completion, cascaded"
+            ),
+            "/v1/models": _get("models", "Routes and tiers", _json(anything)),
+            "/healthz": _get("healthz", "Alive", _json(anything)),
+            "/readyz": _get("readyz", "Policy loaded; tier states", _json(anything), ("503",)),
+            "/metrics": _get(
+                "metrics", "Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}}
+            ),
+            "/admin/policy": _get(
+                "admin_policy",
+                "The active policy and last rejected change",
+                _json(anything),
+                ("503",),
+            ),
+            "/openapi.json": _get("openapi", "This document", _json(anything)),
+        },
+        "components": {"schemas": schemas},
+    }
