@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.request
 from pathlib import Path
 
@@ -29,25 +30,48 @@ def heavy_modules(pid: int) -> list[str]:
     )
 
 
+def ask(url: str) -> None:
+    request = urllib.request.Request(
+        f"{url}/v1/chat/completions",
+        data=json.dumps(QUESTION).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        assert response.status == 200
+
+
+def policy_version(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/readyz", timeout=10) as response:
+        return str(json.loads(response.read())["policy"])
+
+
 def main() -> None:
     WORK.mkdir(exist_ok=True)
+    policy = WORK / "memory-policy.yaml"
+    text = Path("policies/default.yaml").read_text()
+    policy.write_text(text)
     server = start_cascade(
-        Path("policies/default.yaml"),
+        policy,
         "none",
         WORK / "memory.log",
-        env={"CASCADE_LARGE_API_BASE": ""},
+        env={"CASCADE_LARGE_API_BASE": "", "CASCADE_POLICY_POLL_S": "0.2"},
     )
     try:
         idle = rss_mb(server.process.pid)
-        request = urllib.request.Request(
-            f"{server.url}/v1/chat/completions",
-            data=json.dumps(QUESTION).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            assert response.status == 200
+        ask(server.url)
         answered = rss_mb(server.process.pid)
         heavy = heavy_modules(server.process.pid)
+        # A reload that changes the local tier loads a new model context before the old
+        # one is released (requests in flight finish on the old one): the peak.
+        before = policy_version(server.url)
+        policy.write_text(text.replace("n_ctx: 2048", "n_ctx: 2040"))
+        deadline = time.monotonic() + 60
+        while policy_version(server.url) == before:
+            assert time.monotonic() < deadline, "the policy was not reloaded"
+            time.sleep(0.2)
+        ask(server.url)
+        time.sleep(1)
+        reloaded = rss_mb(server.process.pid)
     finally:
         server.stop()
     print(f"idle {idle}, after one request {answered}, heavy modules {heavy}")
@@ -62,10 +86,15 @@ def main() -> None:
                 f"{m['RssFile']:.0f}",
                 f"{m['VmHWM']:.0f}",
             ]
-            for label, m in (("idle, after start", idle), ("after one answered request", answered))
+            for label, m in (
+                ("idle, after start", idle),
+                ("after one answered request", answered),
+                ("after a reload that replaced the local tier", reloaded),
+            )
         ],
         notes="`cascade serve --policy policies/default.yaml` (llama.cpp tier, pre-router and "
         "acceptance model; no large tier configured), ledger off. Target: VmRSS <= 250 MB. "
+        "VmHWM after the reload is the reload's peak (two local contexts for a moment). "
         f"scikit-learn / scipy / litellm mapped into the process: {', '.join(heavy) or 'none'}.",
     )
 

@@ -88,6 +88,7 @@ async def soak(url: str, pid: int, total: int, concurrency: int, samples: int) -
                             f"{number + 1:,}",
                             f"{time.monotonic() - started:.0f}",
                             f"{memory['VmRSS']:.1f}",
+                            f"{memory['RssAnon']:.1f}",
                             str(open_files(pid)),
                             str(await tasks(session, url)),
                         ]
@@ -96,7 +97,7 @@ async def soak(url: str, pid: int, total: int, concurrency: int, samples: int) -
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     rows.append(
-        ["statuses", ", ".join(f"{k}: {v:,}" for k, v in sorted(statuses.items())), "", "", ""]
+        ["statuses", ", ".join(f"{k}: {v:,}" for k, v in sorted(statuses.items())), "", "", "", ""]
     )
     return rows
 
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--ledger", default="sqlite", choices=["sqlite", "jsonl", "none"])
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
     upstream = start_fake_upstream(WORK / "soak-fake.log")
@@ -118,7 +120,14 @@ def main() -> None:
           guarded: {{cascade: [{{tier: large}}]}}
         """)
     )
-    server = start_cascade(policy, f"sqlite:///{WORK / 'soak.db'}", WORK / "soak.log")
+    ledger = {
+        "sqlite": f"sqlite:///{WORK / 'soak.db'}",
+        "jsonl": f"jsonl:///{WORK / 'soak.jsonl'}",
+        "none": "none",
+    }[args.ledger]
+    for stale in WORK.glob("soak.db*"):
+        stale.unlink()
+    server = start_cascade(policy, ledger, WORK / "soak.log")
     try:
         rows = asyncio.run(
             soak(server.url, server.process.pid, args.requests, args.concurrency, args.samples)
@@ -128,10 +137,10 @@ def main() -> None:
         upstream.stop()
     append_results(
         "(g) Soak: valid, invalid and disconnecting clients",
-        ["requests", "seconds", "VmRSS MiB", "open files", "asyncio tasks"],
+        ["requests", "seconds", "VmRSS MiB", "RssAnon MiB", "open files", "asyncio tasks"],
         rows,
         notes=f"{args.requests:,} requests at concurrency {args.concurrency} to one cascade "
-        "process (sqlite ledger, fake upstream tier): 55% whole answers, 15% streams, 20% "
+        f"process ({args.ledger} ledger, fake upstream tier): 55% whole answers, 15% streams, 20% "
         "malformed requests from tests/support/corpus.py, 10% clients that hang up after "
         "a stream's first chunk. Sampled every tenth; flat after warm-up is the target.",
     )

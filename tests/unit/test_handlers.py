@@ -43,7 +43,9 @@ async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
     )
     ledger = f"jsonl:///{tmp_path / 'ledger.jsonl'}"
 
-    async def start(**backends: FakeBackend | None) -> tuple[TestClient[Any, Any], str]:
+    async def start(
+        policy: str = POLICY, **backends: FakeBackend | None
+    ) -> tuple[TestClient[Any, Any], str]:
         from router.policy import parse_policy
 
         settings = Settings(
@@ -55,7 +57,7 @@ async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
         client: TestClient[Any, Any] = TestClient(TestServer(app))
         await client.start_server()
         clients.append(client)
-        loaded = parse_policy(POLICY.encode(), env={})
+        loaded = parse_policy(policy.encode(), env={})
         tiers: dict[str, Backend | None] = {"small": None, "large": None}
         tiers.update(backends)
         app[RUNTIME].current = Runtime(loaded, tiers)
@@ -152,7 +154,8 @@ async def test_a_failed_cascade_maps_to_a_status_and_keeps_its_attempts(
 ) -> None:
     small = FakeBackend("small", [Script(error=BackendError(errors[0], "first"))])
     large = FakeBackend("large", [Script(error=BackendError(errors[1], "second"))])
-    client, ledger = await serve(small=small, large=large)
+    full = POLICY + "ledger: {rejections: full}\n"  # overload refusals recorded too
+    client, ledger = await serve(full, small=small, large=large)
     response = await client.post("/v1/chat/completions", json=CHAT)
     assert response.status == status
     body = await response.json()
@@ -206,3 +209,31 @@ async def test_invalid_and_unknown_requests_are_recorded_without_a_route(serve: 
         record = record_of(ledger, request_id)
         assert (record["status"], record["http_status"]) == ("invalid", status)
         assert record["route"] is None and record["attempts"] == []
+
+
+@pytest.mark.parametrize("mode", ["aggregate", "full"])
+async def test_overload_refusals_are_counted_not_recorded_unless_asked(
+    serve: Serve, mode: str
+) -> None:
+    shed = Script(error=BackendError("shed", "saturated"))
+    policy = POLICY + f"ledger: {{rejections: {mode}}}\n"
+    client, ledger = await serve(
+        policy, small=FakeBackend("small", [shed]), large=FakeBackend("large", [shed])
+    )
+    ids = []
+    for _ in range(3):
+        response = await client.post("/v1/chat/completions", json=CHAT)
+        assert response.status == 503 and response.headers["Retry-After"] == "1"
+        ids.append(response.headers["x-request-id"])
+    metrics = await (await client.get("/metrics")).text()
+    answered = await client.post("/v1/chat/completions", json={**CHAT, "model": "gpt-17"})
+    await client.close()
+    records = {r["request_id"] for r in read_ledger(ledger)}
+    assert answered.headers["x-request-id"] in records  # other requests are recorded as ever
+    if mode == "aggregate":
+        assert not records & set(ids)
+        assert 'cascade_rejected_total{reason="saturated",route="auto",team="default"} 3.0' in (
+            metrics
+        )
+    else:
+        assert set(ids) <= records

@@ -90,3 +90,11 @@ def test_a_version_1_ledger_is_migrated_with_its_records(tmp_path: Path) -> None
             name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
         }
         assert {"records_ts", "records_team_ts"} <= indices
+
+
+def test_batches_use_a_fixed_set_of_statement_sizes() -> None:
+    from router.ledger.sqlite import _SIZES, _chunks
+
+    for count in (0, 1, 7, 249, 250, 251, 500, 777, 1000):
+        sizes = list(_chunks(count))
+        assert sum(sizes) == count and set(sizes) <= set(_SIZES)
