@@ -218,8 +218,9 @@ class LocalLlamaBackend:
         return self.tokenizer.tokens(prompt)
 
     async def count_tokens(self, prompt: Prompt) -> int | None:
-        """Prompt tokens, tokenized off the event loop when the prompt is large."""
-        if prompt.char_count() * 4 < _INLINE_TOKENIZE_BYTES:
+        """Prompt tokens, tokenized off the event loop when the prompt is large or has many
+        messages (three tokenizer calls each)."""
+        if prompt.char_count() * 4 < _INLINE_TOKENIZE_BYTES and len(prompt.messages) <= 64:
             return len(self.prompt_tokens(prompt))
         return len(await asyncio.to_thread(self.prompt_tokens, prompt))
 
