@@ -117,6 +117,15 @@ class Abandoned(asyncio.CancelledError):
         self.attempts = attempts
 
 
+class Crashed(Exception):
+    """A bug inside the cascade (not a tier's failure): it carries the attempts so far, so
+    the record still holds every attempt made."""
+
+    def __init__(self, attempts: list[Attempt]) -> None:
+        super().__init__("internal error in the cascade")
+        self.attempts = attempts
+
+
 @dataclass(slots=True)
 class _Run:
     """One request's way through the cascade."""
@@ -152,6 +161,9 @@ class Cascade:
         self, tier: str, model: str, started: float, outcome: AttemptOutcome, **values: object
     ) -> Attempt:
         kind = self._tiers[tier]
+        backend = self._backends.get(tier)
+        if backend is not None and backend.state != "ready":  # its breaker, after this call
+            values["breaker"] = backend.state
         return ended(tier, kind.type, model, started, local=kind.local, outcome=outcome, **values)
 
     async def run(self, decision: Decision, request: ClientRequest) -> Outcome:
@@ -169,6 +181,10 @@ class Cascade:
             if isinstance(exc, Abandoned):
                 raise
             raise Abandoned(run.attempts) from exc
+        except (CascadeFailure, Crashed):
+            raise
+        except Exception as exc:
+            raise Crashed(run.attempts) from exc
 
     async def _run(self, decision: Decision, run: _Run) -> Outcome:
         plan = decision.plan

@@ -14,7 +14,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from router.backends.base import BackendError, Prompt
 from router.backends.prompt_tokens import estimate_tokens
-from router.cascade import Abandoned, CascadeFailure, Outcome
+from router.cascade import Abandoned, CascadeFailure, Crashed, Outcome
 from router.errors import APIError, invalid, not_found_model, overloaded, upstream_failed
 from router.openapi import document
 from router.records import DecisionRecord, iso_time
@@ -287,7 +287,10 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
         raise
     except Exception as exc:
         record.status, record.http_status = "error", 500
-        record.error = f"internal error ({type(exc).__name__})"
+        cause = exc.__cause__ if isinstance(exc, Crashed) and exc.__cause__ else exc
+        record.error = f"internal error ({type(cause).__name__})"
+        if isinstance(exc, Crashed):
+            record.attempts = exc.attempts
         raise
     finally:
         await _settle(

@@ -45,6 +45,7 @@ class Attempt:
     error: str | None = None
     local: bool = False  # the tier runs in the gateway's process (cost is compute, not a bill)
     retries: int = 0  # calls to the tier retried within this attempt (before its first byte)
+    breaker: str | None = None  # the tier's circuit breaker when not closed: open, half_open
 
 
 def ended(tier: str, backend: str, model: str, started: float, **values: Any) -> Attempt:

@@ -170,6 +170,7 @@ def test_the_breaker_opens_spares_the_upstream_and_recovers(
     assert seen(flaky)["requests"] == 3  # 500 is not retried; then the breaker opened
     record = cascade.record(headers["x-request-id"])
     assert "circuit breaker is open" in record["attempts"][0]["error"]
+    assert record["attempts"][0]["breaker"] == "open"
     ready = requests.get(f"{cascade.url}/readyz", timeout=10).json()
     assert ready["tiers"]["flaky"] == "breaker open"
     metrics = requests.get(f"{cascade.url}/metrics", timeout=10).text

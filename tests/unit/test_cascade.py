@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from router.backends.base import Backend, BackendError, GenerationParams, Message, Prompt
-from router.cascade import Cascade, CascadeFailure, Outcome
+from router.cascade import Cascade, CascadeFailure, Crashed, Outcome
 from router.policy import parse_policy
 from router.requests import ClientRequest
 from router.routing import Decision, Facts, Scorer, decide
@@ -216,3 +216,16 @@ async def test_a_tier_asked_for_by_name_passes_its_upstream_status_through() -> 
     with pytest.raises(CascadeFailure) as failure:
         await cascade(large=large).run(decision("large"), request())
     assert failure.value.passthrough and failure.value.upstream_status == 401
+
+
+class Buggy(FakeBackend):
+    async def complete(self, prompt: Prompt, params: GenerationParams) -> Any:
+        raise ValueError("a bug, not a tier failure")
+
+
+async def test_a_bug_inside_still_reports_the_attempts_made() -> None:
+    small = FakeBackend("small", [Script("maybe", UNSURE)])
+    with pytest.raises(Crashed) as crashed:
+        await cascade(small=small, large=Buggy("large")).run(decision(), request())
+    assert [(a.tier, a.outcome) for a in crashed.value.attempts] == [("small", "escalated")]
+    assert isinstance(crashed.value.__cause__, ValueError)

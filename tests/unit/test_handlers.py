@@ -237,3 +237,24 @@ async def test_overload_refusals_are_counted_not_recorded_unless_asked(
         )
     else:
         assert set(ids) <= records
+
+
+class Buggy(FakeBackend):
+    async def complete(self, prompt: Any, params: Any) -> Any:
+        raise ValueError("a bug")
+
+
+async def test_an_internal_error_is_a_500_and_its_record_keeps_every_attempt(
+    serve: Serve,
+) -> None:
+    small = FakeBackend("small", [Script("maybe five", UNSURE)])
+    client, ledger = await serve(small=small, large=Buggy("large"))
+    response = await client.post("/v1/chat/completions", json=CHAT)
+    assert response.status == 500
+    assert (await response.json())["error"]["code"] == "internal_error"
+    request_id = response.headers["x-request-id"]
+    await client.close()
+    record = record_of(ledger, request_id)
+    assert (record["status"], record["http_status"]) == ("error", 500)
+    assert record["error"] == "internal error (ValueError)"
+    assert [a["outcome"] for a in record["attempts"]] == ["escalated"]
