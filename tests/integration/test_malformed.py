@@ -13,9 +13,10 @@ import aiohttp
 import pytest
 
 from tests.support.cascade import Cascade, StartCascade
-from tests.support.corpus import RAW_FRAMES, bodies
+from tests.support.corpus import RAW_FRAMES, bodies, raw_frames
 from tests.support.processes import ServerProcess
 
+FRAMES = int(os.environ.get("CASCADE_FUZZ_FRAMES", "1000"))
 REQUESTS = int(os.environ.get("CASCADE_FUZZ_REQUESTS", "2500"))  # bench/fuzz.py: more
 
 
@@ -93,3 +94,39 @@ def test_raw_frames_get_openai_errors(served: Cascade, frame: bytes) -> None:
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split()[1]) if head else 0
     assert status == 0 or (status < 500 and shaped(status, body)), data[:300]
+
+
+async def _raw_answer(port: int, frame: bytes) -> bytes:
+    """What the server sends back within a second (b"" if it waits for more or hangs up)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(frame)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(65536), 1)
+    except (TimeoutError, ConnectionError):
+        return b""
+    finally:
+        writer.close()
+
+
+async def _all_raw(port: int) -> list[tuple[bytes, bytes]]:
+    gate = asyncio.Semaphore(32)
+
+    async def one(frame: bytes) -> tuple[bytes, bytes]:
+        async with gate:
+            return frame, await _raw_answer(port, frame)
+
+    return await asyncio.gather(*(one(f) for f in raw_frames(seed=11, count=FRAMES)))
+
+
+def test_mutated_raw_requests_get_no_5xx_and_only_openai_errors(served: Cascade) -> None:
+    answered = 0
+    for frame, data in asyncio.run(_all_raw(served.server.port)):
+        if not data:
+            continue  # waiting for the rest of a cut request: the head timeout ends it
+        answered += 1
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = int(head.split()[1])
+        assert status < 500, (frame[:200], data[:300])
+        assert shaped(status, body.split(b"\r\n\r\n")[0]), (frame[:200], data[:300])
+    assert answered >= FRAMES // 2

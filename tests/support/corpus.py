@@ -158,3 +158,34 @@ RAW_FRAMES = [
     b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     b"Content-Length: 20\r\nContent-Encoding: gzip\r\n\r\n" + b"\x1f\x8b" + b"\x00" * 18,
 ]
+
+
+_REQUEST = (
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: cascade\r\nContent-Type: application/json\r\n"
+    b"Authorization: Bearer sk-corpus-key\r\nContent-Length: %d\r\n\r\n"
+)
+
+
+def raw_frames(seed: int, count: int) -> Iterator[bytes]:
+    """Whole HTTP requests with their bytes mutated: flipped, dropped, duplicated, cut, or
+    junk inserted, in the head or the body."""
+    rng = random.Random(seed)
+    body = _json(VALID)
+    for _ in range(count):
+        frame = bytearray(_REQUEST % len(body) + body)
+        for _ in range(rng.randint(1, 4)):
+            if len(frame) < 2:
+                break
+            at = rng.randrange(len(frame))
+            kind = rng.random()
+            if kind < 0.3:
+                frame[at] = rng.randrange(256)
+            elif kind < 0.5:
+                del frame[at : at + rng.randint(1, 8)]
+            elif kind < 0.65:
+                frame[at:at] = frame[at : at + rng.randint(1, 40)]
+            elif kind < 0.8:
+                frame[at:at] = rng.choice([b"\r\n", b"\n", b"\x00", b":", b" ", b"\r\n\r\n"])
+            else:
+                frame = frame[: rng.randrange(1, len(frame))]
+        yield bytes(frame)
