@@ -91,3 +91,19 @@ def start_fake_upstream(
     yield run
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def served(
+    start_cascade: StartCascade, start_fake_upstream: Callable[..., ServerProcess]
+) -> Cascade:
+    """A cascade whose one tier is the fake upstream: fast answers for fuzzing. Routes
+    `guarded` and the tier `large` (the names the fuzzers use)."""
+    upstream = start_fake_upstream()
+    return start_cascade(f"""
+tiers:
+  large: {{type: openai, api_base: "{upstream.url}/v1", model: fake, max_concurrency: 64}}
+routes:
+  guarded: {{cascade: [{{tier: large}}]}}
+limits: {{max_output_tokens: 64, default_max_tokens: 16, max_body_bytes: 65536}}
+""")

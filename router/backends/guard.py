@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
-from typing import Literal
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Literal, TypeVar
 
 from router.backends.base import (
     Backend,
@@ -33,6 +33,7 @@ from router.backends.base import (
 from router.backends.spec import BreakerSpec, RetrySpec
 
 BreakerState = Literal["closed", "open", "half_open"]
+_T = TypeVar("_T")
 _RETRIED_STATUSES = frozenset({502, 503, 504})
 _NOT_FAILURES = frozenset({"rejected", "shed"})
 
@@ -192,13 +193,16 @@ class GuardedBackend:
         if self.retries.backoff_ms:
             await asyncio.sleep(self.retries.backoff_ms / 1000)
 
-    async def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
+    async def _retried(self, call: Callable[[], Awaitable[_T]]) -> tuple[_T, int]:
+        """`call` until it succeeds, fails in a way not worth retrying, or the budget says
+        no; returns its result and the retries made. The breaker hears each final failure
+        (the caller records a success once it knows it is one)."""
         self._admit()
         self._calls.add(False)
         attempt = 0
         while True:
             try:
-                completion = await self.inner.complete(prompt, params)
+                return await call(), attempt
             except BackendError as exc:
                 if self._may_retry(exc, attempt):
                     attempt += 1
@@ -210,40 +214,31 @@ class GuardedBackend:
             except asyncio.CancelledError:
                 self.breaker.release()
                 raise
-            self.breaker.record(False)
-            completion.retries = attempt
-            return completion
+
+    async def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
+        completion, retries = await self._retried(lambda: self.inner.complete(prompt, params))
+        self.breaker.record(False)
+        completion.retries = retries
+        return completion
+
+    async def _open(
+        self, prompt: Prompt, params: GenerationParams
+    ) -> tuple[AsyncGenerator[StreamEvent, None], StreamEvent]:
+        source = self.inner.stream(prompt, params)
+        try:
+            return source, await anext(source)
+        except StopAsyncIteration:
+            await source.aclose()
+            raise BackendError("truncated", f"tier '{self.name}' sent an empty stream") from None
+        except BaseException:
+            await source.aclose()
+            raise
 
     async def stream(
         self, prompt: Prompt, params: GenerationParams
     ) -> AsyncGenerator[StreamEvent, None]:
         """Retried only until its first event: after that, what was sent stays sent."""
-        self._admit()
-        self._calls.add(False)
-        attempt = 0
-        while True:
-            source = self.inner.stream(prompt, params)
-            try:
-                first = await anext(source)
-            except StopAsyncIteration:
-                self.breaker.record(True)
-                raise BackendError(
-                    "truncated", f"tier '{self.name}' sent an empty stream"
-                ) from None
-            except BackendError as exc:
-                await source.aclose()
-                if self._may_retry(exc, attempt):
-                    attempt += 1
-                    await self._backoff()
-                    continue
-                self.breaker.record(is_failure(exc))
-                exc.retries = attempt
-                raise
-            except BaseException:
-                await source.aclose()
-                self.breaker.release()
-                raise
-            break
+        (source, first), attempt = await self._retried(lambda: self._open(prompt, params))
         first.retries = attempt
         failed = False
         try:

@@ -7,31 +7,15 @@ import asyncio
 import io
 import json
 import os
-from collections.abc import Callable
 
 import aiohttp
 import pytest
 
-from tests.support.cascade import Cascade, StartCascade
+from tests.support.cascade import Cascade
 from tests.support.corpus import RAW_FRAMES, bodies, raw_frames
-from tests.support.processes import ServerProcess
 
 FRAMES = int(os.environ.get("CASCADE_FUZZ_FRAMES", "1000"))
 REQUESTS = int(os.environ.get("CASCADE_FUZZ_REQUESTS", "2500"))  # bench/fuzz.py: more
-
-
-@pytest.fixture(scope="module")
-def served(
-    start_cascade: StartCascade, start_fake_upstream: Callable[..., ServerProcess]
-) -> Cascade:
-    upstream = start_fake_upstream()
-    return start_cascade(f"""
-tiers:
-  large: {{type: openai, api_base: "{upstream.url}/v1", model: fake, max_concurrency: 64}}
-routes:
-  guarded: {{cascade: [{{tier: large}}]}}
-limits: {{max_body_bytes: 65536}}
-""")
 
 
 def shaped(status: int, body: bytes) -> bool:

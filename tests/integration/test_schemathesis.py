@@ -5,9 +5,7 @@ operation here; bench/fuzz.py runs thousands."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import (
@@ -17,26 +15,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from router.openapi import document
-from tests.support.cascade import Cascade, StartCascade
-from tests.support.processes import ServerProcess
+from tests.support.cascade import Cascade
 
 MODELS = ["guarded", "large"]
 SCHEMA = schemathesis.openapi.from_dict(document(MODELS))
 EXAMPLES = int(os.environ.get("CASCADE_FUZZ_EXAMPLES", "300"))  # bench/fuzz.py: more
-
-
-@pytest.fixture(scope="module")
-def served(
-    start_cascade: StartCascade, start_fake_upstream: Callable[..., ServerProcess]
-) -> Cascade:
-    upstream = start_fake_upstream()
-    return start_cascade(f"""
-tiers:
-  large: {{type: openai, api_base: "{upstream.url}/v1", model: fake, max_concurrency: 64}}
-routes:
-  guarded: {{cascade: [{{tier: large}}]}}
-limits: {{max_output_tokens: 64, default_max_tokens: 16, max_body_bytes: 65536}}
-""")
 
 
 @SCHEMA.parametrize()
