@@ -37,6 +37,9 @@ class Outcome:
         self.escalated = self.shed = self.local_answered = self.local_accepted = False
 
 
+_ERRORS = frozenset({"error", "upstream_truncated"})  # what reached the client was an error
+
+
 class Group:
     """Figures of one group of requests."""
 
@@ -48,6 +51,7 @@ class Group:
         "degraded",
         "errors",
         "escalated",
+        "gone",
         "invalid",
         "latency",
         "local_accepted",
@@ -61,7 +65,7 @@ class Group:
         self.requests = self.prompt_tokens = self.completion_tokens = 0
         self.cost = self.counterfactual = self.always_small = 0.0
         self.escalated = self.local_answered = self.local_accepted = 0
-        self.degraded = self.errors = self.invalid = self.shed = 0
+        self.degraded = self.errors = self.invalid = self.shed = self.gone = 0
         self.latency = LogHistogram()
 
     def add(self, record: Record, outcome: Outcome) -> None:
@@ -77,8 +81,9 @@ class Group:
         self.local_answered += outcome.local_answered
         self.local_accepted += outcome.local_accepted
         self.degraded += status == "degraded"
-        self.errors += status == "error"
+        self.errors += status in _ERRORS
         self.invalid += status == "invalid"
+        self.gone += status == "client_gone"
         self.latency.add(record.get("latency_ms") or 0.0)
 
 

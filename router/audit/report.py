@@ -43,6 +43,7 @@ def figures(group: Group) -> dict[str, Any]:
         "degraded": group.degraded,
         "errors": group.errors,
         "invalid": group.invalid,
+        "client_gone": group.gone,
         "shed": group.shed,
         "latency_ms": _quantiles(group.latency),
     }

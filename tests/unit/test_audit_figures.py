@@ -74,6 +74,11 @@ def test_group_figures_by_hand() -> None:
     assert agg.total.always_small == pytest.approx(0.003)  # first attempts only
     assert figures(agg.groups[("b",)])["invalid"] == 1
     assert agg.tiers["small"].confidence.counts[9] == 1
+    # what the client got: a cut-off stream is an error; a client that left is counted apart
+    agg.add(record("c", [attempt("large", "openai", "error", 0.01)], "upstream_truncated"))
+    agg.add(record("c", [attempt("large", "openai", "client_gone", 0.0)], "client_gone"))
+    c = figures(agg.groups[("c",)])
+    assert (c["errors"], c["client_gone"], c["requests"]) == (1, 1, 2)
     with pytest.raises(ValueError, match="unknown week"):
         Aggregator(["team", "week"])
 
