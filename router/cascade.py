@@ -73,7 +73,7 @@ class Outcome:
         return [*self.attempts, live] if live is not None else list(self.attempts)
 
 
-FailureReason = Literal["saturated", "rejected", "timeout", "unavailable", "error"]
+FailureReason = Literal["saturated", "rejected", "unsupported", "timeout", "unavailable", "error"]
 
 
 class CascadeFailure(Exception):
@@ -100,6 +100,9 @@ class CascadeFailure(Exception):
             self.reason = "saturated"  # every tier is busy: retry later
         elif kinds == {"rejected"}:
             self.reason = "rejected"  # too large for every tier that could take it
+            self.message = tried[-1].message
+        elif kinds == {"unsupported"}:
+            self.reason = "unsupported"  # no tier serves a feature the request uses
             self.message = tried[-1].message
         elif last.kind in ("timeout", "unavailable"):
             self.reason = last.kind
@@ -219,6 +222,16 @@ class Cascade:
             error.unconfigured = True
             run.errors.append(error)
             run.attempts.append(self._attempt(tier, "", started, "error", error=error.message))
+            return "failed"
+        missing = request.features - backend.features
+        if missing:  # e.g. tools for a local model: the next tier answers, the record says why
+            skipped = ", ".join(sorted(missing))
+            run.errors.append(
+                BackendError("unsupported", f"tier '{tier}' does not serve {skipped}")
+            )
+            run.attempts.append(
+                self._attempt(tier, backend.model, started, "skipped", error=f"skipped: {skipped}")
+            )
             return "failed"
         keep_always = last or step.acceptance is None
         try:

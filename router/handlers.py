@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import time
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -14,8 +15,9 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from router.backends.base import BackendError, Prompt
 from router.backends.prompt_tokens import estimate_tokens
-from router.cascade import Abandoned, CascadeFailure, Crashed, Outcome
-from router.errors import APIError, invalid, not_found_model, overloaded, upstream_failed
+from router.cascade import Abandoned, CascadeFailure, Crashed, LiveStream, Outcome
+from router.errors import APIError, invalid, not_found_model
+from router.failures import failure_error, upstream_ours
 from router.openapi import document
 from router.records import DecisionRecord, iso_time
 from router.redact import Redactor
@@ -137,31 +139,6 @@ def _headers(runtime: Runtime, request_id: str, route: str, outcome: Outcome) ->
     }
 
 
-def _ours(error: APIError) -> bool:
-    """An upstream 401/403/429 passed through: the gateway's key or quota, not the client."""
-    return error.code == "upstream_rejected" and error.status in (401, 403, 429)
-
-
-def failure_error(failure: CascadeFailure, *, chat: bool) -> APIError:
-    """The HTTP status of a cascade that found no answer."""
-    if failure.reason == "saturated":
-        return overloaded("every tier of this route is saturated; retry shortly")
-    if failure.reason == "rejected":
-        param = "messages" if chat else "prompt"
-        return invalid(failure.message, param, "context_length_exceeded")
-    status = failure.upstream_status
-    retry_after = {"Retry-After": failure.retry_after} if failure.retry_after else {}
-    if failure.passthrough and status is not None and 400 <= status < 500:
-        return APIError(status, failure.message, code="upstream_rejected", headers=retry_after)
-    if status == 429:  # a route whose last tier is rate-limited: come back later
-        error = overloaded(failure.message)
-        error.headers.update(retry_after)
-        return error
-    if failure.reason == "timeout":
-        return upstream_failed(failure.message, 504)
-    return upstream_failed(failure.message, 503 if failure.reason == "unavailable" else 502)
-
-
 async def _stream(
     request: web.Request,
     record: DecisionRecord,
@@ -187,6 +164,38 @@ async def _stream(
     return response
 
 
+def _upstream_frame(chunk: dict[str, Any], include_usage: bool) -> bytes | None:
+    """An upstream chunk as the client receives it: as sent, but for the usage the gateway
+    asked for on its own account (kept only when the client asked for it too)."""
+    if not include_usage and "usage" in chunk:
+        if not chunk.get("choices"):
+            return None
+        chunk = {key: value for key, value in chunk.items() if key != "usage"}
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+async def _relay(
+    response: web.StreamResponse, writer: ChunkWriter, live: LiveStream, include_usage: bool
+) -> tuple[tuple[int, int], bool]:
+    """A live stream to the client: the upstream's own chunks when it sent them (tool-call
+    deltas and all), else ours. Returns the usage and whether the upstream's chunks went."""
+    usage, passed_on = (0, 0), False
+    async with contextlib.aclosing(live.events) as events:
+        async for event in events:
+            if event.raw is not None:
+                passed_on = True
+                if (frame := _upstream_frame(event.raw, include_usage)) is not None:
+                    await response.write(frame)
+                continue
+            if event.text:
+                await response.write(writer.text(event.text))
+            if event.finish_reason:
+                if not passed_on:
+                    await response.write(writer.finish(event.finish_reason))
+                usage = (event.prompt_tokens or 0, event.completion_tokens or 0)
+    return usage, passed_on
+
+
 async def _stream_body(
     response: web.StreamResponse,
     writer: ChunkWriter,
@@ -205,13 +214,8 @@ async def _stream_body(
             await response.write(writer.finish(done.finish_reason))
             usage = (done.prompt_tokens, done.completion_tokens)
         elif outcome.live is not None:
-            async with contextlib.aclosing(outcome.live.events) as events:
-                async for event in events:
-                    if event.text:
-                        await response.write(writer.text(event.text))
-                    if event.finish_reason:
-                        await response.write(writer.finish(event.finish_reason))
-                        usage = (event.prompt_tokens or 0, event.completion_tokens or 0)
+            usage, passed_on = await _relay(response, writer, outcome.live, include_usage)
+            include_usage = include_usage and not passed_on  # the upstream's went out
         if include_usage:
             await response.write(writer.usage(*usage))
         await response.write(writer.done())
@@ -263,7 +267,7 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
         except CascadeFailure as failure:
             record.attempts = failure.attempts
             rejected = failure.reason == "saturated"
-            raise failure_error(failure, chat=chat) from None
+            raise failure_error(failure, chat=chat, route=decision.route) from None
         record.status = "degraded" if outcome.degraded else "ok"
         headers = _headers(runtime, record.request_id, decision.route, outcome)
         if client.stream:
@@ -276,7 +280,7 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
             body=orjson.dumps(body), content_type="application/json", headers=headers
         )
     except APIError as exc:
-        record.status = "invalid" if exc.status < 500 and not _ours(exc) else "error"
+        record.status = "invalid" if exc.status < 500 and not upstream_ours(exc) else "error"
         record.http_status, record.error = exc.status, exc.message
         exc.headers.setdefault("x-cascade-policy", runtime.loaded.version)
         raise

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from router.policy.model import Policy
 
 AttemptOutcome = Literal[
-    "accepted", "escalated", "error", "timeout", "shed", "degraded", "client_gone"
+    "accepted", "escalated", "error", "timeout", "shed", "degraded", "client_gone", "skipped"
 ]
 # What the client got: an answer (ok, degraded), a 4xx (invalid), a 5xx or an error event
 # (error), a stream cut off by its upstream after it began (upstream_truncated), or nothing,

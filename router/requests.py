@@ -11,51 +11,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from router.backends.base import GenerationParams, Message, Prompt
 from router.errors import APIError, invalid
+from router.openai_types import (
+    AudioOutput,
+    ChatMessage,
+    FunctionSpec,
+    Prediction,
+    ResponseFormat,
+    Strict,
+    Tool,
+    ToolChoice,
+)
 from router.policy.model import LimitsSpec
 
 MAX_STOPS = 4
-Role = Literal["system", "developer", "user", "assistant"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+_Strict = Strict
 
 
 class StreamOptions(_Strict):
     include_usage: bool = Field(False, description="Send a last chunk with token usage.")
-
-
-class ChatMessage(_Strict):
-    role: Role
-    content: str | list[dict[str, Any]] = Field(
-        description="A string, or a list of content parts (only `text` parts are served)."
-    )
-    name: str | None = Field(None, description="A participant's name (passed on, not used).")
-
-    @field_validator("content")
-    @classmethod
-    def _text_parts_only(cls, value: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
-        if isinstance(value, str):
-            return value
-        for index, part in enumerate(value):
-            if part.get("type") != "text":
-                raise ValueError(
-                    f"content part {index} of type '{part.get('type')}' is not supported; "
-                    "only 'text' parts are"
-                )
-            if not isinstance(part.get("text"), str):
-                raise ValueError(f"content part {index}: 'text' must be a string")
-        return value
-
-    @property
-    def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(str(part["text"]) for part in self.content)
 
 
 Stop = Annotated[str, Field(min_length=1)]
@@ -77,14 +54,24 @@ class _Body(_Strict):
     user: str | None = Field(None, description="The end user, recorded in the ledger.")
     stream: bool = False
     stream_options: StreamOptions | None = Field(None, description="Only with stream=true.")
-    n: int | None = Field(None, description="Only one choice is served (n=1).")
+    n: int | None = Field(None, ge=1, le=128, description="Choices to generate.")
+    logprobs: bool | int | None = None  # chat: bool; completions: an int (top tokens)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
 
-    @field_validator("n")
-    @classmethod
-    def _one_choice(cls, value: int | None) -> int | None:
-        if value is not None and value != 1:
-            raise ValueError("only n=1 is supported")
-        return value
+    def features(self) -> set[str]:
+        """Request features a tier must serve to answer this (router/routing.py)."""
+        found: set[str] = set()
+        if self.n is not None and self.n > 1:
+            found.add("n")
+        if self.logprobs:
+            found.add("logprobs")
+        if self.logit_bias:
+            found.add("logit_bias")
+        if self.presence_penalty or self.frequency_penalty:
+            found.add("penalties")
+        return found
 
     @field_validator("stop")
     @classmethod
@@ -100,12 +87,46 @@ class _Body(_Strict):
 
 
 class ChatBody(_Body):
-    """POST /v1/chat/completions."""
+    """POST /v1/chat/completions: the whole request surface of OpenAI's reference."""
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(
         None, description="Tokens to generate at most; wins over max_tokens."
     )
+    tools: list[Tool] | None = Field(None, max_length=128)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[FunctionSpec] | None = Field(None, max_length=128)  # legacy
+    function_call: Literal["none", "auto"] | dict[str, Any] | None = None  # legacy
+    response_format: ResponseFormat | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(None, max_length=16)
+    store: bool | None = None
+    service_tier: str | None = None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    modalities: list[Literal["text", "audio"]] | None = None
+    audio: AudioOutput | None = None
+    prediction: Prediction | None = None
+    web_search_options: dict[str, Any] | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+    def features(self) -> set[str]:
+        found = super().features()
+        for message in self.messages:
+            found |= message.features()
+        if self.tools or self.functions:
+            found.add("tools")
+        if self.response_format is not None and self.response_format.type != "text":
+            found.add(self.response_format.type)
+        if self.modalities and "audio" in self.modalities:
+            found.add("audio_output")
+        if self.prediction is not None:
+            found.add("prediction")
+        if self.web_search_options is not None:
+            found.add("web_search")
+        return found
 
 
 class CompletionBody(_Body):
@@ -121,9 +142,13 @@ class ClientRequest:
     params: GenerationParams
     stream: bool
     include_usage: bool
+    features: frozenset[str] = frozenset()  # what a tier must serve to answer it
 
 
-_CODES = {"n": "unsupported_parameter"}
+_CODES: dict[str, str] = {}
+# What the gateway sets itself on an upstream call; every other field goes as the client sent it.
+_OURS = frozenset({"model", "stream", "stream_options"})
+_LOCAL_ROLES: dict[str, Any] = {"tool": "user", "function": "user"}
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
 
@@ -183,7 +208,11 @@ def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest
     if parsed.stream_options is not None and not parsed.stream:
         raise invalid("'stream_options' is only allowed with stream=true", "stream_options")
     if isinstance(parsed, ChatBody):
-        prompt = Prompt(messages=tuple(Message(m.role, m.text) for m in parsed.messages))
+        prompt = Prompt(
+            messages=tuple(
+                Message(_LOCAL_ROLES.get(m.role, m.role), m.text) for m in parsed.messages
+            )
+        )
     else:
         assert isinstance(parsed, CompletionBody)
         prompt = Prompt(text=parsed.prompt)
@@ -196,9 +225,11 @@ def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest
         stop=parsed.stops(),
         seed=parsed.seed,
         user=parsed.user,
+        extra={k: v for k, v in body.items() if k not in _OURS},
     )
     include_usage = parsed.stream_options is not None and parsed.stream_options.include_usage
-    return ClientRequest(parsed.model, prompt, params, parsed.stream, include_usage)
+    features = frozenset(parsed.features())
+    return ClientRequest(parsed.model, prompt, params, parsed.stream, include_usage, features)
 
 
 def prompt_too_long(tokens: int, limit: int, param: str) -> APIError:

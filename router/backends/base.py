@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -57,6 +57,10 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     user: str | None = None
+    # The client's request fields as sent (messages with every part and tool call, tools,
+    # response_format, ...), but for what the gateway sets itself: what an OpenAI-style
+    # upstream receives. A local tier reads the typed fields above instead.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -85,12 +89,13 @@ class StreamEvent:
     model: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     retries: int = 0  # on the first event: calls retried before the stream began
+    raw: dict[str, Any] | None = None  # the upstream's chunk, passed on as it came
 
 
 # error: failed; timeout; shed: saturated here; unavailable: not reachable or not configured;
 # rejected: the request exceeds what the tier takes (e.g. its context); truncated: a stream
-# that ended before its end marker.
-Outcome = Literal["error", "timeout", "shed", "unavailable", "rejected", "truncated"]
+# that ended before its end marker; unsupported: the tier does not serve a request feature.
+Outcome = Literal["error", "timeout", "shed", "unavailable", "rejected", "truncated", "unsupported"]
 
 
 class BackendError(Exception):
@@ -109,9 +114,52 @@ class BackendError(Exception):
 
 # ready, or, for a tier behind a circuit breaker, its breaker open (skipped) or half-open.
 TierState = Literal["ready", "half_open", "open"]
-Feature = Literal["chat", "completion", "stream", "token_logprobs"]
-"""Request features a backend serves: `chat` and `completion` prompts, `stream`ed answers,
-and per-token log-probabilities (`token_logprobs`, which logprob-based acceptance needs)."""
+Feature = Literal[
+    "chat",
+    "completion",
+    "stream",
+    "token_logprobs",
+    # request features (router/requests.py): a tier that lacks one is skipped for requests
+    # that use it
+    "tools",
+    "json_object",
+    "json_schema",
+    "logprobs",
+    "image",
+    "audio",
+    "file",
+    "n",
+    "logit_bias",
+    "penalties",
+    "audio_output",
+    "prediction",
+    "web_search",
+]
+"""What a backend serves: `chat` and `completion` prompts, `stream`ed answers, per-token
+log-probabilities (`token_logprobs`, which logprob-based acceptance needs), and the request
+features above."""
+REQUEST_FEATURES: frozenset[Feature] = frozenset(
+    {
+        "tools",
+        "json_object",
+        "json_schema",
+        "logprobs",
+        "image",
+        "audio",
+        "file",
+        "n",
+        "logit_bias",
+        "penalties",
+        "audio_output",
+        "prediction",
+        "web_search",
+    }
+)
+
+
+REMOTE_FEATURES: frozenset[Feature] = REQUEST_FEATURES | frozenset({"chat", "completion", "stream"})
+"""A remote OpenAI-style tier: the upstream serves (or refuses, in its own words) every
+request feature; the gateway does not second-guess it."""
 
 
 class Backend(Protocol):

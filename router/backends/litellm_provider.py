@@ -11,6 +11,7 @@ from typing import Any, Literal
 import aiohttp
 
 from router.backends.base import (
+    REMOTE_FEATURES,
     BackendError,
     BackendType,
     Completion,
@@ -46,7 +47,7 @@ class LiteLLMBackend:
     """Backend contract over `litellm.acompletion` (completion prompts as one user message)."""
 
     local = False
-    features: frozenset[Feature] = frozenset({"chat", "completion", "stream"})
+    features: frozenset[Feature] = REMOTE_FEATURES
     queue_depth = 0  # litellm queues nothing of ours
     state: TierState = "ready"
 

@@ -14,6 +14,7 @@ import orjson
 import yarl
 
 from router.backends.base import (
+    REMOTE_FEATURES,
     BackendError,
     BackendType,
     Completion,
@@ -94,7 +95,7 @@ class OpenAIHTTPBackend:
     """Backend contract over `POST {api_base}/chat/completions` and `/completions`."""
 
     local = False
-    features: frozenset[Feature] = frozenset({"chat", "completion", "stream"})
+    features: frozenset[Feature] = REMOTE_FEATURES
 
     def __init__(self, name: str, spec: OpenAITier, session: aiohttp.ClientSession) -> None:
         if spec.api_base is None:
@@ -243,12 +244,12 @@ class OpenAIHTTPBackend:
                 model = str(chunk.get("model") or model)
                 if chunk.get("usage"):
                     usage = _usage(chunk)
+                text = ""
                 for choice in chunk.get("choices") or ():
-                    text = _choice_text(choice, prompt.is_chat, delta=True)
+                    text += _choice_text(choice, prompt.is_chat, delta=True)
                     finish = choice.get("finish_reason") or finish
-                    if text:
-                        pieces += 1
-                        yield StreamEvent(text=text)
+                pieces += bool(text)
+                yield StreamEvent(text=text, raw=chunk)  # tool-call deltas and all
             if not done:  # a clean end without the end marker is still a cut-off answer
                 raise BackendError(
                     "truncated", f"tier '{self.name}' ended its stream before [DONE]"

@@ -75,8 +75,8 @@ def test_unknown_model_is_404(cascade: Cascade) -> None:
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        (chat(n=2), "n"),
-        (chat(tools=[{"type": "function"}]), "tools"),
+        (chat(n=0), "n"),
+        (chat(tools=[{"type": "function"}]), "tools[0].function"),
         (chat(temperature=2.5), "temperature"),
         (chat(top_p=0), "top_p"),
         (chat(max_tokens=65), "max_tokens"),
@@ -85,23 +85,33 @@ def test_unknown_model_is_404(cascade: Cascade) -> None:
         (chat(stream_options={"include_usage": True}), "stream_options"),
         ({"model": "auto", "messages": []}, "messages"),
         ({"model": "auto", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
-        (
-            {
-                "model": "auto",
-                "messages": [
-                    {
-                        "role": "user",
-                        "content": [{"type": "image_url", "image_url": {"url": "http://x"}}],
-                    }
-                ],
-            },
-            "messages[0].content",
-        ),
         ({"messages": [{"role": "user", "content": "x"}]}, "model"),
     ],
 )
 def test_invalid_requests_are_400(cascade: Cascade, body: dict[str, Any], param: str) -> None:
     assert_error(post(cascade, body), 400, param=param)
+
+
+@pytest.mark.parametrize(
+    ("extra", "feature"),
+    [
+        ({"n": 2}, "n"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        (
+            {"messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "http://x"}}]}]},
+            "image",
+        ),
+    ],
+)  # fmt: skip
+def test_a_valid_request_no_configured_tier_can_serve_says_why(
+    cascade: Cascade, extra: dict[str, Any], feature: str
+) -> None:
+    """This cascade's large tier is not configured and the local one serves text only."""
+    error = assert_error(post(cascade, {**chat(), **extra}), 400, code="unsupported_feature")
+    assert error["message"] == (
+        f"no tier of route 'auto' serves {feature} (considered: large, small)"
+    )
 
 
 def test_max_tokens_at_the_limit_is_accepted(cascade: Cascade) -> None:

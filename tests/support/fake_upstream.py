@@ -85,7 +85,7 @@ def _error(status: int, echoed: str, retry_after: int | None) -> web.Response:
     )
 
 
-async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:
+async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:  # noqa: PLR0911 - one return per fault
     body = orjson.loads(await request.read())
     counters = request.app[COUNTERS]
     counters.bodies = [*counters.bodies[-9:], body]
@@ -98,18 +98,28 @@ async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:
         return web.Response(
             text="<html><body>Gateway maintenance</body></html>", content_type="text/html"
         )
+    if body.get("tools") or body.get("functions"):
+        return await _tool_call(request, body)
     created, model = int(time.time()), body.get("model", "fake")
     usage = {
         "prompt_tokens": 10,
         "completion_tokens": len(_PIECES),
         "total_tokens": 10 + len(_PIECES),
     }
+    content = _content_for(body)
     if not body.get("stream"):
-        choice = {
+        choice: dict[str, Any] = {
             "index": 0,
             "finish_reason": "stop",
-            "message": {"role": "assistant", "content": ANSWER},
+            "message": {"role": "assistant", "content": content},
         }
+        if body.get("logprobs"):
+            choice["logprobs"] = {
+                "content": [
+                    {"token": p, "logprob": -0.1, "bytes": list(p.encode()), "top_logprobs": []}
+                    for p in _PIECES
+                ]
+            }
         answer = {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -117,13 +127,15 @@ async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:
             "model": model,
             "usage": usage,
             "choices": [choice],
+            "system_fingerprint": "fp_fake",
         }
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     if faults.first_byte_ms:
         await asyncio.sleep(faults.first_byte_ms / 1000)
-    for index, piece in enumerate(_PIECES):
+    pieces = _PIECES if content == ANSWER else (content,)
+    for index, piece in enumerate(pieces):
         if faults.drop_after is not None and index >= faults.drop_after:
             # Break the connection mid-stream, as a crashing upstream would.
             assert request.transport is not None
@@ -140,6 +152,73 @@ async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:
         created, model, usage=usage, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]
     )
     await response.write(final + b"data: [DONE]\n\n")
+    return response
+
+
+def _example(schema: dict[str, Any]) -> Any:
+    """A value that satisfies a simple JSON schema (what a capable model would write)."""
+    kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "object" or "properties" in schema:
+        return {name: _example(sub) for name, sub in schema.get("properties", {}).items()}
+    examples = {"string": "fake", "integer": 42, "number": 4.2, "boolean": True, "array": []}
+    return examples.get(str(kind))
+
+
+def _content_for(body: dict[str, Any]) -> str:
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        schema = response_format["json_schema"].get("schema") or {}
+        return orjson.dumps(_example(schema)).decode()
+    if response_format.get("type") == "json_object":
+        return '{"answer": "fake"}'
+    return ANSWER
+
+
+async def _tool_call(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    """A capable model's answer to a request with tools: a call of the first tool."""
+    tools = body.get("tools") or [{"function": f} for f in body.get("functions", [])]
+    name = tools[0]["function"]["name"]
+    created, model = int(time.time()), body.get("model", "fake")
+    call = {
+        "id": "call_fake_1",
+        "type": "function",
+        "function": {"name": name, "arguments": '{"city": "Paris"}'},
+    }
+    usage = {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}
+    if not body.get("stream"):
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        choice = {"index": 0, "finish_reason": "tool_calls", "message": message}
+        answer = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "usage": usage,
+            "system_fingerprint": "fp_fake",
+            "choices": [choice],
+        }
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    opening = {
+        "index": 0,
+        "id": call["id"],
+        "type": "function",
+        "function": {"name": name, "arguments": ""},
+    }
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": None, "tool_calls": [opening]}]
+    deltas += [
+        {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}
+        for part in ('{"city": ', '"Paris"}')
+    ]
+    for delta in deltas:
+        choice = {"index": 0, "delta": delta, "finish_reason": None}
+        await response.write(_chunk(created, model, choices=[choice]))
+    done = {"index": 0, "delta": {}, "finish_reason": "tool_calls"}
+    await response.write(_chunk(created, model, choices=[done]))
+    await response.write(_chunk(created, model, choices=[], usage=usage) + b"data: [DONE]\n\n")
     return response
 
 

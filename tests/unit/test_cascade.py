@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from router.backends.base import Backend, BackendError, GenerationParams, Message, Prompt
+from router.backends.base import (
+    REMOTE_FEATURES,
+    Backend,
+    BackendError,
+    GenerationParams,
+    Message,
+    Prompt,
+)
 from router.cascade import Cascade, CascadeFailure, Crashed, Outcome
 from router.policy import parse_policy
 from router.requests import ClientRequest
@@ -229,3 +236,28 @@ async def test_a_bug_inside_still_reports_the_attempts_made() -> None:
         await cascade(small=small, large=Buggy("large")).run(decision(), request())
     assert [(a.tier, a.outcome) for a in crashed.value.attempts] == [("small", "escalated")]
     assert isinstance(crashed.value.__cause__, ValueError)
+
+
+def tools_request(*, stream: bool = False) -> ClientRequest:
+    plain = request(stream=stream)
+    return ClientRequest("auto", plain.prompt, plain.params, stream, False, frozenset({"tools"}))
+
+
+async def test_a_tier_that_cannot_serve_a_feature_is_skipped_with_the_reason() -> None:
+    small = FakeBackend("small")  # a local model: text only
+    large = FakeBackend("large", [Script("calling f", None)], features=REMOTE_FEATURES)
+    outcome = await cascade(small=small, large=large).run(decision(), tools_request())
+    assert outcomes(outcome) == [("small", "skipped"), ("large", "accepted")]
+    assert outcome.attempts[0].error == "skipped: tools" and small.calls == 0
+    assert outcome.escalations == 1
+
+
+async def test_no_tier_serving_a_feature_is_a_typed_failure() -> None:
+    with pytest.raises(CascadeFailure) as failure:
+        await cascade(small=FakeBackend("small")).run(decision("large"), tools_request())
+    assert failure.value.reason == "unavailable"  # large is not configured at all
+    small = FakeBackend("small")
+    with pytest.raises(CascadeFailure) as failure:
+        await cascade(small=small).run(decision("small"), tools_request())
+    assert failure.value.reason == "unsupported"
+    assert [(a.tier, a.outcome) for a in failure.value.attempts] == [("small", "skipped")]

@@ -61,7 +61,8 @@ def test_developer_role_and_text_parts() -> None:
     ("body", "param"),
     [
         ([], None),
-        (chat(n=3), "n"),
+        (chat(n=0), "n"),
+        (chat(n=129), "n"),
         (chat(n=True), "n"),
         (chat(max_tokens=101), "max_tokens"),
         (chat(max_tokens=1.5), "max_tokens"),
@@ -70,12 +71,15 @@ def test_developer_role_and_text_parts() -> None:
         (chat(stream="yes"), "stream"),
         (chat(user=5), "user"),
         (chat(stop=[""]), "stop"),
-        (chat(logit_bias={}), "logit_bias"),
-        ({"model": "m", "messages": [{"role": "user"}]}, "messages[0].content"),
-        (
-            {"model": "m", "messages": [{"role": "user", "content": "x", "tool_calls": []}]},
-            "messages[0]",
-        ),
+        (chat(logit_bias={"5": 200}), "logit_bias.5"),
+        (chat(api_base="http://evil"), "api_base"),  # what re-routes the call stays refused
+        (chat(tools=[{"type": "function"}]), "tools[0].function"),
+        (chat(tool_choice="sometimes"), "tool_choice"),
+        (chat(response_format={"type": "json_schema"}), "response_format"),
+        (chat(top_logprobs=21), "top_logprobs"),
+        ({"model": "m", "messages": [{"role": "user"}]}, "messages[0]"),
+        ({"model": "m", "messages": [{"role": "tool", "content": "42"}]}, "messages[0]"),
+        ({"model": "m", "messages": [{"role": "user", "content": "x", "bogus": 1}]}, "messages[0]"),
         ({"model": "m", "messages": "hi"}, "messages"),
     ],
 )
@@ -125,3 +129,47 @@ def test_seeds_at_the_ends_of_the_range_and_tiny_temperatures_are_accepted() -> 
     for seed in (-(2**63), -1, 2**63 - 1):
         assert parse_request(chat(seed=seed), LIMITS, chat=True).params.seed == seed
     assert parse_request(chat(temperature=2.5e-324), LIMITS, chat=True).params.temperature
+
+
+def test_the_chat_surface_is_accepted_and_its_features_named() -> None:
+    body = chat(
+        messages=[
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ]},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+            ]},
+            {"role": "tool", "tool_call_id": "c1", "content": "42"},
+        ],
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        tool_choice="auto",
+        parallel_tool_calls=False,
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "answer", "schema": {"type": "object"},
+                                         "strict": True}},
+        logprobs=True,
+        top_logprobs=2,
+        presence_penalty=0.5,
+        logit_bias={"50256": -100},
+        n=2,
+        metadata={"team": "x"},
+        store=False,
+        reasoning_effort="low",
+        seed=1,
+    )  # fmt: skip
+    request = parse_request(body, LIMITS, chat=True)
+    assert request.features == {
+        "image", "tools", "json_schema", "logprobs", "penalties", "logit_bias", "n",
+    }  # fmt: skip
+    # what an upstream receives: the client's fields as sent, but for model and streaming
+    assert request.params.extra["messages"] == body["messages"]
+    assert request.params.extra["tools"] == body["tools"]
+    assert "model" not in request.params.extra
+    assert request.prompt.messages[1].content == "what is this?"  # the text a local model reads
+
+
+def test_plain_text_requests_have_no_features() -> None:
+    assert parse_request(chat(), LIMITS, chat=True).features == frozenset()

@@ -1,0 +1,45 @@
+"""How a cascade that found no answer is told to the client: the status, OpenAI's error."""
+
+from __future__ import annotations
+
+from router.cascade import CascadeFailure
+from router.errors import APIError, invalid, overloaded, upstream_failed
+
+
+def upstream_ours(error: APIError) -> bool:
+    """An upstream 401/403/429 passed through: the gateway's key or quota, not the client."""
+    return error.code == "upstream_rejected" and error.status in (401, 403, 429)
+
+
+def failure_error(failure: CascadeFailure, *, chat: bool, route: str) -> APIError:
+    """The HTTP status of a cascade that found no answer."""
+    status = failure.upstream_status
+    retry_after = {"Retry-After": failure.retry_after} if failure.retry_after else {}
+    if failure.reason == "saturated":
+        error = overloaded("every tier of this route is saturated; retry shortly")
+    elif failure.reason == "rejected":
+        param = "messages" if chat else "prompt"
+        error = invalid(failure.message, param, "context_length_exceeded")
+    elif failure.reason == "unsupported":
+        error = _unsupported(failure, route)
+    elif failure.passthrough and status is not None and 400 <= status < 500:
+        error = APIError(status, failure.message, code="upstream_rejected")
+    elif status == 429:  # a route whose last tier is rate-limited: come back later
+        error = overloaded(failure.message)
+    elif failure.reason == "timeout":
+        error = upstream_failed(failure.message, 504)
+    else:
+        error = upstream_failed(failure.message, 503 if failure.reason == "unavailable" else 502)
+    error.headers.update(retry_after)
+    return error
+
+
+def _unsupported(failure: CascadeFailure, route: str) -> APIError:
+    skipped = [a.error or "" for a in failure.attempts if a.outcome == "skipped"]
+    considered = ", ".join(sorted({a.tier for a in failure.attempts}))
+    reason = skipped[-1].removeprefix("skipped: ") if skipped else "a feature it uses"
+    return invalid(
+        f"no tier of route '{route}' serves {reason} (considered: {considered})",
+        None,
+        "unsupported_feature",
+    )

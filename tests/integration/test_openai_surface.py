@@ -1,0 +1,170 @@
+"""Real clients (the official openai SDK) with tools, structured output, logprobs and image
+parts, through a real cascade whose local tier is the bundled model and whose `large` tier
+is an upstream process that answers like a capable model. With `model="auto"` the local
+tier is skipped for what it cannot serve (and the record says why); with a tier name the
+request passes straight through. The upstream receives the client's fields as sent."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+import requests
+from pydantic import BaseModel
+
+from tests.support.cascade import Cascade, StartCascade
+from tests.support.processes import ServerProcess
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+class Capital(BaseModel):
+    country: str
+    capital: str
+    population_millions: float
+
+
+@pytest.fixture(scope="module")
+def upstream(start_fake_upstream: Callable[..., ServerProcess]) -> ServerProcess:
+    return start_fake_upstream()
+
+
+@pytest.fixture(scope="module")
+def cascade(start_cascade: StartCascade, upstream: ServerProcess) -> Cascade:
+    return start_cascade(f"""
+tiers:
+  small: {{type: llama_cpp}}
+  large: {{type: openai, api_base: "{upstream.url}/v1", model: capable-model}}
+routes:
+  auto:
+    cascade:
+      - {{tier: small, acceptance: {{threshold: 0.0}}}}
+      - {{tier: large}}
+""")
+
+
+@pytest.fixture
+def client(cascade: Cascade) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{cascade.url}/v1", api_key="sk-client", max_retries=0)
+
+
+def last_body(upstream: ServerProcess) -> dict[str, Any]:
+    return dict(requests.get(f"{upstream.url}/_fault", timeout=10).json()["bodies"][-1])
+
+
+@pytest.mark.parametrize("model", ["auto", "large"])
+def test_tools_reach_a_tier_that_serves_them_as_sent(
+    client: openai.OpenAI, cascade: Cascade, upstream: ServerProcess, model: str
+) -> None:
+    sent = {"tools": [WEATHER], "tool_choice": "auto", "parallel_tool_calls": False,
+            "max_tokens": 64, "temperature": 0.2, "metadata": {"app": "tests"}}  # fmt: skip
+    raw = client.chat.completions.with_raw_response.create(model=model, messages=ASK, **sent)
+    reply = raw.parse()
+    call = reply.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "get_weather",
+        {"city": "Paris"},
+    )
+    assert reply.choices[0].finish_reason == "tool_calls"
+    assert reply.system_fingerprint == "fp_fake"  # what the upstream returned is kept
+    assert last_body(upstream) == {**sent, "messages": ASK, "model": "capable-model"}
+    record = cascade.record(raw.headers["x-request-id"])
+    attempts = [(a["tier"], a["outcome"], a["error"]) for a in record["attempts"]]
+    if model == "auto":
+        assert attempts == [("small", "skipped", "skipped: tools"), ("large", "accepted", None)]
+        assert raw.headers["x-cascade-escalations"] == "1"
+    else:
+        assert attempts == [("large", "accepted", None)]
+    assert record["attempts"][-1]["completion_tokens"] == 9  # the upstream's usage
+
+
+def test_streamed_tool_call_deltas_pass_through(client: openai.OpenAI, cascade: Cascade) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=ASK, tools=[WEATHER], stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    name, arguments, finish, usage = "", "", None, None
+    for chunk in raw.parse():
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            for delta in choice.delta.tool_calls or ():
+                name += delta.function.name or "" if delta.function else ""
+                arguments += delta.function.arguments or "" if delta.function else ""
+            finish = choice.finish_reason or finish
+    assert (name, json.loads(arguments), finish) == ("get_weather", {"city": "Paris"}, "tool_calls")
+    assert usage is not None and usage.total_tokens == 29
+    assert raw.headers["x-cascade-escalations"] == "1" and raw.headers["x-cascade-tier"] == "large"
+    record = cascade.record(raw.headers["x-request-id"])
+    assert [a["outcome"] for a in record["attempts"]] == ["skipped", "accepted"]
+
+
+def test_a_tool_result_round_trip(client: openai.OpenAI, upstream: ServerProcess) -> None:
+    first = client.chat.completions.create(model="auto", messages=ASK, tools=[WEATHER])
+    call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
+    messages: list[Any] = [
+        *ASK,
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": '{"celsius": 21}'},
+    ]
+    client.chat.completions.create(model="auto", messages=messages, tools=[WEATHER])
+    received = last_body(upstream)["messages"]
+    assert received[-1] == {"role": "tool", "tool_call_id": call.id, "content": '{"celsius": 21}'}
+    assert received[1]["tool_calls"][0]["id"] == call.id
+
+
+def test_parse_with_a_pydantic_model(client: openai.OpenAI, upstream: ServerProcess) -> None:
+    completion = client.chat.completions.parse(
+        model="auto", messages=[{"role": "user", "content": "France?"}], response_format=Capital
+    )
+    parsed = completion.choices[0].message.parsed
+    assert isinstance(parsed, Capital)
+    assert last_body(upstream)["response_format"]["json_schema"]["strict"] is True
+
+
+def test_json_object_logprobs_and_image_parts_reach_the_capable_tier(
+    client: openai.OpenAI, cascade: Cascade
+) -> None:
+    reply = client.chat.completions.create(
+        model="auto", messages=ASK, response_format={"type": "json_object"}
+    )
+    assert json.loads(reply.choices[0].message.content or "") == {"answer": "fake"}
+    reply = client.chat.completions.create(model="auto", messages=ASK, logprobs=True)
+    assert reply.choices[0].logprobs is not None and reply.choices[0].logprobs.content
+    image = [{"role": "user", "content": [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]}]  # fmt: skip
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=image)
+    record = cascade.record(raw.headers["x-request-id"])
+    assert record["attempts"][0]["error"] == "skipped: image"
+
+
+def test_plain_text_is_still_answered_locally(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "Say hi."}], max_tokens=8
+    )
+    assert raw.headers["x-cascade-tier"] == "small"
+
+
+def test_a_feature_no_tier_serves_names_it_route_and_tiers(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(model="small", messages=ASK, tools=[WEATHER])
+    body: Any = error.value.body
+    assert body["code"] == "unsupported_feature"
+    assert body["message"] == "no tier of route 'small' serves tools (considered: small)"
