@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from router.backends.base import Backend, BackendError, Completion, StreamEvent
+from router.backends.base import Backend, BackendError, Completion, StreamEvent, tier_features
 from router.backends.registry import TYPES
 from router.confidence import AcceptanceModel, Answered, Confidence, judge, score
 from router.policy.model import Policy
@@ -143,6 +143,7 @@ class _Run:
 class _Tier:
     type: str
     local: bool
+    features: frozenset[str]  # request features it serves
 
 
 class Cascade:
@@ -157,7 +158,12 @@ class Cascade:
         self._backends = backends
         self._acceptance = acceptance_models or {}
         self._tiers = {
-            name: _Tier(spec.type, TYPES[spec.type].local) for name, spec in policy.tiers.items()
+            name: _Tier(
+                spec.type,
+                TYPES[spec.type].local,
+                tier_features(spec.features, TYPES[spec.type].features),
+            )
+            for name, spec in policy.tiers.items()
         }
 
     def _attempt(
@@ -223,7 +229,7 @@ class Cascade:
             run.errors.append(error)
             run.attempts.append(self._attempt(tier, "", started, "error", error=error.message))
             return "failed"
-        missing = request.features - backend.features
+        missing = request.features - self._tiers[tier].features
         if missing:  # e.g. tools for a local model: the next tier answers, the record says why
             skipped = ", ".join(sorted(missing))
             run.errors.append(

@@ -96,12 +96,16 @@ def _policy_validate(args: argparse.Namespace) -> int:
 
 
 def _policy_explain(args: argparse.Namespace) -> int:
+    from router.backends.base import REQUEST_FEATURES
     from router.explain import explain, render
     from router.policy import PolicyError, load_policy
 
     try:
         loaded = load_policy(args.policy)
         tags = frozenset(t.strip() for t in (args.tags or "").split(",") if t.strip())
+        features = frozenset(f.strip() for f in (args.features or "").split(",") if f.strip())
+        if unknown := sorted(features - REQUEST_FEATURES):
+            raise ValueError(f"unknown features {unknown} (one of {sorted(REQUEST_FEATURES)})")
         result = explain(
             loaded,
             args.prompt,
@@ -109,6 +113,7 @@ def _policy_explain(args: argparse.Namespace) -> int:
             team=args.team,
             tags=tags,
             max_tokens=args.max_tokens,
+            features=features,
         )
     except PolicyError as exc:
         print("\n".join(f"{exc.source}: {e}" for e in exc.errors), file=sys.stderr)
@@ -244,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tags", help="comma-separated: the tags of the caller's key and x-cascade-tags header"
     )
     explain.add_argument("--max-tokens", type=int)
+    explain.add_argument(
+        "--features", help="comma-separated request features the request uses (tools, image, ...)"
+    )
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(run=_policy_explain)
     schema = policy_commands.add_parser("schema", help="print the policy JSON Schema")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.backends.base import Message, Prompt
+from router.backends.base import Message, Prompt, tier_features
 from router.backends.prompt_tokens import estimate_tokens
 from router.backends.registry import backend_type
 from router.policy import LoadedPolicy
@@ -33,6 +33,7 @@ def explain(
     team: str = DEFAULT_TEAM,
     tags: frozenset[str] = frozenset(),
     max_tokens: int | None = None,
+    features: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The decision for one single-message chat request, as a JSON-ready dict."""
     policy = loaded.policy
@@ -40,7 +41,7 @@ def explain(
     prompt = Prompt(messages=(Message("user", text),))
     tokens, method = _count(loaded, prompt)
     counted = tokens if needs_prompt_tokens(policy) else None
-    facts = Facts(requested, team, tags, counted, prompt.question)
+    facts = Facts(requested, team, tags, counted, prompt.question, features)
     decision = decide(policy, loaded.routers, facts)
     if decision is None:
         raise ValueError(f"model '{requested}' is neither a route nor a tier of this policy")
@@ -49,6 +50,8 @@ def explain(
     steps, costs = [], []
     for index, step in enumerate(decision.plan.steps):
         spec = policy.tiers[step.tier]
+        served = tier_features(spec.features, backend_type(spec).features)
+        lacking = sorted(features - served)
         acceptance = None
         if step.acceptance is not None:
             acceptance = step.acceptance.model_dump(exclude_none=True)
@@ -60,6 +63,7 @@ def explain(
                 "acceptance": acceptance,
                 "fallbacks": decision.plan.candidates(step.tier)[1:],
                 "skipped": index < skipped,
+                "unsupported": lacking,  # request features it lacks: skipped when served
             }
         )
         costs.append((spec.price.cost(tokens, 1), spec.price.cost(tokens, output)))
@@ -68,6 +72,7 @@ def explain(
         "model": requested,
         "team": team,
         "tags": sorted(tags),
+        "features": sorted(features),
         "prompt_tokens": tokens,
         "prompt_tokens_counted_by": method,
         "rule": decision.rule,
@@ -90,7 +95,7 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         f"policy      {result['policy']}",
         f"request     model={result['model']} team={result['team']} "
-        f"tags={','.join(result['tags']) or '-'}",
+        f"tags={','.join(result['tags']) or '-'} features={','.join(result['features']) or '-'}",
         f"prompt      {result['prompt_tokens']} tokens ({result['prompt_tokens_counted_by']})",
         f"rule        {result['rule'] or '(none matched)'}",
         f"route       {result['route']}",
@@ -107,6 +112,8 @@ def render(result: dict[str, Any]) -> str:
             keep = f"keep if {method} >= {acceptance['threshold']}, else escalate"
         if step["skipped"]:
             keep = "skipped by the classifier (runs only if every later step fails)"
+        if step["unsupported"]:
+            keep = f"skipped: {', '.join(step['unsupported'])} (not served by this tier)"
         fallbacks = f"; on error: {', '.join(step['fallbacks'])}" if step["fallbacks"] else ""
         lines.append(
             f"  {index}. {step['tier']} ({step['type']}: {step['model']}) — {keep}{fallbacks}"

@@ -258,7 +258,9 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
         record.tags = sorted(tags)
         client = await _read_client(request, runtime, record, chat=chat)
         tokens = await _prompt_tokens(runtime, client.prompt, exact=runtime.rules_need_tokens)
-        facts = Facts(client.model, caller.team, tags, tokens, client.prompt.question)
+        facts = Facts(
+            client.model, caller.team, tags, tokens, client.prompt.question, client.features
+        )
         decision = decide(policy, runtime.loaded.routers, facts)
         if decision is None:
             raise not_found_model(client.model)

@@ -146,6 +146,7 @@ class Facts:
     tags: frozenset[str] = frozenset()
     prompt_tokens: int | None = None  # None when no rule needs it
     question: str = ""  # what classifiers score: the last user message
+    features: frozenset[str] = frozenset()  # request features used (tools, image, ...)
 
 
 def needs_prompt_tokens(policy: Policy) -> bool:
@@ -174,6 +175,8 @@ def _matches(match: MatchSpec, facts: Facts, scores: Mapping[str, float]) -> boo
     if match.tags is not None and not facts.tags.intersection(match.tags):
         return False
     if match.models is not None and facts.model not in match.models:
+        return False
+    if match.features is not None and not facts.features.intersection(match.features):
         return False
     if match.classifier is not None:
         score = scores.get(match.classifier.model)

@@ -95,11 +95,13 @@ class TierFigures:
         "latency",
         "outcomes",
         "prompt_tokens",
+        "skips",
         "ttft",
     )
 
     def __init__(self) -> None:
         self.outcomes: Counter[str] = Counter()
+        self.skips: Counter[str] = Counter()  # skipped attempts by the feature it lacked
         self.prompt_tokens = self.completion_tokens = 0
         self.cost = 0.0
         self.latency = LogHistogram()
@@ -108,6 +110,9 @@ class TierFigures:
 
     def add(self, attempt: Record, outcome: str) -> None:
         self.outcomes[outcome] += 1
+        if outcome == "skipped":
+            reasons = str(attempt.get("error") or "").removeprefix("skipped: ")
+            self.skips.update(reason.strip() for reason in reasons.split(",") if reason.strip())
         self.prompt_tokens += attempt["prompt_tokens"]
         self.completion_tokens += attempt["completion_tokens"]
         self.cost += attempt["cost_usd"]

@@ -124,6 +124,7 @@ def build_report(
                 "tier": name,
                 "attempts": sum(t.outcomes.values()),
                 "outcomes": dict(t.outcomes),
+                "skipped_for": dict(t.skips),
                 "prompt_tokens": t.prompt_tokens,
                 "completion_tokens": t.completion_tokens,
                 "cost_usd": round(t.cost, 8),

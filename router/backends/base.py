@@ -197,6 +197,11 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
+def tier_features(declared: list[str] | None, default: frozenset[Feature]) -> frozenset[str]:
+    """The request features a tier serves: its policy's list, else its type's."""
+    return frozenset(declared) if declared is not None else frozenset(default)
+
+
 @dataclass(frozen=True, slots=True)
 class BackendType:
     """One tier `type` of the policy language: its spec, and how a backend is built from it.
@@ -209,5 +214,6 @@ class BackendType:
     spec: type[TierSpecBase]
     local: bool
     build: Callable[[str, Any, aiohttp.ClientSession], Awaitable[Backend | None]]
+    features: frozenset[Feature]  # what its backends serve (a tier's `features` narrows it)
     # Counts a prompt's tokens from the spec alone, without loading the model (explain).
     offline_counter: Callable[[Any], Callable[[Prompt], int]] | None = None

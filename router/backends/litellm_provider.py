@@ -137,4 +137,4 @@ async def _build(name: str, spec: LiteLLMTier, _: aiohttp.ClientSession) -> Lite
     return LiteLLMBackend(name, spec)
 
 
-TYPE = BackendType("litellm", LiteLLMTier, False, _build)
+TYPE = BackendType("litellm", LiteLLMTier, False, _build, REMOTE_FEATURES)

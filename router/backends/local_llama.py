@@ -360,4 +360,6 @@ def _offline_counter(spec: LlamaCppTier) -> Callable[[Prompt], int]:
     return lambda prompt: len(tokenizer.tokens(prompt))
 
 
-TYPE = BackendType("llama_cpp", LlamaCppTier, True, _build, _offline_counter)
+TYPE = BackendType(
+    "llama_cpp", LlamaCppTier, True, _build, LocalLlamaBackend.features, _offline_counter
+)

@@ -273,4 +273,4 @@ async def _build(
     return OpenAIHTTPBackend(name, spec, session) if spec.configured else None
 
 
-TYPE = BackendType("openai", OpenAITier, False, _build)
+TYPE = BackendType("openai", OpenAITier, False, _build, REMOTE_FEATURES)

@@ -63,6 +63,23 @@ class TierSpecBase(StrictSpec):
     temperature: float | None = Field(
         None, ge=0, le=2, description="Used when the client sends no temperature."
     )
+    features: list[str] | None = Field(
+        None,
+        description="Request features this tier serves (tools, json_object, json_schema, "
+        "logprobs, image, audio, file, n, logit_bias, penalties, audio_output, prediction, "
+        "web_search); default: its type's. A request using one it lacks skips the tier.",
+    )
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            from router.backends.base import REQUEST_FEATURES
+
+            unknown = sorted(set(value) - set(REQUEST_FEATURES))
+            if unknown:
+                raise ValueError(f"unknown features {unknown} (one of {sorted(REQUEST_FEATURES)})")
+        return value
 
     @property
     def served_model(self) -> str:

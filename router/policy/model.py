@@ -192,6 +192,11 @@ class MatchSpec(_Strict):
     classifier: ScoreRange | None = Field(
         None, description="The prompt's score by a router artifact is within [min, max]."
     )
+    features: list[str] | None = Field(
+        None,
+        description="Any of these request features is used (tools, json_schema, image, ...): "
+        "e.g. every request with tools goes to route `agents`.",
+    )
 
 
 class OverridesSpec(_Strict):

@@ -163,3 +163,20 @@ def test_bad_tags_header_is_400(served: tuple[Cascade, Path]) -> None:
     )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "x-cascade-tags"
+
+
+def test_explain_shows_the_features_and_the_steps_they_skip() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "router", "policy", "explain", "--policy",
+         "policies/default.yaml", "--prompt", "weather?", "--features", "tools,image", "--json"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    explained = json.loads(result.stdout)
+    assert explained["features"] == ["image", "tools"]
+    assert [step["unsupported"] for step in explained["plan"]] == [["image", "tools"], []]
+    wrong = subprocess.run(
+        [sys.executable, "-m", "router", "policy", "explain", "--policy",
+         "policies/default.yaml", "--prompt", "x", "--features", "telepathy"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert wrong.returncode == 1 and "unknown features" in wrong.stderr

@@ -79,6 +79,10 @@ def test_group_figures_by_hand() -> None:
     agg.add(record("c", [attempt("large", "openai", "client_gone", 0.0)], "client_gone"))
     c = figures(agg.groups[("c",)])
     assert (c["errors"], c["client_gone"], c["requests"]) == (1, 1, 2)
+    # skips by the request feature the tier lacked
+    skipped = attempt("small", "llama_cpp", "skipped", 0.0, error="skipped: image, tools")
+    agg.add(record("d", [skipped, attempt("large", "openai", "accepted", 0.01)]))
+    assert agg.tiers["small"].skips == {"image": 1, "tools": 1}
     with pytest.raises(ValueError, match="unknown week"):
         Aggregator(["team", "week"])
 

@@ -261,3 +261,24 @@ async def test_no_tier_serving_a_feature_is_a_typed_failure() -> None:
         await cascade(small=small).run(decision("small"), tools_request())
     assert failure.value.reason == "unsupported"
     assert [(a.tier, a.outcome) for a in failure.value.attempts] == [("small", "skipped")]
+
+
+async def test_a_tier_serves_the_features_its_policy_declares() -> None:
+    loaded = parse_policy(
+        b"""
+tiers:
+  small: {type: llama_cpp, features: [tools]}
+  large: {type: openai, model: m, features: []}
+routes:
+  auto: {cascade: [{tier: small, acceptance: {threshold: 0.5}}, {tier: large}]}
+""",
+        env={},
+    )
+    small = FakeBackend("small", [Script("call", UNSURE)])
+    large = FakeBackend("large")
+    chosen = decide(loaded.policy, {}, Facts(model="auto"))
+    assert chosen is not None
+    run = Cascade(loaded.policy, {"small": small, "large": large})
+    outcome = await run.run(chosen, tools_request())
+    # small says it serves tools (a local model with a tool grammar, say); large says nothing
+    assert outcomes(outcome) == [("small", "degraded"), ("large", "skipped")]

@@ -226,3 +226,36 @@ def test_the_prerouter_skips_the_first_step_below_its_threshold(
     record = decision.classifier_record()
     assert record is not None
     assert (record["threshold"], record["skipped_first_step"]) == (0.3, bool(skipped))
+
+
+FEATURED = parse_policy(
+    b"""
+tiers:
+  small: {type: llama_cpp}
+  large: {type: openai, model: m}
+  agentic: {type: openai, model: a}
+routes:
+  auto: {cascade: [{tier: small, acceptance: {threshold: 0.5}}, {tier: large}]}
+  agents: {cascade: [{tier: agentic}]}
+rules:
+  - name: tool-users
+    match: {features: [tools]}
+    route: agents
+""",
+    env={},
+).policy
+
+
+@pytest.mark.parametrize(
+    ("features", "route"),
+    [(frozenset(), "auto"), (frozenset({"image"}), "auto"), (frozenset({"tools"}), "agents")],
+)
+def test_rules_match_on_request_features(features: frozenset[str], route: str) -> None:
+    decision = decide(FEATURED, {}, Facts(model="auto", features=features))
+    assert decision is not None and decision.route == route
+
+
+def test_a_tier_declares_the_features_it_serves() -> None:
+    with pytest.raises(PolicyError, match="unknown features"):
+        parse_policy(b"tiers: {s: {type: llama_cpp, features: [telepathy]}}\n"
+                     b"routes: {a: {cascade: [{tier: s}]}}\n", env={})  # fmt: skip
