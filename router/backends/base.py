@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from router.redact import redact
 
@@ -138,26 +138,11 @@ Feature = Literal[
 """What a backend serves: `chat` and `completion` prompts, `stream`ed answers, per-token
 log-probabilities (`token_logprobs`, which logprob-based acceptance needs), and the request
 features above."""
-REQUEST_FEATURES: frozenset[Feature] = frozenset(
-    {
-        "tools",
-        "json_object",
-        "json_schema",
-        "logprobs",
-        "image",
-        "audio",
-        "file",
-        "n",
-        "logit_bias",
-        "penalties",
-        "audio_output",
-        "prediction",
-        "web_search",
-    }
-)
+_SERVING: frozenset[Feature] = frozenset({"chat", "completion", "stream", "token_logprobs"})
+REQUEST_FEATURES: frozenset[Feature] = frozenset(get_args(Feature)) - _SERVING
 
 
-REMOTE_FEATURES: frozenset[Feature] = REQUEST_FEATURES | frozenset({"chat", "completion", "stream"})
+REMOTE_FEATURES: frozenset[Feature] = REQUEST_FEATURES | (_SERVING - {"token_logprobs"})
 """A remote OpenAI-style tier: the upstream serves (or refuses, in its own words) every
 request feature; the gateway does not second-guess it."""
 
