@@ -168,3 +168,42 @@ def test_a_feature_no_tier_serves_names_it_route_and_tiers(client: openai.OpenAI
     body: Any = error.value.body
     assert body["code"] == "unsupported_feature"
     assert body["message"] == "no tier of route 'small' serves tools (considered: small)"
+
+
+@pytest.mark.parametrize("model", ["auto", "large"])
+def test_langchain_chat_openai(cascade: Cascade, model: str) -> None:
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "sunny"
+
+    chat = ChatOpenAI(
+        model=model,
+        base_url=f"{cascade.url}/v1",
+        api_key="sk-client",
+        max_retries=0,  # type: ignore[arg-type]
+    )
+    assert chat.invoke("Say hi.").content  # plain text: the local tier on "auto"
+    assert "".join(str(part.content) for part in chat.stream("Say hi."))
+    called = chat.bind_tools([get_weather]).invoke("What is the weather in Paris?")
+    assert called.tool_calls[0]["name"] == "get_weather"  # type: ignore[attr-defined]
+    assert called.tool_calls[0]["args"] == {"city": "Paris"}  # type: ignore[attr-defined]
+    structured = chat.with_structured_output(Capital).invoke("France?")
+    assert isinstance(structured, Capital)
+
+
+def test_litellm_as_a_client_with_tools(cascade: Cascade) -> None:
+    import litellm
+
+    reply: Any = litellm.completion(
+        model="openai/auto", api_base=f"{cascade.url}/v1", api_key="sk-client",
+        messages=ASK, tools=[WEATHER],
+    )  # fmt: skip
+    call = reply.choices[0].message.tool_calls[0]
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "get_weather",
+        {"city": "Paris"},
+    )
