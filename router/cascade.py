@@ -19,9 +19,16 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
-from router.backends.base import Backend, BackendError, Completion, StreamEvent, tier_features
+from router.backends.base import (
+    Backend,
+    BackendError,
+    Completion,
+    StreamEvent,
+    no_embeddings,
+    tier_features,
+)
 from router.backends.registry import TYPES
 from router.confidence import AcceptanceModel, Answered, Confidence, judge, score
 from router.policy.model import Policy
@@ -214,6 +221,51 @@ class Cascade:
         run.attempts[index] = replace(run.attempts[index], outcome="degraded")
         tier = run.attempts[index].tier
         return Outcome(run.attempts, tier, completion.model, degraded=True, completion=completion)
+
+    async def embed(
+        self, decision: Decision, body: Mapping[str, Any]
+    ) -> tuple[list[Attempt], str, dict[str, Any]]:
+        """Embeddings: the route's tiers in order (fallbacks included), the first that
+        serves embeddings and answers; (attempts, the tier that answered, its answer). A
+        tier without embeddings is skipped and recorded; no answer raises CascadeFailure."""
+        attempts: list[Attempt] = []
+        errors: list[BackendError] = []
+        plan = decision.plan
+        for item in decision.schedule():
+            for tier in plan.candidates(item.step.tier):
+                started = time.perf_counter()
+                backend = self._backends.get(tier)
+                if "embeddings" not in self._tiers[tier].features or backend is None:
+                    error = no_embeddings(tier)
+                    if backend is None:
+                        error = BackendError("unavailable", f"tier '{tier}' is not configured")
+                        error.unconfigured = True
+                    errors.append(error)
+                    outcome: AttemptOutcome = "error" if backend is None else "skipped"
+                    message = error.message if backend is None else "skipped: embeddings"
+                    attempts.append(self._attempt(tier, "", started, outcome, error=message))
+                    continue
+                try:
+                    answer = await backend.embed(body)
+                except BackendError as exc:
+                    errors.append(exc)
+                    failed: AttemptOutcome = "timeout" if exc.kind == "timeout" else "error"
+                    attempts.append(
+                        self._attempt(tier, backend.model, started, failed, error=exc.message)
+                    )
+                    continue
+                usage = answer.get("usage") or {}
+                attempts.append(
+                    self._attempt(
+                        tier,
+                        str(answer.get("model") or backend.model),
+                        started,
+                        "accepted",
+                        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                    )
+                )
+                return attempts, tier, answer
+        raise CascadeFailure(attempts, errors, passthrough=plan.passthrough)
 
     async def _try(
         self, tier: str, step: Step, run: _Run, *, last: bool

@@ -5,6 +5,8 @@ from __future__ import annotations
 from router.cascade import CascadeFailure
 from router.errors import APIError, invalid, overloaded, upstream_failed
 
+_REQUEST_REFUSED = frozenset({400, 413, 422})
+
 
 def upstream_ours(error: APIError) -> bool:
     """An upstream 401/403/429 passed through: the gateway's key or quota, not the client."""
@@ -22,7 +24,9 @@ def failure_error(failure: CascadeFailure, *, chat: bool, route: str) -> APIErro
         error = invalid(failure.message, param, "context_length_exceeded")
     elif failure.reason == "unsupported":
         error = _unsupported(failure, route)
-    elif failure.passthrough and status is not None and 400 <= status < 500:
+    elif status is not None and (
+        (failure.passthrough and 400 <= status < 500) or status in _REQUEST_REFUSED
+    ):  # the upstream refused the request itself: the client's to fix, not a gateway fault
         error = APIError(status, failure.message, code="upstream_rejected")
     elif status == 429:  # a route whose last tier is rate-limited: come back later
         error = overloaded(failure.message)

@@ -22,7 +22,7 @@ from router.openapi import document
 from router.records import DecisionRecord, iso_time
 from router.redact import Redactor
 from router.reload import RELOADER
-from router.requests import ClientRequest, parse_request, prompt_too_long
+from router.requests import ClientRequest, parse_embeddings, parse_request, prompt_too_long
 from router.responses import ChunkWriter, completion_body
 from router.routing import Decision, Facts, decide
 from router.state import (
@@ -39,6 +39,7 @@ from router.state import (
 )
 
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
+_EMBEDDINGS = frozenset({"embeddings"})
 _CLIENT_CLOSED = 499  # the record's http_status when the client left first (nginx's code)
 _MAX_TAGS = 16
 _TAG = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
@@ -128,13 +129,32 @@ def _prompt_text(prompt: Prompt, max_chars: int, redactor: Redactor) -> tuple[st
 
 
 def _headers(runtime: Runtime, request_id: str, route: str, outcome: Outcome) -> dict[str, str]:
+    return _answer_headers(
+        runtime,
+        request_id,
+        route,
+        (outcome.tier, outcome.model),
+        escalations=outcome.escalations,
+        degraded=outcome.degraded,
+    )
+
+
+def _answer_headers(
+    runtime: Runtime,
+    request_id: str,
+    route: str,
+    answered_by: tuple[str, str],
+    *,
+    escalations: int,
+    degraded: bool,
+) -> dict[str, str]:
     return {
         "x-request-id": request_id,
         "x-cascade-route": route,
-        "x-cascade-tier": outcome.tier,
-        "x-cascade-model": outcome.model,
-        "x-cascade-escalations": str(outcome.escalations),
-        "x-cascade-degraded": "true" if outcome.degraded else "false",
+        "x-cascade-tier": answered_by[0],
+        "x-cascade-model": answered_by[1],
+        "x-cascade-escalations": str(escalations),
+        "x-cascade-degraded": "true" if degraded else "false",
         "x-cascade-policy": runtime.loaded.version,
     }
 
@@ -370,6 +390,68 @@ async def _settle(
         request.app[METRICS].observe(record, seconds)
     except Exception:  # noqa: BLE001 - metrics must not turn a served answer into a 500
         request.app[LOGGER].exception("metrics_observe_failed", request_id=record.request_id)
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    with _runtime(request).in_use() as runtime:
+        return await _embed_on(request, runtime)
+
+
+async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamResponse:
+    """Embeddings from the first tier of the route that serves them; recorded like a
+    completion (tokens, cost, every tier skipped or tried)."""
+    policy = runtime.loaded.policy
+    started = time.perf_counter()
+    caller = runtime.keys.caller(_bearer(request))
+    record = DecisionRecord(
+        request_id=request[REQUEST_ID],
+        endpoint="/v1/embeddings",
+        policy_version=runtime.loaded.version,
+        client_request_id=request.get(CLIENT_REQUEST_ID),
+        team=caller.team,
+        key_id=caller.key_id,
+    )
+    decision: Decision | None = None
+    try:
+        tags = caller.tags | _header_tags(request)
+        record.tags = sorted(tags)
+        parsed, body = parse_embeddings(await _read_json(request, policy.limits.max_body_bytes))
+        record.requested_model, record.user = parsed.model, parsed.user
+        facts = Facts(parsed.model, caller.team, tags, None, parsed.first_text, _EMBEDDINGS)
+        decision = decide(policy, runtime.loaded.routers, facts)
+        if decision is None:
+            raise not_found_model(parsed.model)
+        try:
+            attempts, tier, answer = await runtime.cascade.embed(decision, body)
+        except CascadeFailure as failure:
+            record.attempts = failure.attempts
+            raise failure_error(failure, chat=True, route=decision.route) from None
+        record.attempts, record.final_tier = attempts, tier
+        record.final_model = attempts[-1].model
+        headers = _answer_headers(
+            runtime,
+            record.request_id,
+            decision.route,
+            (tier, attempts[-1].model),
+            escalations=len(attempts) - 1,
+            degraded=False,
+        )
+        return web.Response(
+            body=orjson.dumps(answer), content_type="application/json", headers=headers
+        )
+    except APIError as exc:
+        record.status = "invalid" if exc.status < 500 and not upstream_ours(exc) else "error"
+        record.http_status, record.error = exc.status, exc.message
+        exc.headers.setdefault("x-cascade-policy", runtime.loaded.version)
+        raise
+    except asyncio.CancelledError:
+        record.status, record.http_status = "client_gone", _CLIENT_CLOSED
+        raise
+    finally:
+        await _settle(
+            request, runtime, record, started=started, decision=decision, outcome=None,
+            rejected=False,
+        )  # fmt: skip
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

@@ -11,7 +11,7 @@ from router.errors import APIError
 from router.ids import client_request_id, new_request_id
 from router.state import CLIENT_REQUEST_ID, LOGGER, REDACTOR, REQUEST_ID
 
-_RECORDED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+_RECORDED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
 _HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
 
@@ -20,7 +20,7 @@ def _from_http_exception(exc: web.HTTPException) -> APIError:
     if exc.status == 404:
         message = (
             "Unknown path. This server speaks /v1/chat/completions, /v1/completions, "
-            "/v1/models, /healthz, /readyz and /metrics."
+            "/v1/embeddings, /v1/models, /healthz, /readyz, /metrics and /openapi.json."
         )
     else:
         message = reason

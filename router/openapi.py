@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.requests import ChatBody, CompletionBody
+from router.requests import ChatBody, CompletionBody, EmbeddingsBody
 
 _ERROR_STATUSES = {
     "400": "Invalid request (OpenAI's error body names the `param`)",
@@ -47,6 +47,16 @@ _ERROR = {
                 "code": {"type": ["string", "null"]},
             },
         }
+    },
+}
+_EMBEDDINGS = {
+    "type": "object",
+    "required": ["object", "data"],
+    "properties": {
+        "object": {"type": "string"},
+        "data": {"type": "array", "items": {"type": "object"}},
+        "model": {"type": "string"},
+        "usage": {"type": "object"},
     },
 }
 # One server-sent event: `data` is a JSON chunk, an error body, or `[DONE]`.
@@ -150,7 +160,8 @@ def document(models: list[str] | None = None) -> dict[str, Any]:
         "ChatCompletion": _completion(True),
         "TextCompletion": _completion(False),
     }
-    for model in (ChatBody, CompletionBody):
+    schemas["Embeddings"] = _EMBEDDINGS
+    for model in (ChatBody, CompletionBody, EmbeddingsBody):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         if models:
@@ -171,6 +182,23 @@ def document(models: list[str] | None = None) -> dict[str, Any]:
             "/v1/completions": _completion_operation(
                 "completions", "CompletionBody", "TextCompletion", "Text completion, cascaded"
             ),
+            "/v1/embeddings": {
+                "post": {
+                    "operationId": "embeddings",
+                    "summary": "Embeddings, from the first tier of the route that serves them",
+                    "requestBody": {
+                        "required": True,
+                        "content": _json({"$ref": "#/components/schemas/EmbeddingsBody"}),
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The upstream's answer",
+                            "content": _json({"$ref": "#/components/schemas/Embeddings"}),
+                        },
+                        **_errors(),
+                    },
+                }
+            },
             "/v1/models": _get("models", "Routes and tiers", _json(anything)),
             "/healthz": _get("healthz", "Alive", _json(anything)),
             "/readyz": _get("readyz", "Policy loaded; tier states", _json(anything), ("503",)),

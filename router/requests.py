@@ -238,3 +238,36 @@ def prompt_too_long(tokens: int, limit: int, param: str) -> APIError:
         param,
         "context_length_exceeded",
     )
+
+
+class EmbeddingsBody(_Strict):
+    """POST /v1/embeddings."""
+
+    model: str = Field(min_length=1, description="A route or a tier that serves embeddings.")
+    input: (
+        Annotated[str, Field(min_length=1)]
+        | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=2048)]
+        | Annotated[list[int], Field(min_length=1)]
+        | Annotated[list[list[int]], Field(min_length=1, max_length=2048)]
+    )
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(None, ge=1, le=16_384)
+    user: str | None = None
+
+    @property
+    def first_text(self) -> str:
+        """What classifiers score: the first input text."""
+        if isinstance(self.input, str):
+            return self.input
+        return self.input[0] if self.input and isinstance(self.input[0], str) else ""
+
+
+def parse_embeddings(body: Any) -> tuple[EmbeddingsBody, dict[str, Any]]:
+    """The validated request, and the client's fields as an upstream receives them."""
+    if not isinstance(body, dict):
+        raise invalid("the request body must be a JSON object")
+    try:
+        parsed = EmbeddingsBody.model_validate(body)
+    except ValidationError as exc:
+        raise _bad_request(exc) from None
+    return parsed, {k: v for k, v in body.items() if k != "model"}

@@ -98,6 +98,10 @@ class StreamEvent:
 Outcome = Literal["error", "timeout", "shed", "unavailable", "rejected", "truncated", "unsupported"]
 
 
+def no_embeddings(tier: str) -> BackendError:
+    return BackendError("unsupported", f"tier '{tier}' does not serve embeddings")
+
+
 class BackendError(Exception):
     """A tier could not answer. `kind` drives the cascade; `status` is the upstream's, if any."""
 
@@ -134,6 +138,7 @@ Feature = Literal[
     "audio_output",
     "prediction",
     "web_search",
+    "embeddings",  # POST /v1/embeddings
 ]
 """What a backend serves: `chat` and `completion` prompts, `stream`ed answers, per-token
 log-probabilities (`token_logprobs`, which logprob-based acceptance needs), and the request
@@ -178,6 +183,11 @@ class Backend(Protocol):
     def stream(
         self, prompt: Prompt, params: GenerationParams
     ) -> AsyncGenerator[StreamEvent, None]: ...
+
+    async def embed(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """An OpenAI embeddings answer for the client's body (its `model` set by the tier);
+        BackendError("unsupported") from a backend that does not embed."""
+        ...
 
     async def aclose(self) -> None: ...
 

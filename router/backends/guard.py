@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Literal, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Any, Literal, TypeVar
 
 from router.backends.base import (
     Backend,
@@ -251,6 +251,11 @@ class GuardedBackend:
         finally:
             await source.aclose()
             self.breaker.record(failed)
+
+    async def embed(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        answer, _ = await self._retried(lambda: self.inner.embed(body))
+        self.breaker.record(False)
+        return answer
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Literal
 
 import aiohttp
@@ -20,6 +20,7 @@ from router.backends.base import (
     Prompt,
     StreamEvent,
     TierState,
+    no_embeddings,
 )
 from router.backends.spec import RemoteTierSpec
 from router.backends.upstream import request_body
@@ -47,7 +48,7 @@ class LiteLLMBackend:
     """Backend contract over `litellm.acompletion` (completion prompts as one user message)."""
 
     local = False
-    features: frozenset[Feature] = REMOTE_FEATURES
+    features: frozenset[Feature] = REMOTE_FEATURES - {"embeddings"}
     queue_depth = 0  # litellm queues nothing of ours
     state: TierState = "ready"
 
@@ -129,6 +130,9 @@ class LiteLLMBackend:
             model=model,
         )
 
+    async def embed(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        raise no_embeddings(self.name)  # not through litellm yet
+
     async def aclose(self) -> None:
         """litellm keeps no per-tier resources of ours."""
 
@@ -137,4 +141,4 @@ async def _build(name: str, spec: LiteLLMTier, _: aiohttp.ClientSession) -> Lite
     return LiteLLMBackend(name, spec)
 
 
-TYPE = BackendType("litellm", LiteLLMTier, False, _build, REMOTE_FEATURES)
+TYPE = BackendType("litellm", LiteLLMTier, False, _build, REMOTE_FEATURES - {"embeddings"})

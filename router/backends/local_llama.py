@@ -15,7 +15,7 @@ import importlib.util
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ from router.backends.base import (
     Prompt,
     StreamEvent,
     TierState,
+    no_embeddings,
 )
 from router.backends.prompt_tokens import PromptTokenizer
 from router.backends.sampling import Sampler
@@ -342,6 +343,9 @@ class LocalLlamaBackend:
         finally:
             if not task.done():
                 task.cancel()
+
+    async def embed(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        raise no_embeddings(self.name)  # its contexts generate; embedding needs its own
 
     async def aclose(self) -> None:
         for slot in self._slots:

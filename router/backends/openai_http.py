@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from typing import Any, Literal
 
 import aiohttp
@@ -105,6 +105,7 @@ class OpenAIHTTPBackend:
         self._spec = spec
         self._chat_url = yarl.URL(f"{spec.api_base}/chat/completions")
         self._completions_url = yarl.URL(f"{spec.api_base}/completions")
+        self._embeddings_url = yarl.URL(f"{spec.api_base}/embeddings")
         self._session = session
         self._headers = {"Content-Type": "application/json"}
         key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
@@ -261,6 +262,33 @@ class OpenAIHTTPBackend:
                 completion_tokens=completion_tokens,
                 model=model,
             )
+
+    async def embed(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST {api_base}/embeddings with the client's fields and the tier's model."""
+        await self._admit()
+        try:
+            with _upstream_errors(self.name, self._spec, "embedding"):
+                async with self._first_byte():
+                    response = await self._session.post(
+                        self._embeddings_url,
+                        data=orjson.dumps({**body, "model": self.model}),
+                        headers=self._headers,
+                        timeout=self._timeout,
+                    )
+                async with response:
+                    raw = await response.read()
+                if response.status >= 400:
+                    error = BackendError(
+                        "error", _error_message(response.status, raw), response.status
+                    )
+                    error.retry_after = response.headers.get("Retry-After")
+                    raise error
+                answer = orjson.loads(raw)
+        finally:
+            self._slots.release()
+        if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
+            raise BackendError("error", f"tier '{self.name}' sent a malformed embeddings answer")
+        return answer
 
     async def aclose(self) -> None:
         """The session is shared and closed by the application."""

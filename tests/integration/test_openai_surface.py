@@ -207,3 +207,38 @@ def test_litellm_as_a_client_with_tools(cascade: Cascade) -> None:
         "get_weather",
         {"city": "Paris"},
     )
+
+
+@pytest.mark.parametrize("model", ["auto", "large"])
+def test_embeddings_from_the_tier_that_serves_them(
+    client: openai.OpenAI, cascade: Cascade, upstream: ServerProcess, model: str
+) -> None:
+    raw = client.embeddings.with_raw_response.create(
+        model=model, input=["first text", "the second text"], dimensions=4
+    )
+    answer = raw.parse()
+    assert [len(item.embedding) for item in answer.data] == [4, 4]
+    assert last_body(upstream) == {
+        "model": "capable-model",
+        "input": ["first text", "the second text"],
+        "dimensions": 4,
+        "encoding_format": "base64",  # what the SDK asks for; it decodes the answer itself
+    }
+    record = cascade.record(raw.headers["x-request-id"])
+    assert record["endpoint"] == "/v1/embeddings" and record["status"] == "ok"
+    outcomes = [(a["tier"], a["outcome"]) for a in record["attempts"]]
+    if model == "auto":
+        assert outcomes == [("small", "skipped"), ("large", "accepted")]
+        assert record["attempts"][0]["error"] == "skipped: embeddings"
+    else:
+        assert outcomes == [("large", "accepted")]
+    assert record["attempts"][-1]["prompt_tokens"] == 5  # the upstream's usage
+    assert raw.headers["x-cascade-tier"] == "large"
+
+
+def test_embeddings_no_tier_serves_are_a_clear_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as error:
+        client.embeddings.create(model="small", input="text")
+    body: Any = error.value.body
+    assert body["code"] == "unsupported_feature"
+    assert body["message"] == "no tier of route 'small' serves embeddings (considered: small)"

@@ -235,6 +235,27 @@ def create_app(faults: Faults | None = None) -> web.Application:
         finally:
             counters.in_progress -= 1
 
+    async def embeddings(request: web.Request) -> web.Response:
+        body = await request.json()
+        counters = request.app[COUNTERS]
+        counters.requests += 1
+        counters.bodies = [*counters.bodies[-9:], body]
+        faults = request.app[FAULTS]
+        if faults.status != 200:
+            return _error(faults.status, request.headers.get("Authorization", ""), None)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        size = int(body.get("dimensions") or 3)
+        if not 1 <= size <= 4096:  # as a real upstream: its own limit, a 400
+            return _error(400, "dimensions out of range", None)
+        data = [
+            {"object": "embedding", "index": i, "embedding": [0.25] * size}
+            for i in range(len(inputs))
+        ]
+        tokens = sum(len(str(text).split()) for text in inputs)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        model = body.get("model", "fake")
+        return web.json_response({"object": "list", "data": data, "model": model, "usage": usage})
+
     async def models(_: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
@@ -259,6 +280,7 @@ def create_app(faults: Faults | None = None) -> web.Application:
     app[COUNTERS] = Counters()
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", chat)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/_fault", get_fault)
     app.router.add_post("/_fault", set_fault)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from typing import Any
 
 from router.backends.base import (
     BackendError,
@@ -91,6 +92,14 @@ class FakeBackend:
             )
         finally:
             self.streams_closed += 1
+
+    async def embed(self, body: Any) -> dict[str, Any]:
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [0.1, 0.2]} for i in range(len(inputs))
+        ]
+        usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
+        return {"object": "list", "data": data, "model": self.model, "usage": usage}
 
     async def aclose(self) -> None:
         self.closed = True
