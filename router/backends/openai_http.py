@@ -129,14 +129,20 @@ class OpenAIHTTPBackend:
     async def count_tokens(self, prompt: Prompt) -> int | None:
         return None  # the upstream's tokenizer is not ours to run
 
-    async def _post(
+    async def _post_prompt(
         self, prompt: Prompt, params: GenerationParams, stream: bool
     ) -> aiohttp.ClientResponse:
         url = self._chat_url if prompt.is_chat else self._completions_url
-        data = orjson.dumps(request_body(self.model, prompt, params, stream=stream, chat=False))
+        return await self._post(
+            url, request_body(self.model, prompt, params, stream=stream, chat=False)
+        )
+
+    async def _post(self, url: yarl.URL, body: Mapping[str, Any]) -> aiohttp.ClientResponse:
+        """POST to the upstream; an error status raises BackendError with its message and
+        Retry-After, a connection closed before any answer is `unavailable`."""
         try:
             response = await self._session.post(
-                url, data=data, headers=self._headers, timeout=self._timeout
+                url, data=orjson.dumps(body), headers=self._headers, timeout=self._timeout
             )
         except aiohttp.ServerDisconnectedError:  # nothing came back: as if it were down
             message = f"tier '{self.name}' closed the connection before answering"
@@ -176,7 +182,7 @@ class OpenAIHTTPBackend:
         try:
             with _upstream_errors(self.name, self._spec, "answering"):
                 async with self._first_byte():
-                    response = await self._post(prompt, params, stream=False)
+                    response = await self._post_prompt(prompt, params, stream=False)
                 async with response:
                     raw = await response.read()
                 body = orjson.loads(raw)
@@ -219,7 +225,7 @@ class OpenAIHTTPBackend:
     async def _events(
         self, prompt: Prompt, params: GenerationParams
     ) -> AsyncGenerator[StreamEvent, None]:
-        response = await self._post(prompt, params, stream=True)
+        response = await self._post_prompt(prompt, params, stream=True)
         async with response:
             if response.content_type != "text/event-stream":
                 raise BackendError(
@@ -269,21 +275,9 @@ class OpenAIHTTPBackend:
         try:
             with _upstream_errors(self.name, self._spec, "embedding"):
                 async with self._first_byte():
-                    response = await self._session.post(
-                        self._embeddings_url,
-                        data=orjson.dumps({**body, "model": self.model}),
-                        headers=self._headers,
-                        timeout=self._timeout,
-                    )
+                    response = await self._post(self._embeddings_url, {**body, "model": self.model})
                 async with response:
-                    raw = await response.read()
-                if response.status >= 400:
-                    error = BackendError(
-                        "error", _error_message(response.status, raw), response.status
-                    )
-                    error.retry_after = response.headers.get("Retry-After")
-                    raise error
-                answer = orjson.loads(raw)
+                    answer = orjson.loads(await response.read())
         finally:
             self._slots.release()
         if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
