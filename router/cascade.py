@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -26,7 +26,6 @@ from router.backends.base import (
     BackendError,
     Completion,
     StreamEvent,
-    no_embeddings,
     tier_features,
 )
 from router.backends.registry import TYPES
@@ -80,6 +79,7 @@ class Outcome:
         return [*self.attempts, live] if live is not None else list(self.attempts)
 
 
+_EMBEDDINGS = frozenset({"embeddings"})  # what an embeddings request needs of a tier
 FailureReason = Literal["saturated", "rejected", "unsupported", "timeout", "unavailable", "error"]
 
 
@@ -137,13 +137,34 @@ class Crashed(Exception):
 
 
 @dataclass(slots=True)
-class _Run:
-    """One request's way through the cascade."""
+class _Tally:
+    """What the tiers tried so far did: their attempts, and the failures among them."""
 
-    request: ClientRequest
     attempts: list[Attempt] = field(default_factory=list)
     errors: list[BackendError] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Run(_Tally):
+    """One completion request's way through the cascade."""
+
     best: tuple[float, int, Completion] | None = None  # (confidence, attempt index, answer)
+
+
+@contextlib.contextmanager
+def _reporting(tally: _Tally) -> Iterator[None]:
+    """However the cascade ends, its attempts go with it: a client that left is `Abandoned`
+    (still a cancellation), a bug is `Crashed`; a CascadeFailure already carries them."""
+    try:
+        yield
+    except asyncio.CancelledError as exc:
+        if isinstance(exc, Abandoned):
+            raise
+        raise Abandoned(tally.attempts) from exc
+    except (CascadeFailure, Crashed):
+        raise
+    except Exception as exc:
+        raise Crashed(tally.attempts) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,27 +211,19 @@ class Cascade:
         With `request.stream`, a step whose answer is always kept is opened as a live stream
         (its first event already received, so a failure can still fall back). When every
         answer was rejected, the most confident one is served, marked degraded."""
-        run = _Run(request)
-        try:
-            return await self._run(decision, run)
-        except asyncio.CancelledError as exc:
-            if isinstance(exc, Abandoned):
-                raise
-            raise Abandoned(run.attempts) from exc
-        except (CascadeFailure, Crashed):
-            raise
-        except Exception as exc:
-            raise Crashed(run.attempts) from exc
+        run = _Run()
+        with _reporting(run):
+            return await self._run(decision, run, request)
 
-    async def _run(self, decision: Decision, run: _Run) -> Outcome:
+    async def _run(self, decision: Decision, run: _Run, request: ClientRequest) -> Outcome:
         plan = decision.plan
-        live_first = run.request.stream and plan.stream == "live"
+        live_first = request.stream and plan.stream == "live"
         for item in decision.schedule():
             if item.rescue and (run.best is not None or not run.errors):
                 break  # a skipped step runs only when every later step failed outright
             last = not item.rescue and (item.index == len(plan.steps) - 1 or live_first)
             for tier in plan.candidates(item.step.tier):
-                result = await self._try(tier, item.step, run, last=last)
+                result = await self._try(tier, item.step, run, request, last=last)
                 if isinstance(result, Outcome):
                     return result
                 if result == "rejected":
@@ -228,34 +241,32 @@ class Cascade:
         """Embeddings: the route's tiers in order (fallbacks included), the first that
         serves embeddings and answers; (attempts, the tier that answered, its answer). A
         tier without embeddings is skipped and recorded; no answer raises CascadeFailure."""
-        attempts: list[Attempt] = []
-        errors: list[BackendError] = []
+        tally = _Tally()
+        with _reporting(tally):
+            return await self._embed(decision, body, tally)
+
+    async def _embed(
+        self, decision: Decision, body: Mapping[str, Any], tally: _Tally
+    ) -> tuple[list[Attempt], str, dict[str, Any]]:
         plan = decision.plan
         for item in decision.schedule():
             for tier in plan.candidates(item.step.tier):
                 started = time.perf_counter()
-                backend = self._backends.get(tier)
-                if "embeddings" not in self._tiers[tier].features or backend is None:
-                    error = no_embeddings(tier)
-                    if backend is None:
-                        error = BackendError("unavailable", f"tier '{tier}' is not configured")
-                        error.unconfigured = True
-                    errors.append(error)
-                    outcome: AttemptOutcome = "error" if backend is None else "skipped"
-                    message = error.message if backend is None else "skipped: embeddings"
-                    attempts.append(self._attempt(tier, "", started, outcome, error=message))
+                backend = self._ready(tier, _EMBEDDINGS, tally, started)
+                if backend is None:
                     continue
                 try:
                     answer = await backend.embed(body)
                 except BackendError as exc:
-                    errors.append(exc)
-                    failed: AttemptOutcome = "timeout" if exc.kind == "timeout" else "error"
-                    attempts.append(
-                        self._attempt(tier, backend.model, started, failed, error=exc.message)
-                    )
+                    self._failed(tier, backend, started, exc, tally)
                     continue
+                except asyncio.CancelledError:
+                    tally.attempts.append(
+                        self._attempt(tier, backend.model, started, "client_gone")
+                    )
+                    raise
                 usage = answer.get("usage") or {}
-                attempts.append(
+                tally.attempts.append(
                     self._attempt(
                         tier,
                         str(answer.get("model") or backend.model),
@@ -264,50 +275,64 @@ class Cascade:
                         prompt_tokens=int(usage.get("prompt_tokens") or 0),
                     )
                 )
-                return attempts, tier, answer
-        raise CascadeFailure(attempts, errors, passthrough=plan.passthrough)
+                return tally.attempts, tier, answer
+        raise CascadeFailure(tally.attempts, tally.errors, passthrough=plan.passthrough)
 
-    async def _try(
-        self, tier: str, step: Step, run: _Run, *, last: bool
-    ) -> Outcome | Literal["rejected", "failed"]:
-        """One tier's try at a step: the Outcome when its answer is served; else whether it
-        answered and was rejected (an escalated attempt) or failed (an error attempt)."""
-        started = time.perf_counter()
-        request = run.request
+    def _ready(
+        self, tier: str, needs: frozenset[str], tally: _Tally, started: float
+    ) -> Backend | None:
+        """The tier's backend when it can take the request; else None, with why recorded: not
+        configured (an error), or lacking a feature the request uses (skipped)."""
         backend = self._backends.get(tier)
         if backend is None:
             error = BackendError("unavailable", f"tier '{tier}' is not configured")
             error.unconfigured = True
-            run.errors.append(error)
-            run.attempts.append(self._attempt(tier, "", started, "error", error=error.message))
-            return "failed"
-        missing = request.features - self._tiers[tier].features
+            tally.errors.append(error)
+            tally.attempts.append(self._attempt(tier, "", started, "error", error=error.message))
+            return None
+        missing = needs - self._tiers[tier].features
         if missing:  # e.g. tools for a local model: the next tier answers, the record says why
             skipped = ", ".join(sorted(missing))
-            run.errors.append(
+            tally.errors.append(
                 BackendError("unsupported", f"tier '{tier}' does not serve {skipped}")
             )
-            run.attempts.append(
+            tally.attempts.append(
                 self._attempt(tier, backend.model, started, "skipped", error=f"skipped: {skipped}")
             )
+            return None
+        return backend
+
+    def _failed(
+        self, tier: str, backend: Backend, started: float, exc: BackendError, tally: _Tally
+    ) -> None:
+        outcome: AttemptOutcome = exc.kind if exc.kind in ("timeout", "shed") else "error"
+        tally.errors.append(exc)
+        tally.attempts.append(
+            self._attempt(
+                tier, backend.model, started, outcome, error=exc.message, retries=exc.retries
+            )
+        )
+
+    async def _try(
+        self, tier: str, step: Step, run: _Run, request: ClientRequest, *, last: bool
+    ) -> Outcome | Literal["rejected", "failed"]:
+        """One tier's try at a step: the Outcome when its answer is served; else whether it
+        answered and was rejected (an escalated attempt) or failed (an error attempt)."""
+        started = time.perf_counter()
+        backend = self._ready(tier, request.features, run, started)
+        if backend is None:
             return "failed"
         keep_always = last or step.acceptance is None
         try:
             if request.stream and keep_always:
-                live = await self._open_live(tier, backend, run, started)
+                live = await self._open_live(tier, backend, request, started)
                 return Outcome(run.attempts, tier, backend.model, degraded=False, live=live)
             completion = await backend.complete(request.prompt, request.params)
         except asyncio.CancelledError:
             run.attempts.append(self._attempt(tier, backend.model, started, "client_gone"))
             raise
         except BackendError as exc:
-            outcome: AttemptOutcome = exc.kind if exc.kind in ("timeout", "shed") else "error"
-            run.errors.append(exc)
-            run.attempts.append(
-                self._attempt(
-                    tier, backend.model, started, outcome, error=exc.message, retries=exc.retries
-                )
-            )
+            self._failed(tier, backend, started, exc, run)
             return "failed"
         confidence = self._judge(step, completion, keep_always, request.prompt.question)
         keep = keep_always or (confidence is not None and confidence.accepted)
@@ -348,9 +373,9 @@ class Cascade:
         return None
 
     async def _open_live(
-        self, tier: str, backend: Backend, run: _Run, started: float
+        self, tier: str, backend: Backend, request: ClientRequest, started: float
     ) -> LiveStream:
-        stream = backend.stream(run.request.prompt, run.request.params)
+        stream = backend.stream(request.prompt, request.params)
         try:
             first = await anext(stream)
         except StopAsyncIteration:

@@ -18,6 +18,7 @@ from router.backends.prompt_tokens import estimate_tokens
 from router.cascade import Abandoned, CascadeFailure, Crashed, LiveStream, Outcome
 from router.errors import APIError, invalid, not_found_model
 from router.failures import failure_error, upstream_ours
+from router.keys import Caller
 from router.openapi import document
 from router.records import DecisionRecord, iso_time
 from router.redact import Redactor
@@ -262,13 +263,8 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
     policy = runtime.loaded.policy
     started = time.perf_counter()
     caller = runtime.keys.caller(_bearer(request))
-    record = DecisionRecord(
-        request_id=request[REQUEST_ID],
-        endpoint="/v1/chat/completions" if chat else "/v1/completions",
-        policy_version=runtime.loaded.version,
-        client_request_id=request.get(CLIENT_REQUEST_ID),
-        team=caller.team,
-        key_id=caller.key_id,
+    record = _new_record(
+        request, runtime, caller, "/v1/chat/completions" if chat else "/v1/completions"
     )
     decision: Decision | None = None
     outcome: Outcome | None = None
@@ -301,22 +297,8 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
         return web.Response(
             body=orjson.dumps(body), content_type="application/json", headers=headers
         )
-    except APIError as exc:
-        record.status = "invalid" if exc.status < 500 and not upstream_ours(exc) else "error"
-        record.http_status, record.error = exc.status, exc.message
-        exc.headers.setdefault("x-cascade-policy", runtime.loaded.version)
-        raise
-    except asyncio.CancelledError as exc:  # the client left (aiohttp cancels its handler)
-        record.status, record.http_status = "client_gone", _CLIENT_CLOSED
-        if isinstance(exc, Abandoned):
-            record.attempts = exc.attempts
-        raise
-    except Exception as exc:
-        record.status, record.http_status = "error", 500
-        cause = exc.__cause__ if isinstance(exc, Crashed) and exc.__cause__ else exc
-        record.error = f"internal error ({type(cause).__name__})"
-        if isinstance(exc, Crashed):
-            record.attempts = exc.attempts
+    except BaseException as exc:
+        _record_failure(record, runtime, exc)
         raise
     finally:
         await _settle(
@@ -328,6 +310,39 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
             outcome=outcome,
             rejected=rejected,
         )
+
+
+def _new_record(
+    request: web.Request, runtime: Runtime, caller: Caller, endpoint: str
+) -> DecisionRecord:
+    return DecisionRecord(
+        request_id=request[REQUEST_ID],
+        endpoint=endpoint,
+        policy_version=runtime.loaded.version,
+        client_request_id=request.get(CLIENT_REQUEST_ID),
+        team=caller.team,
+        key_id=caller.key_id,
+    )
+
+
+def _record_failure(record: DecisionRecord, runtime: Runtime, exc: BaseException) -> None:
+    """What the client got when a request did not end in an answer: an OpenAI error (4xx:
+    `invalid`, unless it is the gateway's own key or quota upstream), nothing because it
+    left (`client_gone`), or an internal error (500). Attempts the cascade made go along."""
+    if isinstance(exc, APIError):
+        record.status = "invalid" if exc.status < 500 and not upstream_ours(exc) else "error"
+        record.http_status, record.error = exc.status, exc.message
+        exc.headers.setdefault("x-cascade-policy", runtime.loaded.version)
+    elif isinstance(exc, asyncio.CancelledError):  # aiohttp cancels a handler on disconnect
+        record.status, record.http_status = "client_gone", _CLIENT_CLOSED
+        if isinstance(exc, Abandoned):
+            record.attempts = exc.attempts
+    elif isinstance(exc, Exception):
+        record.status, record.http_status = "error", 500
+        cause = exc.__cause__ if isinstance(exc, Crashed) and exc.__cause__ else exc
+        record.error = f"internal error ({type(cause).__name__})"
+        if isinstance(exc, Crashed):
+            record.attempts = exc.attempts
 
 
 async def _read_client(
@@ -403,14 +418,7 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
     policy = runtime.loaded.policy
     started = time.perf_counter()
     caller = runtime.keys.caller(_bearer(request))
-    record = DecisionRecord(
-        request_id=request[REQUEST_ID],
-        endpoint="/v1/embeddings",
-        policy_version=runtime.loaded.version,
-        client_request_id=request.get(CLIENT_REQUEST_ID),
-        team=caller.team,
-        key_id=caller.key_id,
-    )
+    record = _new_record(request, runtime, caller, "/v1/embeddings")
     decision: Decision | None = None
     try:
         tags = caller.tags | _header_tags(request)
@@ -439,13 +447,8 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
         return web.Response(
             body=orjson.dumps(answer), content_type="application/json", headers=headers
         )
-    except APIError as exc:
-        record.status = "invalid" if exc.status < 500 and not upstream_ours(exc) else "error"
-        record.http_status, record.error = exc.status, exc.message
-        exc.headers.setdefault("x-cascade-policy", runtime.loaded.version)
-        raise
-    except asyncio.CancelledError:
-        record.status, record.http_status = "client_gone", _CLIENT_CLOSED
+    except BaseException as exc:
+        _record_failure(record, runtime, exc)
         raise
     finally:
         await _settle(

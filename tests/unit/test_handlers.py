@@ -258,3 +258,20 @@ async def test_an_internal_error_is_a_500_and_its_record_keeps_every_attempt(
     assert (record["status"], record["http_status"]) == ("error", 500)
     assert record["error"] == "internal error (ValueError)"
     assert [a["outcome"] for a in record["attempts"]] == ["escalated"]
+
+
+class BuggyEmbedder(FakeBackend):
+    async def embed(self, body: Any) -> dict[str, Any]:
+        raise ValueError("a bug")
+
+
+async def test_embeddings_share_the_failure_record_of_completions(serve: Serve) -> None:
+    client, ledger = await serve(small=FakeBackend("small"), large=BuggyEmbedder("large"))
+    response = await client.post("/v1/embeddings", json={"model": "auto", "input": "text"})
+    assert response.status == 500
+    request_id = response.headers["x-request-id"]
+    await client.close()
+    record = record_of(ledger, request_id)
+    assert (record["status"], record["http_status"]) == ("error", 500)
+    assert record["error"] == "internal error (ValueError)"
+    assert [(a["tier"], a["outcome"]) for a in record["attempts"]] == [("small", "skipped")]
