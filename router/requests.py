@@ -145,7 +145,6 @@ class ClientRequest:
     features: frozenset[str] = frozenset()  # what a tier must serve to answer it
 
 
-_CODES: dict[str, str] = {}
 # What the gateway sets itself on an upstream call; every other field goes as the client sent it.
 _OURS = frozenset({"model", "stream", "stream_options"})
 _LOCAL_ROLES: dict[str, Any] = {"tool": "user", "function": "user"}
@@ -176,7 +175,7 @@ def _bad_request(exc: ValidationError) -> APIError:
     if error["type"] == "missing":
         return invalid(f"'{param}' is required", param)
     message = error["msg"].removeprefix("Value error, ")
-    return invalid(f"'{param}': {message}", param, _CODES.get(param or ""))
+    return invalid(f"'{param}': {message}", param)
 
 
 def _max_tokens(body: _Body, limits: LimitsSpec) -> int:

@@ -153,16 +153,12 @@ request feature; the gateway does not second-guess it."""
 
 
 class Backend(Protocol):
-    """What the cascade, the server and the metrics need from a tier.
-
-    A backend says what it is (`local`: runs in this process, its cost is compute time, not
-    a bill) and what it can do (`features`); nothing elsewhere checks its class.
-    """
+    """What the cascade, the server and the metrics need from a tier. What a tier type is
+    (local or remote) and what it serves is its `BackendType`'s, below; nothing checks a
+    backend's class."""
 
     name: str
     model: str
-    local: bool
-    features: frozenset[Feature]
 
     @property
     def queue_depth(self) -> int:
@@ -207,7 +203,7 @@ class BackendType:
 
     tag: str  # the tier's `type` in a policy file
     spec: type[TierSpecBase]
-    local: bool
+    local: bool  # runs in this process: its cost is compute time, not a bill
     build: Callable[[str, Any, aiohttp.ClientSession], Awaitable[Backend | None]]
     features: frozenset[Feature]  # what its backends serve (a tier's `features` narrows it)
     # Counts a prompt's tokens from the spec alone, without loading the model (explain).

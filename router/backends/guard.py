@@ -152,8 +152,6 @@ class GuardedBackend:
         self.inner = inner
         self.name = inner.name
         self.model = inner.model
-        self.local = inner.local
-        self.features = inner.features
         self.retries = retries
         self.breaker = Breaker(breaker, clock)
         self._calls = _Window(retries.window_s, clock)

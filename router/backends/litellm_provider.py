@@ -15,7 +15,6 @@ from router.backends.base import (
     BackendError,
     BackendType,
     Completion,
-    Feature,
     GenerationParams,
     Prompt,
     StreamEvent,
@@ -47,8 +46,6 @@ def _import_litellm() -> Any:
 class LiteLLMBackend:
     """Backend contract over `litellm.acompletion` (completion prompts as one user message)."""
 
-    local = False
-    features: frozenset[Feature] = REMOTE_FEATURES - {"embeddings"}
     queue_depth = 0  # litellm queues nothing of ours
     state: TierState = "ready"
 

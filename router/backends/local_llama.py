@@ -42,6 +42,8 @@ from router.backends.spec import TierSpecBase
 from router.backends.stops import StopMatcher
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Text prompts, streamed or not, with per-token logprobs; none of the request features yet.
+LOCAL_FEATURES: frozenset[Feature] = frozenset({"chat", "completion", "stream", "token_logprobs"})
 _INLINE_TOKENIZE_BYTES = 16_384  # larger prompts are tokenized off the event loop
 
 
@@ -130,9 +132,6 @@ class _Slot:
 
 class LocalLlamaBackend:
     """Backend contract over llama-cpp-python, with bounded concurrency and queueing."""
-
-    local = True
-    features: frozenset[Feature] = frozenset({"chat", "completion", "stream", "token_logprobs"})
 
     def __init__(self, name: str, spec: LlamaCppTier, slots: list[_Slot]) -> None:
         import llama_cpp
@@ -364,6 +363,4 @@ def _offline_counter(spec: LlamaCppTier) -> Callable[[Prompt], int]:
     return lambda prompt: len(tokenizer.tokens(prompt))
 
 
-TYPE = BackendType(
-    "llama_cpp", LlamaCppTier, True, _build, LocalLlamaBackend.features, _offline_counter
-)
+TYPE = BackendType("llama_cpp", LlamaCppTier, True, _build, LOCAL_FEATURES, _offline_counter)

@@ -18,7 +18,6 @@ from router.backends.base import (
     BackendError,
     BackendType,
     Completion,
-    Feature,
     GenerationParams,
     Prompt,
     StreamEvent,
@@ -93,9 +92,6 @@ def _upstream_errors(tier: str, spec: OpenAITier, doing: str) -> Iterator[None]:
 
 class OpenAIHTTPBackend:
     """Backend contract over `POST {api_base}/chat/completions` and `/completions`."""
-
-    local = False
-    features: frozenset[Feature] = REMOTE_FEATURES
 
     def __init__(self, name: str, spec: OpenAITier, session: aiohttp.ClientSession) -> None:
         if spec.api_base is None:

@@ -9,7 +9,6 @@ from typing import Any
 from router.backends.base import (
     BackendError,
     Completion,
-    Feature,
     GenerationParams,
     Prompt,
     StreamEvent,
@@ -38,8 +37,7 @@ class FakeBackend:
     name: str
     scripts: list[Script] = field(default_factory=lambda: [Script()])
     model: str = ""
-    local: bool = False
-    features: frozenset[Feature] = frozenset({"chat", "completion", "stream", "token_logprobs"})
+    local: bool = False  # counts tokens, as a local model does
     queue_depth: int = 0
     state: TierState = "ready"
     calls: int = 0

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from router.backends.base import (
-    REMOTE_FEATURES,
     Backend,
     BackendError,
     GenerationParams,
@@ -245,7 +244,7 @@ def tools_request(*, stream: bool = False) -> ClientRequest:
 
 async def test_a_tier_that_cannot_serve_a_feature_is_skipped_with_the_reason() -> None:
     small = FakeBackend("small")  # a local model: text only
-    large = FakeBackend("large", [Script("calling f", None)], features=REMOTE_FEATURES)
+    large = FakeBackend("large", [Script("calling f", None)])  # an openai tier: serves tools
     outcome = await cascade(small=small, large=large).run(decision(), tools_request())
     assert outcomes(outcome) == [("small", "skipped"), ("large", "accepted")]
     assert outcome.attempts[0].error == "skipped: tools" and small.calls == 0
