@@ -68,6 +68,19 @@ def _chunk(created: int, model: str, **fields: Any) -> bytes:
     return b"data: " + orjson.dumps({**body, "model": model, **fields}) + b"\n\n"
 
 
+def _whole(created: int, model: str, usage: dict[str, int], choice: dict[str, Any]) -> web.Response:
+    answer = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "usage": usage,
+        "system_fingerprint": "fp_fake",
+        "choices": [choice],
+    }
+    return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+
 def _error(status: int, echoed: str, retry_after: int | None) -> web.Response:
     key = echoed.removeprefix("Bearer ")
     forms = f"key={key} url={quote(key, safe='')} b64={base64.b64encode(key.encode()).decode()}"
@@ -120,16 +133,7 @@ async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:  
                     for p in _PIECES
                 ]
             }
-        answer = {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "usage": usage,
-            "choices": [choice],
-            "system_fingerprint": "fp_fake",
-        }
-        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+        return _whole(created, model, usage, choice)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     if faults.first_byte_ms:
@@ -190,16 +194,7 @@ async def _tool_call(request: web.Request, body: dict[str, Any]) -> web.StreamRe
     if not body.get("stream"):
         message = {"role": "assistant", "content": None, "tool_calls": [call]}
         choice = {"index": 0, "finish_reason": "tool_calls", "message": message}
-        answer = {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "usage": usage,
-            "system_fingerprint": "fp_fake",
-            "choices": [choice],
-        }
-        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+        return _whole(created, model, usage, choice)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     opening = {
