@@ -174,6 +174,16 @@ class _Tier:
     features: frozenset[str]  # request features it serves
 
 
+def _output_check(request: ClientRequest, completion: Completion) -> str | None:
+    """For a structured-output request, "valid" or why the answer is not what was asked
+    (router/output_format.py); None otherwise, and for an answer that called tools."""
+    output = request.params.output
+    if output is None or completion.finish_reason in ("tool_calls", "function_call"):
+        return None
+    problem = output.check(completion.text)
+    return "valid" if problem is None else f"invalid: {problem}"
+
+
 class Cascade:
     """Runs decisions against the backends (and acceptance models) of one policy."""
 
@@ -335,7 +345,9 @@ class Cascade:
             self._failed(tier, backend, started, exc, run)
             return "failed"
         confidence = self._judge(step, completion, keep_always, request.prompt.question)
-        keep = keep_always or (confidence is not None and confidence.accepted)
+        check = _output_check(request, completion)
+        valid = check is None or check == "valid"
+        keep = keep_always or (valid and confidence is not None and confidence.accepted)
         run.attempts.append(
             self._attempt(
                 tier,
@@ -347,13 +359,14 @@ class Cascade:
                 completion_tokens=completion.completion_tokens,
                 confidence=None if confidence is None else confidence.as_record(),
                 retries=completion.retries,
+                output_check=check,
             )
         )
         if keep:
             return Outcome(
                 run.attempts, tier, completion.model, degraded=False, completion=completion
             )
-        value = confidence.value if confidence is not None else 0.0
+        value = confidence.value if confidence is not None and valid else -1.0
         if run.best is None or value > run.best[0]:
             run.best = (value, len(run.attempts) - 1, completion)
         return "rejected"

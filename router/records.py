@@ -46,6 +46,8 @@ class Attempt:
     local: bool = False  # the tier runs in the gateway's process (cost is compute, not a bill)
     retries: int = 0  # calls to the tier retried within this attempt (before its first byte)
     breaker: str | None = None  # the tier's circuit breaker when not closed: open, half_open
+    # structured output (response_format): "valid", or "invalid: <why>" (never accepted)
+    output_check: str | None = None
 
 
 def ended(tier: str, backend: str, model: str, started: float, **values: Any) -> Attempt:

@@ -25,6 +25,7 @@ from router.openai_types import (
     Tool,
     ToolChoice,
 )
+from router.output_format import InvalidSchema, OutputFormat
 from router.policy.model import LimitsSpec
 
 MAX_STOPS = 4
@@ -189,6 +190,20 @@ def _max_tokens(body: _Body, limits: LimitsSpec) -> int:
     return value
 
 
+def _output_format(body: _Body) -> OutputFormat | None:
+    if not isinstance(body, ChatBody) or body.response_format is None:
+        return None
+    kind = body.response_format.type
+    if kind == "text":
+        return None
+    named = body.response_format.json_schema
+    try:
+        return OutputFormat.of(kind, named.schema_ if named is not None else None)
+    except InvalidSchema as exc:
+        param = "response_format.json_schema.schema"
+        raise invalid(f"'{param}' is not a valid JSON Schema: {exc}", param) from None
+
+
 def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest:
     """Check one /v1/chat/completions (chat=True) or /v1/completions body."""
     if not isinstance(body, dict):
@@ -224,6 +239,7 @@ def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest
         stop=parsed.stops(),
         seed=parsed.seed,
         user=parsed.user,
+        output=_output_format(parsed),
         extra={k: v for k, v in body.items() if k not in _OURS},
     )
     include_usage = parsed.stream_options is not None and parsed.stream_options.include_usage

@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
+from router.output_format import OutputFormat
 from router.redact import redact
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     user: str | None = None
+    output: OutputFormat | None = None  # response_format json_object / json_schema
     # The client's request fields as sent (messages with every part and tool call, tools,
     # response_format, ...), but for what the gateway sets itself: what an OpenAI-style
     # upstream receives. A local tier reads the typed fields above instead.

@@ -36,14 +36,17 @@ from router.backends.base import (
     TierState,
     no_embeddings,
 )
+from router.backends.grammar import GrammarCache, GrammarGate
 from router.backends.prompt_tokens import PromptTokenizer
 from router.backends.sampling import Sampler
 from router.backends.spec import TierSpecBase
 from router.backends.stops import StopMatcher
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# Text prompts, streamed or not, with per-token logprobs; none of the request features yet.
-LOCAL_FEATURES: frozenset[Feature] = frozenset({"chat", "completion", "stream", "token_logprobs"})
+# Text prompts, streamed or not, with per-token logprobs; JSON answers under a grammar.
+LOCAL_FEATURES: frozenset[Feature] = frozenset(
+    {"chat", "completion", "stream", "token_logprobs", "json_object", "json_schema"}
+)
 _INLINE_TOKENIZE_BYTES = 16_384  # larger prompts are tokenized off the event loop
 
 
@@ -148,6 +151,7 @@ class LocalLlamaBackend:
         self.tokenizer = PromptTokenizer(slots[0].llama, spec.chat_format)
         self._vocab = llama_cpp.llama_model_get_vocab(slots[0].llama.model)
         self._n_vocab = slots[0].llama.n_vocab()
+        self._grammars = GrammarCache()
 
     @classmethod
     async def load(cls, name: str, spec: LlamaCppTier) -> LocalLlamaBackend:
@@ -258,20 +262,62 @@ class LocalLlamaBackend:
         llama.n_tokens = 0
         llama.eval(tokens)
 
+        gate = (
+            None
+            if params.output is None
+            else GrammarGate(
+                self._llama_cpp,
+                self._vocab,
+                self._grammars.grammar(params.output),
+                self._n_vocab,
+            )
+        )
+        try:
+            self._decode(
+                llama,
+                sampler=sampler,
+                gate=gate,
+                max_tokens=max_tokens,
+                stop=params.stop,
+                cancel=cancel,
+                emit=emit,
+                result=result,
+            )
+        finally:
+            if gate is not None:
+                gate.close()
+        return result
+
+    def _decode(
+        self,
+        llama: Any,
+        *,
+        sampler: Sampler,
+        gate: GrammarGate | None,
+        max_tokens: int,
+        stop: tuple[str, ...],
+        cancel: threading.Event,
+        emit: Callable[[str], None] | None,
+        result: _Generation,
+    ) -> None:
+        """Tokens from the evaluated prompt on, until the end, a stop, the limit or cancel."""
         llama_cpp = self._llama_cpp
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(params.stop)
+        stops = StopMatcher(stop)
         ctx, vocab, n_vocab = llama.ctx, self._vocab, self._n_vocab
         for produced in range(max_tokens):
             logits = np.ctypeslib.as_array(
                 llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)
             )
-            token, logprob = sampler.pick(logits)
+            picked = sampler.pick(logits, gate)
             if result.first_token_at is None:
                 result.first_token_at = time.perf_counter()
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                result.finish_reason = "stop"
+            if picked is None or llama_cpp.llama_vocab_is_eog(vocab, picked[0]):
+                result.finish_reason = "stop"  # the end, or nothing the grammar allows
                 break
+            token, logprob = picked
+            if gate is not None:
+                gate.accept(token)
             result.logprobs.append(logprob)
             piece = stops.feed(decoder.decode(llama.detokenize([token])))
             if piece:
@@ -291,7 +337,6 @@ class LocalLlamaBackend:
             result.pieces.append(tail)
             if emit is not None:
                 emit(tail)
-        return result
 
     async def _run(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import numpy.typing as npt
 
@@ -11,11 +13,31 @@ TOP_K = 40  # candidates kept before top-p when sampling (llama.cpp's default)
 GREEDY_BELOW = 1e-4
 
 
-class Sampler:
-    """Greedy at temperature 0, else temperature + top-k + top-p sampling.
+class Gate(Protocol):
+    """Which tokens may come next (router/backends/grammar.py's GrammarGate)."""
 
-    The log-probability returned is always the model's own (temperature 1, no truncation),
-    so confidence does not depend on how the client asked to sample.
+    def allowed(
+        self, ids: npt.NDArray[np.intc], logits: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.intc]: ...
+
+
+def _top(
+    logits: npt.NDArray[np.float32], ids: npt.NDArray[np.intc] | None = None
+) -> npt.NDArray[np.intc]:
+    """The TOP_K most likely of `ids` (default: every token), most likely first."""
+    pool = np.arange(logits.shape[0], dtype=np.intc) if ids is None else ids
+    if pool.shape[0] > TOP_K:
+        pool = pool[np.argpartition(logits[pool], -TOP_K)[-TOP_K:]]
+    return pool[np.argsort(-logits[pool], kind="stable")]
+
+
+class Sampler:
+    """Greedy at temperature 0, else temperature + top-k + top-p sampling; under a `Gate`,
+    only among the tokens it allows.
+
+    The log-probability returned is always the model's own (temperature 1, no truncation,
+    no grammar), so confidence does not depend on how the client asked to sample: a token a
+    grammar forces that the model would not have written lowers confidence.
     """
 
     def __init__(self, temperature: float, top_p: float, seed: int | None) -> None:
@@ -24,19 +46,33 @@ class Sampler:
         # Any integer seeds (OpenAI allows negative ones): numpy wants a non-negative one.
         self._rng = np.random.default_rng(None if seed is None else seed % 2**64)
 
-    def pick(self, logits: npt.NDArray[np.float32]) -> tuple[int, float]:
+    def pick(
+        self, logits: npt.NDArray[np.float32], gate: Gate | None = None
+    ) -> tuple[int, float] | None:
+        """The next token and its log-probability; None when the gate allows no token."""
         best = int(logits.argmax())
         peak = float(logits[best])
         log_norm = peak + float(np.log(np.exp(logits - peak).sum()))
-        token = best if self.temperature < GREEDY_BELOW else self._sample(logits)
+        if gate is None:
+            greedy = self.temperature < GREEDY_BELOW
+            token = best if greedy else self._sample(logits, _top(logits))
+            return token, float(logits[token]) - log_norm
+        candidates = gate.allowed(top := _top(logits), logits[top])
+        if candidates.shape[0] == 0:  # none of the likeliest: the grammar's whole choice
+            every = np.arange(logits.shape[0], dtype=np.intc)
+            candidates = _top(logits, gate.allowed(every, logits))
+            if candidates.shape[0] == 0:
+                return None
+        token = (
+            int(candidates[0])
+            if self.temperature < GREEDY_BELOW
+            else self._sample(logits, candidates)
+        )
         return token, float(logits[token]) - log_norm
 
-    def _sample(self, logits: npt.NDArray[np.float32]) -> int:
-        k = min(TOP_K, logits.shape[0])
-        candidates = np.argpartition(logits, -k)[-k:]
+    def _sample(self, logits: npt.NDArray[np.float32], candidates: npt.NDArray[np.intc]) -> int:
+        """Temperature and top-p over `candidates` (most likely first)."""
         scaled = logits[candidates].astype(np.float64) / self.temperature
-        order = np.argsort(-scaled)
-        candidates, scaled = candidates[order], scaled[order]
         probs = np.exp(scaled - scaled[0])
         probs /= probs.sum()
         if self.top_p < 1.0:

@@ -14,6 +14,7 @@ from router.backends.base import (
     Prompt,
 )
 from router.cascade import Cascade, CascadeFailure, Crashed, Outcome
+from router.output_format import OutputFormat
 from router.policy import parse_policy
 from router.requests import ClientRequest
 from router.routing import Decision, Facts, Scorer, decide
@@ -281,3 +282,47 @@ routes:
     outcome = await run.run(chosen, tools_request())
     # small says it serves tools (a local model with a tool grammar, say); large says nothing
     assert outcomes(outcome) == [("small", "degraded"), ("large", "skipped")]
+
+
+def structured(*, stream: bool = False) -> ClientRequest:
+    prompt = Prompt(messages=(Message("user", "A person?"),))
+    schema = {"type": "object", "properties": {"age": {"type": "integer", "maximum": 30}}}
+    params = GenerationParams(max_tokens=16, output=OutputFormat.of("json_schema", schema))
+    return ClientRequest("auto", prompt, params, stream, False, frozenset({"json_schema"}))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_confident_answer_that_breaks_the_schema_is_never_accepted(stream: bool) -> None:
+    small = FakeBackend("small", [Script('{"age": 31}')])  # confident, but over the maximum
+    large = FakeBackend("large", [Script('{"age": 30}', None)])
+    outcome = await cascade(small=small, large=large).run(decision(), structured(stream=stream))
+    if stream:
+        assert await drain(outcome) == '{"age": 30}'  # the last step streams live
+    assert outcomes(outcome) == [("small", "escalated"), ("large", "accepted")]
+    small_attempt = outcome.attempts[0]
+    assert small_attempt.output_check == "invalid: age: 31 is greater than the maximum of 30"
+    confidence: Any = small_attempt.confidence
+    assert confidence["value"] > confidence["threshold"]  # confidence alone would have kept it
+    if not stream:
+        assert outcome.attempts[1].output_check == "valid"
+
+
+async def test_an_answer_that_validates_is_judged_by_confidence_as_before() -> None:
+    small = FakeBackend("small", [Script('{"age": 30}')])
+    outcome = await cascade(small=small, large=FakeBackend("large")).run(decision(), structured())
+    assert outcomes(outcome) == [("small", "accepted")]
+    assert outcome.attempts[0].output_check == "valid"
+    unsure = FakeBackend("small", [Script('{"age": 30}', UNSURE)])
+    outcome = await cascade(small=unsure, large=FakeBackend("large")).run(decision(), structured())
+    assert outcomes(outcome) == [("small", "escalated"), ("large", "accepted")]
+
+
+async def test_when_every_answer_fails_a_valid_one_is_preferred_over_a_confident_invalid() -> None:
+    small = FakeBackend("small", [Script("not json at all")])
+    spare = FakeBackend("spare", [Script('{"age": 3}', UNSURE)])
+    large = FakeBackend("large", [Script(error=BackendError("error", "down"))])
+    outcome = await cascade(small=small, spare=spare, large=large).run(
+        decision("guarded"), structured()
+    )
+    assert outcome.degraded and outcome.tier == "spare"
+    assert outcome.completion is not None and outcome.completion.text == '{"age": 3}'

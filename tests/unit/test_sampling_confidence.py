@@ -60,3 +60,36 @@ def test_any_integer_seed_samples(seed: int) -> None:
 def test_a_vanishing_temperature_is_greedy_not_nan(temperature: float) -> None:
     logits = np.array([1.0, 5.0, 3.0], dtype=np.float32)
     assert Sampler(temperature, 1.0, 7).pick(logits)[0] == 1
+
+
+class OnlyTokens:
+    """A gate that allows a fixed set of tokens (what a grammar does), counting its calls."""
+
+    def __init__(self, allowed: set[int]) -> None:
+        self.allowed_ids = allowed
+        self.sizes: list[int] = []
+
+    def allowed(self, ids: np.ndarray, logits: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+        self.sizes.append(ids.shape[0])
+        return ids[np.isin(ids, list(self.allowed_ids))]
+
+
+def test_a_gate_picks_the_likeliest_allowed_token_with_the_models_own_logprob() -> None:
+    logits = np.arange(100, dtype=np.float32)  # token 99 likeliest
+    gate = OnlyTokens({97, 3})
+    picked = Sampler(0.0, 1.0, None).pick(logits, gate)
+    assert picked is not None and picked[0] == 97
+    reference = 97.0 - np.log(np.exp(logits.astype(np.float64)).sum())
+    assert picked[1] == pytest.approx(reference, abs=1e-5)  # not renormalised by the grammar
+    assert gate.sizes == [40]  # only the likeliest were filtered
+
+
+def test_a_gate_falls_back_to_the_whole_vocabulary_then_to_nothing() -> None:
+    logits = np.arange(100, dtype=np.float32)
+    gate = OnlyTokens({3, 5})  # neither among the 40 likeliest
+    picked = Sampler(0.0, 1.0, None).pick(logits, gate)
+    assert picked is not None and picked[0] == 5
+    assert gate.sizes == [40, 100]
+    sampled = {Sampler(1.0, 1.0, seed).pick(logits, OnlyTokens({3, 5})) for seed in range(20)}
+    assert {token for token, _ in (s for s in sampled if s is not None)} <= {3, 5}
+    assert Sampler(0.0, 1.0, None).pick(logits, OnlyTokens(set())) is None
