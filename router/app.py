@@ -124,6 +124,7 @@ def create_app(
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/completions", handlers.completions)
     app.router.add_post("/v1/embeddings", handlers.embeddings)
+    app.router.add_post("/v1/responses", handlers.responses)
     app.router.add_get("/v1/models", handlers.models)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)

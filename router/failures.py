@@ -13,15 +13,14 @@ def upstream_ours(error: APIError) -> bool:
     return error.code == "upstream_rejected" and error.status in (401, 403, 429)
 
 
-def failure_error(failure: CascadeFailure, *, chat: bool, route: str) -> APIError:
+def failure_error(failure: CascadeFailure, *, prompt_param: str, route: str) -> APIError:
     """The HTTP status of a cascade that found no answer."""
     status = failure.upstream_status
     retry_after = {"Retry-After": failure.retry_after} if failure.retry_after else {}
     if failure.reason == "saturated":
         error = overloaded("every tier of this route is saturated; retry shortly")
     elif failure.reason == "rejected":
-        param = "messages" if chat else "prompt"
-        error = invalid(failure.message, param, "context_length_exceeded")
+        error = invalid(failure.message, prompt_param, "context_length_exceeded")
     elif failure.reason == "unsupported":
         error = _unsupported(failure, route)
     elif status is not None and (

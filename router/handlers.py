@@ -7,7 +7,6 @@ import contextlib
 import os
 import re
 import time
-from typing import Any
 
 import orjson
 from aiohttp import web
@@ -23,8 +22,8 @@ from router.openapi import document
 from router.records import DecisionRecord, iso_time
 from router.redact import Redactor
 from router.reload import RELOADER
-from router.requests import ClientRequest, parse_embeddings, parse_request, prompt_too_long
-from router.responses import ChunkWriter, completion_body
+from router.requests import parse_embeddings, prompt_too_long
+from router.responses import StreamWriter, as_chunks
 from router.routing import Decision, Facts, decide
 from router.state import (
     CLIENT_REQUEST_ID,
@@ -38,6 +37,7 @@ from router.state import (
     SETTINGS,
     Runtime,
 )
+from router.surfaces import CHAT, COMPLETIONS, RESPONSES, Exchange, Surface
 
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
 _EMBEDDINGS = frozenset({"embeddings"})
@@ -165,114 +165,99 @@ async def _stream(
     record: DecisionRecord,
     outcome: Outcome,
     *,
-    client: ClientRequest,
+    exchange: Exchange,
     headers: dict[str, str],
-    chat: bool,
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
-    writer = ChunkWriter(record.request_id, outcome.model, chat)
+    writer = exchange.writer(record.request_id, outcome.model)
     await response.prepare(request)
     await _stream_body(
-        response,
-        writer,
-        record,
-        outcome,
-        include_usage=client.include_usage,
-        redactor=request.app[REDACTOR],
+        response, writer, record, outcome, chat=exchange.chat, redactor=request.app[REDACTOR]
     )
     return response
 
 
-def _upstream_frame(chunk: dict[str, Any], include_usage: bool) -> bytes | None:
-    """An upstream chunk as the client receives it: as sent, but for the usage the gateway
-    asked for on its own account (kept only when the client asked for it too)."""
-    if not include_usage and "usage" in chunk:
-        if not chunk.get("choices"):
-            return None
-        chunk = {key: value for key, value in chunk.items() if key != "usage"}
-    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+async def _send(response: web.StreamResponse, frames: bytes) -> None:
+    if frames:
+        await response.write(frames)
 
 
 async def _relay(
-    response: web.StreamResponse, writer: ChunkWriter, live: LiveStream, include_usage: bool
-) -> tuple[tuple[int, int], bool]:
+    response: web.StreamResponse, writer: StreamWriter, live: LiveStream
+) -> tuple[str | None, tuple[int, int]]:
     """A live stream to the client: the upstream's own chunks when it sent them (tool-call
-    deltas and all), else ours. Returns the usage and whether the upstream's chunks went."""
-    usage, passed_on = (0, 0), False
+    deltas and all), else the text. Returns the finish reason and the usage it ended with."""
+    finish, usage = None, (0, 0)
     async with contextlib.aclosing(live.events) as events:
         async for event in events:
             if event.raw is not None:
-                passed_on = True
-                if (frame := _upstream_frame(event.raw, include_usage)) is not None:
-                    await response.write(frame)
-                continue
-            if event.text:
-                await response.write(writer.text(event.text))
+                await _send(response, writer.chunk(event.raw))
+            elif event.text:
+                await _send(response, writer.piece(event.text))
             if event.finish_reason:
-                if not passed_on:
-                    await response.write(writer.finish(event.finish_reason))
+                finish = event.finish_reason
                 usage = (event.prompt_tokens or 0, event.completion_tokens or 0)
-    return usage, passed_on
+    return finish, usage
 
 
 async def _stream_body(
     response: web.StreamResponse,
-    writer: ChunkWriter,
+    writer: StreamWriter,
     record: DecisionRecord,
     outcome: Outcome,
     *,
-    include_usage: bool,
+    chat: bool,
     redactor: Redactor,
 ) -> None:
-    usage = (0, 0)
     try:
+        await _send(response, writer.start())
         if outcome.completion is not None:
             done = outcome.completion
-            if done.text:
-                await response.write(writer.text(done.text))
-            await response.write(writer.finish(done.finish_reason))
+            if done.raw is not None:  # a whole upstream answer: all of it, as chunks
+                for chunk in as_chunks(done.raw, chat):
+                    await _send(response, writer.chunk(chunk))
+            elif done.text:
+                await _send(response, writer.piece(done.text))
             usage = (done.prompt_tokens, done.completion_tokens)
+            await _send(response, writer.end(done.finish_reason, usage))
         elif outcome.live is not None:
-            usage, passed_on = await _relay(response, writer, outcome.live, include_usage)
-            include_usage = include_usage and not passed_on  # the upstream's went out
-        if include_usage:
-            await response.write(writer.usage(*usage))
-        await response.write(writer.done())
+            finish, usage = await _relay(response, writer, outcome.live)
+            await _send(response, writer.end(finish, usage))
     except BackendError as exc:  # after the first byte: the client sees an error event
         record.status = "upstream_truncated" if exc.kind == "truncated" else "error"
         record.error = exc.message
         message = redactor(exc.message)
         error = APIError(502, message, type_="upstream_error", code="upstream_error")
-        await response.write(writer.error(error.body()))
-        await response.write(writer.done())
+        await response.write(writer.failed(error))
     except ConnectionResetError:
         record.status, record.http_status = "client_gone", _CLIENT_CLOSED
 
 
-async def _complete(request: web.Request, *, chat: bool) -> web.StreamResponse:
+async def _complete(request: web.Request, surface: Surface) -> web.StreamResponse:
     # The whole request runs on the policy it started with, even if a reload lands meanwhile.
     with _runtime(request).in_use() as runtime:
-        return await _complete_on(request, runtime, chat=chat)
+        return await _complete_on(request, runtime, surface)
 
 
-async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) -> web.StreamResponse:
+async def _complete_on(
+    request: web.Request, runtime: Runtime, surface: Surface
+) -> web.StreamResponse:
     """Read, validate, decide, run, answer; then build the record from the Decision and what
     the cascade reported, whatever happened."""
     policy = runtime.loaded.policy
     started = time.perf_counter()
     caller = runtime.keys.caller(_bearer(request))
-    record = _new_record(
-        request, runtime, caller, "/v1/chat/completions" if chat else "/v1/completions"
-    )
+    record = _new_record(request, runtime, caller, surface.endpoint)
     decision: Decision | None = None
     outcome: Outcome | None = None
     rejected = False  # refused because every tier is saturated
     try:
         tags = caller.tags | _header_tags(request)
         record.tags = sorted(tags)
-        client = await _read_client(request, runtime, record, chat=chat)
+        exchange = await _read_client(request, runtime, record, surface)
+        client = exchange.client
         tokens = await _prompt_tokens(runtime, client.prompt, exact=runtime.rules_need_tokens)
         facts = Facts(
             client.model, caller.team, tags, tokens, client.prompt.question, client.features
@@ -285,15 +270,15 @@ async def _complete_on(request: web.Request, runtime: Runtime, *, chat: bool) ->
         except CascadeFailure as failure:
             record.attempts = failure.attempts
             rejected = failure.reason == "saturated"
-            raise failure_error(failure, chat=chat, route=decision.route) from None
+            raise failure_error(
+                failure, prompt_param=surface.prompt_param, route=decision.route
+            ) from None
         record.status = "degraded" if outcome.degraded else "ok"
         headers = _headers(runtime, record.request_id, decision.route, outcome)
         if client.stream:
-            return await _stream(
-                request, record, outcome, client=client, headers=headers, chat=chat
-            )
+            return await _stream(request, record, outcome, exchange=exchange, headers=headers)
         assert outcome.completion is not None  # only streams are served live
-        body = completion_body(record.request_id, outcome.completion, chat)
+        body = exchange.body(record.request_id, outcome.completion)
         return web.Response(
             body=orjson.dumps(body), content_type="application/json", headers=headers
         )
@@ -346,20 +331,19 @@ def _record_failure(record: DecisionRecord, runtime: Runtime, exc: BaseException
 
 
 async def _read_client(
-    request: web.Request, runtime: Runtime, record: DecisionRecord, *, chat: bool
-) -> ClientRequest:
+    request: web.Request, runtime: Runtime, record: DecisionRecord, surface: Surface
+) -> Exchange:
     """The validated body; what the record keeps of it is written as soon as it is known."""
     policy = runtime.loaded.policy
-    client = parse_request(
-        await _read_json(request, policy.limits.max_body_bytes), policy.limits, chat=chat
-    )
+    exchange = surface.read(await _read_json(request, policy.limits.max_body_bytes), policy.limits)
+    client = exchange.client
     record.requested_model, record.stream = client.model, client.stream
     record.user = client.params.user
     if policy.ledger.log_prompts:
         record.prompt, record.prompt_truncated = _prompt_text(
             client.prompt, policy.ledger.max_prompt_chars, request.app[REDACTOR]
         )
-    return client
+    return exchange
 
 
 def _scrub(record: DecisionRecord, redactor: Redactor) -> None:
@@ -433,7 +417,7 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
             attempts, tier, answer = await runtime.cascade.embed(decision, body)
         except CascadeFailure as failure:
             record.attempts = failure.attempts
-            raise failure_error(failure, chat=True, route=decision.route) from None
+            raise failure_error(failure, prompt_param="input", route=decision.route) from None
         record.attempts, record.final_tier = attempts, tier
         record.final_model = attempts[-1].model
         headers = _answer_headers(
@@ -458,11 +442,16 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _complete(request, chat=True)
+    return await _complete(request, CHAT)
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    return await _complete(request, chat=False)
+    return await _complete(request, COMPLETIONS)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    """POST /v1/responses, translated to and from chat completions (router/surfaces.py)."""
+    return await _complete(request, RESPONSES)
 
 
 async def models(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.requests import ChatBody, CompletionBody, EmbeddingsBody
+from router.responses_api.request import ResponsesBody
 
 _ERROR_STATUSES = {
     "400": "Invalid request (OpenAI's error body names the `param`)",
@@ -99,6 +100,28 @@ def _completion(chat: bool) -> dict[str, Any]:
     }
 
 
+_RESPONSE = {
+    "type": "object",
+    "required": ["id", "object", "created_at", "status", "model", "output"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "response"},
+        "created_at": {"type": "integer"},
+        "status": {"enum": ["completed", "incomplete", "failed", "in_progress"]},
+        "model": {"type": "string"},
+        "output": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {"type": {"enum": ["message", "function_call"]}},
+            },
+        },
+        "usage": {"type": ["object", "null"]},
+    },
+}
+
+
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
@@ -111,7 +134,9 @@ def _errors() -> dict[str, Any]:
     }
 
 
-def _completion_operation(name: str, body: str, answer: str, summary: str) -> dict[str, Any]:
+def _completion_operation(
+    name: str, body: str, answer: str, summary: str, events: str = "ending in `data: [DONE]`"
+) -> dict[str, Any]:
     headers = {
         name: {"description": text, "schema": {"type": "string"}}
         for name, text in _CASCADE_HEADERS.items()
@@ -126,8 +151,7 @@ def _completion_operation(name: str, body: str, answer: str, summary: str) -> di
             },
             "responses": {
                 "200": {
-                    "description": "The answer; with `stream: true`, server-sent events "
-                    "ending in `data: [DONE]`",
+                    "description": f"The answer; with `stream: true`, server-sent events {events}",
                     "headers": headers,
                     "content": {
                         **_json({"$ref": f"#/components/schemas/{answer}"}),
@@ -161,7 +185,8 @@ def document(models: list[str] | None = None) -> dict[str, Any]:
         "TextCompletion": _completion(False),
     }
     schemas["Embeddings"] = _EMBEDDINGS
-    for model in (ChatBody, CompletionBody, EmbeddingsBody):
+    schemas["Response"] = _RESPONSE
+    for model in (ChatBody, CompletionBody, EmbeddingsBody, ResponsesBody):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         if models:
@@ -181,6 +206,13 @@ def document(models: list[str] | None = None) -> dict[str, Any]:
             ),
             "/v1/completions": _completion_operation(
                 "completions", "CompletionBody", "TextCompletion", "Text completion, cascaded"
+            ),
+            "/v1/responses": _completion_operation(
+                "responses",
+                "ResponsesBody",
+                "Response",
+                "Responses API, translated to chat completions and cascaded",
+                "typed `response.*` (`event:` and `data:`), ending in `response.completed`",
             ),
             "/v1/embeddings": {
                 "post": {

@@ -164,7 +164,7 @@ def _param(loc: tuple[int | str, ...]) -> str | None:
     return text or None
 
 
-def _bad_request(exc: ValidationError) -> APIError:
+def bad_request(exc: ValidationError) -> APIError:
     error = exc.errors(include_url=False)[0]
     loc = error["loc"]
     param = _param(loc)
@@ -218,7 +218,7 @@ def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest
     try:
         parsed: _Body = (ChatBody if chat else CompletionBody).model_validate(body)
     except ValidationError as exc:
-        raise _bad_request(exc) from None
+        raise bad_request(exc) from None
     if parsed.stream_options is not None and not parsed.stream:
         raise invalid("'stream_options' is only allowed with stream=true", "stream_options")
     if isinstance(parsed, ChatBody):
@@ -284,5 +284,5 @@ def parse_embeddings(body: Any) -> tuple[EmbeddingsBody, dict[str, Any]]:
     try:
         parsed = EmbeddingsBody.model_validate(body)
     except ValidationError as exc:
-        raise _bad_request(exc) from None
+        raise bad_request(exc) from None
     return parsed, {k: v for k, v in body.items() if k != "model"}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import orjson
 
 from router.backends.base import Completion
+from router.errors import APIError
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -46,15 +48,65 @@ def completion_body(request_id: str, completion: Completion, chat: bool) -> dict
     }
 
 
-class ChunkWriter:
-    """Builds `data: {...}\\n\\n` lines for one streamed answer."""
+class StreamWriter(Protocol):
+    """The server-sent events of one streamed answer, in the client's API (chat completions,
+    completions: `ChunkWriter`; Responses: router/responses_api/render.py)."""
 
-    def __init__(self, request_id: str, model: str, chat: bool) -> None:
+    def start(self) -> bytes:
+        """Before the first token."""
+        ...
+
+    def piece(self, text: str) -> bytes:
+        """Answer text from the local tier."""
+        ...
+
+    def chunk(self, chunk: Mapping[str, Any]) -> bytes:
+        """An upstream's chat completions chunk as it sent it."""
+        ...
+
+    def end(self, finish_reason: str | None, tokens: tuple[int, int]) -> bytes:
+        """The answer ended: (prompt, completion) tokens when no upstream chunk said them."""
+        ...
+
+    def failed(self, error: APIError) -> bytes:
+        """The answer broke after its first byte."""
+        ...
+
+
+def as_chunks(body: Mapping[str, Any], chat: bool) -> list[dict[str, Any]]:
+    """A whole upstream answer as the chunks a stream of it would have sent (tool calls,
+    refusal and logprobs included), the usage last."""
+    choices = []
+    for choice in body.get("choices") or ():
+        streamed = {key: value for key, value in choice.items() if key != "message"}
+        if chat:
+            message = dict(choice.get("message") or {})
+            calls = message.get("tool_calls")
+            if calls:
+                message["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
+            streamed["delta"] = message
+        choices.append(streamed)
+    head = {key: value for key, value in body.items() if key not in ("choices", "usage")}
+    head["object"] = "chat.completion.chunk" if chat else "text_completion"
+    chunks = [{**head, "choices": choices}]
+    if body.get("usage"):
+        chunks.append({**head, "choices": [], "usage": body["usage"]})
+    return chunks
+
+
+class ChunkWriter:
+    """Chat completions and completions chunks (`data: {...}` lines) for one answer. An
+    upstream's chunks go as it sent them, but for the usage the gateway asked for on its own
+    account: kept only when the client asked for it too."""
+
+    def __init__(self, request_id: str, model: str, chat: bool, include_usage: bool) -> None:
         self._id = f"{'chatcmpl' if chat else 'cmpl'}-{request_id}"
         self._model = model
         self._chat = chat
+        self._include_usage = include_usage
         self._created = int(time.time())
         self._role_sent = False
+        self._passed_on = False  # the upstream's own chunks went (its finish and usage too)
 
     def _frame(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         body = {
@@ -67,28 +119,42 @@ class ChunkWriter:
         }
         return b"data: " + orjson.dumps(body) + b"\n\n"
 
-    def text(self, piece: str) -> bytes:
+    def start(self) -> bytes:
+        return b""
+
+    def piece(self, text: str) -> bytes:
         if not self._chat:
-            return self._frame([{"index": 0, "text": piece, "finish_reason": None}])
-        delta: dict[str, Any] = {"content": piece}
+            return self._frame([{"index": 0, "text": text, "finish_reason": None}])
+        delta: dict[str, Any] = {"content": text}
         if not self._role_sent:
             delta["role"] = "assistant"
             self._role_sent = True
         return self._frame([{"index": 0, "delta": delta, "finish_reason": None}])
 
-    def finish(self, reason: str) -> bytes:
+    def chunk(self, chunk: Mapping[str, Any]) -> bytes:
+        self._passed_on = True
+        if not self._include_usage and "usage" in chunk:
+            if not chunk.get("choices"):
+                return b""
+            chunk = {key: value for key, value in chunk.items() if key != "usage"}
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def end(self, finish_reason: str | None, tokens: tuple[int, int]) -> bytes:
+        frames = b""
+        if not self._passed_on:
+            frames += self._finish(finish_reason or "stop")
+            if self._include_usage:
+                frames += self._frame([], usage=_usage(*tokens))
+        return frames + _DONE
+
+    def _finish(self, reason: str) -> bytes:
         if not self._chat:
             return self._frame([{"index": 0, "text": "", "finish_reason": _finish(reason)}])
         delta: dict[str, Any] = {} if self._role_sent else {"role": "assistant"}
         return self._frame([{"index": 0, "delta": delta, "finish_reason": _finish(reason)}])
 
-    def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
-        return self._frame([], usage=_usage(prompt_tokens, completion_tokens))
+    def failed(self, error: APIError) -> bytes:
+        return b"data: " + orjson.dumps(error.body()) + b"\n\n" + _DONE
 
-    @staticmethod
-    def error(body: dict[str, Any]) -> bytes:
-        return b"data: " + orjson.dumps(body) + b"\n\n"
 
-    @staticmethod
-    def done() -> bytes:
-        return b"data: [DONE]\n\n"
+_DONE = b"data: [DONE]\n\n"

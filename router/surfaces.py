@@ -1,0 +1,94 @@
+"""The generation endpoints' ways in and out: how a body becomes the `ClientRequest` the
+cascade runs, and how its answer is written back in the client's API.
+
+Chat completions and completions are the cascade's own language; the Responses API is
+translated to chat completions on the way in and back on the way out
+(router/responses_api/), so every tier, the local one included, answers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from router.backends.base import Completion
+from router.errors import invalid
+from router.policy.model import LimitsSpec
+from router.requests import ClientRequest, parse_request
+from router.responses import ChunkWriter, StreamWriter, completion_body
+from router.responses_api.render import ResponseEvents, Shell, response_body
+from router.responses_api.request import ResponsesBody, parse_responses, to_chat
+
+
+class Exchange(Protocol):
+    """One request as the cascade runs it, and how its answer goes back."""
+
+    @property
+    def client(self) -> ClientRequest: ...
+
+    @property
+    def chat(self) -> bool:
+        """The answer is a chat completion (else a text completion)."""
+        ...
+
+    def body(self, request_id: str, completion: Completion) -> dict[str, Any]: ...
+
+    def writer(self, request_id: str, model: str) -> StreamWriter: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Completions:
+    client: ClientRequest
+    chat: bool
+
+    def body(self, request_id: str, completion: Completion) -> dict[str, Any]:
+        return completion_body(request_id, completion, self.chat)
+
+    def writer(self, request_id: str, model: str) -> StreamWriter:
+        return ChunkWriter(request_id, model, self.chat, self.client.include_usage)
+
+
+@dataclass(frozen=True, slots=True)
+class _Responses:
+    client: ClientRequest
+    request: ResponsesBody
+    chat: bool = True
+
+    def body(self, request_id: str, completion: Completion) -> dict[str, Any]:
+        shell = Shell(request_id, self.request, completion.model)
+        return response_body(shell, completion_body(request_id, completion, chat=True))
+
+    def writer(self, request_id: str, model: str) -> StreamWriter:
+        return ResponseEvents(Shell(request_id, self.request, model))
+
+
+def _read_responses(raw: Any, limits: LimitsSpec) -> Exchange:
+    request = parse_responses(raw)
+    most = limits.max_output_tokens
+    if request.max_output_tokens is not None and not 1 <= request.max_output_tokens <= most:
+        raise invalid(
+            f"'max_output_tokens' must be between 1 and {most}; got {request.max_output_tokens}",
+            "max_output_tokens",
+        )
+    return _Responses(parse_request(to_chat(request), limits, chat=True), request)
+
+
+@dataclass(frozen=True, slots=True)
+class Surface:
+    endpoint: str
+    prompt_param: str  # what a prompt too long for every tier is blamed on
+    read: Callable[[Any, LimitsSpec], Exchange]
+
+
+CHAT = Surface(
+    "/v1/chat/completions",
+    "messages",
+    lambda raw, limits: _Completions(parse_request(raw, limits, chat=True), chat=True),
+)
+COMPLETIONS = Surface(
+    "/v1/completions",
+    "prompt",
+    lambda raw, limits: _Completions(parse_request(raw, limits, chat=False), chat=False),
+)
+RESPONSES = Surface("/v1/responses", "input", _read_responses)
