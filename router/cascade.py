@@ -26,6 +26,7 @@ from router.backends.base import (
     BackendError,
     Completion,
     StreamEvent,
+    Usage,
     tier_features,
 )
 from router.backends.registry import TYPES
@@ -275,14 +276,14 @@ class Cascade:
                         self._attempt(tier, backend.model, started, "client_gone")
                     )
                     raise
-                usage = answer.get("usage") or {}
+                usage = Usage.of(answer.get("usage"))
                 tally.attempts.append(
                     self._attempt(
                         tier,
                         str(answer.get("model") or backend.model),
                         started,
                         "accepted",
-                        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                        prompt_tokens=usage.prompt_tokens,
                     )
                 )
                 return tally.attempts, tier, answer
@@ -357,6 +358,8 @@ class Cascade:
                 ttft_ms=completion.ttft_ms,
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
+                cached_tokens=completion.cached_tokens,
+                reasoning_tokens=completion.reasoning_tokens,
                 confidence=None if confidence is None else confidence.as_record(),
                 retries=completion.retries,
                 output_check=check,
@@ -450,6 +453,8 @@ class Cascade:
                     ttft_ms=ttft_ms,
                     prompt_tokens=final.prompt_tokens or 0,
                     completion_tokens=final.completion_tokens or 0,
+                    cached_tokens=final.cached_tokens,
+                    reasoning_tokens=final.reasoning_tokens,
                     retries=first.retries,
                 )
             else:  # closed before its end: the client left

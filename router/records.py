@@ -39,6 +39,8 @@ class Attempt:
     ttft_ms: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, from the provider's cache (its cached price)
+    reasoning_tokens: int = 0  # of completion_tokens (billed as output)
     cost_usd: float = 0.0
     confidence: dict[str, object] | None = None
     outcome: AttemptOutcome = "accepted"
@@ -109,6 +111,7 @@ class DecisionRecord:
                         attempt.prompt_tokens,
                         attempt.completion_tokens,
                         attempt.latency_ms / 1000,
+                        cached_tokens=attempt.cached_tokens,
                     ),
                     10,
                 )

@@ -78,6 +78,8 @@ class Completion:
     ttft_ms: float | None = None
     raw: dict[str, Any] | None = None  # the upstream body, returned as-is on pass-through
     retries: int = 0  # calls retried before this answer (router/backends/guard.py)
+    cached_tokens: int = 0  # of prompt_tokens, read from the provider's cache (billed less)
+    reasoning_tokens: int = 0  # of completion_tokens, spent reasoning (billed as output)
 
 
 @dataclass(slots=True)
@@ -92,6 +94,35 @@ class StreamEvent:
     extra: dict[str, Any] = field(default_factory=dict)
     retries: int = 0  # on the first event: calls retried before the stream began
     raw: dict[str, Any] | None = None  # the upstream's chunk, passed on as it came
+    cached_tokens: int = 0  # on the last event, as in Completion
+    reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of an OpenAI-style `usage` object, its details included."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def of(cls, usage: Mapping[str, Any] | None) -> Usage:
+        found = usage or {}
+        prompt = found.get("prompt_tokens_details") or {}
+        completion = found.get("completion_tokens_details") or {}
+        return cls(
+            _count(found.get("prompt_tokens")),
+            _count(found.get("completion_tokens")),
+            _count(prompt.get("cached_tokens")),
+            _count(completion.get("reasoning_tokens")),
+        )
+
+
+def _count(value: Any) -> int:
+    """A token count an upstream sent: a non-negative int, else 0 (never trusted blindly)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 # error: failed; timeout; shed: saturated here; unavailable: not reachable or not configured;

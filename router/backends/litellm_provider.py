@@ -19,10 +19,30 @@ from router.backends.base import (
     Prompt,
     StreamEvent,
     TierState,
-    no_embeddings,
+    Usage,
 )
 from router.backends.spec import RemoteTierSpec
 from router.backends.upstream import request_body
+
+# What OpenAI's own bodies hold: litellm's objects add provider fields a client never asked for.
+_COMPLETION_KEYS = frozenset(
+    {"id", "object", "created", "model", "system_fingerprint", "service_tier", "choices", "usage"}
+)
+_EMBEDDING_KEYS = frozenset({"object", "data", "model", "usage"})
+_PROVIDER_ONLY = "provider_specific_fields"
+
+
+def _openai_body(value: Any, keys: frozenset[str] = _COMPLETION_KEYS) -> dict[str, Any]:
+    """A litellm response or chunk as the OpenAI body it stands for."""
+    body = value.model_dump() if hasattr(value, "model_dump") else dict(value)
+    found = {key: item for key, item in body.items() if key in keys and item is not None}
+    for choice in found.get("choices") or ():
+        if isinstance(choice, dict):
+            choice.pop(_PROVIDER_ONLY, None)
+            for part in ("message", "delta"):
+                if isinstance(choice.get(part), dict):
+                    choice[part].pop(_PROVIDER_ONLY, None)
+    return found
 
 
 class LiteLLMTier(RemoteTierSpec):
@@ -71,9 +91,12 @@ class LiteLLMBackend:
     async def _acompletion(self, args: dict[str, Any]) -> Any:
         if self._litellm is None:
             self._litellm = _import_litellm()
+        return await self._call(self._litellm.acompletion, args)
+
+    async def _call(self, call: Any, args: dict[str, Any]) -> Any:
         litellm = self._litellm
         try:
-            return await litellm.acompletion(**args)
+            return await call(**args)
         except litellm.Timeout:
             raise BackendError("timeout", f"tier '{self.name}' timed out") from None
         except litellm.APIConnectionError as exc:
@@ -90,45 +113,66 @@ class LiteLLMBackend:
     async def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
         started = time.perf_counter()
         response = await self._acompletion(self._call_args(prompt, params, stream=False))
-        choice = response.choices[0]
-        usage = getattr(response, "usage", None)
+        body = _openai_body(response)
+        try:
+            choice = body["choices"][0]
+        except (KeyError, IndexError, TypeError):
+            raise BackendError("error", f"tier '{self.name}' sent a malformed response") from None
+        message = choice.get("message") or {}
+        usage = Usage.of(body.get("usage"))
         return Completion(
-            text=choice.message.content or "",
-            finish_reason=choice.finish_reason or "stop",
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            model=str(response.model or self.model),
+            text=str(message.get("content") or ""),
+            finish_reason=str(choice.get("finish_reason") or "stop"),
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            model=str(body.get("model") or self.model),
             ttft_ms=(time.perf_counter() - started) * 1000,
+            raw=body,  # tool calls, refusal, logprobs: in OpenAI's shape, as litellm made it
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
         )
 
     async def stream(
         self, prompt: Prompt, params: GenerationParams
     ) -> AsyncGenerator[StreamEvent, None]:
         response = await self._acompletion(self._call_args(prompt, params, stream=True))
-        finish, prompt_tokens, completion_tokens, pieces = None, 0, 0, 0
+        finish, usage, pieces = None, None, 0
         model = self.model
         try:
             async for chunk in response:
-                model = str(getattr(chunk, "model", None) or model)
-                if usage := getattr(chunk, "usage", None):
-                    prompt_tokens = int(usage.prompt_tokens or 0)
-                    completion_tokens = int(usage.completion_tokens or 0)
-                for choice in chunk.choices or ():
-                    finish = choice.finish_reason or finish
-                    if text := choice.delta.content:
-                        pieces += 1
-                        yield StreamEvent(text=text)
+                raw = _openai_body(chunk)
+                model = str(raw.get("model") or model)
+                if raw.get("usage"):
+                    usage = Usage.of(raw["usage"])
+                text = ""
+                for choice in raw.get("choices") or ():
+                    finish = choice.get("finish_reason") or finish
+                    text += str((choice.get("delta") or {}).get("content") or "")
+                pieces += bool(text)
+                yield StreamEvent(text=text, raw=raw)  # tool-call deltas and all
         except Exception as exc:  # noqa: BLE001 - provider SDKs raise many types
             raise BackendError("error", f"tier '{self.name}' failed mid-stream: {exc}") from None
+        usage = usage or Usage(completion_tokens=pieces)  # no usage sent: a lower bound
         yield StreamEvent(
             finish_reason=finish or "stop",
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens or pieces,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
             model=model,
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
         )
 
     async def embed(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        raise no_embeddings(self.name)  # not through litellm yet
+        """`litellm.aembedding` with the client's fields and the tier's model and key."""
+        args: dict[str, Any] = {**body, "model": self.model, "timeout": self._spec.timeout_s}
+        if self._spec.api_base:
+            args["api_base"] = self._spec.api_base
+        if self._spec.api_key_env and (key := os.environ.get(self._spec.api_key_env)):
+            args["api_key"] = key
+        if self._litellm is None:
+            self._litellm = _import_litellm()
+        response = await self._call(self._litellm.aembedding, args)
+        return _openai_body(response, _EMBEDDING_KEYS)
 
     async def aclose(self) -> None:
         """litellm keeps no per-tier resources of ours."""
@@ -138,4 +182,4 @@ async def _build(name: str, spec: LiteLLMTier, _: aiohttp.ClientSession) -> Lite
     return LiteLLMBackend(name, spec)
 
 
-TYPE = BackendType("litellm", LiteLLMTier, False, _build, REMOTE_FEATURES - {"embeddings"})
+TYPE = BackendType("litellm", LiteLLMTier, False, _build, REMOTE_FEATURES)

@@ -22,6 +22,7 @@ from router.backends.base import (
     Prompt,
     StreamEvent,
     TierState,
+    Usage,
 )
 from router.backends.spec import RemoteTierSpec
 from router.backends.upstream import request_body
@@ -46,11 +47,6 @@ def _error_message(status: int, raw: bytes) -> str:
     except (orjson.JSONDecodeError, KeyError, TypeError):
         message = raw[:200].decode("utf-8", "replace")
     return f"upstream answered {status}: {message}"
-
-
-def _usage(body: dict[str, Any]) -> tuple[int, int]:
-    usage = body.get("usage") or {}
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
 def _choice_text(choice: dict[str, Any], chat: bool, delta: bool) -> str:
@@ -187,15 +183,17 @@ class OpenAIHTTPBackend:
             raise BackendError("error", f"tier '{self.name}' sent a malformed response") from None
         finally:
             self._slots.release()
-        prompt_tokens, completion_tokens = _usage(body)
+        usage = Usage.of(body.get("usage"))
         return Completion(
             text=_choice_text(choice, prompt.is_chat, delta=False),
             finish_reason=str(choice.get("finish_reason") or "stop"),
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
             model=str(body.get("model") or self.model),
             ttft_ms=(time.perf_counter() - started) * 1000,
             raw=body,
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
         )
 
     async def stream(
@@ -230,7 +228,7 @@ class OpenAIHTTPBackend:
                     f"{response.content_type or 'no content type'}, not server-sent events",
                 )
             finish: str | None = None
-            usage: tuple[int, int] | None = None
+            usage: Usage | None = None
             pieces = 0
             model = self.model
             done = False
@@ -246,7 +244,7 @@ class OpenAIHTTPBackend:
                     raise BackendError("error", _error_message(502, payload))
                 model = str(chunk.get("model") or model)
                 if chunk.get("usage"):
-                    usage = _usage(chunk)
+                    usage = Usage.of(chunk["usage"])
                 text = ""
                 for choice in chunk.get("choices") or ():
                     text += _choice_text(choice, prompt.is_chat, delta=True)
@@ -257,12 +255,14 @@ class OpenAIHTTPBackend:
                 raise BackendError(
                     "truncated", f"tier '{self.name}' ended its stream before [DONE]"
                 )
-            prompt_tokens, completion_tokens = usage or (0, pieces)
+            usage = usage or Usage(completion_tokens=pieces)  # no usage sent: a lower bound
             yield StreamEvent(
                 finish_reason=finish or "stop",
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
                 model=model,
+                cached_tokens=usage.cached_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
             )
 
     async def embed(self, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,12 +21,35 @@ class PriceSpec(StrictSpec):
 
     input_per_1m: float = Field(0.0, ge=0)
     output_per_1m: float = Field(0.0, ge=0)
+    cached_input_per_1m: float | None = Field(
+        None,
+        ge=0,
+        description="USD per 1M prompt tokens the provider read from its cache (its usage's "
+        "cached_tokens); empty means input_per_1m.",
+    )
     per_second: float = Field(
         0.0, ge=0, description="USD per second of an attempt's latency (e.g. a local GPU's cost)."
     )
 
-    def cost(self, prompt_tokens: int, completion_tokens: int, seconds: float = 0.0) -> float:
-        tokens = prompt_tokens * self.input_per_1m + completion_tokens * self.output_per_1m
+    def cost(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        seconds: float = 0.0,
+        *,
+        cached_tokens: int = 0,
+    ) -> float:
+        """What a call costs. Reasoning tokens are part of completion_tokens, and n > 1
+        choices of the upstream's usage, so both are billed as the provider bills them."""
+        cached = min(cached_tokens, prompt_tokens)
+        cached_price = (
+            self.input_per_1m if self.cached_input_per_1m is None else (self.cached_input_per_1m)
+        )
+        tokens = (
+            (prompt_tokens - cached) * self.input_per_1m
+            + cached * cached_price
+            + completion_tokens * self.output_per_1m
+        )
         return tokens / 1e6 + seconds * self.per_second
 
 

@@ -30,8 +30,10 @@ def litellm_price(price_map: dict[str, Any], model: str) -> PriceSpec | None:
     for name in (model, model.split("/", 1)[-1]):
         entry = price_map.get(name)
         if isinstance(entry, dict) and "input_cost_per_token" in entry:
+            cached = entry.get("cache_read_input_token_cost")
             return PriceSpec(
                 input_per_1m=float(entry["input_cost_per_token"]) * 1e6,
                 output_per_1m=float(entry.get("output_cost_per_token", 0.0)) * 1e6,
+                cached_input_per_1m=None if cached is None else float(cached) * 1e6,
             )
     return None

@@ -84,6 +84,7 @@ routes:
         f"{cascade.url}/v1/chat/completions", timeout=30, json={"model": "auto", "messages": HI}
     )
     record = cascade.record(response.headers["x-request-id"])
-    # gpt-4o-mini in litellm's map: $0.15 / $0.60 per 1M tokens; 10 prompt, 6 completion
-    assert abs(record["cost_usd"] - (10 * 0.15 + 6 * 0.60) / 1e6) < 1e-12
+    # gpt-4o-mini in litellm's map: $0.15 / $0.60 per 1M tokens, $0.075 for cached prompt
+    # tokens; 10 prompt (4 of them cached, as the fake's usage details say), 6 completion
+    assert abs(record["cost_usd"] - (6 * 0.15 + 4 * 0.075 + 6 * 0.60) / 1e6) < 1e-12
     assert abs(record["attempts"][0]["cost_usd"] - record["cost_usd"]) < 1e-12

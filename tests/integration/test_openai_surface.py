@@ -16,6 +16,7 @@ import requests
 from pydantic import BaseModel
 
 from tests.support.cascade import Cascade, StartCascade
+from tests.support.fake_upstream import CACHED_TOKENS, REASONING_TOKENS
 from tests.support.processes import ServerProcess
 
 WEATHER = {
@@ -46,16 +47,29 @@ def upstream(start_fake_upstream: Callable[..., ServerProcess]) -> ServerProcess
 
 @pytest.fixture(scope="module")
 def cascade(start_cascade: StartCascade, upstream: ServerProcess) -> Cascade:
-    return start_cascade(f"""
+    return start_cascade(
+        f"""
 tiers:
   small: {{type: llama_cpp}}
   large: {{type: openai, api_base: "{upstream.url}/v1", model: capable-model}}
+  priced:
+    type: openai
+    api_base: "{upstream.url}/v1"
+    model: capable-model
+    price: {{input_per_1m: 1.0, cached_input_per_1m: 0.1, output_per_1m: 2.0}}
+  via-litellm:
+    type: litellm
+    api_base: "{upstream.url}/v1"
+    model: openai/capable-model
+    api_key_env: FAKE_KEY
 routes:
   auto:
     cascade:
       - {{tier: small, acceptance: {{threshold: 0.0}}}}
       - {{tier: large}}
-""")
+""",
+        env={"FAKE_KEY": "sk-fake"},
+    )
 
 
 @pytest.fixture
@@ -249,3 +263,59 @@ def test_embeddings_no_tier_serves_are_a_clear_400(client: openai.OpenAI) -> Non
     body: Any = error.value.body
     assert body["code"] == "unsupported_feature"
     assert body["message"] == "no tier of route 'small' serves embeddings (considered: small)"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_cached_and_reasoning_tokens_are_recorded_and_priced(
+    client: openai.OpenAI, cascade: Cascade, stream: bool
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="priced", messages=ASK, stream=stream, stream_options={"include_usage": True}
+        if stream else openai.NOT_GIVEN,
+    )  # fmt: skip
+    if stream:
+        usage = [chunk.usage for chunk in raw.parse() if chunk.usage][-1]
+    else:
+        usage = raw.parse().usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens == CACHED_TOKENS  # the upstream's, kept
+    attempt = cascade.record(raw.headers["x-request-id"])["attempts"][-1]
+    assert (attempt["cached_tokens"], attempt["reasoning_tokens"]) == (
+        CACHED_TOKENS,
+        REASONING_TOKENS,
+    )
+    prompt, completion = attempt["prompt_tokens"], attempt["completion_tokens"]
+    expected = ((prompt - CACHED_TOKENS) * 1.0 + CACHED_TOKENS * 0.1 + completion * 2.0) / 1e6
+    assert attempt["cost_usd"] == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_calls_pass_through_a_litellm_tier(
+    client: openai.OpenAI, upstream: ServerProcess, stream: bool
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="via-litellm", messages=ASK, tools=[WEATHER], stream=stream
+    )
+    if stream:
+        arguments, name = "", ""
+        for chunk in raw.parse():
+            for choice in chunk.choices:
+                for delta in choice.delta.tool_calls or ():
+                    name += delta.function.name or "" if delta.function else ""
+                    arguments += delta.function.arguments or "" if delta.function else ""
+    else:
+        call = raw.parse().choices[0].message.tool_calls[0]  # type: ignore[index]
+        name, arguments = call.function.name, call.function.arguments
+    assert (name, json.loads(arguments)) == ("get_weather", {"city": "Paris"})
+    assert last_body(upstream)["tools"] == [WEATHER]
+    assert raw.headers["x-cascade-tier"] == "via-litellm"
+
+
+def test_embeddings_through_a_litellm_tier(client: openai.OpenAI, cascade: Cascade) -> None:
+    raw = client.embeddings.with_raw_response.create(
+        model="via-litellm", input=["a text"], encoding_format="float"
+    )
+    assert len(raw.parse().data[0].embedding) > 0
+    record = cascade.record(raw.headers["x-request-id"])
+    assert record["attempts"][-1]["outcome"] == "accepted"
+    assert record["attempts"][-1]["prompt_tokens"] > 0

@@ -33,6 +33,7 @@ from aiohttp import web
 
 ANSWER = "Hello from the fake upstream."
 _PIECES = ("Hello", " from", " the", " fake", " upstream", ".")
+CACHED_TOKENS, REASONING_TOKENS = 4, 2  # what its usage details report
 
 
 @dataclass
@@ -118,6 +119,9 @@ async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:  
         "prompt_tokens": 10,
         "completion_tokens": len(_PIECES),
         "total_tokens": 10 + len(_PIECES),
+        # as OpenAI reports them: parts of the counts above, billed differently
+        "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS},
+        "completion_tokens_details": {"reasoning_tokens": REASONING_TOKENS},
     }
     content = _content_for(body)
     if not body.get("stream"):

@@ -74,3 +74,30 @@ routes:
     # the counterfactual prices the same tokens on the reference tier
     assert record.counterfactual_cost_usd == pytest.approx((100 * 2.0 + 50 * 8.0) / 1e6)
     assert record.saved_usd == pytest.approx(record.counterfactual_cost_usd - attempt.cost_usd)
+
+
+def test_cached_prompt_tokens_at_the_cached_price_and_never_more_than_the_prompt() -> None:
+    from router.backends.base import Usage
+    from router.backends.spec import PriceSpec
+    from router.policy.prices import litellm_price
+
+    price = PriceSpec(input_per_1m=1.0, cached_input_per_1m=0.1, output_per_1m=2.0)
+    assert price.cost(1000, 100, cached_tokens=400) == pytest.approx((600 + 40 + 200) / 1e6)
+    assert price.cost(10, 0, cached_tokens=99) == pytest.approx(1e-6)  # capped at the prompt
+    assert PriceSpec(input_per_1m=1.0).cost(10, 0, cached_tokens=5) == pytest.approx(10e-6)
+    entry = {
+        "input_cost_per_token": 2.5e-6,
+        "output_cost_per_token": 1e-5,
+        "cache_read_input_token_cost": 1.25e-6,
+    }
+    found = litellm_price({"gpt-x": entry}, "openai/gpt-x")
+    assert found is not None and found.cached_input_per_1m == pytest.approx(1.25)
+    usage = Usage.of(
+        {
+            "prompt_tokens": 9,
+            "completion_tokens": -3,
+            "total_tokens": "x",
+            "prompt_tokens_details": {"cached_tokens": True},
+        }
+    )
+    assert usage == Usage(prompt_tokens=9)  # hostile counts read as 0, never trusted
