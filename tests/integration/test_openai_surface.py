@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import requests
@@ -85,8 +86,14 @@ def last_body(upstream: ServerProcess) -> dict[str, Any]:
 def test_tools_reach_a_tier_that_serves_them_as_sent(
     client: openai.OpenAI, cascade: Cascade, upstream: ServerProcess, model: str
 ) -> None:
-    sent = {"tools": [WEATHER], "tool_choice": "auto", "parallel_tool_calls": False,
-            "max_tokens": 64, "temperature": 0.2, "metadata": {"app": "tests"}}  # fmt: skip
+    sent = {
+        "tools": [WEATHER],
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+        "max_tokens": 64,
+        "temperature": 0.2,
+        "metadata": {"app": "tests"},
+    }
     raw = client.chat.completions.with_raw_response.create(model=model, messages=ASK, **sent)
     reply = raw.parse()
     call = reply.choices[0].message.tool_calls[0]  # type: ignore[index]
@@ -109,9 +116,12 @@ def test_tools_reach_a_tier_that_serves_them_as_sent(
 
 def test_streamed_tool_call_deltas_pass_through(client: openai.OpenAI, cascade: Cascade) -> None:
     raw = client.chat.completions.with_raw_response.create(
-        model="auto", messages=ASK, tools=[WEATHER], stream=True,
+        model="auto",
+        messages=ASK,
+        tools=[WEATHER],
+        stream=True,
         stream_options={"include_usage": True},
-    )  # fmt: skip
+    )
     name, arguments, finish, usage = "", "", None, None
     for chunk in raw.parse():
         if chunk.usage:
@@ -167,10 +177,15 @@ def test_json_object_logprobs_and_image_parts_reach_the_capable_tier(
     assert json.loads(reply.choices[0].message.content or "") == {"answer": "fake"}
     reply = client.chat.completions.create(model="auto", messages=ASK, logprobs=True)
     assert reply.choices[0].logprobs is not None and reply.choices[0].logprobs.content
-    image = [{"role": "user", "content": [
-        {"type": "text", "text": "What is in this picture?"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
-    ]}]  # fmt: skip
+    image = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is in this picture?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+            ],
+        }
+    ]
     raw = client.chat.completions.with_raw_response.create(model="auto", messages=image)
     record = cascade.record(raw.headers["x-request-id"])
     assert record["attempts"][0]["error"] == "skipped: image"
@@ -220,9 +235,12 @@ def test_litellm_as_a_client_with_tools(cascade: Cascade) -> None:
     import litellm
 
     reply: Any = litellm.completion(
-        model="openai/auto", api_base=f"{cascade.url}/v1", api_key="sk-client",
-        messages=ASK, tools=[WEATHER],
-    )  # fmt: skip
+        model="openai/auto",
+        api_base=f"{cascade.url}/v1",
+        api_key="sk-client",
+        messages=ASK,
+        tools=[WEATHER],
+    )
     call = reply.choices[0].message.tool_calls[0]
     assert (call.function.name, json.loads(call.function.arguments)) == (
         "get_weather",
@@ -270,9 +288,11 @@ def test_cached_and_reasoning_tokens_are_recorded_and_priced(
     client: openai.OpenAI, cascade: Cascade, stream: bool
 ) -> None:
     raw = client.chat.completions.with_raw_response.create(
-        model="priced", messages=ASK, stream=stream, stream_options={"include_usage": True}
-        if stream else openai.NOT_GIVEN,
-    )  # fmt: skip
+        model="priced",
+        messages=ASK,
+        stream=stream,
+        stream_options={"include_usage": True} if stream else openai.NOT_GIVEN,
+    )
     if stream:
         usage = [chunk.usage for chunk in raw.parse() if chunk.usage][-1]
     else:
@@ -319,3 +339,40 @@ def test_embeddings_through_a_litellm_tier(client: openai.OpenAI, cascade: Casca
     record = cascade.record(raw.headers["x-request-id"])
     assert record["attempts"][-1]["outcome"] == "accepted"
     assert record["attempts"][-1]["prompt_tokens"] > 0
+
+
+@pytest.mark.parametrize("model", ["auto", "large"])
+async def test_llama_index_openai_like(cascade: Cascade, model: str) -> None:
+    from llama_index.core.llms import ChatMessage
+    from llama_index.core.prompts import PromptTemplate
+    from llama_index.core.tools import FunctionTool
+    from llama_index.llms.openai_like import OpenAILike
+
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "sunny"
+
+    async with httpx.AsyncClient() as http:  # closed here: LlamaIndex never closes its own
+        llm = OpenAILike(
+            model=model,
+            api_base=f"{cascade.url}/v1",
+            api_key="sk-client",
+            max_retries=0,
+            is_chat_model=True,
+            is_function_calling_model=True,
+            context_window=2048,
+            max_tokens=16,
+            async_http_client=http,
+        )
+        hi = [ChatMessage(role="user", content="Say hi.")]
+        assert (await llm.achat(hi)).message.content
+        assert "".join([part.delta or "" async for part in await llm.astream_chat(hi)])
+        called = await llm.achat_with_tools(
+            [FunctionTool.from_defaults(get_weather)], user_msg="What is the weather in Paris?"
+        )
+        calls = llm.get_tool_calls_from_response(called, error_on_no_tool_call=True)
+        assert (calls[0].tool_name, calls[0].tool_kwargs) == ("get_weather", {"city": "Paris"})
+        capital = await llm.astructured_predict(
+            Capital, PromptTemplate("The capital of {country}?"), country="France"
+        )
+        assert isinstance(capital, Capital)

@@ -188,11 +188,17 @@ async def _tool_call(request: web.Request, body: dict[str, Any]) -> web.StreamRe
     """A capable model's answer to a request with tools: a call of the first tool."""
     tools = body.get("tools") or [{"function": f} for f in body.get("functions", [])]
     name = tools[0]["function"]["name"]
+    parameters = tools[0]["function"].get("parameters") or {}
+    arguments = (
+        '{"city": "Paris"}'
+        if "city" in parameters.get("properties", {})
+        else orjson.dumps(_example(parameters)).decode()
+    )
     created, model = int(time.time()), body.get("model", "fake")
     call = {
         "id": "call_fake_1",
         "type": "function",
-        "function": {"name": name, "arguments": '{"city": "Paris"}'},
+        "function": {"name": name, "arguments": arguments},
     }
     usage = {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}
     if not body.get("stream"):
@@ -208,9 +214,10 @@ async def _tool_call(request: web.Request, body: dict[str, Any]) -> web.StreamRe
         "function": {"name": name, "arguments": ""},
     }
     deltas: list[dict[str, Any]] = [{"role": "assistant", "content": None, "tool_calls": [opening]}]
+    half = len(arguments) // 2
     deltas += [
         {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}
-        for part in ('{"city": ', '"Paris"}')
+        for part in (arguments[:half], arguments[half:])
     ]
     for delta in deltas:
         choice = {"index": 0, "delta": delta, "finish_reason": None}
