@@ -195,7 +195,7 @@ async def _relay(
             if event.raw is not None:
                 await _send(response, writer.chunk(event.raw))
             elif event.text:
-                await _send(response, writer.piece(event.text))
+                await _send(response, writer.piece(event.text, event.logprobs))
             if event.finish_reason:
                 finish = event.finish_reason
                 usage = (event.prompt_tokens or 0, event.completion_tokens or 0)
@@ -219,7 +219,7 @@ async def _stream_body(
                 for chunk in as_chunks(done.raw, chat):
                     await _send(response, writer.chunk(chunk))
             elif done.text:
-                await _send(response, writer.piece(done.text))
+                await _send(response, writer.piece(done.text, done.logprobs))
             usage = (done.prompt_tokens, done.completion_tokens)
             await _send(response, writer.end(done.finish_reason, usage))
         elif outcome.live is not None:

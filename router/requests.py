@@ -190,6 +190,14 @@ def _max_tokens(body: _Body, limits: LimitsSpec) -> int:
     return value
 
 
+def _top_logprobs(body: _Body) -> int | None:
+    """Alternatives per token the client wants with logprobs; None when it wants none (chat:
+    `logprobs: true` and `top_logprobs`; completions: `logprobs` is the count)."""
+    if isinstance(body, ChatBody):
+        return (body.top_logprobs or 0) if body.logprobs is True else None
+    return body.logprobs if isinstance(body.logprobs, int) and body.logprobs is not True else None
+
+
 def _output_format(body: _Body) -> OutputFormat | None:
     if not isinstance(body, ChatBody) or body.response_format is None:
         return None
@@ -240,6 +248,7 @@ def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest
         seed=parsed.seed,
         user=parsed.user,
         output=_output_format(parsed),
+        top_logprobs=_top_logprobs(parsed),
         extra={k: v for k, v in body.items() if k not in _OURS},
     )
     include_usage = parsed.stream_options is not None and parsed.stream_options.include_usage

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from router.backends.base import Completion
+from router.backends.base import Completion, TokenLogprob
 from router.errors import APIError
 
 
@@ -25,6 +25,26 @@ def _finish(reason: str) -> str:
     return "length" if reason == "cancelled" else reason
 
 
+def _logprobs(tokens: list[TokenLogprob] | None, chat: bool) -> dict[str, Any] | None:
+    """Token logprobs as chat completions (`content`) or legacy completions list them."""
+    if tokens is None:
+        return None
+    if chat:
+        return {"content": tokens, "refusal": None}
+    offsets, at = [], 0
+    for token in tokens:
+        offsets.append(at)
+        at += len(token["token"])
+    return {
+        "tokens": [token["token"] for token in tokens],
+        "token_logprobs": [token["logprob"] for token in tokens],
+        "top_logprobs": [
+            {alt["token"]: alt["logprob"] for alt in token["top_logprobs"]} for token in tokens
+        ],
+        "text_offset": offsets,
+    }
+
+
 def completion_body(request_id: str, completion: Completion, chat: bool) -> dict[str, Any]:
     """Whole answer. A pass-through upstream body is returned as the upstream sent it."""
     if completion.raw is not None:
@@ -32,7 +52,7 @@ def completion_body(request_id: str, completion: Completion, chat: bool) -> dict
     choice: dict[str, Any] = {
         "index": 0,
         "finish_reason": _finish(completion.finish_reason),
-        "logprobs": None,
+        "logprobs": _logprobs(completion.logprobs, chat),
     }
     if chat:
         choice["message"] = {"role": "assistant", "content": completion.text}
@@ -56,8 +76,8 @@ class StreamWriter(Protocol):
         """Before the first token."""
         ...
 
-    def piece(self, text: str) -> bytes:
-        """Answer text from the local tier."""
+    def piece(self, text: str, logprobs: list[TokenLogprob] | None = None) -> bytes:
+        """Answer text from the local tier (and its tokens' logprobs, when asked for)."""
         ...
 
     def chunk(self, chunk: Mapping[str, Any]) -> bytes:
@@ -122,14 +142,17 @@ class ChunkWriter:
     def start(self) -> bytes:
         return b""
 
-    def piece(self, text: str) -> bytes:
+    def piece(self, text: str, logprobs: list[TokenLogprob] | None = None) -> bytes:
+        choice: dict[str, Any] = {"index": 0, "finish_reason": None}
+        if logprobs is not None:
+            choice["logprobs"] = _logprobs(logprobs, self._chat)
         if not self._chat:
-            return self._frame([{"index": 0, "text": text, "finish_reason": None}])
+            return self._frame([{**choice, "text": text}])
         delta: dict[str, Any] = {"content": text}
         if not self._role_sent:
             delta["role"] = "assistant"
             self._role_sent = True
-        return self._frame([{"index": 0, "delta": delta, "finish_reason": None}])
+        return self._frame([{**choice, "delta": delta}])
 
     def chunk(self, chunk: Mapping[str, Any]) -> bytes:
         self._passed_on = True

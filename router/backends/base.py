@@ -49,6 +49,11 @@ class Prompt:
         return users[-1] if users else (self.messages[-1].content if self.messages else "")
 
 
+TokenLogprob = dict[str, Any]
+"""One token as OpenAI's chat `logprobs.content` lists it: token, logprob, bytes and (for the
+chosen token) top_logprobs."""
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationParams:
     max_tokens: int
@@ -59,6 +64,7 @@ class GenerationParams:
     seed: int | None = None
     user: str | None = None
     output: OutputFormat | None = None  # response_format json_object / json_schema
+    top_logprobs: int | None = None  # the client asked for logprobs, with this many alternatives
     # The client's request fields as sent (messages with every part and tool call, tools,
     # response_format, ...), but for what the gateway sets itself: what an OpenAI-style
     # upstream receives. A local tier reads the typed fields above instead.
@@ -80,6 +86,7 @@ class Completion:
     retries: int = 0  # calls retried before this answer (router/backends/guard.py)
     cached_tokens: int = 0  # of prompt_tokens, read from the provider's cache (billed less)
     reasoning_tokens: int = 0  # of completion_tokens, spent reasoning (billed as output)
+    logprobs: list[TokenLogprob] | None = None  # a local answer's, when the client asked
 
 
 @dataclass(slots=True)
@@ -96,6 +103,7 @@ class StreamEvent:
     raw: dict[str, Any] | None = None  # the upstream's chunk, passed on as it came
     cached_tokens: int = 0  # on the last event, as in Completion
     reasoning_tokens: int = 0
+    logprobs: list[TokenLogprob] | None = None  # the tokens of `text`, when asked for
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import aiohttp
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field, field_validator
 
 from router.backends.base import (
@@ -34,6 +35,7 @@ from router.backends.base import (
     Prompt,
     StreamEvent,
     TierState,
+    TokenLogprob,
     no_embeddings,
 )
 from router.backends.grammar import GrammarCache, GrammarGate
@@ -43,10 +45,12 @@ from router.backends.spec import TierSpecBase
 from router.backends.stops import StopMatcher
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# Text prompts, streamed or not, with per-token logprobs; JSON answers under a grammar.
+# Text prompts, streamed or not, with per-token logprobs (returned to the client when it asks);
+# JSON answers under a grammar.
 LOCAL_FEATURES: frozenset[Feature] = frozenset(
-    {"chat", "completion", "stream", "token_logprobs", "json_object", "json_schema"}
+    {"chat", "completion", "stream", "token_logprobs", "json_object", "json_schema", "logprobs"}
 )
+Emit = Callable[[str, "list[TokenLogprob] | None"], None]  # a piece and its tokens' logprobs
 _INLINE_TOKENIZE_BYTES = 16_384  # larger prompts are tokenized off the event loop
 
 
@@ -103,6 +107,7 @@ class _Generation:
     finish_reason: str = "length"
     prompt_tokens: int = 0
     first_token_at: float | None = None
+    details: list[TokenLogprob] | None = None  # when the client asked for logprobs
 
     def final_event(self, model: str) -> StreamEvent:
         return StreamEvent(
@@ -122,7 +127,45 @@ class _Generation:
             model=model,
             token_logprobs=self.logprobs,
             ttft_ms=ttft,
+            logprobs=self.details,
         )
+
+
+class _TokenDetails:
+    """Each token as OpenAI's `logprobs.content` lists it, with its `top` alternatives, when
+    the client asked for logprobs (`top` None: nothing is kept)."""
+
+    def __init__(self, top: int | None, sampler: Sampler) -> None:
+        self._top = top
+        self._sampler = sampler
+        self.sent: list[TokenLogprob] | None = None if top is None else []
+        self._pending: list[TokenLogprob] = []  # not yet sent with a streamed piece
+
+    def add(self, llama: Any, raw: bytes, logprob: float, logits: npt.NDArray[np.float32]) -> None:
+        if self.sent is None or self._top is None:
+            return
+        entry = _described(raw, logprob)
+        entry["top_logprobs"] = [
+            _described(llama.detokenize([other]), value)
+            for other, value in self._sampler.likeliest(logits, self._top)
+        ]
+        self.sent.append(entry)
+        self._pending.append(entry)
+
+    def take(self) -> list[TokenLogprob] | None:
+        """The tokens since the last piece (None when logprobs were not asked for)."""
+        if self.sent is None:
+            return None
+        taken, self._pending = self._pending, []
+        return taken
+
+
+def _described(token: bytes, logprob: float) -> TokenLogprob:
+    return {
+        "token": token.decode("utf-8", "replace"),
+        "logprob": round(logprob, 6),
+        "bytes": list(token),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +279,7 @@ class LocalLlamaBackend:
         prompt: Prompt,
         params: GenerationParams,
         cancel: threading.Event,
-        emit: Callable[[str], None] | None,
+        emit: Emit | None,
     ) -> _Generation:
         result = _Generation()
         tokens = PromptTokenizer(llama, self.spec.chat_format).tokens(prompt)
@@ -282,6 +325,7 @@ class LocalLlamaBackend:
                 cancel=cancel,
                 emit=emit,
                 result=result,
+                top_logprobs=params.top_logprobs,
             )
         finally:
             if gate is not None:
@@ -297,11 +341,14 @@ class LocalLlamaBackend:
         max_tokens: int,
         stop: tuple[str, ...],
         cancel: threading.Event,
-        emit: Callable[[str], None] | None,
+        emit: Emit | None,
         result: _Generation,
+        top_logprobs: int | None,
     ) -> None:
         """Tokens from the evaluated prompt on, until the end, a stop, the limit or cancel."""
         llama_cpp = self._llama_cpp
+        details = _TokenDetails(top_logprobs, sampler)
+        result.details = details.sent
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopMatcher(stop)
         ctx, vocab, n_vocab = llama.ctx, self._vocab, self._n_vocab
@@ -319,11 +366,13 @@ class LocalLlamaBackend:
             if gate is not None:
                 gate.accept(token)
             result.logprobs.append(logprob)
-            piece = stops.feed(decoder.decode(llama.detokenize([token])))
+            raw = llama.detokenize([token])
+            details.add(llama, raw, logprob, logits)
+            piece = stops.feed(decoder.decode(raw))
             if piece:
                 result.pieces.append(piece)
                 if emit is not None:
-                    emit(piece)
+                    emit(piece, details.take())
             if stops.stopped:
                 result.finish_reason = "stop"
                 break
@@ -336,13 +385,13 @@ class LocalLlamaBackend:
         if tail and not stops.stopped:
             result.pieces.append(tail)
             if emit is not None:
-                emit(tail)
+                emit(tail, details.take())
 
     async def _run(
         self,
         prompt: Prompt,
         params: GenerationParams,
-        emit: Callable[[str], None] | None = None,
+        emit: Emit | None = None,
     ) -> tuple[_Generation, float]:
         started = time.perf_counter()
         slot = await self._acquire()
@@ -365,10 +414,10 @@ class LocalLlamaBackend:
     ) -> AsyncGenerator[StreamEvent, None]:
         """Tokens as they are decoded; closing the iterator cancels generation."""
         loop = asyncio.get_running_loop()
-        pieces: asyncio.Queue[str] = asyncio.Queue()
+        pieces: asyncio.Queue[tuple[str, list[TokenLogprob] | None]] = asyncio.Queue()
 
-        def emit(piece: str) -> None:
-            loop.call_soon_threadsafe(pieces.put_nowait, piece)
+        def emit(piece: str, logprobs: list[TokenLogprob] | None) -> None:
+            loop.call_soon_threadsafe(pieces.put_nowait, (piece, logprobs))
 
         task = asyncio.ensure_future(self._run(prompt, params, emit))
         try:
@@ -376,11 +425,13 @@ class LocalLlamaBackend:
                 getter = asyncio.ensure_future(pieces.get())
                 await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
                 if getter.done():
-                    yield StreamEvent(text=getter.result())
+                    text, logprobs = getter.result()
+                    yield StreamEvent(text=text, logprobs=logprobs)
                     continue
                 getter.cancel()
                 while not pieces.empty():
-                    yield StreamEvent(text=pieces.get_nowait())
+                    text, logprobs = pieces.get_nowait()
+                    yield StreamEvent(text=text, logprobs=logprobs)
                 gen, _ = task.result()
                 yield gen.final_event(self.model)
                 return

@@ -70,6 +70,16 @@ class Sampler:
         )
         return token, float(logits[token]) - log_norm
 
+    @staticmethod
+    def likeliest(logits: npt.NDArray[np.float32], n: int) -> list[tuple[int, float]]:
+        """The `n` likeliest tokens and their log-probabilities (the model's own)."""
+        if n <= 0:
+            return []
+        peak = float(logits.max())
+        log_norm = peak + float(np.log(np.exp(logits - peak).sum()))
+        top = _top(logits)[:n]
+        return [(int(token), float(logits[token]) - log_norm) for token in top]
+
     def _sample(self, logits: npt.NDArray[np.float32], candidates: npt.NDArray[np.intc]) -> int:
         """Temperature and top-p over `candidates` (most likely first)."""
         scaled = logits[candidates].astype(np.float64) / self.temperature

@@ -153,6 +153,7 @@ class ResponseEvents:
     sequence: int = 0
     output: list[dict[str, Any]] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
     message_index: int | None = None
     calls: dict[int, _OpenCall] = field(default_factory=dict)
     chat_usage: dict[str, Any] | None = None
@@ -178,8 +179,8 @@ class ResponseEvents:
             "response.in_progress", response=snapshot
         )
 
-    def piece(self, delta: str) -> bytes:
-        """Answer text as it is generated."""
+    def piece(self, delta: str, logprobs: list[dict[str, Any]] | None = None) -> bytes:
+        """Answer text as it is generated (and its tokens' logprobs, when asked for)."""
         frames = b""
         if self.message_index is None:
             self.message_index = len(self.output)
@@ -196,13 +197,14 @@ class ResponseEvents:
                 part=_text_part(""),
             )
         self.text.append(delta)
+        self.logprobs += logprobs or ()
         return frames + self._event(
             "response.output_text.delta",
             item_id=self.shell.message_id,
             output_index=self.message_index,
             content_index=0,
             delta=delta,
-            logprobs=[],
+            logprobs=logprobs or [],
         )
 
     def chunk(self, chunk: Mapping[str, Any]) -> bytes:
@@ -213,7 +215,9 @@ class ResponseEvents:
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             if delta.get("content"):
-                frames += self.piece(delta["content"])
+                frames += self.piece(
+                    delta["content"], (choice.get("logprobs") or {}).get("content")
+                )
             for call in delta.get("tool_calls") or ():
                 frames += self._call_delta(call)
             if choice.get("finish_reason"):
@@ -252,12 +256,12 @@ class ResponseEvents:
         frames = b""
         if self.message_index is not None:
             text = "".join(self.text)
-            part = _text_part(text)
+            part = _text_part(text, self.logprobs)
             item = _message(self.shell.message_id, [part], "completed")
             self.output[self.message_index] = item
             where = {"item_id": self.shell.message_id, "output_index": self.message_index}
             frames += self._event("response.output_text.done", **where, content_index=0,
-                                  text=text, logprobs=[])  # fmt: skip
+                                  text=text, logprobs=self.logprobs)  # fmt: skip
             frames += self._event("response.content_part.done", **where, content_index=0,
                                   part=part)  # fmt: skip
             frames += self._event(

@@ -7,6 +7,7 @@ request passes straight through. The upstream receives the client's fields as se
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -175,7 +176,7 @@ def test_json_object_logprobs_and_image_parts_reach_the_capable_tier(
         model="large", messages=ASK, response_format={"type": "json_object"}
     )
     assert json.loads(reply.choices[0].message.content or "") == {"answer": "fake"}
-    reply = client.chat.completions.create(model="auto", messages=ASK, logprobs=True)
+    reply = client.chat.completions.create(model="large", messages=ASK, logprobs=True)
     assert reply.choices[0].logprobs is not None and reply.choices[0].logprobs.content
     image = [
         {
@@ -376,3 +377,49 @@ async def test_llama_index_openai_like(cascade: Cascade, model: str) -> None:
             Capital, PromptTemplate("The capital of {country}?"), country="France"
         )
         assert isinstance(capital, Capital)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_logprobs_from_the_local_tier(
+    client: openai.OpenAI, cascade: Cascade, stream: bool
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto",
+        messages=[{"role": "user", "content": "Say hi."}],
+        max_tokens=8,
+        logprobs=True,
+        top_logprobs=3,
+        stream=stream,
+    )
+    if stream:
+        chunks = [chunk for chunk in raw.parse() if chunk.choices]
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+        tokens = [
+            t for c in chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.content or ()
+        ]
+    else:
+        choice = raw.parse().choices[0]
+        text, tokens = choice.message.content or "", list(choice.logprobs.content or ())  # type: ignore[union-attr]
+    assert raw.headers["x-cascade-tier"] == "small"
+    assert "".join(token.token for token in tokens) == text
+    for token in tokens:
+        assert len(token.top_logprobs) == 3
+        assert token.top_logprobs[0].logprob >= token.logprob  # the likeliest first
+        assert bytes(token.bytes or ()).decode() == token.token
+    confidence = cascade.record(raw.headers["x-request-id"])["attempts"][0]["confidence"]
+    mean = math.exp(sum(token.logprob for token in tokens) / len(tokens))
+    assert confidence["value"] == pytest.approx(mean, abs=1e-4)  # what the cascade judged
+
+
+def test_legacy_completion_and_responses_logprobs_from_the_local_tier(
+    client: openai.OpenAI,
+) -> None:
+    legacy = client.completions.create(model="small", prompt="Hello", max_tokens=4, logprobs=2)
+    found = legacy.choices[0].logprobs
+    assert found is not None and found.tokens and "".join(found.tokens) == legacy.choices[0].text
+    assert all(len(alternatives) == 2 for alternatives in found.top_logprobs or ())
+    response = client.responses.create(
+        model="small", input="Say hi.", max_output_tokens=8, top_logprobs=2
+    )
+    part = response.output[0].content[0]  # type: ignore[union-attr]
+    assert part.logprobs and "".join(t.token for t in part.logprobs) == response.output_text
