@@ -27,7 +27,6 @@ from router.backends.base import (
     Completion,
     StreamEvent,
     Usage,
-    tier_features,
 )
 from router.backends.registry import TYPES
 from router.confidence import AcceptanceModel, Answered, Confidence, judge, score
@@ -200,7 +199,7 @@ class Cascade:
             name: _Tier(
                 spec.type,
                 TYPES[spec.type].local,
-                tier_features(spec.features, TYPES[spec.type].features),
+                spec.serves(TYPES[spec.type].features),
             )
             for name, spec in policy.tiers.items()
         }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.backends.base import Message, Prompt, tier_features
+from router.backends.base import Message, Prompt
 from router.backends.prompt_tokens import estimate_tokens
 from router.backends.registry import backend_type
 from router.policy import LoadedPolicy
@@ -50,7 +50,7 @@ def explain(
     steps, costs = [], []
     for index, step in enumerate(decision.plan.steps):
         spec = policy.tiers[step.tier]
-        served = tier_features(spec.features, backend_type(spec).features)
+        served = spec.serves(backend_type(spec).features)
         lacking = sorted(features - served)
         acceptance = None
         if step.acceptance is not None:

@@ -229,11 +229,6 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
-def tier_features(declared: list[str] | None, default: frozenset[Feature]) -> frozenset[str]:
-    """The request features a tier serves: its policy's list, else its type's."""
-    return frozenset(declared) if declared is not None else frozenset(default)
-
-
 @dataclass(frozen=True, slots=True)
 class BackendType:
     """One tier `type` of the policy language: its spec, and how a backend is built from it.

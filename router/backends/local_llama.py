@@ -39,6 +39,7 @@ from router.backends.base import (
     no_embeddings,
 )
 from router.backends.grammar import GrammarCache, GrammarGate
+from router.backends.local_embed import LocalEmbedder
 from router.backends.prompt_tokens import PromptTokenizer
 from router.backends.sampling import Sampler
 from router.backends.spec import TierSpecBase
@@ -69,6 +70,21 @@ class LlamaCppTier(TierSpecBase):
     max_concurrency: int = Field(1, ge=1, le=64)
     max_queue: int = Field(16, ge=0, le=10_000)
     temperature: float | None = Field(0.0, ge=0, le=2)
+    embeddings: bool = Field(
+        False,
+        description="Also serve /v1/embeddings: a second llama.cpp context on the same mmap'd "
+        "weights, mean-pooled and L2-normalised (its KV cache costs memory).",
+    )
+    embedding_n_ctx: int = Field(
+        512,
+        ge=16,
+        le=8192,
+        description="Tokens one embeddings input may hold (memory grows with it).",
+    )
+
+    def serves(self, default: frozenset[str]) -> frozenset[str]:
+        served = super().serves(default)
+        return served | {"embeddings"} if self.embeddings else served
 
     @field_validator("model_path")
     @classmethod
@@ -179,7 +195,13 @@ class _Slot:
 class LocalLlamaBackend:
     """Backend contract over llama-cpp-python, with bounded concurrency and queueing."""
 
-    def __init__(self, name: str, spec: LlamaCppTier, slots: list[_Slot]) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: LlamaCppTier,
+        slots: list[_Slot],
+        embedder: LocalEmbedder | None = None,
+    ) -> None:
         import llama_cpp
 
         self.name = name
@@ -195,6 +217,7 @@ class LocalLlamaBackend:
         self._vocab = llama_cpp.llama_model_get_vocab(slots[0].llama.model)
         self._n_vocab = slots[0].llama.n_vocab()
         self._grammars = GrammarCache()
+        self._embedder = embedder
 
     @classmethod
     async def load(cls, name: str, spec: LlamaCppTier) -> LocalLlamaBackend:
@@ -231,7 +254,18 @@ class LocalLlamaBackend:
         contexts = await asyncio.gather(
             *(asyncio.wrap_future(executor.submit(build)) for executor in executors)
         )
-        return cls(name, spec, [_Slot(c, e) for c, e in zip(contexts, executors, strict=True)])
+        embedder = None
+        if "embeddings" in spec.serves(LOCAL_FEATURES):
+            embedder = await LocalEmbedder.load(
+                name,
+                spec.model_name,
+                contexts[0],
+                n_ctx=spec.embedding_n_ctx,
+                n_threads=spec.n_threads or os.cpu_count() or 1,
+                max_queue=spec.max_queue,
+            )
+        slots = [_Slot(c, e) for c, e in zip(contexts, executors, strict=True)]
+        return cls(name, spec, slots, embedder)
 
     # -- admission -----------------------------------------------------------------------
 
@@ -440,9 +474,14 @@ class LocalLlamaBackend:
                 task.cancel()
 
     async def embed(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        raise no_embeddings(self.name)  # its contexts generate; embedding needs its own
+        if self._embedder is None:  # its contexts generate; embedding needs its own
+            raise no_embeddings(self.name)
+        return await self._embedder.embed(body)
 
     async def aclose(self) -> None:
+        if self._embedder is not None:  # it runs on the first context's model: close it first
+            await self._embedder.aclose()
+            self._embedder = None
         for slot in self._slots:
             slot.executor.shutdown(wait=True, cancel_futures=True)
             slot.llama.close()

@@ -104,6 +104,10 @@ class TierSpecBase(StrictSpec):
                 raise ValueError(f"unknown features {unknown} (one of {sorted(REQUEST_FEATURES)})")
         return value
 
+    def serves(self, default: frozenset[str]) -> frozenset[str]:
+        """The request features this tier serves: its `features`, else its type's `default`."""
+        return frozenset(self.features) if self.features is not None else frozenset(default)
+
     @property
     def served_model(self) -> str:
         """The model name this tier answers as (records, explain, /v1/models)."""
