@@ -123,7 +123,10 @@ class DecisionRecord:
         if served is not None and reference is not None:
             self.counterfactual_cost_usd = round(
                 reference.price.cost(
-                    served.prompt_tokens, served.completion_tokens, served.latency_ms / 1000
+                    served.prompt_tokens,
+                    served.completion_tokens,
+                    served.latency_ms / 1000,
+                    cached_tokens=served.cached_tokens,  # as if its cache had served as well
                 ),
                 10,
             )

@@ -82,7 +82,9 @@ def test_prices_from_litellms_map_for_a_known_openai_model(
         model="gpt-4o-mini",
         prompt_tokens=attempt["prompt_tokens"],
         completion_tokens=attempt["completion_tokens"],
+        cache_read_input_tokens=attempt["cached_tokens"],  # the fake reports some cached
     )
+    assert attempt["cached_tokens"] > 0
     assert attempt["prompt_tokens"] > 0 and attempt["completion_tokens"] > 0
     assert attempt["cost_usd"] == pytest.approx(prompt_cost + completion_cost, rel=1e-9)
     assert record["counterfactual_cost_usd"] == pytest.approx(attempt["cost_usd"])

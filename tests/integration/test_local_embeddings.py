@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.cascade import Cascade, StartCascade
 from tests.support.processes import ServerProcess
+from tests.support.surface import local_then_capable, sdk
 
 TEXTS = ["The cat sat on the mat.", "A feline rested on the rug.", "Stock markets fell sharply."]
 
@@ -21,21 +22,14 @@ TEXTS = ["The cat sat on the mat.", "A feline rested on the rug.", "Stock market
 def cascade(
     start_cascade: StartCascade, start_fake_upstream: Callable[..., ServerProcess]
 ) -> Cascade:
-    upstream = start_fake_upstream()
-    return start_cascade(f"""
-tiers:
-  small: {{type: llama_cpp, embeddings: true}}
-  large: {{type: openai, api_base: "{upstream.url}/v1", model: capable-model}}
-routes:
-  auto:
-    cascade: [{{tier: small}}, {{tier: large}}]
-""")
+    policy = local_then_capable(start_fake_upstream(), small="{type: llama_cpp, embeddings: true}")
+    return start_cascade(policy)
 
 
 @pytest.fixture
 def client(cascade: Cascade) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{cascade.url}/v1", api_key="sk-client", max_retries=0) as sdk:
-        yield sdk
+    with sdk(cascade) as client:
+        yield client
 
 
 # Not given: the SDK asks for base64 and decodes it itself.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -20,19 +20,8 @@ from pydantic import BaseModel
 from tests.support.cascade import Cascade, StartCascade
 from tests.support.fake_upstream import CACHED_TOKENS, REASONING_TOKENS
 from tests.support.processes import ServerProcess
+from tests.support.surface import WEATHER, local_then_capable, sdk
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
@@ -49,11 +38,7 @@ def upstream(start_fake_upstream: Callable[..., ServerProcess]) -> ServerProcess
 
 @pytest.fixture(scope="module")
 def cascade(start_cascade: StartCascade, upstream: ServerProcess) -> Cascade:
-    return start_cascade(
-        f"""
-tiers:
-  small: {{type: llama_cpp}}
-  large: {{type: openai, api_base: "{upstream.url}/v1", model: capable-model}}
+    more = f"""
   priced:
     type: openai
     api_base: "{upstream.url}/v1"
@@ -63,20 +48,15 @@ tiers:
     type: litellm
     api_base: "{upstream.url}/v1"
     model: openai/capable-model
-    api_key_env: FAKE_KEY
-routes:
-  auto:
-    cascade:
-      - {{tier: small, acceptance: {{threshold: 0.0}}}}
-      - {{tier: large}}
-""",
-        env={"FAKE_KEY": "sk-fake"},
-    )
+    api_key_env: FAKE_KEY"""
+    policy = local_then_capable(upstream, more_tiers=more)
+    return start_cascade(policy, env={"FAKE_KEY": "sk-fake"})
 
 
 @pytest.fixture
-def client(cascade: Cascade) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{cascade.url}/v1", api_key="sk-client", max_retries=0)
+def client(cascade: Cascade) -> Iterator[openai.OpenAI]:
+    with sdk(cascade) as client:
+        yield client
 
 
 def last_body(upstream: ServerProcess) -> dict[str, Any]:

@@ -12,26 +12,12 @@ from typing import Any
 import openai
 import pytest
 import requests
-from pydantic import BaseModel
 
 from tests.support.cascade import Cascade, StartCascade
 from tests.support.processes import ServerProcess
+from tests.support.surface import RESPONSES_WEATHER, Capital, local_then_capable, sdk
 
-WEATHER = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The weather in a city",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-}
-
-
-class Capital(BaseModel):
-    country: str
-    capital: str
+WEATHER = RESPONSES_WEATHER
 
 
 @pytest.fixture(scope="module")
@@ -41,22 +27,13 @@ def upstream(start_fake_upstream: Callable[..., ServerProcess]) -> ServerProcess
 
 @pytest.fixture(scope="module")
 def cascade(start_cascade: StartCascade, upstream: ServerProcess) -> Cascade:
-    return start_cascade(f"""
-tiers:
-  small: {{type: llama_cpp}}
-  large: {{type: openai, api_base: "{upstream.url}/v1", model: capable-model}}
-routes:
-  auto:
-    cascade:
-      - {{tier: small, acceptance: {{threshold: 0.0}}}}
-      - {{tier: large}}
-""")
+    return start_cascade(local_then_capable(upstream))
 
 
 @pytest.fixture
 def client(cascade: Cascade) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{cascade.url}/v1", api_key="sk-client", max_retries=0) as sdk:
-        yield sdk
+    with sdk(cascade) as client:
+        yield client
 
 
 def last_body(upstream: ServerProcess) -> dict[str, Any]:

@@ -5,15 +5,15 @@ escalated to the capable tier when they do not — streamed or not, through the 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
 import pytest
-from pydantic import BaseModel
 
 from tests.support.cascade import Cascade, StartCascade
 from tests.support.processes import ServerProcess
+from tests.support.surface import Capital, local_then_capable, sdk
 
 ASK = [{"role": "user", "content": "Give a person as JSON with name and age."}]
 
@@ -36,33 +36,19 @@ def person(minimum: int) -> dict[str, Any]:
     }
 
 
-class Capital(BaseModel):
-    country: str
-    capital: str
-
-
 @pytest.fixture(scope="module")
 def cascade(
     start_cascade: StartCascade, start_fake_upstream: Callable[..., ServerProcess]
 ) -> Cascade:
-    upstream = start_fake_upstream()
     # Confidence never rejects (threshold 0): whether the local answer is kept is the
     # schema check alone.
-    return start_cascade(f"""
-tiers:
-  small: {{type: llama_cpp}}
-  large: {{type: openai, api_base: "{upstream.url}/v1", model: capable-model}}
-routes:
-  auto:
-    cascade:
-      - {{tier: small, acceptance: {{threshold: 0.0}}}}
-      - {{tier: large}}
-""")
+    return start_cascade(local_then_capable(start_fake_upstream()))
 
 
 @pytest.fixture
-def client(cascade: Cascade) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{cascade.url}/v1", api_key="sk-client", max_retries=0)
+def client(cascade: Cascade) -> Iterator[openai.OpenAI]:
+    with sdk(cascade) as client:
+        yield client
 
 
 def answer(client: openai.OpenAI, stream: bool, **fields: Any) -> tuple[str, Any]:
