@@ -23,7 +23,7 @@ from router.records import DecisionRecord, iso_time
 from router.redact import Redactor
 from router.reload import RELOADER
 from router.requests import parse_embeddings, prompt_too_long
-from router.responses import StreamWriter, as_chunks
+from router.responses import StreamWriter
 from router.routing import Decision, Facts, decide
 from router.state import (
     CLIENT_REQUEST_ID,
@@ -173,9 +173,7 @@ async def _stream(
     )
     writer = exchange.writer(record.request_id, outcome.model)
     await response.prepare(request)
-    await _stream_body(
-        response, writer, record, outcome, chat=exchange.chat, redactor=request.app[REDACTOR]
-    )
+    await _stream_body(response, writer, record, outcome, redactor=request.app[REDACTOR])
     return response
 
 
@@ -208,16 +206,13 @@ async def _stream_body(
     record: DecisionRecord,
     outcome: Outcome,
     *,
-    chat: bool,
     redactor: Redactor,
 ) -> None:
     try:
-        await _send(response, writer.start())
         if outcome.completion is not None:
             done = outcome.completion
-            if done.raw is not None:  # a whole upstream answer: all of it, as chunks
-                for chunk in as_chunks(done.raw, chat):
-                    await _send(response, writer.chunk(chunk))
+            if done.raw is not None:  # a whole upstream answer: all of it, as events
+                await _send(response, writer.whole(done.raw))
             elif done.text:
                 await _send(response, writer.piece(done.text, done.logprobs))
             usage = (done.prompt_tokens, done.completion_tokens)
@@ -270,9 +265,7 @@ async def _complete_on(
         except CascadeFailure as failure:
             record.attempts = failure.attempts
             rejected = failure.reason == "saturated"
-            raise failure_error(
-                failure, prompt_param=surface.prompt_param, route=decision.route
-            ) from None
+            raise exchange.failure(failure, decision.route) from None
         record.status = "degraded" if outcome.degraded else "ok"
         headers = _headers(runtime, record.request_id, decision.route, outcome)
         if client.stream:

@@ -72,16 +72,16 @@ class StreamWriter(Protocol):
     """The server-sent events of one streamed answer, in the client's API (chat completions,
     completions: `ChunkWriter`; Responses: router/responses_api/render.py)."""
 
-    def start(self) -> bytes:
-        """Before the first token."""
-        ...
-
     def piece(self, text: str, logprobs: list[TokenLogprob] | None = None) -> bytes:
         """Answer text from the local tier (and its tokens' logprobs, when asked for)."""
         ...
 
     def chunk(self, chunk: Mapping[str, Any]) -> bytes:
         """An upstream's chat completions chunk as it sent it."""
+        ...
+
+    def whole(self, body: Mapping[str, Any]) -> bytes:
+        """A whole upstream answer, as the events a stream of it would have sent."""
         ...
 
     def end(self, finish_reason: str | None, tokens: tuple[int, int]) -> bytes:
@@ -139,9 +139,6 @@ class ChunkWriter:
         }
         return b"data: " + orjson.dumps(body) + b"\n\n"
 
-    def start(self) -> bytes:
-        return b""
-
     def piece(self, text: str, logprobs: list[TokenLogprob] | None = None) -> bytes:
         choice: dict[str, Any] = {"index": 0, "finish_reason": None}
         if logprobs is not None:
@@ -161,6 +158,9 @@ class ChunkWriter:
                 return b""
             chunk = {key: value for key, value in chunk.items() if key != "usage"}
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def whole(self, body: Mapping[str, Any]) -> bytes:
+        return b"".join(self.chunk(chunk) for chunk in as_chunks(body, self._chat))
 
     def end(self, finish_reason: str | None, tokens: tuple[int, int]) -> bytes:
         frames = b""

@@ -9,16 +9,18 @@ translated to chat completions on the way in and back on the way out
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from router.backends.base import Completion
-from router.errors import invalid
+from router.cascade import CascadeFailure
+from router.errors import APIError, invalid
+from router.failures import failure_error
 from router.policy.model import LimitsSpec
 from router.requests import ClientRequest, parse_request
 from router.responses import ChunkWriter, StreamWriter, completion_body
 from router.responses_api.render import ResponseEvents, Shell, response_body
-from router.responses_api.request import ResponsesBody, parse_responses, to_chat
+from router.responses_api.request import ResponsesBody, parse_responses, to_chat, untranslatable
 
 
 class Exchange(Protocol):
@@ -27,14 +29,13 @@ class Exchange(Protocol):
     @property
     def client(self) -> ClientRequest: ...
 
-    @property
-    def chat(self) -> bool:
-        """The answer is a chat completion (else a text completion)."""
-        ...
-
     def body(self, request_id: str, completion: Completion) -> dict[str, Any]: ...
 
     def writer(self, request_id: str, model: str) -> StreamWriter: ...
+
+    def failure(self, failure: CascadeFailure, route: str) -> APIError:
+        """What the client is told when no tier answered."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,19 +49,31 @@ class _Completions:
     def writer(self, request_id: str, model: str) -> StreamWriter:
         return ChunkWriter(request_id, model, self.chat, self.client.include_usage)
 
+    def failure(self, failure: CascadeFailure, route: str) -> APIError:
+        return failure_error(
+            failure, prompt_param="messages" if self.chat else "prompt", route=route
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class _Responses:
     client: ClientRequest
     request: ResponsesBody
-    chat: bool = True
+    untranslatable: APIError | None  # why only a tier speaking the Responses API will do
 
     def body(self, request_id: str, completion: Completion) -> dict[str, Any]:
+        if completion.raw is not None and completion.raw.get("object") == "response":
+            return completion.raw  # a tier that speaks the Responses API: as it answered
         shell = Shell(request_id, self.request, completion.model)
         return response_body(shell, completion_body(request_id, completion, chat=True))
 
     def writer(self, request_id: str, model: str) -> StreamWriter:
         return ResponseEvents(Shell(request_id, self.request, model))
+
+    def failure(self, failure: CascadeFailure, route: str) -> APIError:
+        if failure.reason == "unsupported" and self.untranslatable is not None:
+            return self.untranslatable  # names the field that needs the Responses API
+        return failure_error(failure, prompt_param="input", route=route)
 
 
 def _read_responses(raw: Any, limits: LimitsSpec) -> Exchange:
@@ -71,24 +84,29 @@ def _read_responses(raw: Any, limits: LimitsSpec) -> Exchange:
             f"'max_output_tokens' must be between 1 and {most}; got {request.max_output_tokens}",
             "max_output_tokens",
         )
-    return _Responses(parse_request(to_chat(request), limits, chat=True), request)
+    problem = untranslatable(request)
+    client = parse_request(to_chat(request), limits, chat=True)
+    native = {key: value for key, value in raw.items() if key not in ("model", "stream")}
+    client = replace(
+        client,
+        params=replace(client.params, native=native),
+        features=client.features | ({"responses"} if problem is not None else set()),
+    )
+    return _Responses(client, request, problem)
 
 
 @dataclass(frozen=True, slots=True)
 class Surface:
     endpoint: str
-    prompt_param: str  # what a prompt too long for every tier is blamed on
     read: Callable[[Any, LimitsSpec], Exchange]
 
 
 CHAT = Surface(
     "/v1/chat/completions",
-    "messages",
     lambda raw, limits: _Completions(parse_request(raw, limits, chat=True), chat=True),
 )
 COMPLETIONS = Surface(
     "/v1/completions",
-    "prompt",
     lambda raw, limits: _Completions(parse_request(raw, limits, chat=False), chat=False),
 )
-RESPONSES = Surface("/v1/responses", "input", _read_responses)
+RESPONSES = Surface("/v1/responses", _read_responses)

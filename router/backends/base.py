@@ -65,6 +65,9 @@ class GenerationParams:
     user: str | None = None
     output: OutputFormat | None = None  # response_format json_object / json_schema
     top_logprobs: int | None = None  # the client asked for logprobs, with this many alternatives
+    # A /v1/responses request as the client sent it (but for `model` and `stream`): what a
+    # tier that speaks the Responses API receives instead of the chat translation.
+    native: Mapping[str, Any] | None = None
     # The client's request fields as sent (messages with every part and tool call, tools,
     # response_format, ...), but for what the gateway sets itself: what an OpenAI-style
     # upstream receives. A local tier reads the typed fields above instead.
@@ -114,6 +117,19 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+
+    @classmethod
+    def of_response(cls, usage: Mapping[str, Any] | None) -> Usage:
+        """The Responses API's usage (input/output tokens and their details)."""
+        found = usage or {}
+        return cls.of(
+            {
+                "prompt_tokens": found.get("input_tokens"),
+                "completion_tokens": found.get("output_tokens"),
+                "prompt_tokens_details": found.get("input_tokens_details"),
+                "completion_tokens_details": found.get("output_tokens_details"),
+            }
+        )
 
     @classmethod
     def of(cls, usage: Mapping[str, Any] | None) -> Usage:
@@ -180,6 +196,9 @@ Feature = Literal[
     "prediction",
     "web_search",
     "embeddings",  # POST /v1/embeddings
+    # POST /v1/responses with what has no chat completions translation (server-side state,
+    # hosted tools, reasoning items): only a tier that speaks the Responses API serves it
+    "responses",
 ]
 """What a backend serves: `chat` and `completion` prompts, `stream`ed answers, per-token
 log-probabilities (`token_logprobs`, which logprob-based acceptance needs), and the request
@@ -188,9 +207,12 @@ _SERVING: frozenset[Feature] = frozenset({"chat", "completion", "stream", "token
 REQUEST_FEATURES: frozenset[Feature] = frozenset(get_args(Feature)) - _SERVING
 
 
-REMOTE_FEATURES: frozenset[Feature] = REQUEST_FEATURES | (_SERVING - {"token_logprobs"})
+REMOTE_FEATURES: frozenset[Feature] = (REQUEST_FEATURES - {"responses"}) | (
+    _SERVING - {"token_logprobs"}
+)
 """A remote OpenAI-style tier: the upstream serves (or refuses, in its own words) every
-request feature; the gateway does not second-guess it."""
+request feature; the gateway does not second-guess it. Speaking the Responses API is a
+tier's own declaration (`responses_api`)."""
 
 
 class Backend(Protocol):

@@ -7,11 +7,13 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 import aiohttp
 import orjson
 import yarl
+from pydantic import Field
 
 from router.backends.base import (
     REMOTE_FEATURES,
@@ -24,6 +26,7 @@ from router.backends.base import (
     TierState,
     Usage,
 )
+from router.backends.native_responses import native_body, native_completion, native_event
 from router.backends.spec import RemoteTierSpec
 from router.backends.upstream import request_body
 
@@ -34,10 +37,20 @@ class OpenAITier(RemoteTierSpec):
     """Any OpenAI-compatible HTTP server: vLLM, TGI, llama.cpp server, OpenAI itself."""
 
     type: Literal["openai"]
+    responses_api: bool = Field(
+        False,
+        description="The upstream serves POST /responses itself (OpenAI, recent vLLM): "
+        "/v1/responses requests reach it as the client sent them, hosted tools and "
+        "previous_response_id included, instead of translated to chat completions.",
+    )
 
     @property
     def configured(self) -> bool:
         return self.api_base is not None
+
+    def serves(self, default: frozenset[str]) -> frozenset[str]:
+        served = super().serves(default)
+        return served | {"responses"} if self.responses_api else served
 
 
 def _error_message(status: int, raw: bytes) -> str:
@@ -98,6 +111,7 @@ class OpenAIHTTPBackend:
         self._chat_url = yarl.URL(f"{spec.api_base}/chat/completions")
         self._completions_url = yarl.URL(f"{spec.api_base}/completions")
         self._embeddings_url = yarl.URL(f"{spec.api_base}/embeddings")
+        self._responses_url = yarl.URL(f"{spec.api_base}/responses")
         self._session = session
         self._headers = {"Content-Type": "application/json"}
         key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
@@ -121,9 +135,15 @@ class OpenAIHTTPBackend:
     async def count_tokens(self, prompt: Prompt) -> int | None:
         return None  # the upstream's tokenizer is not ours to run
 
+    def _native(self, params: GenerationParams) -> bool:
+        """Whether this call is a /v1/responses request passed through as sent."""
+        return params.native is not None and self._spec.responses_api
+
     async def _post_prompt(
         self, prompt: Prompt, params: GenerationParams, stream: bool
     ) -> aiohttp.ClientResponse:
+        if self._native(params):
+            return await self._post(self._responses_url, native_body(self.model, params, stream))
         url = self._chat_url if prompt.is_chat else self._completions_url
         return await self._post(
             url, request_body(self.model, prompt, params, stream=stream, chat=False)
@@ -178,6 +198,8 @@ class OpenAIHTTPBackend:
                 async with response:
                     raw = await response.read()
                 body = orjson.loads(raw)
+            if self._native(params):
+                return native_completion(body, self.model, (time.perf_counter() - started) * 1000)
             choice = body["choices"][0]
         except (KeyError, IndexError, TypeError):
             raise BackendError("error", f"tier '{self.name}' sent a malformed response") from None
@@ -227,6 +249,10 @@ class OpenAIHTTPBackend:
                     f"tier '{self.name}' answered a stream request with "
                     f"{response.content_type or 'no content type'}, not server-sent events",
                 )
+            if self._native(params):
+                async for event in self._native_events(response):
+                    yield event
+                return
             finish: str | None = None
             usage: Usage | None = None
             pieces = 0
@@ -264,6 +290,21 @@ class OpenAIHTTPBackend:
                 cached_tokens=usage.cached_tokens,
                 reasoning_tokens=usage.reasoning_tokens,
             )
+
+    async def _native_events(
+        self, response: aiohttp.ClientResponse
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """A Responses event stream, each event passed on as sent; it ends with the Response
+        completed (or incomplete), else it was cut off."""
+        async for line in response.content:
+            if not line.startswith(b"data:"):
+                continue  # `event:` lines repeat the data's own `type`
+            passed, final = native_event(orjson.loads(line[5:].strip()), self.name)
+            yield passed
+            if final is not None:
+                yield replace(final, model=final.model or self.model)
+                return
+        raise BackendError("truncated", f"tier '{self.name}' ended its stream before the end")
 
     async def embed(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST {api_base}/embeddings with the client's fields and the tier's model."""

@@ -15,10 +15,14 @@ from typing import Any
 import orjson
 
 from router.errors import APIError
+from router.responses import as_chunks
 from router.responses_api.request import ResponsesBody
 
-_INCOMPLETE = {"length": "max_output_tokens", "cancelled": "max_output_tokens",
-               "content_filter": "content_filter"}  # fmt: skip
+_INCOMPLETE = {
+    "length": "max_output_tokens",
+    "cancelled": "max_output_tokens",
+    "content_filter": "content_filter",
+}
 
 
 def usage(chat_usage: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -44,8 +48,13 @@ def _text_part(text: str, logprobs: list[Any] | None = None) -> dict[str, Any]:
 
 
 def _message(item_id: str, parts: list[dict[str, Any]], status: str) -> dict[str, Any]:
-    return {"type": "message", "id": item_id, "status": status, "role": "assistant",
-            "content": parts}  # fmt: skip
+    return {
+        "type": "message",
+        "id": item_id,
+        "status": status,
+        "role": "assistant",
+        "content": parts,
+    }
 
 
 def _call(call: Mapping[str, Any], status: str) -> dict[str, Any]:
@@ -158,6 +167,8 @@ class ResponseEvents:
     calls: dict[int, _OpenCall] = field(default_factory=dict)
     chat_usage: dict[str, Any] | None = None
     finish_reason: str | None = None
+    begun: bool = False  # response.created went out
+    native: bool = False  # an upstream's own Responses events are passed on
 
     def _event(self, kind: str, **values: Any) -> bytes:
         payload = {"type": kind, "sequence_number": self.sequence, **values}
@@ -173,7 +184,11 @@ class ResponseEvents:
             error=error,
         )
 
-    def start(self) -> bytes:
+    def _begin(self) -> bytes:
+        """response.created and response.in_progress, once, before anything of ours."""
+        if self.begun or self.native:
+            return b""
+        self.begun = True
         snapshot = self._response("in_progress")
         return self._event("response.created", response=snapshot) + self._event(
             "response.in_progress", response=snapshot
@@ -181,7 +196,7 @@ class ResponseEvents:
 
     def piece(self, delta: str, logprobs: list[dict[str, Any]] | None = None) -> bytes:
         """Answer text as it is generated (and its tokens' logprobs, when asked for)."""
-        frames = b""
+        frames = self._begin()
         if self.message_index is None:
             self.message_index = len(self.output)
             item = _message(self.shell.message_id, [], "in_progress")
@@ -208,7 +223,12 @@ class ResponseEvents:
         )
 
     def chunk(self, chunk: Mapping[str, Any]) -> bytes:
-        """One chat completions chunk as sent by an upstream."""
+        """One chat completions chunk as sent by an upstream; or one event of an upstream
+        that speaks the Responses API, passed on as it sent it."""
+        kind = chunk.get("type")
+        if "choices" not in chunk and isinstance(kind, str):
+            self.native = True
+            return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(chunk) + b"\n\n"
         frames = b""
         if chunk.get("usage"):
             self.chat_usage = dict(chunk["usage"])
@@ -227,17 +247,20 @@ class ResponseEvents:
     def _call_delta(self, delta: Mapping[str, Any]) -> bytes:
         index = int(delta.get("index") or 0)
         function = delta.get("function") or {}
-        frames = b""
+        frames = self._begin()
         open_call = self.calls.get(index)
         if open_call is None:
-            call = {"id": delta.get("id", ""), "function": {"name": function.get("name", ""),
-                                                            "arguments": ""}}  # fmt: skip
+            call = {
+                "id": delta.get("id", ""),
+                "function": {"name": function.get("name", ""), "arguments": ""},
+            }
             open_call = self.calls[index] = _OpenCall(len(self.output), _call(call, "in_progress"))
             self.output.append(open_call.call)
             frames += self._event(
-                "response.output_item.added", output_index=open_call.output_index,
+                "response.output_item.added",
+                output_index=open_call.output_index,
                 item=dict(open_call.call),
-            )  # fmt: skip
+            )
         if arguments := function.get("arguments"):
             open_call.call["arguments"] += arguments
             frames += self._event(
@@ -250,20 +273,26 @@ class ResponseEvents:
 
     def end(self, finish_reason: str | None, tokens: tuple[int, int]) -> bytes:
         """Close every item, then the Response as completed (or incomplete)."""
+        if self.native:
+            return b""  # the upstream's own response.completed went out
         self.finish_reason = self.finish_reason or finish_reason
         if self.chat_usage is None:
             self.chat_usage = {"prompt_tokens": tokens[0], "completion_tokens": tokens[1]}
-        frames = b""
+        frames = self._begin()
         if self.message_index is not None:
             text = "".join(self.text)
             part = _text_part(text, self.logprobs)
             item = _message(self.shell.message_id, [part], "completed")
             self.output[self.message_index] = item
             where = {"item_id": self.shell.message_id, "output_index": self.message_index}
-            frames += self._event("response.output_text.done", **where, content_index=0,
-                                  text=text, logprobs=self.logprobs)  # fmt: skip
-            frames += self._event("response.content_part.done", **where, content_index=0,
-                                  part=part)  # fmt: skip
+            frames += self._event(
+                "response.output_text.done",
+                **where,
+                content_index=0,
+                text=text,
+                logprobs=self.logprobs,
+            )
+            frames += self._event("response.content_part.done", **where, content_index=0, part=part)
             frames += self._event(
                 "response.output_item.done", output_index=self.message_index, item=item
             )
@@ -276,9 +305,10 @@ class ResponseEvents:
                 arguments=open_call.call["arguments"],
             )
             frames += self._event(
-                "response.output_item.done", output_index=open_call.output_index,
+                "response.output_item.done",
+                output_index=open_call.output_index,
                 item=open_call.call,
-            )  # fmt: skip
+            )
         final = self._response("completed")
         kind = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
         return frames + self._event(kind, response=final)
@@ -286,6 +316,46 @@ class ResponseEvents:
     def failed(self, error: APIError) -> bytes:
         """The answer broke after it began: an `error` event, then the Response as failed."""
         failure = {"code": error.code or "server_error", "message": error.message}
-        return self._event(
-            "error", code=failure["code"], message=failure["message"], param=None
-        ) + self._event("response.failed", response=self._response("failed", failure))
+        return (
+            self._begin()
+            + self._event("error", code=failure["code"], message=failure["message"], param=None)
+            + self._event("response.failed", response=self._response("failed", failure))
+        )
+
+    def whole(self, body: Mapping[str, Any]) -> bytes:
+        """A whole answer, as the events a stream of it would have sent: a chat completion
+        (an upstream's), or a Response (from a tier that speaks the Responses API)."""
+        if body.get("object") != "response":
+            return b"".join(self.chunk(chunk) for chunk in as_chunks(body, chat=True))
+        self.native = True
+        created = {**body, "status": "in_progress", "output": [], "usage": None}
+        frames = self._event("response.created", response=created)
+        frames += self._event("response.in_progress", response=created)
+        for index, item in enumerate(body.get("output") or ()):
+            frames += self._event("response.output_item.added", output_index=index, item=item)
+            frames += self._item_events(index, item)
+            frames += self._event("response.output_item.done", output_index=index, item=item)
+        kind = "response.incomplete" if body.get("status") == "incomplete" else "response.completed"
+        return frames + self._event(kind, response=dict(body))
+
+    def _item_events(self, index: int, item: Mapping[str, Any]) -> bytes:
+        """The deltas of one whole output item: its text parts, or a call's arguments."""
+        frames = b""
+        where = {"item_id": item.get("id"), "output_index": index}
+        if item.get("type") == "function_call":
+            arguments = item.get("arguments", "")
+            frames += self._event(
+                "response.function_call_arguments.delta", **where, delta=arguments
+            )
+            return frames + self._event(
+                "response.function_call_arguments.done", **where, arguments=arguments
+            )
+        for number, part in enumerate(item.get("content") or ()):
+            at = {**where, "content_index": number}
+            frames += self._event("response.content_part.added", **at, part=part)
+            if part.get("type") == "output_text":
+                text = part.get("text", "")
+                frames += self._event("response.output_text.delta", **at, delta=text, logprobs=[])
+                frames += self._event("response.output_text.done", **at, text=text, logprobs=[])
+            frames += self._event("response.content_part.done", **at, part=part)
+        return frames

@@ -1,14 +1,15 @@
 """The Responses API request, declared, and its translation to a chat completions body.
 
-Translated: `input` (a string, or messages with text, image and file parts, function calls
-and their outputs), `instructions`, function `tools`, `tool_choice`, `parallel_tool_calls`,
-`text.format` (json_object, json_schema), `max_output_tokens`, `temperature`, `top_p`,
-`top_logprobs`, `reasoning.effort`, `metadata`, `user`, `service_tier`, `safety_identifier`,
-`prompt_cache_key`, `stream`. Refused with a 400 naming the field, because the answer would
-not be what the client asked for: server-side state (`previous_response_id`,
-`conversation`, `background`, stored `prompt`s, `include` of stored items), built-in tools
-(web search, file search, computer use, MCP, ...), reasoning items and item references in
-`input`, `truncation: auto`, `max_tool_calls`.
+Translated, for tiers that speak chat completions only: `input` (a string, or messages with
+text, image and file parts, function calls and their outputs), `instructions`, function
+`tools`, `tool_choice`, `parallel_tool_calls`, `text.format` (json_object, json_schema),
+`max_output_tokens`, `temperature`, `top_p`, `top_logprobs`, `reasoning.effort`, `metadata`,
+`user`, `service_tier`, `safety_identifier`, `prompt_cache_key`, `stream`. What has no sound
+translation — server-side state (`previous_response_id`, `conversation`, `background`, stored
+`prompt`s, `include`), hosted tools (web search, file search, computer use, MCP, ...),
+reasoning items and item references in `input`, files by id or URL, `truncation: auto`,
+`max_tool_calls` — only a tier that speaks the Responses API (`responses_api: true`) serves,
+as the client sent it; with none on the route, a 400 names the field.
 """
 
 from __future__ import annotations
@@ -179,53 +180,73 @@ class ResponsesBody(Strict):
 
 def _untranslatable(param: str, why: str) -> APIError:
     return invalid(
-        f"'{param}' {why}; /v1/responses is translated to chat completions", param, UNSUPPORTED
+        f"'{param}' {why}: it has no chat completions translation, and no tier of this route "
+        "speaks the Responses API (an `openai` tier with `responses_api: true`)",
+        param,
+        UNSUPPORTED,
     )
 
 
-_STATE = "needs state stored by the server, which this gateway does not keep"
+_STATE = "needs state stored by the server"
 
 
-def _refuse_untranslatable(body: ResponsesBody) -> None:
+def untranslatable(body: ResponsesBody) -> APIError | None:
+    """Why `body` needs a tier that speaks the Responses API itself; None when its chat
+    completions translation asks the same."""
     for param, value in (
         ("previous_response_id", body.previous_response_id),
         ("conversation", body.conversation),
         ("prompt", body.prompt),
     ):
         if value is not None:
-            raise _untranslatable(param, f"{_STATE}: send the whole conversation in 'input'")
-    if body.background:
-        raise _untranslatable("background", _STATE)
-    if body.include:
-        raise _untranslatable("include", "asks for stored or hosted items")
-    if body.truncation == "auto":
-        raise _untranslatable("truncation", "'auto' drops input the client sent")
-    if body.max_tool_calls is not None:
-        raise _untranslatable("max_tool_calls", "limits hosted tool calls")
+            return _untranslatable(param, f"{_STATE} (or send the whole conversation in 'input')")
+    simple = (
+        ("background", bool(body.background), _STATE),
+        ("include", bool(body.include), "asks for stored or hosted items"),
+        ("truncation", body.truncation == "auto", "'auto' drops input the client sent"),
+        ("max_tool_calls", body.max_tool_calls is not None, "limits hosted tool calls"),
+        ("tool_choice", isinstance(body.tool_choice, dict), "names hosted or allowed tools"),
+    )
+    for param, found, why in simple:
+        if found:
+            return _untranslatable(param, why)
     for index, tool in enumerate(body.tools or ()):
         if isinstance(tool, BuiltinTool):
-            raise _untranslatable(f"tools[{index}]", f"is a hosted tool ('{tool.type}')")
-    if isinstance(body.tool_choice, dict):
-        raise _untranslatable("tool_choice", "names hosted tools or an allowed-tools list")
-    if isinstance(body.input, list):
-        for index, item in enumerate(body.input):
-            if isinstance(item, OtherItem):
-                raise _untranslatable(f"input[{index}]", f"is a '{item.type}' item")
+            return _untranslatable(f"tools[{index}]", f"is a hosted tool ('{tool.type}')")
+    return _untranslatable_input(body.input)
 
 
-def _part(part: Any, param: str) -> dict[str, Any]:
+def _untranslatable_input(value: str | list[Any]) -> APIError | None:
+    for index, item in enumerate(value if isinstance(value, list) else ()):
+        if isinstance(item, OtherItem):
+            return _untranslatable(f"input[{index}]", f"is a '{item.type}' item")
+        content = item.output if isinstance(item, FunctionCallOutputItem) else None
+        content = item.content if isinstance(item, MessageItem) else content
+        for number, part in enumerate(content if isinstance(content, list) else ()):
+            if _part(part) is None:
+                where = "content" if isinstance(item, MessageItem) else "output"
+                return _untranslatable(
+                    f"input[{index}].{where}[{number}]", "is a file by id or URL"
+                )
+    return None
+
+
+def _part(part: Any) -> dict[str, Any] | None:
+    """A content part in chat completions' words; None for a file by id or URL."""
     if isinstance(part, InputText | OutputText):
         return {"type": "text", "text": part.text}
     if isinstance(part, Refusal):
         return {"type": "text", "text": part.refusal}
     if isinstance(part, InputImage):
         if part.image_url is None:
-            raise _untranslatable(param, "refers to an uploaded file by id")
+            return None
         image: dict[str, Any] = {"url": part.image_url}
         if part.detail is not None:
             image["detail"] = part.detail
         return {"type": "image_url", "image_url": image}
     assert isinstance(part, InputFile)
+    if part.file_url is not None:
+        return None
     found = {
         key: value
         for key, value in (
@@ -235,15 +256,13 @@ def _part(part: Any, param: str) -> dict[str, Any]:
         )
         if value is not None
     }
-    if part.file_url is not None:
-        raise _untranslatable(param, "is a file by URL, which chat completions cannot take")
     return {"type": "file", "file": found}
 
 
-def _content(content: str | list[Any], param: str) -> str | list[dict[str, Any]]:
+def _content(content: str | list[Any]) -> str | list[dict[str, Any]]:
     if isinstance(content, str):
         return content
-    parts = [_part(part, f"{param}[{index}]") for index, part in enumerate(content)]
+    parts = [found for part in content if (found := _part(part)) is not None]
     if all(part["type"] == "text" for part in parts):
         return "".join(part["text"] for part in parts)  # plain text: what every tier reads
     return parts
@@ -255,12 +274,9 @@ def _messages(body: ResponsesBody) -> list[dict[str, Any]]:
         messages.append({"role": "system", "content": body.instructions})
     if isinstance(body.input, str):
         return [*messages, {"role": "user", "content": body.input}]
-    for index, item in enumerate(body.input):
-        param = f"input[{index}]"
+    for item in body.input:
         if isinstance(item, MessageItem):
-            messages.append(
-                {"role": item.role, "content": _content(item.content, f"{param}.content")}
-            )
+            messages.append({"role": item.role, "content": _content(item.content)})
         elif isinstance(item, FunctionCallItem):
             call = {
                 "id": item.call_id,
@@ -273,7 +289,7 @@ def _messages(body: ResponsesBody) -> list[dict[str, Any]]:
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif isinstance(item, FunctionCallOutputItem):
-            output = _content(item.output, f"{param}.output")
+            output = _content(item.output)
             messages.append({"role": "tool", "tool_call_id": item.call_id, "content": output})
     return messages
 
@@ -296,9 +312,12 @@ def _response_format(text: TextConfig | None) -> dict[str, Any] | None:
 
 
 def to_chat(body: ResponsesBody) -> dict[str, Any]:
-    """The chat completions body that asks what `body` asks (400 where nothing does)."""
-    _refuse_untranslatable(body)
-    chat: dict[str, Any] = {"model": body.model, "messages": _messages(body)}
+    """The chat completions body that asks what `body` asks; where `untranslatable` says
+    it cannot, what it can (for routing, and for no tier but one that speaks Responses)."""
+    # Nothing translatable in `input` (e.g. only an item reference): an empty user turn, for
+    # routing; such a request is served only by a tier that speaks the Responses API.
+    messages = _messages(body) or [{"role": "user", "content": ""}]
+    chat: dict[str, Any] = {"model": body.model, "messages": messages}
     if body.tools:
         chat["tools"] = [
             {

@@ -27,7 +27,11 @@ def upstream(start_fake_upstream: Callable[..., ServerProcess]) -> ServerProcess
 
 @pytest.fixture(scope="module")
 def cascade(start_cascade: StartCascade, upstream: ServerProcess) -> Cascade:
-    return start_cascade(local_then_capable(upstream))
+    native = f"""
+  native: {{type: openai, api_base: "{upstream.url}/v1", model: capable-model,
+            responses_api: true}}"""
+    policy = local_then_capable(upstream, more_tiers=native)
+    return start_cascade(policy + "  agents: {cascade: [{tier: small}, {tier: native}]}\n")
 
 
 @pytest.fixture
@@ -144,7 +148,7 @@ def test_what_has_no_translation_is_a_clear_400(
         client.post("/responses", body=body, cast_to=dict)
     detail: Any = error.value.body
     assert detail["param"] == param and detail["code"] == "unsupported_feature"
-    assert "translated to chat completions" in detail["message"]
+    assert "speaks the Responses API" in detail["message"]
 
 
 def test_an_unknown_field_is_refused_by_name(client: openai.OpenAI) -> None:
@@ -153,3 +157,54 @@ def test_an_unknown_field_is_refused_by_name(client: openai.OpenAI) -> None:
                     cast_to=dict)  # fmt: skip
     detail: Any = error.value.body
     assert detail["param"] == "api_base"
+
+
+HOSTED = {
+    "previous_response_id": "resp_earlier",
+    "tools": [{"type": "web_search"}],
+    "include": ["web_search_call.action.sources"],
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_what_needs_the_responses_api_reaches_a_tier_that_speaks_it_as_sent(
+    client: openai.OpenAI, cascade: Cascade, upstream: ServerProcess, stream: bool
+) -> None:
+    sent: dict[str, Any] = {"input": "And the news today?", "store": True, **HOSTED}
+    if stream:
+        raw = client.responses.with_raw_response.create(model="agents", stream=True, **sent)
+        events = list(raw.parse())
+        assert [e.sequence_number for e in events] == list(range(len(events)))  # the upstream's
+        final = events[-1].response  # type: ignore[union-attr]
+    else:
+        raw = client.responses.with_raw_response.create(model="agents", **sent)
+        final = raw.parse()
+    assert (final.id, final.output_text) == ("resp_fake", "Hello from the fake upstream.")
+    assert final.previous_response_id == "resp_earlier"
+    received = last_body(upstream)
+    expected = {
+        **sent,
+        "model": "capable-model",
+        "max_output_tokens": received["max_output_tokens"],
+    }
+    if stream:
+        expected["stream"] = True
+    assert received == expected
+    assert raw.headers["x-cascade-tier"] == "native"
+    record = cascade.record(raw.headers["x-request-id"])
+    assert [(a["tier"], a["outcome"], a["error"]) for a in record["attempts"]] == [
+        ("small", "skipped", "skipped: responses"),
+        ("native", "accepted", None),
+    ]
+    served = record["attempts"][-1]
+    assert (served["prompt_tokens"], served["cached_tokens"]) == (12, 4)
+
+
+def test_a_plain_request_to_a_tier_that_speaks_it_is_not_translated(
+    client: openai.OpenAI, upstream: ServerProcess
+) -> None:
+    response = client.responses.create(model="native", input="Hi", instructions="Be brief.")
+    assert response.id == "resp_fake"
+    received = last_body(upstream)
+    assert received["input"] == "Hi" and received["instructions"] == "Be brief."
+    assert "messages" not in received

@@ -228,6 +228,76 @@ async def _tool_call(request: web.Request, body: dict[str, Any]) -> web.StreamRe
     return response
 
 
+def _response_object(body: dict[str, Any], status: str) -> dict[str, Any]:
+    """What OpenAI's /v1/responses answers: one message, the usage in its words."""
+    message = {
+        "type": "message",
+        "id": "msg_fake",
+        "role": "assistant",
+        "status": status,
+        "content": [{"type": "output_text", "text": ANSWER, "annotations": []}],
+    }
+    return {
+        "id": "resp_fake",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "model": body.get("model", "fake"),
+        "error": None,
+        "output": [message] if status == "completed" else [],
+        "previous_response_id": body.get("previous_response_id"),
+        "usage": {
+            "input_tokens": 12,
+            "input_tokens_details": {"cached_tokens": CACHED_TOKENS},
+            "output_tokens": len(_PIECES),
+            "output_tokens_details": {"reasoning_tokens": REASONING_TOKENS},
+            "total_tokens": 12 + len(_PIECES),
+        },
+    }
+
+
+async def _responses(request: web.Request) -> web.StreamResponse:
+    """POST /v1/responses, as an upstream that speaks the Responses API answers it."""
+    body = orjson.loads(await request.read())
+    counters = request.app[COUNTERS]
+    counters.bodies = [*counters.bodies[-9:], body]
+    if not body.get("stream"):
+        answer = _response_object(body, "completed")
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": _response_object(body, "in_progress")},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {
+                "type": "message",
+                "id": "msg_fake",
+                "role": "assistant",
+                "status": "in_progress",
+                "content": [],
+            },
+        },
+    ]
+    events += [
+        {
+            "type": "response.output_text.delta",
+            "item_id": "msg_fake",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": piece,
+        }
+        for piece in _PIECES
+    ]
+    events.append({"type": "response.completed", "response": _response_object(body, "completed")})
+    for number, event in enumerate(events):
+        event["sequence_number"] = number
+        data = orjson.dumps(event)
+        await response.write(b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n")
+    return response
+
+
 def create_app(faults: Faults | None = None) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         counters = request.app[COUNTERS]
@@ -287,6 +357,7 @@ def create_app(faults: Faults | None = None) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/responses", _responses)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/_fault", get_fault)
     app.router.add_post("/_fault", set_fault)

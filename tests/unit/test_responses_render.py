@@ -95,7 +95,7 @@ def test_a_chat_answer_as_a_response() -> None:
 
 def test_streamed_text_and_calls_become_ordered_events() -> None:
     events = ResponseEvents(Shell("r1", request(), "m"))
-    data = events.start() + events.piece("Hel") + events.piece("lo")
+    data = events.piece("Hel") + events.piece("lo")
     data += events.chunk(
         {
             "choices": [
@@ -146,9 +146,7 @@ def test_streamed_text_and_calls_become_ordered_events() -> None:
 def test_a_break_after_the_first_byte_is_an_error_then_failed() -> None:
     events = ResponseEvents(Shell("r1", request(), "m"))
     sent = frames(
-        events.start()
-        + events.piece("x")
-        + events.failed(APIError(502, "upstream broke", code="upstream_error"))
+        events.piece("x") + events.failed(APIError(502, "upstream broke", code="upstream_error"))
     )
     assert [e["type"] for e in sent[-2:]] == ["error", "response.failed"]
     assert sent[-1]["response"]["error"] == {"code": "upstream_error", "message": "upstream broke"}
@@ -173,3 +171,42 @@ def test_parallel_function_calls_become_one_assistant_message() -> None:
     assert chat["messages"][3] == {"role": "tool", "tool_call_id": "a", "content": "1"}
     assert chat["max_completion_tokens"] == 9
     assert chat["response_format"] == {"type": "json_object"}
+
+
+def test_a_whole_response_from_a_tier_that_speaks_the_api_streams_as_its_events() -> None:
+    native = {
+        "id": "resp_up",
+        "object": "response",
+        "status": "completed",
+        "model": "m",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_up",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": "Hi!", "annotations": []}],
+            },
+            {
+                "type": "function_call",
+                "id": "fc_up",
+                "call_id": "c1",
+                "name": "f",
+                "arguments": "{}",
+                "status": "completed",
+            },
+        ],
+        "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5},
+    }
+    events = ResponseEvents(Shell("r1", request(), "m"))
+    sent = frames(events.whole(native) + events.end("stop", (0, 0)))
+    kinds = [e["type"] for e in sent]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert kinds.count("response.output_item.done") == 2
+    assert sent[-1]["response"] == native  # the upstream's own, not rebuilt
+    delta = next(e for e in sent if e["type"] == "response.output_text.delta")
+    assert (delta["delta"], delta["item_id"]) == ("Hi!", "msg_up")
+    passed = ResponseEvents(Shell("r2", request(), "m"))
+    upstream_event = {"type": "response.output_text.delta", "sequence_number": 7, "delta": "x"}
+    assert frames(passed.chunk(upstream_event)) == [upstream_event]  # passed on as sent
+    assert passed.end("stop", (0, 0)) == b""  # its own response.completed ends it
