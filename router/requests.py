@@ -39,7 +39,38 @@ class StreamOptions(_Strict):
 Stop = Annotated[str, Field(min_length=1)]
 
 
-class _Body(_Strict):
+class _Extensions(_Strict):
+    """Sampling, templating and guided-decoding fields of vLLM's OpenAI server (the openai
+    SDK's `extra_body`), passed on to remote tiers as sent. The local tier does not serve
+    them (feature `extensions`). Not taken: fields that run client text as server code or
+    reach into the upstream's internals (`chat_template`, `kv_transfer_params`, `vllm_xargs`,
+    `request_id`) and the costly `best_of` / `use_beam_search`."""
+
+    top_k: int | None = Field(None, ge=-1)
+    min_p: float | None = Field(None, ge=0, le=1)
+    repetition_penalty: float | None = Field(None, gt=0, le=10)
+    length_penalty: float | None = None
+    min_tokens: int | None = Field(None, ge=0)
+    ignore_eos: bool | None = None
+    stop_token_ids: list[int] | None = Field(None, max_length=64)
+    include_stop_str_in_output: bool | None = None
+    skip_special_tokens: bool | None = None
+    spaces_between_special_tokens: bool | None = None
+    add_generation_prompt: bool | None = None
+    continue_final_message: bool | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    guided_json: str | dict[str, Any] | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None
+    structured_outputs: dict[str, Any] | None = None
+    priority: int | None = None
+
+    def extensions_used(self) -> bool:
+        return any(getattr(self, name) is not None for name in _Extensions.model_fields)
+
+
+class _Body(_Extensions):
     """Fields both endpoints take."""
 
     model: str = Field(
@@ -72,6 +103,8 @@ class _Body(_Strict):
             found.add("logit_bias")
         if self.presence_penalty or self.frequency_penalty:
             found.add("penalties")
+        if self.extensions_used():
+            found.add("extensions")
         return found
 
     @field_validator("stop")

@@ -196,6 +196,7 @@ Feature = Literal[
     "prediction",
     "web_search",
     "embeddings",  # POST /v1/embeddings
+    "extensions",  # vLLM's sampling, templating and guided-decoding fields (top_k, ...)
     # POST /v1/responses with what has no chat completions translation (server-side state,
     # hosted tools, reasoning items): only a tier that speaks the Responses API serves it
     "responses",

@@ -403,3 +403,26 @@ def test_legacy_completion_and_responses_logprobs_from_the_local_tier(
     )
     part = response.output[0].content[0]  # type: ignore[union-attr]
     assert part.logprobs and "".join(t.token for t in part.logprobs) == response.output_text
+
+
+def test_vllm_fields_in_extra_body_reach_a_remote_tier_and_skip_the_local_one(
+    client: openai.OpenAI, cascade: Cascade, upstream: ServerProcess
+) -> None:
+    extra = {
+        "top_k": 20,
+        "min_p": 0.05,
+        "repetition_penalty": 1.1,
+        "chat_template_kwargs": {"enable_thinking": False},
+    }
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=ASK, extra_body=extra
+    )
+    assert raw.headers["x-cascade-tier"] == "large"
+    assert {key: last_body(upstream)[key] for key in extra} == extra
+    record = cascade.record(raw.headers["x-request-id"])
+    assert record["attempts"][0]["error"] == "skipped: extensions"
+    with pytest.raises(openai.BadRequestError) as error:  # not a field the gateway passes on
+        client.chat.completions.create(
+            model="large", messages=ASK, extra_body={"chat_template": "{{ 7 * 7 }}"}
+        )
+    assert error.value.body["param"] == "chat_template"  # type: ignore[index]
