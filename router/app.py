@@ -14,10 +14,11 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from router import handlers
+from router.keys import is_loopback
 from router.ledger import Ledger, open_sink, parse_ledger_url
 from router.logs import make_logger
 from router.metrics import Metrics
-from router.middlewares import request_context
+from router.middlewares import authenticate, request_context
 from router.redact import Redactor
 from router.rejections import Rejections
 from router.reload import RELOADER, PolicyReloader
@@ -80,6 +81,9 @@ async def _policy(app: web.Application) -> AsyncIterator[None]:
         metrics=app[METRICS],
         redactor=app[REDACTOR],
         poll_interval=settings.policy_poll_s,
+        keys_override=settings.keys_path,
+        open_address=not is_loopback(settings.host),
+        require_auth=not is_loopback(settings.host) and not settings.allow_unauthenticated,
     )
     app[RELOADER] = reloader
     await reloader.start()
@@ -113,7 +117,9 @@ def create_app(
     logger: FilteringBoundLogger | None = None,
     redactor: Redactor | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[request_context], client_max_size=_HARD_BODY_CAP)
+    app = web.Application(
+        middlewares=[request_context, authenticate], client_max_size=_HARD_BODY_CAP
+    )
     app[SETTINGS] = settings
     app[REDACTOR] = redactor or Redactor.from_environment(os.environ)
     app[LOGGER] = logger or make_logger(settings.log_level, redactor=app[REDACTOR])

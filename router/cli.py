@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from router.classify_cli import add_commands as add_classify_commands
+from router.keys_cli import add_commands as add_keys_commands
 from router.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ def _serve_one(settings: Settings, reuse_port: bool) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from router.keys import is_loopback, keys_file_of, load_key_index, unauthenticated_refusal
+    from router.keys_file import KeysError
     from router.policy import PolicyError, load_policy
 
     try:
@@ -46,9 +49,20 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"cascade serve: {exc}", file=sys.stderr)
         return 1
     try:
-        load_policy(settings.policy_path)  # fail fast, with every error listed
+        loaded = load_policy(settings.policy_path)  # fail fast, with every error listed
     except PolicyError as exc:
         print("\n".join(f"{exc.source}: {e}" for e in exc.errors), file=sys.stderr)
+        return 1
+    if args.allow_unauthenticated:
+        settings = settings.model_copy(update={"allow_unauthenticated": True})
+    try:
+        keys_file = keys_file_of(loaded.policy, settings.policy_path, settings.keys_path)
+        keys = load_key_index(loaded.policy, keys_file)
+    except KeysError as exc:
+        print(f"cascade serve: {exc}", file=sys.stderr)
+        return 1
+    if not keys.enforced and not is_loopback(settings.host) and not settings.allow_unauthenticated:
+        print(f"cascade serve: {unauthenticated_refusal(settings.host)}", file=sys.stderr)
         return 1
     if args.workers <= 1:
         _serve_one(settings, reuse_port=False)
@@ -228,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="processes sharing the port (SO_REUSEPORT); weights stay mmap'd",
     )
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve with no API keys configured on an address other than loopback (warned)",
+    )
     serve.set_defaults(run=_serve)
 
     spec = commands.add_parser("openapi", help="print the OpenAPI document of the endpoints")
@@ -258,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(run=_policy_schema)
 
     add_classify_commands(commands)
+    add_keys_commands(commands)
 
     ledger = commands.add_parser("ledger", help="read the decision-record ledger")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)

@@ -26,6 +26,7 @@ from router.requests import parse_embeddings, prompt_too_long
 from router.responses import StreamWriter
 from router.routing import Decision, Facts, decide
 from router.state import (
+    CALLER,
     CLIENT_REQUEST_ID,
     LEDGER,
     LOGGER,
@@ -51,11 +52,6 @@ def _runtime(request: web.Request) -> Runtime:
     if runtime is None:
         raise APIError(503, "the server is starting", type_="server_error", code="not_ready")
     return runtime
-
-
-def _bearer(request: web.Request) -> str | None:
-    auth = request.headers.get("Authorization", "")
-    return auth.removeprefix("Bearer ").strip() or None
 
 
 def _header_tags(request: web.Request) -> frozenset[str]:
@@ -243,7 +239,7 @@ async def _complete_on(
     the cascade reported, whatever happened."""
     policy = runtime.loaded.policy
     started = time.perf_counter()
-    caller = runtime.keys.caller(_bearer(request))
+    caller = request[CALLER]
     record = _new_record(request, runtime, caller, surface.endpoint)
     decision: Decision | None = None
     outcome: Outcome | None = None
@@ -253,6 +249,7 @@ async def _complete_on(
         record.tags = sorted(tags)
         exchange = await _read_client(request, runtime, record, surface)
         client = exchange.client
+        caller.allow(client.model)
         tokens = await _prompt_tokens(runtime, client.prompt, exact=runtime.rules_need_tokens)
         facts = Facts(
             client.model, caller.team, tags, tokens, client.prompt.question, client.features
@@ -394,7 +391,7 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
     completion (tokens, cost, every tier skipped or tried)."""
     policy = runtime.loaded.policy
     started = time.perf_counter()
-    caller = runtime.keys.caller(_bearer(request))
+    caller = request[CALLER]
     record = _new_record(request, runtime, caller, "/v1/embeddings")
     decision: Decision | None = None
     try:
@@ -402,6 +399,7 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
         record.tags = sorted(tags)
         parsed, body = parse_embeddings(await _read_json(request, policy.limits.max_body_bytes))
         record.requested_model, record.user = parsed.model, parsed.user
+        caller.allow(parsed.model)
         facts = Facts(parsed.model, caller.team, tags, None, parsed.first_text, _EMBEDDINGS)
         decision = decide(policy, runtime.loaded.routers, facts)
         if decision is None:
@@ -448,7 +446,9 @@ async def responses(request: web.Request) -> web.StreamResponse:
 
 
 async def models(request: web.Request) -> web.Response:
+    """Routes and tiers (those the caller's key may use)."""
     policy = _runtime(request).loaded.policy
+    allowed = request[CALLER].models
     data = [
         {
             "id": name,
@@ -469,6 +469,8 @@ async def models(request: web.Request) -> web.Response:
         }
         for name, tier in policy.tiers.items()
     ]
+    if allowed is not None:
+        data = [entry for entry in data if entry["id"] in allowed]
     return web.json_response(
         {"object": "list", "data": data}, dumps=lambda o: orjson.dumps(o).decode()
     )

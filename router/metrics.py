@@ -52,6 +52,12 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._ledger = _LedgerCollector()
         self.registry.register(self._ledger)
+        self.auth_refusals = Counter(
+            "cascade_auth_refusals",
+            "Requests refused before any work: 401 (no valid key) or 403 (not allowed), by code",
+            ["code"],
+            registry=self.registry,
+        )
         self.requests = Counter(
             "cascade_requests",
             "Completion requests by route, answering tier and status",

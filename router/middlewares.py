@@ -9,7 +9,7 @@ from aiohttp.typedefs import Handler
 
 from router.errors import APIError
 from router.ids import client_request_id, new_request_id
-from router.state import CLIENT_REQUEST_ID, LOGGER, REDACTOR, REQUEST_ID
+from router.state import CALLER, CLIENT_REQUEST_ID, LOGGER, METRICS, REDACTOR, REQUEST_ID, RUNTIME
 
 _RECORDED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
 _HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
@@ -73,3 +73,31 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         ms=round((time.perf_counter() - started) * 1000, 3),
     )
     return response
+
+
+_PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})  # probes and the schema
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every path but the probes and the schema needs a valid key once auth is on (any key
+    configured): the caller (team, role, tags, allowed models) is the request's `CALLER`;
+    /admin/* needs an admin key, and so does /metrics unless the policy opens it. A refusal
+    is counted, and leaves no decision record (an unauthenticated flood must not fill the
+    ledger)."""
+    runtime = request.app[RUNTIME].current
+    if request.path in _PUBLIC_PATHS or runtime is None:
+        return await handler(request)  # before the first policy: handlers answer 503
+    try:
+        caller = runtime.keys.caller(request.headers.get("Authorization"))
+        if runtime.keys.enforced:
+            metrics_open = runtime.loaded.policy.auth.metrics == "open"
+            if request.path.startswith("/admin/") or (
+                request.path == "/metrics" and not metrics_open
+            ):
+                caller.require_admin()
+    except APIError as exc:
+        request.app[METRICS].auth_refusals.labels(exc.code or str(exc.status)).inc()
+        raise
+    request[CALLER] = caller
+    return await handler(request)

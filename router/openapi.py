@@ -14,6 +14,8 @@ from router.responses_api.request import ResponsesBody
 
 _ERROR_STATUSES = {
     "400": "Invalid request (OpenAI's error body names the `param`)",
+    "401": "Auth is on and the key is missing, malformed, unknown, expired or revoked",
+    "403": "The key may not use this model, or the endpoint needs an admin key",
     "404": "Unknown model or path",
     "405": "Method not allowed",
     "408": "The request body did not arrive in time",
@@ -245,5 +247,11 @@ def document(models: list[str] | None = None) -> dict[str, Any]:
             ),
             "/openapi.json": _get("openapi", "This document", _json(anything)),
         },
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        # Needed once any key is configured (policies/README.md#keys-and-auth); the probes
+        # and this document never need one.
+        "security": [{"bearer": []}, {}],
     }

@@ -1,4 +1,5 @@
-"""Hot reload: watch the policy file (and SIGHUP), swap valid changes in atomically.
+"""Hot reload: watch the policy file and the keys file (and SIGHUP), swap valid changes in
+atomically.
 
 A request holds the runtime it started with until it ends, so in-flight requests finish on
 their policy; backends the new policy no longer uses are closed once those requests are
@@ -22,10 +23,14 @@ from structlog.typing import FilteringBoundLogger
 from router import heap
 from router.backends.registry import build_backends, close_backends
 from router.backends.spec import RemoteTierSpec
+from router.keys import KeyIndex, keys_file_of, load_key_index
+from router.keys_file import KeysError
 from router.metrics import Metrics
 from router.policy import LoadedPolicy, PolicyError, load_policy
 from router.redact import Redactor
 from router.state import Runtime, RuntimeSlot
+
+_AUTH_OFF = "the change leaves no API key configured, which would turn auth off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +62,18 @@ class PolicyReloader:
         metrics: Metrics,
         redactor: Redactor,
         poll_interval: float,
+        keys_override: Path | None = None,
+        open_address: bool = False,
+        require_auth: bool = False,
     ) -> None:
         self.path = path
+        self._open_address = open_address  # listening beyond loopback
+        # ... without --allow-unauthenticated: a start or a change that leaves no key
+        # configured is refused (auth never turns off by a reload).
+        self._require_auth = require_auth
+        self._keys_override = keys_override  # CASCADE_KEYS
+        self._keys_file: Path | None = None
+        self._keys_seen: tuple[int, int, int] | None = None
         self.slot = slot
         self.last_rejected: Rejection | None = None
         self._session = session
@@ -74,9 +89,14 @@ class PolicyReloader:
     async def start(self) -> None:
         """First load: an invalid policy here is fatal (PolicyError propagates)."""
         loaded = await asyncio.to_thread(load_policy, self.path)
+        keys = await self._load_keys(loaded)  # an invalid keys file is fatal here too
+        if self._require_auth and not keys.enforced:
+            raise KeysError(_AUTH_OFF)
+        if self._open_address and not keys.enforced:
+            self._log.warning("serving_without_auth", reason="no API keys are configured")
         self._learn_secrets(loaded)
         backends = await build_backends(loaded.policy, self._session)
-        self.slot.current = Runtime(loaded, backends)
+        self.slot.current = Runtime(loaded, backends, keys)
         heap.settle()
         self._log.info(
             "policy_loaded",
@@ -100,6 +120,8 @@ class PolicyReloader:
             if signature != self._seen:
                 self._seen = signature
                 await self.reload()
+            elif self._keys_file is not None and _signature(self._keys_file) != self._keys_seen:
+                await self.reload_keys()
 
     async def reload(self) -> None:
         async with self._lock:
@@ -110,6 +132,15 @@ class PolicyReloader:
                 self._reject(exc.source, exc.errors, current)
                 return
             if current is not None and loaded.version == current.loaded.version:
+                await self._reload_keys_locked()
+                return
+            try:
+                keys = await self._load_keys(loaded)
+            except KeysError as exc:
+                self._reject(str(self._keys_file), [str(exc)], current)
+                return
+            if self._require_auth and not keys.enforced:
+                self._reject(loaded.source, [_AUTH_OFF], current)
                 return
             self._learn_secrets(loaded)
             previous = (current.loaded.policy, current.backends) if current else None
@@ -118,7 +149,7 @@ class PolicyReloader:
             except Exception as exc:  # noqa: BLE001 - e.g. a GGUF that will not load
                 self._reject(loaded.source, [f"cannot start tiers: {exc}"], current)
                 return
-            self.slot.current = Runtime(loaded, backends)
+            self.slot.current = Runtime(loaded, backends, keys)
             self._metrics.policy_reloads.labels("applied").inc()
             self._log.info(
                 "policy_loaded",
@@ -130,6 +161,39 @@ class PolicyReloader:
                 task = asyncio.create_task(self._retire(current, set(map(id, backends.values()))))
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
+
+    async def _load_keys(self, loaded: LoadedPolicy) -> KeyIndex:
+        """The key index for `loaded`: its keys and its keys file's (now watched)."""
+        keys_file = keys_file_of(loaded.policy, self.path, self._keys_override)
+        signature = _signature(keys_file) if keys_file is not None else None
+        keys = await asyncio.to_thread(load_key_index, loaded.policy, keys_file)
+        self._keys_file, self._keys_seen = keys_file, signature
+        return keys
+
+    async def reload_keys(self) -> None:
+        """The keys file changed: new keys, expiries and revocations apply to the next
+        request; an invalid file is rejected and the last good keys stay."""
+        async with self._lock:
+            await self._reload_keys_locked()
+
+    async def _reload_keys_locked(self) -> None:
+        current = self.slot.current
+        if current is None or self._keys_file is None:
+            return
+        signature = _signature(self._keys_file)
+        if signature == self._keys_seen:
+            return
+        self._keys_seen = signature
+        try:
+            keys = await asyncio.to_thread(load_key_index, current.loaded.policy, self._keys_file)
+        except KeysError as exc:
+            self._reject(str(self._keys_file), [str(exc)], current)
+            return
+        if self._require_auth and not keys.enforced:
+            self._reject(str(self._keys_file), [_AUTH_OFF], current)
+            return
+        current.keys = keys
+        self._log.info("keys_loaded", source=str(self._keys_file), keys=len(keys))
 
     def _learn_secrets(self, loaded: LoadedPolicy) -> None:
         """The keys this policy's tiers use are scrubbed from everything that leaves."""

@@ -34,6 +34,22 @@ class Settings(BaseModel):
     )
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65_535)
+    keys_path: Path | None = Field(
+        None,
+        json_schema_extra=_env(
+            "CASCADE_KEYS",
+            "Keys file (`cascade keys create`); turns auth on. Wins over the "
+            "policy's auth.keys_file.",
+        ),
+    )
+    allow_unauthenticated: bool = Field(
+        False,
+        json_schema_extra=_env(
+            "CASCADE_ALLOW_UNAUTHENTICATED",
+            "Serve with no keys configured on an address other than loopback (logged as a "
+            "warning). Same as `cascade serve --allow-unauthenticated`.",
+        ),
+    )
     ledger_url: str = Field(
         "sqlite:///var/ledger.db",
         json_schema_extra=_env("CASCADE_LEDGER", "Where decision records go (docs/ledger.md)."),

@@ -13,7 +13,7 @@ from structlog.typing import FilteringBoundLogger
 
 from router.backends.base import Backend, Prompt
 from router.cascade import Cascade
-from router.keys import KeyIndex
+from router.keys import Caller, KeyIndex
 from router.ledger import Ledger
 from router.metrics import Metrics
 from router.policy import LoadedPolicy
@@ -29,8 +29,8 @@ class Runtime:
 
     loaded: LoadedPolicy
     backends: dict[str, Backend | None]
+    keys: KeyIndex  # replaced (one assignment) when the keys file changes
     cascade: Cascade = field(init=False)
-    keys: KeyIndex = field(init=False)
     rules_need_tokens: bool = field(init=False)
     active: int = 0  # requests running on this runtime
     idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -38,7 +38,6 @@ class Runtime:
     def __post_init__(self) -> None:
         policy = self.loaded.policy
         self.cascade = Cascade(policy, self.backends, self.loaded.acceptance_models)
-        self.keys = KeyIndex(policy)
         self.rules_need_tokens = needs_prompt_tokens(policy)
         self.idle.set()
 
@@ -94,4 +93,5 @@ LOGGER = web.AppKey("logger", FilteringBoundLogger)
 REDACTOR = web.AppKey("redactor", Redactor)
 REJECTIONS = web.AppKey("rejections", Rejections)
 REQUEST_ID = web.RequestKey("request_id", str)
+CALLER = web.RequestKey("caller", Caller)  # who is calling (router/middlewares.py)
 CLIENT_REQUEST_ID = web.RequestKey("client_request_id", str)  # set only when the client sent one

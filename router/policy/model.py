@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from router.backends.registry import TYPES
 from router.backends.spec import PriceSpec, StrictSpec, TierSpecBase
@@ -139,6 +139,13 @@ class KeySpec(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     tags: list[str] = Field(default_factory=list)
     description: str = ""
+    role: Literal["user", "admin"] = Field(
+        "user", description="admin: /admin/* and every team's spend."
+    )
+    models: list[str] | None = Field(
+        None, description="Routes and tiers this key may ask for; absent: any."
+    )
+    expires_at: AwareDatetime | None = None
 
 
 class TeamSpec(_Strict):
@@ -235,6 +242,20 @@ class LedgerSpec(_Strict):
     )
 
 
+class AuthSpec(_Strict):
+    """Who may call. Auth is on when any key is configured: a team's `keys` here, or a keys
+    file (`keys_file`, or the CASCADE_KEYS environment variable, which wins)."""
+
+    keys_file: str | None = Field(
+        None,
+        description="Keys file written by `cascade keys create` (hashes only), relative to "
+        "this policy's folder; re-read when it changes.",
+    )
+    metrics: Literal["admin", "open"] = Field(
+        "admin", description="With auth on, /metrics needs an admin key (admin) or not (open)."
+    )
+
+
 class Policy(_Strict):
     version: Literal[1] = 1
     description: str = ""
@@ -244,4 +265,5 @@ class Policy(_Strict):
     routes: dict[str, RouteSpec] = Field(min_length=1)
     default_route: str | None = None
     teams: dict[str, TeamSpec] = Field(default_factory=dict)
+    auth: AuthSpec = AuthSpec()
     rules: list[RuleSpec] = Field(default_factory=list)

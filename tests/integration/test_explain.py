@@ -16,7 +16,8 @@ import requests
 from tests.support.cascade import Cascade, StartCascade
 from tests.support.processes import ServerProcess
 
-KEYS = {"research": "sk-research-test", "support": "sk-support-test"}
+# With keys configured every caller needs one: team "default" has its own.
+KEYS = {"research": "sk-research-test", "support": "sk-support-test", "default": "sk-default-t"}
 LONG = "Summarise the history of the printing press in Europe. " * 12
 MULTIPLE_CHOICE = (
     "Which gas do plants absorb from the air?\nA. Oxygen\nB. Carbon dioxide\nC. Nitrogen\n"
@@ -48,6 +49,7 @@ routes:
 teams:
   research: {{keys: [{{sha256: {digest["research"]}, tags: [notebook]}}]}}
   support: {{keys: [{{sha256: {digest["support"]}}}]}}
+  default: {{keys: [{{sha256: {digest["default"]}}}]}}
 rules:
   - {{name: critical, match: {{tags: [critical]}}, route: large-only}}
   - {{name: long-prompts, match: {{prompt_tokens: {{min: 100}}}}, route: large-only}}
@@ -124,8 +126,7 @@ def test_explain_and_serve_agree(
     key_tags = ["notebook"] if team == "research" else []
     told = explain(path, team, ",".join([*key_tags, tags] if tags else key_tags), model, prompt)
     headers = {"x-cascade-tags": tags} if tags else {}
-    if team != "default":
-        headers["Authorization"] = f"Bearer {KEYS[team]}"
+    headers["Authorization"] = f"Bearer {KEYS[team]}"
     response = requests.post(
         f"{cascade.url}/v1/chat/completions",
         headers=headers,
@@ -158,7 +159,7 @@ def test_bad_tags_header_is_400(served: tuple[Cascade, Path]) -> None:
     response = requests.post(
         f"{cascade.url}/v1/chat/completions",
         timeout=60,
-        headers={"x-cascade-tags": "ok, not ok!"},
+        headers={"x-cascade-tags": "ok, not ok!", "Authorization": f"Bearer {KEYS['default']}"},
         json={"model": "auto", "messages": [{"role": "user", "content": "x"}]},
     )
     assert response.status_code == 400

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from router.app import create_app
 from router.backends.base import Backend, BackendError
+from router.keys import KeyIndex
 from router.settings import Settings
 from router.state import RUNTIME, Runtime
 from tests.support.cascade import read_ledger
@@ -60,7 +61,8 @@ async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
         loaded = parse_policy(policy.encode(), env={})
         tiers: dict[str, Backend | None] = {"small": None, "large": None}
         tiers.update(backends)
-        app[RUNTIME].current = Runtime(loaded, tiers)
+        keys = KeyIndex(loaded.policy, [], file_in_use=False)
+        app[RUNTIME].current = Runtime(loaded, tiers, keys)
         return client, ledger
 
     yield start

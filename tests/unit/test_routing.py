@@ -4,7 +4,6 @@ import hashlib
 
 import pytest
 
-from router.keys import KeyIndex
 from router.policy import PolicyError, parse_policy
 from router.routing import Facts, Scorer, decide, rule_classifiers
 from tests.support.fakes import FixedRouter
@@ -40,16 +39,6 @@ rules:
 """.encode(),
     env={},
 ).policy
-
-
-def test_keys_map_to_team_tags_and_a_short_id() -> None:
-    keys = KeyIndex(POLICY)
-    caller = keys.caller(KEY)
-    assert (caller.team, caller.tags, caller.key_id) == ("a", frozenset({"batch"}), DIGEST[:12])
-    stranger = keys.caller("sk-someone-else")
-    assert stranger.team == "default"
-    assert stranger.key_id == hashlib.sha256(b"sk-someone-else").hexdigest()[:12]
-    assert keys.caller(None).key_id is None
 
 
 @pytest.mark.parametrize(
