@@ -84,6 +84,7 @@ async def _policy(app: web.Application) -> AsyncIterator[None]:
         keys_override=settings.keys_path,
         open_address=not is_loopback(settings.host),
         require_auth=not is_loopback(settings.host) and not settings.allow_unauthenticated,
+        redis_url=settings.redis_url,
     )
     app[RELOADER] = reloader
     await reloader.start()
@@ -136,5 +137,7 @@ def create_app(
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/admin/policy", handlers.admin_policy)
+    app.router.add_get("/admin/spend", handlers.admin_spend)
+    app.router.add_get("/v1/spend", handlers.spend)
     app.router.add_get("/openapi.json", handlers.openapi)
     return app

@@ -14,6 +14,8 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from router.backends.base import BackendError, Prompt
 from router.backends.prompt_tokens import estimate_tokens
+from router.budgets import Admission
+from router.budgets.shaping import shape
 from router.cascade import Abandoned, CascadeFailure, Crashed, LiveStream, Outcome
 from router.errors import APIError, invalid, not_found_model
 from router.failures import failure_error, upstream_ours
@@ -95,8 +97,11 @@ async def _read_json(request: web.Request, limit: int) -> object:
         raise invalid(f"could not parse the JSON body: {exc}") from None
 
 
-async def _prompt_tokens(runtime: Runtime, prompt: Prompt, *, exact: bool) -> int | None:
-    """Enforce `limits.max_prompt_tokens`; the count when `exact` (rules match on it).
+async def _prompt_tokens(
+    runtime: Runtime, prompt: Prompt, *, exact: bool
+) -> tuple[int | None, int]:
+    """Enforce `limits.max_prompt_tokens`; the count when `exact` (rules match on it), and
+    an upper bound of the prompt's tokens (what a budget reserves).
 
     Tokens <= UTF-8 bytes, so a prompt that cannot be over the limit is not tokenized
     unless a rule needs its size. Counted with the local tier's tokenizer (chat template
@@ -106,13 +111,12 @@ async def _prompt_tokens(runtime: Runtime, prompt: Prompt, *, exact: bool) -> in
     texts = prompt.texts
     upper = sum(len(t.encode()) for t in texts) + _TEMPLATE_TOKENS_PER_MESSAGE * len(texts) + 4
     if upper <= limit and not exact:
-        return None
-    tokens = await runtime.count_tokens(prompt)
-    if tokens is None:
-        tokens = estimate_tokens(prompt)
+        return None, upper
+    counted = await runtime.count_tokens(prompt)
+    tokens = counted if counted is not None else estimate_tokens(prompt)
     if tokens > limit:
         raise prompt_too_long(tokens, limit, "messages" if prompt.is_chat else "prompt")
-    return tokens
+    return tokens, counted if counted is not None else upper
 
 
 def _prompt_text(prompt: Prompt, max_chars: int, redactor: Redactor) -> tuple[str, bool]:
@@ -243,28 +247,54 @@ async def _complete_on(
     record = _new_record(request, runtime, caller, surface.endpoint)
     decision: Decision | None = None
     outcome: Outcome | None = None
-    rejected = False  # refused because every tier is saturated
+    admission = Admission(caller.team)
+    refused: str | None = None  # why it was refused for load: saturated, rate or budget
     try:
         tags = caller.tags | _header_tags(request)
         record.tags = sorted(tags)
         exchange = await _read_client(request, runtime, record, surface)
         client = exchange.client
         caller.allow(client.model)
-        tokens = await _prompt_tokens(runtime, client.prompt, exact=runtime.rules_need_tokens)
+        tokens, bound = await _prompt_tokens(
+            runtime, client.prompt, exact=runtime.rules_need_tokens
+        )
         facts = Facts(
             client.model, caller.team, tags, tokens, client.prompt.question, client.features
         )
         decision = decide(policy, runtime.loaded.routers, facts)
         if decision is None:
             raise not_found_model(client.model)
+        max_tokens = client.params.max_tokens
+        try:
+            admission = await runtime.limiter.admit(
+                caller.team,
+                record.request_id,
+                cost_nano=runtime.max_cost_nano(decision.plan, bound, max_tokens),
+                tokens=bound + max_tokens,
+            )
+            record.budget = admission.as_record()
+            decision = shape(
+                decision,
+                admission,
+                facts,
+                policy=policy,
+                routers=runtime.loaded.routers,
+                local_tiers=runtime.local_tiers,
+            )
+        except APIError as exc:
+            refused = exc.code if exc.status == 429 else None  # a flood must not fill the ledger
+            raise
         try:
             outcome = await runtime.cascade.run(decision, client)
         except CascadeFailure as failure:
             record.attempts = failure.attempts
-            rejected = failure.reason == "saturated"
+            refused = "saturated" if failure.reason == "saturated" else None
             raise exchange.failure(failure, decision.route) from None
-        record.status = "degraded" if outcome.degraded else "ok"
+        degraded = outcome.degraded or admission.decision in ("degraded", "local_only")
+        record.status = "degraded" if degraded else "ok"
         headers = _headers(runtime, record.request_id, decision.route, outcome)
+        headers["x-cascade-degraded"] = "true" if degraded else "false"
+        headers.update(admission.answer_headers())
         if client.stream:
             return await _stream(request, record, outcome, exchange=exchange, headers=headers)
         assert outcome.completion is not None  # only streams are served live
@@ -283,8 +313,13 @@ async def _complete_on(
             started=started,
             decision=decision,
             outcome=outcome,
-            rejected=rejected,
+            refused=refused,
         )
+        await runtime.limiter.settle(admission, record.cost_usd, _tokens_used(record))
+
+
+def _tokens_used(record: DecisionRecord) -> int:
+    return sum(a.prompt_tokens + a.completion_tokens for a in record.attempts)
 
 
 def _new_record(
@@ -353,7 +388,7 @@ async def _settle(
     started: float,
     decision: Decision | None,
     outcome: Outcome | None,
-    rejected: bool,
+    refused: str | None,
 ) -> None:
     """Complete the record from the Decision and the Outcome, price it, hand it to the
     ledger and the metrics. Runs for every request, answered or not; a request refused for
@@ -371,8 +406,8 @@ async def _settle(
     reference = decision.plan.reference_tier if decision is not None else None
     record.finish(runtime.loaded.policy, reference)
     _scrub(record, request.app[REDACTOR])
-    if rejected and runtime.loaded.policy.ledger.rejections == "aggregate":
-        request.app[REJECTIONS].add(record.team, record.route or "-", "saturated")
+    if refused is not None and runtime.loaded.policy.ledger.rejections == "aggregate":
+        request.app[REJECTIONS].add(record.team, record.route or "-", refused)
     else:
         request.app[LEDGER].submit(record)
     try:
@@ -394,6 +429,8 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
     caller = request[CALLER]
     record = _new_record(request, runtime, caller, "/v1/embeddings")
     decision: Decision | None = None
+    admission = Admission(caller.team)
+    refused: str | None = None
     try:
         tags = caller.tags | _header_tags(request)
         record.tags = sorted(tags)
@@ -404,6 +441,18 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
         decision = decide(policy, runtime.loaded.routers, facts)
         if decision is None:
             raise not_found_model(parsed.model)
+        bound = parsed.token_bound  # tokens <= UTF-8 bytes
+        try:
+            admission = await runtime.limiter.admit(
+                caller.team,
+                record.request_id,
+                cost_nano=runtime.max_cost_nano(decision.plan, bound, 0),
+                tokens=bound,
+            )
+        except APIError as exc:
+            refused = exc.code if exc.status == 429 else None
+            raise
+        record.budget = admission.as_record()
         try:
             attempts, tier, answer = await runtime.cascade.embed(decision, body)
         except CascadeFailure as failure:
@@ -419,6 +468,7 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
             escalations=len(attempts) - 1,
             degraded=False,
         )
+        headers.update(admission.answer_headers())
         return web.Response(
             body=orjson.dumps(answer), content_type="application/json", headers=headers
         )
@@ -428,8 +478,9 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
     finally:
         await _settle(
             request, runtime, record, started=started, decision=decision, outcome=None,
-            rejected=False,
+            refused=refused,
         )  # fmt: skip
+        await runtime.limiter.settle(admission, record.cost_usd, _tokens_used(record))
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -474,6 +525,30 @@ async def models(request: web.Request) -> web.Response:
     return web.json_response(
         {"object": "list", "data": data}, dumps=lambda o: orjson.dumps(o).decode()
     )
+
+
+async def spend(request: web.Request) -> web.Response:
+    """GET /v1/spend: the caller's team's spend, limits and what is left (`?team=` another
+    team's, for an admin key)."""
+    runtime = _runtime(request)
+    caller = request[CALLER]
+    team = request.query.get("team", caller.team)
+    if team != caller.team and runtime.keys.enforced:
+        caller.require_admin()  # a team's key sees its own team only
+    found = await runtime.limiter.standing(team)
+    body = found or {"team": team, "limits": None}
+    return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
+
+
+async def admin_spend(request: web.Request) -> web.Response:
+    """GET /admin/spend: every team with limits (an admin key, by the middleware)."""
+    runtime = _runtime(request)
+    teams = [
+        found
+        for name in runtime.loaded.policy.teams
+        if (found := await runtime.limiter.standing(name)) is not None
+    ]
+    return web.json_response({"teams": teams}, dumps=lambda o: orjson.dumps(o).decode())
 
 
 async def admin_policy(request: web.Request) -> web.Response:

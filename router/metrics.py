@@ -52,6 +52,11 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._ledger = _LedgerCollector()
         self.registry.register(self._ledger)
+        self.budget_store_errors = Counter(
+            "cascade_budget_store_errors",
+            "Budget and rate-limit store calls that failed (Redis unreachable)",
+            registry=self.registry,
+        )
         self.auth_refusals = Counter(
             "cascade_auth_refusals",
             "Requests refused before any work: 401 (no valid key) or 403 (not allowed), by code",

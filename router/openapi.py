@@ -246,6 +246,18 @@ def document(models: list[str] | None = None) -> dict[str, Any]:
                 ("503",),
             ),
             "/openapi.json": _get("openapi", "This document", _json(anything)),
+            "/v1/spend": _get(
+                "spend",
+                "The caller's team's spend, limits and what is left",
+                _json(anything),
+                ("401", "403", "503"),
+            ),
+            "/admin/spend": _get(
+                "admin_spend",
+                "Every team's spend and limits (admin key)",
+                _json(anything),
+                ("401", "403", "503"),
+            ),
         },
         "components": {
             "schemas": schemas,

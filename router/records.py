@@ -94,6 +94,8 @@ class DecisionRecord:
     counterfactual_cost_usd: float = 0.0
     saved_usd: float = 0.0
     cache_hit: bool = False
+    # the team's budget standing and what it did to the route (router/budgets/limiter.py)
+    budget: dict[str, object] | None = None
     prompt: str | None = None  # only when the policy's ledger.log_prompts is on
     prompt_truncated: bool = False
 

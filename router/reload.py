@@ -23,6 +23,8 @@ from structlog.typing import FilteringBoundLogger
 from router import heap
 from router.backends.registry import build_backends, close_backends
 from router.backends.spec import RemoteTierSpec
+from router.budgets import Limiter, open_store
+from router.budgets.store import Store
 from router.keys import KeyIndex, keys_file_of, load_key_index
 from router.keys_file import KeysError
 from router.metrics import Metrics
@@ -65,12 +67,15 @@ class PolicyReloader:
         keys_override: Path | None = None,
         open_address: bool = False,
         require_auth: bool = False,
+        redis_url: str | None = None,
     ) -> None:
         self.path = path
         self._open_address = open_address  # listening beyond loopback
         # ... without --allow-unauthenticated: a start or a change that leaves no key
         # configured is refused (auth never turns off by a reload).
         self._require_auth = require_auth
+        self._redis_url = redis_url
+        self._stores: dict[tuple[str, str], Store] = {}  # by (store, on_store_error)
         self._keys_override = keys_override  # CASCADE_KEYS
         self._keys_file: Path | None = None
         self._keys_seen: tuple[int, int, int] | None = None
@@ -95,8 +100,9 @@ class PolicyReloader:
         if self._open_address and not keys.enforced:
             self._log.warning("serving_without_auth", reason="no API keys are configured")
         self._learn_secrets(loaded)
+        limiter = self._limiter(loaded)
         backends = await build_backends(loaded.policy, self._session)
-        self.slot.current = Runtime(loaded, backends, keys)
+        self.slot.current = Runtime(loaded, backends, keys, limiter)
         heap.settle()
         self._log.info(
             "policy_loaded",
@@ -142,6 +148,11 @@ class PolicyReloader:
             if self._require_auth and not keys.enforced:
                 self._reject(loaded.source, [_AUTH_OFF], current)
                 return
+            try:
+                limiter = self._limiter(loaded)
+            except ValueError as exc:
+                self._reject(loaded.source, [str(exc)], current)
+                return
             self._learn_secrets(loaded)
             previous = (current.loaded.policy, current.backends) if current else None
             try:
@@ -149,7 +160,7 @@ class PolicyReloader:
             except Exception as exc:  # noqa: BLE001 - e.g. a GGUF that will not load
                 self._reject(loaded.source, [f"cannot start tiers: {exc}"], current)
                 return
-            self.slot.current = Runtime(loaded, backends, keys)
+            self.slot.current = Runtime(loaded, backends, keys, limiter)
             self._metrics.policy_reloads.labels("applied").inc()
             self._log.info(
                 "policy_loaded",
@@ -161,6 +172,23 @@ class PolicyReloader:
                 task = asyncio.create_task(self._retire(current, set(map(id, backends.values()))))
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
+
+    def _limiter(self, loaded: LoadedPolicy) -> Limiter:
+        """The policy's limits over its store (one store per kind, kept across reloads so
+        that counters of this process survive a policy change)."""
+        spec = loaded.policy.budgets
+        key = (spec.store, spec.on_store_error)
+        if key not in self._stores:
+            self._stores[key] = open_store(
+                spec.store, spec.on_store_error, self._redis_url, self._store_error
+            )
+        return Limiter(
+            loaded.policy, self._stores[key], clock=time.time, on_error=self._store_error
+        )
+
+    def _store_error(self, error: object) -> None:
+        self._metrics.budget_store_errors.inc()
+        self._log.warning("budget_store_unavailable", error=str(error))
 
     async def _load_keys(self, loaded: LoadedPolicy) -> KeyIndex:
         """The key index for `loaded`: its keys and its keys file's (now watched)."""
@@ -232,6 +260,9 @@ class PolicyReloader:
         runtime, self.slot.current = self.slot.current, None
         if runtime is not None:
             await close_backends(runtime.backends.values())
+        for store in self._stores.values():
+            await store.aclose()
+        self._stores.clear()
 
 
 RELOADER = web.AppKey("reloader", PolicyReloader)

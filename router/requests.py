@@ -312,6 +312,18 @@ class EmbeddingsBody(_Strict):
     user: str | None = None
 
     @property
+    def token_bound(self) -> int:
+        """At most this many tokens: a text has no more tokens than UTF-8 bytes (plus one
+        for a begin token), a token list its length."""
+        items = [self.input] if isinstance(self.input, str) else self.input
+        return sum(
+            len(item.encode()) + 1
+            if isinstance(item, str)
+            else (len(item) if isinstance(item, list) else 1)
+            for item in items
+        )
+
+    @property
     def first_text(self) -> str:
         """What classifiers score: the first input text."""
         if isinstance(self.input, str):

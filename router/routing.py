@@ -230,3 +230,19 @@ def decide(policy: Policy, routers: Mapping[str, Scorer], facts: Facts) -> Decis
             _verdict(model, routers[model], facts.question, threshold, scores.get(model))
         )
     return Decision(facts.model, plan, rule_name, tuple(verdicts))
+
+
+def restrict(decision: Decision, keep: frozenset[str]) -> Decision | None:
+    """The decision with only the steps (and fallbacks) whose tier is in `keep`; None when
+    no step is left. The pre-router's skip no longer applies to what remains."""
+    steps = tuple(step for step in decision.plan.steps if step.tier in keep)
+    if not steps:
+        return None
+    fallbacks = {
+        tier: tuple(t for t in targets if t in keep)
+        for tier, targets in decision.plan.fallbacks.items()
+        if tier in keep
+    }
+    plan = replace(decision.plan, steps=steps, fallbacks=fallbacks)
+    verdicts = tuple(replace(v, threshold=None) for v in decision.verdicts)
+    return replace(decision, plan=plan, verdicts=verdicts)

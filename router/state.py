@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -12,6 +13,9 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from router.backends.base import Backend, Prompt
+from router.backends.registry import TYPES
+from router.budgets import Limiter
+from router.budgets.store import NANO
 from router.cascade import Cascade
 from router.keys import Caller, KeyIndex
 from router.ledger import Ledger
@@ -19,7 +23,7 @@ from router.metrics import Metrics
 from router.policy import LoadedPolicy
 from router.redact import Redactor
 from router.rejections import Rejections
-from router.routing import needs_prompt_tokens
+from router.routing import Plan, needs_prompt_tokens
 from router.settings import Settings
 
 
@@ -30,7 +34,9 @@ class Runtime:
     loaded: LoadedPolicy
     backends: dict[str, Backend | None]
     keys: KeyIndex  # replaced (one assignment) when the keys file changes
+    limiter: Limiter
     cascade: Cascade = field(init=False)
+    local_tiers: frozenset[str] = field(init=False)
     rules_need_tokens: bool = field(init=False)
     active: int = 0  # requests running on this runtime
     idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -39,7 +45,18 @@ class Runtime:
         policy = self.loaded.policy
         self.cascade = Cascade(policy, self.backends, self.loaded.acceptance_models)
         self.rules_need_tokens = needs_prompt_tokens(policy)
+        self.local_tiers = frozenset(
+            name for name, spec in policy.tiers.items() if TYPES[spec.type].local
+        )
         self.idle.set()
+
+    def max_cost_nano(self, plan: Plan, prompt_tokens: int, max_tokens: int) -> int:
+        """What a plan could cost at most: every tier it may call (fallbacks included),
+        each at `prompt_tokens` plus `max_tokens` (what a budget reserves)."""
+        tiers = {name for step in plan.steps for name in plan.candidates(step.tier)}
+        policy = self.loaded.policy
+        usd = sum(policy.tiers[name].price.cost(prompt_tokens, max_tokens) for name in tiers)
+        return math.ceil(usd * NANO)
 
     @contextlib.contextmanager
     def in_use(self) -> Iterator[Runtime]:

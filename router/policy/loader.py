@@ -119,7 +119,7 @@ def reference_errors(document: Mapping[str, Any]) -> list[Problem]:
         errors.append(Problem(("default_route",), _unknown("route", default, routes)))
     return (
         errors
-        + _team_errors(_mapping(document.get("teams")))
+        + _team_errors(_mapping(document.get("teams")), routes)
         + _rule_errors(document.get("rules"), tiers, routes, _mapping(document.get("teams")))
     )
 
@@ -153,10 +153,14 @@ def _fallback_errors(route: str, fallbacks: dict[str, Any], tiers: dict[str, Any
     return errors
 
 
-def _team_errors(teams: dict[str, Any]) -> list[Problem]:
+def _team_errors(teams: dict[str, Any], routes: dict[str, Any]) -> list[Problem]:
     errors: list[Problem] = []
     owners: dict[str, str] = {}
     for team_name, team in teams.items():
+        cheaper = _mapping(_mapping(team).get("budget_routing")).get("route")
+        if isinstance(cheaper, str) and cheaper not in routes:
+            path: DocPath = ("teams", team_name, "budget_routing", "route")
+            errors.append(Problem(path, _unknown("route", cheaper, routes)))
         keys = _mapping(team).get("keys")
         for index, key in enumerate(keys if isinstance(keys, list) else []):
             digest = _mapping(key).get("sha256")

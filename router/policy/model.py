@@ -148,9 +148,78 @@ class KeySpec(_Strict):
     expires_at: AwareDatetime | None = None
 
 
+class SpendLimits(_Strict):
+    """What a team may spend and send. Budgets roll at UTC day and month boundaries; rates
+    are per UTC minute."""
+
+    usd_per_day: float | None = Field(None, gt=0)
+    usd_per_month: float | None = Field(None, gt=0)
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(
+        None, ge=1, description="Prompt plus completion tokens (reserved at max_tokens)."
+    )
+
+    @property
+    def any(self) -> bool:
+        return any(
+            value is not None
+            for value in (
+                self.usd_per_day,
+                self.usd_per_month,
+                self.requests_per_minute,
+                self.tokens_per_minute,
+            )
+        )
+
+
+class BudgetRouting(_Strict):
+    """How a team's routing changes as it spends its budget (the larger share of its day
+    and month budgets)."""
+
+    degrade_at: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="From this share spent: no escalation beyond local tiers (answers "
+        "marked degraded), or `route` instead when set.",
+    )
+    route: str | None = Field(None, description="The cheaper route to use from `degrade_at`.")
+    at_limit: Literal["refuse", "local"] = Field(
+        "refuse",
+        description="At the budget: 429 with Retry-After (refuse), or local tiers only (local).",
+    )
+
+
 class TeamSpec(_Strict):
     description: str = ""
     keys: list[KeySpec] = Field(default_factory=list)
+    limits: SpendLimits = SpendLimits()
+    budget_routing: BudgetRouting = BudgetRouting()
+
+
+class BudgetsSpec(_Strict):
+    """Where spend and rate counters live: in this process, or in Redis (shared by every
+    worker and replica; CASCADE_REDIS_URL)."""
+
+    store: Literal["memory", "redis"] = "memory"
+    on_store_error: Literal["fail_closed", "fail_open"] = Field(
+        "fail_closed",
+        description="Redis unreachable: refuse with 503 (fail_closed), or admit within a "
+        "counter of this process (fail_open).",
+    )
+    rate_window_s: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="The window requests_per_minute and tokens_per_minute count in (60: per "
+        "minute, as named; shorter for tests).",
+    )
+    reservation_ttl_s: float = Field(
+        600,
+        gt=0,
+        le=86_400,
+        description="A reservation a crashed process never settled is released after this.",
+    )
 
 
 class TokenRange(_Strict):
@@ -266,4 +335,5 @@ class Policy(_Strict):
     default_route: str | None = None
     teams: dict[str, TeamSpec] = Field(default_factory=dict)
     auth: AuthSpec = AuthSpec()
+    budgets: BudgetsSpec = BudgetsSpec()
     rules: list[RuleSpec] = Field(default_factory=list)

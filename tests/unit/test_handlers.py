@@ -4,6 +4,7 @@ the decision record agree on every path (streamed and not, answered, degraded, f
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from router.app import create_app
 from router.backends.base import Backend, BackendError
+from router.budgets import Limiter
+from router.budgets.store import MemoryStore
 from router.keys import KeyIndex
 from router.settings import Settings
 from router.state import RUNTIME, Runtime
@@ -62,7 +65,8 @@ async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
         tiers: dict[str, Backend | None] = {"small": None, "large": None}
         tiers.update(backends)
         keys = KeyIndex(loaded.policy, [], file_in_use=False)
-        app[RUNTIME].current = Runtime(loaded, tiers, keys)
+        limiter = Limiter(loaded.policy, MemoryStore(), clock=time.time, on_error=print)
+        app[RUNTIME].current = Runtime(loaded, tiers, keys, limiter)
         return client, ledger
 
     yield start

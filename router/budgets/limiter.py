@@ -1,0 +1,234 @@
+"""Admission by budget and rate: what a team may still spend and send decides whether a
+request runs, and how (`Admission`), before any tier is called; afterwards its actual cost
+and tokens are settled.
+
+A team's `limits` (policy `teams.T.limits`) are checked in one atomic reserve of the
+request's maximum possible cost — every tier its plan may call, at prompt tokens (an upper
+bound) plus max_tokens — so that concurrent requests can never together spend past a cap by
+more than one request's maximum. Its `budget_routing` then shapes the plan: from
+`degrade_at` of the budget spent, no escalation beyond local tiers (answers marked degraded)
+or a cheaper route; at the budget, 429 or local tiers only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from router.budgets.store import (
+    NANO,
+    NO_LIMIT,
+    Ask,
+    Caps,
+    Standing,
+    Store,
+    StoreUnavailable,
+    Windows,
+)
+from router.errors import APIError
+from router.policy.model import BudgetRouting, Policy, SpendLimits
+
+BudgetDecision = Literal["ok", "degraded", "rerouted", "local_only"]
+_REFUSALS = {
+    "requests": "requests per minute",
+    "tokens": "tokens per minute",
+    "usd_per_day": "daily budget",
+    "usd_per_month": "monthly budget",
+}
+
+
+def caps_of(limits: SpendLimits) -> Caps:
+    def nano(usd: float | None) -> int:
+        return NO_LIMIT if usd is None else int(usd * NANO)
+
+    return Caps(
+        nano(limits.usd_per_day),
+        nano(limits.usd_per_month),
+        limits.requests_per_minute if limits.requests_per_minute is not None else NO_LIMIT,
+        limits.tokens_per_minute if limits.tokens_per_minute is not None else NO_LIMIT,
+    )
+
+
+@dataclass(slots=True)
+class Admission:
+    """What the limiter decided for one request, and what it holds until settled."""
+
+    team: str
+    decision: BudgetDecision = "ok"
+    share: float | None = None  # of the budget spent (the larger of day and month)
+    remaining_usd: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    ask: Ask | None = None
+    windows: Windows | None = None
+
+    def answer_headers(self) -> dict[str, str]:
+        """The rate-limit headers, and what is left of the caller's own team's budget."""
+        if self.remaining_usd is None:
+            return self.headers
+        return {**self.headers, "x-cascade-budget-remaining": f"{self.remaining_usd:.6f}"}
+
+    def as_record(self) -> dict[str, object] | None:
+        if self.share is None and self.decision == "ok":
+            return None
+        return {
+            "decision": self.decision,
+            "share": None if self.share is None else round(self.share, 6),
+            "remaining_usd": None if self.remaining_usd is None else round(self.remaining_usd, 9),
+        }
+
+
+def _share(standing: Standing, caps: Caps) -> tuple[float | None, float | None]:
+    """The larger share spent of the day and month budgets, and what is left of the smaller."""
+    shares, left = [], []
+    for spent, cap in (
+        (standing.spent_day_nano, caps.nano_per_day),
+        (standing.spent_month_nano, caps.nano_per_month),
+    ):
+        if cap != NO_LIMIT:
+            shares.append(spent / cap)
+            left.append(max(cap - spent, 0) / NANO)
+    return (max(shares), min(left)) if shares else (None, None)
+
+
+def _rate_headers(standing: Standing, caps: Caps, windows: Windows) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers (the SDKs and dashboards read them)."""
+    headers: dict[str, str] = {}
+    reset = f"{math.ceil(windows.minute_reset_s)}s"
+    for kind, cap, used in (
+        ("requests", caps.requests_per_minute, standing.requests),
+        ("tokens", caps.tokens_per_minute, standing.tokens),
+    ):
+        if cap != NO_LIMIT:
+            headers[f"x-ratelimit-limit-{kind}"] = str(cap)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(max(cap - used, 0))
+            headers[f"x-ratelimit-reset-{kind}"] = reset
+    return headers
+
+
+class Limiter:
+    """Admits requests by their team's limits; settles them after."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        store: Store,
+        *,
+        clock: Callable[[], float],
+        on_error: Callable[[str], None],
+    ) -> None:
+        self._policy = policy
+        self._store = store
+        self._clock = clock
+        self._on_error = on_error
+        self._ttl = policy.budgets.reservation_ttl_s
+        self._window = policy.budgets.rate_window_s
+
+    def limits(self, team: str) -> tuple[SpendLimits, BudgetRouting] | None:
+        spec = self._policy.teams.get(team)
+        if spec is None or not spec.limits.any:
+            return None
+        return spec.limits, spec.budget_routing
+
+    async def admit(self, team: str, request_id: str, *, cost_nano: int, tokens: int) -> Admission:
+        """Reserve the request's maximum cost and tokens; 429 when a rate or (with
+        `at_limit: refuse`) a budget is spent, 503 when the store is down and fails closed."""
+        found = self.limits(team)
+        if found is None:
+            return Admission(team)
+        limits, routing = found
+        caps = caps_of(limits)
+        windows = Windows.at(self._clock(), self._window)
+        ask = Ask(f"team:{team}", request_id, cost_nano, tokens)
+        standing = await self._reserve(ask, caps, windows)
+        over_budget = standing.refused_by in ("usd_per_day", "usd_per_month")
+        if not standing.admitted and over_budget and routing.at_limit == "local":
+            local = Ask(ask.scope, request_id, 0, tokens)  # local tiers only: no cost to hold
+            standing = await self._reserve(local, caps, windows)
+            if standing.admitted:
+                share, left = _share(standing, caps)
+                headers = _rate_headers(standing, caps, windows)
+                return Admission(team, "local_only", share, left, headers, local, windows)
+        if not standing.admitted:
+            raise self._refused(team, standing, caps, windows)
+        share, left = _share(standing, caps)
+        decision: BudgetDecision = "ok"
+        if share is not None and routing.degrade_at is not None and share >= routing.degrade_at:
+            decision = "rerouted" if routing.route else "degraded"
+        headers = _rate_headers(standing, caps, windows)
+        return Admission(team, decision, share, left, headers, ask, windows)
+
+    async def _reserve(self, ask: Ask, caps: Caps, windows: Windows) -> Standing:
+        try:
+            return await self._store.reserve(ask, caps, windows, self._ttl)
+        except StoreUnavailable as exc:
+            self._on_error(str(exc))
+            raise APIError(
+                503,
+                "the budget store is unreachable, and this gateway refuses rather than "
+                "spend unchecked (budgets.on_store_error: fail_closed)",
+                type_="server_error",
+                code="budget_store_unavailable",
+            ) from None
+
+    def _refused(self, team: str, standing: Standing, caps: Caps, windows: Windows) -> APIError:
+        reason = standing.refused_by or "requests"
+        rate = reason in ("requests", "tokens")
+        wait = {
+            "requests": windows.minute_reset_s,
+            "tokens": windows.minute_reset_s,
+            "usd_per_day": windows.day_reset_s,
+            "usd_per_month": windows.month_reset_s,
+        }[reason]
+        error = APIError(
+            429,
+            f"team '{team}' has reached its {_REFUSALS[reason]}; retry in {math.ceil(wait)} s",
+            type_="requests" if rate else "insufficient_quota",
+            code="rate_limit_exceeded" if rate else "budget_exceeded",
+        )
+        error.headers.update(_rate_headers(standing, caps, windows))
+        error.headers["Retry-After"] = str(math.ceil(wait))
+        error.headers["retry-after-ms"] = str(math.ceil(wait * 1000))
+        return error
+
+    async def settle(self, admission: Admission, cost_usd: float, tokens: int) -> None:
+        """Replace the reservation with what the request cost (never raises: a store that
+        is down lets the reservation expire)."""
+        if admission.ask is None or admission.windows is None:
+            return
+        try:
+            await self._store.settle(
+                admission.ask, admission.windows, round(cost_usd * NANO), tokens
+            )
+        except StoreUnavailable as exc:
+            self._on_error(str(exc))
+
+    async def standing(self, team: str) -> dict[str, object] | None:
+        """A team's spend, limits and what is left (for the spend endpoints)."""
+        found = self.limits(team)
+        if found is None:
+            return None
+        limits, _ = found
+        caps = caps_of(limits)
+        windows = Windows.at(self._clock(), self._window)
+        try:
+            standing = await self._store.standing(f"team:{team}", windows)
+        except StoreUnavailable as exc:
+            raise APIError(
+                503, str(exc), type_="server_error", code="budget_store_unavailable"
+            ) from None
+        share, left = _share(standing, caps)
+        return {
+            "team": team,
+            "limits": limits.model_dump(exclude_none=True),
+            "spent_usd": {
+                "day": standing.spent_day_nano / NANO,
+                "month": standing.spent_month_nano / NANO,
+            },
+            "reserved_usd": standing.reserved_nano / NANO,
+            "this_minute": {"requests": standing.requests, "tokens": standing.tokens},
+            "budget_share": share,
+            "remaining_usd": left,
+            "windows": {"day": windows.day, "month": windows.month},
+        }
