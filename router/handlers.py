@@ -15,7 +15,8 @@ from aiohttp.web_protocol import RequestPayloadError
 from router.backends.base import BackendError, Prompt
 from router.backends.prompt_tokens import estimate_tokens
 from router.budgets import Admission
-from router.budgets.shaping import shape
+from router.budgets.limiter import BudgetDecision
+from router.budgets.shaping import apply, shaped
 from router.cascade import Abandoned, CascadeFailure, Crashed, LiveStream, Outcome
 from router.errors import APIError, invalid, not_found_model
 from router.failures import failure_error, upstream_ours
@@ -24,7 +25,7 @@ from router.openapi import document
 from router.records import DecisionRecord, iso_time
 from router.redact import Redactor
 from router.reload import RELOADER
-from router.requests import parse_embeddings, prompt_too_long
+from router.requests import ClientRequest, parse_embeddings, prompt_too_long
 from router.responses import StreamWriter
 from router.routing import Decision, Facts, decide
 from router.state import (
@@ -264,26 +265,9 @@ async def _complete_on(
         decision = decide(policy, runtime.loaded.routers, facts)
         if decision is None:
             raise not_found_model(client.model)
-        max_tokens = client.params.max_tokens
-        try:
-            admission = await runtime.limiter.admit(
-                caller.team,
-                record.request_id,
-                cost_nano=runtime.max_cost_nano(decision.plan, bound, max_tokens),
-                tokens=bound + max_tokens,
-            )
-            record.budget = admission.as_record()
-            decision = shape(
-                decision,
-                admission,
-                facts,
-                policy=policy,
-                routers=runtime.loaded.routers,
-                local_tiers=runtime.local_tiers,
-            )
-        except APIError as exc:
-            refused = exc.code if exc.status == 429 else None  # a flood must not fill the ledger
-            raise
+        admission, decision = await _admit(
+            runtime, record, decision, facts, client=client, bound=bound
+        )
         try:
             outcome = await runtime.cascade.run(decision, client)
         except CascadeFailure as failure:
@@ -304,6 +288,7 @@ async def _complete_on(
         )
     except BaseException as exc:
         _record_failure(record, runtime, exc)
+        refused = refused or _limited(exc)
         raise
     finally:
         await _settle(
@@ -316,6 +301,47 @@ async def _complete_on(
             refused=refused,
         )
         await runtime.limiter.settle(admission, record.cost_usd, _tokens_used(record))
+
+
+def _limited(exc: BaseException) -> str | None:
+    """A refusal by rate or budget (counted like overload, not recorded one by one)."""
+    if isinstance(exc, APIError) and exc.code in ("rate_limit_exceeded", "budget_exceeded"):
+        return exc.code
+    return None
+
+
+async def _admit(
+    runtime: Runtime,
+    record: DecisionRecord,
+    planned: Decision,
+    facts: Facts,
+    *,
+    client: ClientRequest,
+    bound: int,
+) -> tuple[Admission, Decision]:
+    """The team's budget and rates admit the request (or 429), and shape its plan."""
+    max_tokens = client.params.max_tokens
+
+    def shaped_as(kind: BudgetDecision) -> Decision | None:
+        return shaped(
+            planned,
+            kind,
+            facts,
+            policy=runtime.loaded.policy,
+            routers=runtime.loaded.routers,
+            local_tiers=runtime.local_tiers,
+        )
+
+    def cost_of(kind: BudgetDecision) -> int:
+        found = shaped_as(kind)
+        return runtime.max_cost_nano(found.plan, bound, max_tokens) if found else 0
+
+    admission = await runtime.limiter.admit(
+        facts.team, record.request_id, cost_of=cost_of, tokens=bound + max_tokens
+    )
+    decision = apply(planned, admission, shaped_as(admission.decision))
+    record.budget = admission.as_record()
+    return admission, decision
 
 
 def _tokens_used(record: DecisionRecord) -> int:
@@ -442,15 +468,16 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
         if decision is None:
             raise not_found_model(parsed.model)
         bound = parsed.token_bound  # tokens <= UTF-8 bytes
+        plan = decision.plan
         try:
             admission = await runtime.limiter.admit(
                 caller.team,
                 record.request_id,
-                cost_nano=runtime.max_cost_nano(decision.plan, bound, 0),
+                cost_of=lambda _: runtime.max_cost_nano(plan, bound, 0),
                 tokens=bound,
             )
         except APIError as exc:
-            refused = exc.code if exc.status == 429 else None
+            refused = _limited(exc)
             raise
         record.budget = admission.as_record()
         try:
@@ -477,9 +504,14 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
         raise
     finally:
         await _settle(
-            request, runtime, record, started=started, decision=decision, outcome=None,
+            request,
+            runtime,
+            record,
+            started=started,
+            decision=decision,
+            outcome=None,
             refused=refused,
-        )  # fmt: skip
+        )
         await runtime.limiter.settle(admission, record.cost_usd, _tokens_used(record))
 
 

@@ -55,7 +55,10 @@ class Settings(BaseModel):
         json_schema_extra=_env("CASCADE_LEDGER", "Where decision records go (docs/ledger.md)."),
     )
     redis_url: str | None = Field(
-        None, json_schema_extra=_env("CASCADE_REDIS_URL", "Redis for `CASCADE_LEDGER=redis`.")
+        None,
+        json_schema_extra=_env(
+            "CASCADE_REDIS_URL", "Redis for `CASCADE_LEDGER=redis` and `budgets.store: redis`."
+        ),
     )
     spool_folder: Path = Field(
         Path("var/spool"),

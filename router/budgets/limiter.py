@@ -13,8 +13,8 @@ or a cheaper route; at the budget, 429 or local tiers only.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from router.budgets.store import (
@@ -22,6 +22,7 @@ from router.budgets.store import (
     NO_LIMIT,
     Ask,
     Caps,
+    Refusal,
     Standing,
     Store,
     StoreUnavailable,
@@ -80,7 +81,8 @@ class Admission:
 
 
 def _share(standing: Standing, caps: Caps) -> tuple[float | None, float | None]:
-    """The larger share spent of the day and month budgets, and what is left of the smaller."""
+    """The larger share spent of the day and month budgets, and what is left of them once
+    what requests in flight hold (this one's maximum included) is spent too."""
     shares, left = [], []
     for spent, cap in (
         (standing.spent_day_nano, caps.nano_per_day),
@@ -88,8 +90,17 @@ def _share(standing: Standing, caps: Caps) -> tuple[float | None, float | None]:
     ):
         if cap != NO_LIMIT:
             shares.append(spent / cap)
-            left.append(max(cap - spent, 0) / NANO)
+            left.append(max(cap - spent - standing.reserved_nano, 0) / NANO)
     return (max(shares), min(left)) if shares else (None, None)
+
+
+def _exhausted(standing: Standing, caps: Caps) -> Refusal | None:
+    """The budget already spent in full, if any."""
+    if caps.nano_per_day != NO_LIMIT and standing.spent_day_nano >= caps.nano_per_day:
+        return "usd_per_day"
+    if caps.nano_per_month != NO_LIMIT and standing.spent_month_nano >= caps.nano_per_month:
+        return "usd_per_month"
+    return None
 
 
 def _rate_headers(standing: Standing, caps: Caps, windows: Windows) -> dict[str, str]:
@@ -131,37 +142,54 @@ class Limiter:
             return None
         return spec.limits, spec.budget_routing
 
-    async def admit(self, team: str, request_id: str, *, cost_nano: int, tokens: int) -> Admission:
-        """Reserve the request's maximum cost and tokens; 429 when a rate or (with
-        `at_limit: refuse`) a budget is spent, 503 when the store is down and fails closed."""
+    async def admit(
+        self,
+        team: str,
+        request_id: str,
+        *,
+        cost_of: Callable[[BudgetDecision], int],
+        tokens: int,
+    ) -> Admission:
+        """Reserve the request's maximum cost (`cost_of` the plan its budget standing
+        leaves it) and tokens; 429 when a rate or (with `at_limit: refuse`) a budget is
+        spent, 503 when the store is down and fails closed."""
         found = self.limits(team)
         if found is None:
             return Admission(team)
         limits, routing = found
         caps = caps_of(limits)
         windows = Windows.at(self._clock(), self._window)
-        ask = Ask(f"team:{team}", request_id, cost_nano, tokens)
+        scope = f"team:{team}"
+        decision: BudgetDecision = "ok"
+        if routing.degrade_at is not None:  # the standing decides the plan, then its cost
+            current = await self._call(self._store.standing(scope, windows))
+            share, _ = _share(current, caps)
+            spent = _exhausted(current, caps)
+            if spent is not None and routing.at_limit == "refuse":
+                raise self._refused(team, replace(current, refused_by=spent), caps, windows)
+            if spent is not None:
+                decision = "local_only"
+            elif share is not None and share >= routing.degrade_at:
+                decision = "rerouted" if routing.route else "degraded"
+        ask = Ask(scope, request_id, cost_of(decision), tokens)
         standing = await self._reserve(ask, caps, windows)
         over_budget = standing.refused_by in ("usd_per_day", "usd_per_month")
         if not standing.admitted and over_budget and routing.at_limit == "local":
-            local = Ask(ask.scope, request_id, 0, tokens)  # local tiers only: no cost to hold
-            standing = await self._reserve(local, caps, windows)
-            if standing.admitted:
-                share, left = _share(standing, caps)
-                headers = _rate_headers(standing, caps, windows)
-                return Admission(team, "local_only", share, left, headers, local, windows)
+            decision = "local_only"
+            ask = Ask(scope, request_id, cost_of(decision), tokens)
+            standing = await self._reserve(ask, caps, windows)
         if not standing.admitted:
             raise self._refused(team, standing, caps, windows)
         share, left = _share(standing, caps)
-        decision: BudgetDecision = "ok"
-        if share is not None and routing.degrade_at is not None and share >= routing.degrade_at:
-            decision = "rerouted" if routing.route else "degraded"
         headers = _rate_headers(standing, caps, windows)
         return Admission(team, decision, share, left, headers, ask, windows)
 
     async def _reserve(self, ask: Ask, caps: Caps, windows: Windows) -> Standing:
+        return await self._call(self._store.reserve(ask, caps, windows, self._ttl))
+
+    async def _call(self, call: Awaitable[Standing]) -> Standing:
         try:
-            return await self._store.reserve(ask, caps, windows, self._ttl)
+            return await call
         except StoreUnavailable as exc:
             self._on_error(str(exc))
             raise APIError(

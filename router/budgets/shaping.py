@@ -5,33 +5,39 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from router.budgets.limiter import Admission
+from router.budgets.limiter import Admission, BudgetDecision
 from router.errors import APIError
 from router.policy.model import Policy
 from router.routing import Decision, Facts, Scorer, decide, restrict
 
 
-def shape(
+def shaped(
     decision: Decision,
-    admission: Admission,
+    kind: BudgetDecision,
     facts: Facts,
     *,
     policy: Policy,
     routers: Mapping[str, Scorer],
     local_tiers: frozenset[str],
-) -> Decision:
-    """`degraded` and `local_only`: the plan's local steps only; `rerouted`: the team's
-    cheaper route. A plan with no local step stays as it was when degraded (and the
-    admission says so), and is a 429 at the budget."""
-    if admission.decision == "ok":
+) -> Decision | None:
+    """The decision as a budget standing `kind` shapes it: `degraded` and `local_only` keep
+    the plan's local steps only (None when it has none), `rerouted` is the team's cheaper
+    route."""
+    if kind == "ok":
         return decision
-    if admission.decision == "rerouted":
-        route = policy.teams[admission.team].budget_routing.route
-        assert route is not None  # only set when the policy names one
-        return decide(policy, routers, replace(facts, model=route)) or decision
-    local = restrict(decision, local_tiers)
-    if local is not None:
-        return local
+    if kind == "rerouted":
+        team = policy.teams.get(facts.team)
+        route = team.budget_routing.route if team is not None else None
+        found = decide(policy, routers, replace(facts, model=route)) if route else None
+        return found or decision
+    return restrict(decision, local_tiers)
+
+
+def apply(decision: Decision, admission: Admission, found: Decision | None) -> Decision:
+    """The shaped decision to run; at the budget with no local step, 429. A plan with no
+    local step to degrade to stays as it was (and the admission says `ok`)."""
+    if found is not None:
+        return found
     if admission.decision == "local_only":
         raise APIError(
             429,
