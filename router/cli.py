@@ -128,6 +128,7 @@ def _policy_explain(args: argparse.Namespace) -> int:
             tags=tags,
             max_tokens=args.max_tokens,
             features=features,
+            budget_share=args.budget_share,
         )
     except PolicyError as exc:
         print("\n".join(f"{exc.source}: {e}" for e in exc.errors), file=sys.stderr)
@@ -270,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--max-tokens", type=int)
     explain.add_argument(
         "--features", help="comma-separated request features the request uses (tools, image, ...)"
+    )
+    explain.add_argument(
+        "--budget-share",
+        type=float,
+        help="with --team: the share of its budget spent (0.9); shows how the plan changes",
     )
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(run=_policy_explain)

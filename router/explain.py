@@ -12,6 +12,7 @@ from typing import Any
 from router.backends.base import Message, Prompt
 from router.backends.prompt_tokens import estimate_tokens
 from router.backends.registry import backend_type
+from router.budgets.shaping import shaped
 from router.policy import LoadedPolicy
 from router.policy.model import DEFAULT_TEAM
 from router.routing import Facts, decide, needs_prompt_tokens
@@ -34,6 +35,7 @@ def explain(
     tags: frozenset[str] = frozenset(),
     max_tokens: int | None = None,
     features: frozenset[str] = frozenset(),
+    budget_share: float | None = None,
 ) -> dict[str, Any]:
     """The decision for one single-message chat request, as a JSON-ready dict."""
     policy = loaded.policy
@@ -45,6 +47,18 @@ def explain(
     decision = decide(policy, loaded.routers, facts)
     if decision is None:
         raise ValueError(f"model '{requested}' is neither a route nor a tier of this policy")
+    budget = _budget(loaded, team, budget_share)
+    if budget is not None and budget["decision"] not in ("ok", "refused"):
+        local = frozenset(n for n, t in policy.tiers.items() if backend_type(t).local)
+        found = shaped(
+            decision,
+            budget["decision"],
+            facts,
+            policy=policy,
+            routers=loaded.routers,
+            local_tiers=local,
+        )
+        decision = found or decision
     output = max_tokens or policy.limits.default_max_tokens
     skipped = decision.skipped
     steps, costs = [], []
@@ -82,6 +96,7 @@ def explain(
         "reference_tier": decision.plan.reference_tier,
         "stream": decision.plan.stream,
         "max_tokens": output,
+        "budget": budget,
         # cheapest: the first step run answers with one token; dearest: every step runs and
         # writes max_tokens.
         "cost_usd": {
@@ -119,11 +134,39 @@ def render(result: dict[str, Any]) -> str:
             f"  {index}. {step['tier']} ({step['type']}: {step['model']}) — {keep}{fallbacks}"
         )
     lines.append(f"streaming   {result['stream']}")
+    if result["budget"] is not None:
+        lines.append(f"budget      {_budget_line(result['budget'])}")
     cost = result["cost_usd"]
     lines.append(
         f"cost        ${cost['min']:.8f} .. ${cost['max']:.8f} (max_tokens {result['max_tokens']})"
     )
     return "\n".join(lines)
+
+
+def _budget(loaded: LoadedPolicy, team: str, share: float | None) -> dict[str, Any] | None:
+    """The team's limits and budget routing, and what they do at a `share` spent."""
+    spec = loaded.policy.teams.get(team)
+    if spec is None or not spec.limits.limited:
+        return None
+    routing = spec.budget_routing
+    decision = "ok"
+    if share is not None and share >= 1:
+        decision = "local_only" if routing.at_limit == "local" else "refused"
+    elif share is not None and routing.degrade_at is not None and share >= routing.degrade_at:
+        decision = "rerouted" if routing.route else "degraded"
+    return {
+        "limits": spec.limits.model_dump(exclude_none=True),
+        "budget_routing": routing.model_dump(exclude_none=True),
+        "share": share,
+        "decision": decision,
+    }
+
+
+def _budget_line(budget: dict[str, Any]) -> str:
+    limits = ", ".join(f"{k} {v}" for k, v in budget["limits"].items())
+    if budget["share"] is None:
+        return f"{limits} (pass --budget-share to see the route at a share spent)"
+    return f"{limits}; at {budget['share']:.0%} spent: {budget['decision']}"
 
 
 def _classifier_line(verdict: dict[str, Any] | None) -> str:

@@ -266,7 +266,7 @@ async def _complete_on(
         if decision is None:
             raise not_found_model(client.model)
         admission, decision = await _admit(
-            runtime, record, decision, facts, client=client, bound=bound
+            runtime, record, decision, facts, caller=caller, client=client, bound=bound
         )
         try:
             outcome = await runtime.cascade.run(decision, client)
@@ -316,6 +316,7 @@ async def _admit(
     planned: Decision,
     facts: Facts,
     *,
+    caller: Caller,
     client: ClientRequest,
     bound: int,
 ) -> tuple[Admission, Decision]:
@@ -337,7 +338,11 @@ async def _admit(
         return runtime.max_cost_nano(found.plan, bound, max_tokens) if found else 0
 
     admission = await runtime.limiter.admit(
-        facts.team, record.request_id, cost_of=cost_of, tokens=bound + max_tokens
+        facts.team,
+        record.request_id,
+        cost_of=cost_of,
+        tokens=bound + max_tokens,
+        key=(caller.key_id or "", caller.limits),
     )
     decision = apply(planned, admission, shaped_as(admission.decision))
     record.budget = admission.as_record()
@@ -475,6 +480,7 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
                 record.request_id,
                 cost_of=lambda _: runtime.max_cost_nano(plan, bound, 0),
                 tokens=bound,
+                key=(caller.key_id or "", caller.limits),
             )
         except APIError as exc:
             refused = _limited(exc)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from router.errors import APIError
 from router.keys_file import KeyRecord, Role, key_hash, read_keys
-from router.policy.model import DEFAULT_TEAM, Policy
+from router.policy.model import DEFAULT_TEAM, Policy, SpendLimits
 
 _TOKEN = re.compile(r"^[\x21-\x7e]{1,512}$")  # printable ASCII, no spaces
 
@@ -30,6 +30,7 @@ class Caller:
     tags: frozenset[str]
     role: Role = "user"
     models: frozenset[str] | None = None  # routes and tiers it may ask for; None: any
+    limits: SpendLimits | None = None  # the key's own budget and rates (beside its team's)
 
     def allow(self, model: str) -> None:
         """403 unless this key may ask for `model`."""
@@ -63,6 +64,7 @@ def _policy_records(policy: Policy) -> Iterable[KeyRecord]:
                 tags=key.tags,
                 models=key.models,
                 expires_at=key.expires_at,
+                limits=key.limits,
             )
 
 
@@ -99,7 +101,9 @@ class KeyIndex:
         if state != "valid":
             raise unauthorized(f"this API key is {state}")
         models = frozenset(record.models) if record.models is not None else None
-        return Caller(record.team, record.id, frozenset(record.tags), record.role, models)
+        return Caller(
+            record.team, record.id, frozenset(record.tags), record.role, models, record.limits
+        )
 
 
 def _bearer(authorization: str | None) -> str | None:

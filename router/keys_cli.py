@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from router.keys_file import KeyRecord, KeysError, new_key, read_keys, write_keys
+from router.policy.model import SpendLimits
 
 _SPAN = re.compile(r"^(\d+)([hd])$")
 
@@ -64,6 +65,14 @@ def _create(args: argparse.Namespace) -> int:
         models=_names(args.models),
         expires_at=_expiry(args.expires, now),
         description=args.description or "",
+        limits=SpendLimits.model_validate(
+            {
+                "usd_per_day": args.usd_per_day,
+                "usd_per_month": args.usd_per_month,
+                "requests_per_minute": args.requests_per_minute,
+                "tokens_per_minute": args.tokens_per_minute,
+            }
+        ),
     )
     with _locked(path):
         write_keys(path, [*read_keys(path), record])
@@ -150,6 +159,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     create.add_argument("--tags", help="comma-separated tags its requests carry")
     create.add_argument("--expires", help="ISO time, or a span from now: 12h, 30d")
     create.add_argument("--description")
+    create.add_argument("--usd-per-day", type=float, help="this key's own daily budget")
+    create.add_argument("--usd-per-month", type=float, help="this key's own monthly budget")
+    create.add_argument("--requests-per-minute", type=int)
+    create.add_argument("--tokens-per-minute", type=int)
     create.set_defaults(keys_run=_create)
     listing = command("list", "the keys: id, team, role, state, expiry (never the key)")
     listing.add_argument("--json", action="store_true")

@@ -26,6 +26,8 @@ from typing import Literal
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from router.policy.model import SpendLimits
+
 KEY_PREFIX = "sk-cascade-"
 MAX_KEYS_BYTES = 4 * 1024 * 1024
 Role = Literal["user", "admin"]
@@ -51,6 +53,7 @@ class KeyRecord(BaseModel):
     role: Role = "user"
     tags: list[str] = Field(default_factory=list, max_length=16)
     models: list[str] | None = Field(None, description="Routes and tiers it may ask for.")
+    limits: SpendLimits | None = Field(None, description="This key's own budget and rates.")
     description: str = Field("", max_length=200)
     created_at: AwareDatetime | None = None
     expires_at: AwareDatetime | None = None
@@ -121,6 +124,7 @@ def new_key(
     models: list[str] | None = None,
     expires_at: dt.datetime | None = None,
     description: str = "",
+    limits: SpendLimits | None = None,
 ) -> tuple[str, KeyRecord]:
     """A fresh key (256 random bits) and the record that stores only its hash."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -135,5 +139,6 @@ def new_key(
         description=description,
         created_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
         expires_at=expires_at,
+        limits=limits if limits is not None and limits.limited else None,
     )
     return key, record

@@ -45,6 +45,7 @@ class Group:
 
     __slots__ = (
         "always_small",
+        "budget",
         "completion_tokens",
         "cost",
         "counterfactual",
@@ -67,9 +68,13 @@ class Group:
         self.escalated = self.local_answered = self.local_accepted = 0
         self.degraded = self.errors = self.invalid = self.shed = self.gone = 0
         self.latency = LogHistogram()
+        self.budget: Counter[str] = Counter()  # what a team's budget did to its requests
 
     def add(self, record: Record, outcome: Outcome) -> None:
         status = record["status"]
+        budget = record.get("budget")  # records from before budgets have none
+        if budget:
+            self.budget[str(budget.get("decision"))] += 1
         self.requests += 1
         self.prompt_tokens += outcome.prompt_tokens
         self.completion_tokens += outcome.completion_tokens

@@ -45,6 +45,7 @@ def figures(group: Group) -> dict[str, Any]:
         "invalid": group.invalid,
         "client_gone": group.gone,
         "shed": group.shed,
+        "budget_decisions": dict(group.budget),
         "latency_ms": _quantiles(group.latency),
     }
 

@@ -61,7 +61,7 @@ class Admission:
     share: float | None = None  # of the budget spent (the larger of day and month)
     remaining_usd: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    ask: Ask | None = None
+    claims: list[Ask] = field(default_factory=list)  # held until settled: team's, key's
     windows: Windows | None = None
 
     def answer_headers(self) -> dict[str, str]:
@@ -138,7 +138,7 @@ class Limiter:
 
     def limits(self, team: str) -> tuple[SpendLimits, BudgetRouting] | None:
         spec = self._policy.teams.get(team)
-        if spec is None or not spec.limits.any:
+        if spec is None or not spec.limits.limited:
             return None
         return spec.limits, spec.budget_routing
 
@@ -149,10 +149,45 @@ class Limiter:
         *,
         cost_of: Callable[[BudgetDecision], int],
         tokens: int,
+        key: tuple[str, SpendLimits | None] | None = None,
     ) -> Admission:
         """Reserve the request's maximum cost (`cost_of` the plan its budget standing
-        leaves it) and tokens; 429 when a rate or (with `at_limit: refuse`) a budget is
-        spent, 503 when the store is down and fails closed."""
+        leaves it) and tokens against its team's limits, then its key's (`key`: its id and
+        limits); 429 when a rate or (with `at_limit: refuse`) a budget is spent, 503 when
+        the store is down and fails closed."""
+        admission = await self._admit_team(team, request_id, cost_of=cost_of, tokens=tokens)
+        key_id, limits = key or ("", None)
+        if limits is None or not limits.limited:
+            return admission
+        caps = caps_of(limits)
+        windows = admission.windows or Windows.at(self._clock(), self._window)
+        ask = Ask(f"key:{key_id}", request_id, cost_of(admission.decision), tokens)
+        try:
+            standing = await self._reserve(ask, caps, windows)
+        except APIError:
+            await self.settle(admission, 0.0, 0)  # the team's claim goes back
+            raise
+        if not standing.admitted:
+            await self.settle(admission, 0.0, 0)
+            raise self._refused(f"API key {key_id}", standing, caps, windows)
+        share, left = _share(standing, caps)
+        admission.claims.append(ask)
+        admission.windows = windows
+        admission.headers.update(_rate_headers(standing, caps, windows))  # the key's, if any
+        if left is not None:
+            admission.remaining_usd = min(left, admission.remaining_usd or left)
+        if share is not None:
+            admission.share = max(share, admission.share or share)
+        return admission
+
+    async def _admit_team(
+        self,
+        team: str,
+        request_id: str,
+        *,
+        cost_of: Callable[[BudgetDecision], int],
+        tokens: int,
+    ) -> Admission:
         found = self.limits(team)
         if found is None:
             return Admission(team)
@@ -166,7 +201,9 @@ class Limiter:
             share, _ = _share(current, caps)
             spent = _exhausted(current, caps)
             if spent is not None and routing.at_limit == "refuse":
-                raise self._refused(team, replace(current, refused_by=spent), caps, windows)
+                raise self._refused(
+                    f"team '{team}'", replace(current, refused_by=spent), caps, windows
+                )
             if spent is not None:
                 decision = "local_only"
             elif share is not None and share >= routing.degrade_at:
@@ -179,10 +216,10 @@ class Limiter:
             ask = Ask(scope, request_id, cost_of(decision), tokens)
             standing = await self._reserve(ask, caps, windows)
         if not standing.admitted:
-            raise self._refused(team, standing, caps, windows)
+            raise self._refused(f"team '{team}'", standing, caps, windows)
         share, left = _share(standing, caps)
         headers = _rate_headers(standing, caps, windows)
-        return Admission(team, decision, share, left, headers, ask, windows)
+        return Admission(team, decision, share, left, headers, [ask], windows)
 
     async def _reserve(self, ask: Ask, caps: Caps, windows: Windows) -> Standing:
         return await self._call(self._store.reserve(ask, caps, windows, self._ttl))
@@ -200,7 +237,7 @@ class Limiter:
                 code="budget_store_unavailable",
             ) from None
 
-    def _refused(self, team: str, standing: Standing, caps: Caps, windows: Windows) -> APIError:
+    def _refused(self, who: str, standing: Standing, caps: Caps, windows: Windows) -> APIError:
         reason = standing.refused_by or "requests"
         rate = reason in ("requests", "tokens")
         wait = {
@@ -211,7 +248,7 @@ class Limiter:
         }[reason]
         error = APIError(
             429,
-            f"team '{team}' has reached its {_REFUSALS[reason]}; retry in {math.ceil(wait)} s",
+            f"{who} has reached its {_REFUSALS[reason]}; retry in {math.ceil(wait)} s",
             type_="requests" if rate else "insufficient_quota",
             code="rate_limit_exceeded" if rate else "budget_exceeded",
         )
@@ -223,14 +260,14 @@ class Limiter:
     async def settle(self, admission: Admission, cost_usd: float, tokens: int) -> None:
         """Replace the reservation with what the request cost (never raises: a store that
         is down lets the reservation expire)."""
-        if admission.ask is None or admission.windows is None:
+        claims, admission.claims = admission.claims, []  # each settles once
+        if admission.windows is None:
             return
-        try:
-            await self._store.settle(
-                admission.ask, admission.windows, round(cost_usd * NANO), tokens
-            )
-        except StoreUnavailable as exc:
-            self._on_error(str(exc))
+        for claim in claims:
+            try:
+                await self._store.settle(claim, admission.windows, round(cost_usd * NANO), tokens)
+            except StoreUnavailable as exc:
+                self._on_error(str(exc))
 
     async def standing(self, team: str) -> dict[str, object] | None:
         """A team's spend, limits and what is left (for the spend endpoints)."""

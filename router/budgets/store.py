@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from router.budgets.pipeline import Pipeliner, ScriptUnavailable
+
 NANO = 1_000_000_000  # nano-USD per USD
 Refusal = Literal["requests", "tokens", "usd_per_day", "usd_per_month"]
 NO_LIMIT = -1
@@ -286,8 +288,7 @@ class RedisStore:
         )
         self._client: redis.asyncio.Redis = redis.asyncio.Redis.from_pool(pool)  # owns it
         self._prefix = prefix
-        self._reserve = self._client.register_script(_RESERVE)
-        self._settle = self._client.register_script(_SETTLE)
+        self._scripts = Pipeliner(self._client, {"reserve": _RESERVE, "settle": _SETTLE})
 
     def _keys(self, scope: str, windows: Windows) -> list[str]:
         base = f"{self._prefix}:{{{scope}}}"  # one hash slot per scope (Redis Cluster)
@@ -300,18 +301,16 @@ class RedisStore:
             f"{base}:tok:{windows.minute}",
         ]
 
-    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        import redis
-
+    async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
         try:
-            return await script(keys=keys, args=args)
-        except (redis.RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+            return await self._scripts.call(script, keys, args)
+        except ScriptUnavailable as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     async def reserve(self, ask: Ask, caps: Caps, windows: Windows, ttl_s: float) -> Standing:
         now = time.time()
         found = await self._run(
-            self._reserve,
+            "reserve",
             self._keys(ask.scope, windows),
             [
                 now,
@@ -334,7 +333,7 @@ class RedisStore:
     async def settle(self, ask: Ask, windows: Windows, cost_nano: int, tokens: int) -> None:
         keys = self._keys(ask.scope, windows)
         await self._run(
-            self._settle,
+            "settle",
             [*keys[:4], keys[5]],
             [
                 ask.member,
@@ -358,6 +357,7 @@ class RedisStore:
         return Standing(True, None, day, month, reserved, requests, tokens)
 
     async def aclose(self) -> None:
+        await self._scripts.drain()
         await self._client.aclose()
 
 

@@ -130,6 +130,30 @@ class LimitsSpec(_Strict):
 DEFAULT_TEAM = "default"  # the team of a request whose key no team lists
 
 
+class SpendLimits(_Strict):
+    """What a team may spend and send. Budgets roll at UTC day and month boundaries; rates
+    are per UTC minute."""
+
+    usd_per_day: float | None = Field(None, gt=0)
+    usd_per_month: float | None = Field(None, gt=0)
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(
+        None, ge=1, description="Prompt plus completion tokens (reserved at max_tokens)."
+    )
+
+    @property
+    def limited(self) -> bool:
+        return any(
+            value is not None
+            for value in (
+                self.usd_per_day,
+                self.usd_per_month,
+                self.requests_per_minute,
+                self.tokens_per_minute,
+            )
+        )
+
+
 class KeySpec(_Strict):
     """An API key of a team, by its SHA-256 (the key itself never appears in a policy).
 
@@ -146,30 +170,7 @@ class KeySpec(_Strict):
         None, description="Routes and tiers this key may ask for; absent: any."
     )
     expires_at: AwareDatetime | None = None
-
-
-class SpendLimits(_Strict):
-    """What a team may spend and send. Budgets roll at UTC day and month boundaries; rates
-    are per UTC minute."""
-
-    usd_per_day: float | None = Field(None, gt=0)
-    usd_per_month: float | None = Field(None, gt=0)
-    requests_per_minute: int | None = Field(None, ge=1)
-    tokens_per_minute: int | None = Field(
-        None, ge=1, description="Prompt plus completion tokens (reserved at max_tokens)."
-    )
-
-    @property
-    def any(self) -> bool:
-        return any(
-            value is not None
-            for value in (
-                self.usd_per_day,
-                self.usd_per_month,
-                self.requests_per_minute,
-                self.tokens_per_minute,
-            )
-        )
+    limits: SpendLimits | None = Field(None, description="This key's own budget and rates.")
 
 
 class BudgetRouting(_Strict):

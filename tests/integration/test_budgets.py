@@ -120,8 +120,9 @@ def keyed(team: str) -> tuple[str, str]:
 def limited(start_cascade: StartCascade, upstream: ServerProcess, redis: RedisServer) -> Cascade:
     """Team `rates`: 2 requests per 2 s window; team `thrifty`: a day budget of two large
     answers, local answers from half of it, local only at it; team `strict`: refused at it."""
+    own = {"keyed": ", limits: {requests_per_minute: 1}"}  # the key's own, beside its team's
     teams = "\n".join(
-        f"  {team}:\n    keys: [{{sha256: {keyed(team)[1]}}}]\n    {spec}"
+        f"  {team}:\n    keys: [{{sha256: {keyed(team)[1]}{own.get(team, '')}}}]\n    {spec}"
         for team, spec in (
             ("rates", "limits: {requests_per_minute: 2, tokens_per_minute: 100000}"),
             (
@@ -130,6 +131,7 @@ def limited(start_cascade: StartCascade, upstream: ServerProcess, redis: RedisSe
                 "    budget_routing: {degrade_at: 0.5, at_limit: local}",
             ),
             ("strict", f"limits: {{usd_per_day: {COST}}}"),
+            ("keyed", f"limits: {{usd_per_day: {100 * COST}}}"),
             ("admin", ""),
         )
     )
@@ -272,3 +274,18 @@ budgets: {{store: redis, on_store_error: {mode}}}
     finally:
         server.stop()
         redis.stop()
+
+
+def test_a_keys_own_limit_refuses_and_gives_its_teams_claim_back(limited: Cascade) -> None:
+    key, digest = keyed("keyed")
+    with sdk(limited, "keyed") as client:
+        time.sleep(2 - time.time() % 2 + 0.05)  # the start of a 2 s window
+        client.chat.completions.create(model="large", messages=ASK, max_tokens=6)
+        with pytest.raises(openai.RateLimitError) as error:
+            client.chat.completions.create(model="large", messages=ASK, max_tokens=6)
+    assert error.value.body["message"].startswith(f"API key {digest[:12]} has reached")  # type: ignore[index]
+    spend = requests.get(
+        f"{limited.url}/v1/spend", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    ).json()
+    assert spend["reserved_usd"] == 0  # the refused request holds nothing of the team's
+    assert spend["spent_usd"]["day"] == pytest.approx(COST)

@@ -168,16 +168,93 @@ def test_bad_tags_header_is_400(served: tuple[Cascade, Path]) -> None:
 
 def test_explain_shows_the_features_and_the_steps_they_skip() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "router", "policy", "explain", "--policy",
-         "policies/default.yaml", "--prompt", "weather?", "--features", "tools,image", "--json"],
-        capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "router",
+            "policy",
+            "explain",
+            "--policy",
+            "policies/default.yaml",
+            "--prompt",
+            "weather?",
+            "--features",
+            "tools,image",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     explained = json.loads(result.stdout)
     assert explained["features"] == ["image", "tools"]
     assert [step["unsupported"] for step in explained["plan"]] == [["image", "tools"], []]
     wrong = subprocess.run(
-        [sys.executable, "-m", "router", "policy", "explain", "--policy",
-         "policies/default.yaml", "--prompt", "x", "--features", "telepathy"],
-        capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "router",
+            "policy",
+            "explain",
+            "--policy",
+            "policies/default.yaml",
+            "--prompt",
+            "x",
+            "--features",
+            "telepathy",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert wrong.returncode == 1 and "unknown features" in wrong.stderr
+
+
+def test_explain_shows_a_teams_budget_and_the_plan_at_a_share_spent(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("""
+tiers:
+  small: {type: llama_cpp}
+  large: {type: openai, model: m, price: {output_per_1m: 1.0}}
+routes:
+  auto: {cascade: [{tier: small, acceptance: {threshold: 0.5}}, {tier: large}]}
+teams:
+  thrifty:
+    limits: {usd_per_day: 5.0}
+    budget_routing: {degrade_at: 0.8, at_limit: local}
+""")
+
+    def at(share: str, *more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "router",
+                "policy",
+                "explain",
+                "--policy",
+                str(path),
+                "--prompt",
+                "Hi",
+                "--team",
+                "thrifty",
+                "--budget-share",
+                share,
+                *more,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+
+    calm = json.loads(at("0.5", "--json").stdout)
+    assert calm["budget"]["decision"] == "ok"
+    assert [step["tier"] for step in calm["plan"]] == ["small", "large"]
+    tight = json.loads(at("0.85", "--json").stdout)
+    assert tight["budget"]["decision"] == "degraded"
+    assert [step["tier"] for step in tight["plan"]] == ["small"]
+    assert "at 85% spent: degraded" in at("0.85").stdout
+    assert json.loads(at("1.0", "--json").stdout)["budget"]["decision"] == "local_only"

@@ -83,6 +83,12 @@ def test_group_figures_by_hand() -> None:
     skipped = attempt("small", "llama_cpp", "skipped", 0.0, error="skipped: image, tools")
     agg.add(record("d", [skipped, attempt("large", "openai", "accepted", 0.01)]))
     assert agg.tiers["small"].skips == {"image": 1, "tools": 1}
+    # what the team's budget did: counted per group
+    local = [attempt("small", "llama_cpp", "accepted", 0.0)]
+    agg.add(record("e", local, "degraded", budget={"decision": "degraded", "share": 0.9}))
+    agg.add(record("e", local, "degraded", budget={"decision": "local_only", "share": 1.0}))
+    agg.add(record("e", local))
+    assert figures(agg.groups[("e",)])["budget_decisions"] == {"degraded": 1, "local_only": 1}
     with pytest.raises(ValueError, match="unknown week"):
         Aggregator(["team", "week"])
 
