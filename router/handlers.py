@@ -299,8 +299,8 @@ async def _complete_on(
             decision=decision,
             outcome=outcome,
             refused=refused,
+            admission=admission,
         )
-        await runtime.limiter.settle(admission, record.cost_usd, _tokens_used(record))
 
 
 def _limited(exc: BaseException) -> str | None:
@@ -420,10 +420,12 @@ async def _settle(
     decision: Decision | None,
     outcome: Outcome | None,
     refused: str | None,
+    admission: Admission,
 ) -> None:
     """Complete the record from the Decision and the Outcome, price it, hand it to the
     ledger and the metrics. Runs for every request, answered or not; a request refused for
-    overload is only counted, unless the policy wants its full record."""
+    overload is only counted, unless the policy wants its full record. What the request
+    cost replaces what its team's budget held for it."""
     seconds = time.perf_counter() - started
     record.latency_ms = round(seconds * 1000, 3)
     if decision is not None:
@@ -445,6 +447,7 @@ async def _settle(
         request.app[METRICS].observe(record, seconds)
     except Exception:  # noqa: BLE001 - metrics must not turn a served answer into a 500
         request.app[LOGGER].exception("metrics_observe_failed", request_id=record.request_id)
+    await runtime.limiter.settle(admission, record.cost_usd, _tokens_used(record))
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
@@ -517,8 +520,8 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
             decision=decision,
             outcome=None,
             refused=refused,
+            admission=admission,
         )
-        await runtime.limiter.settle(admission, record.cost_usd, _tokens_used(record))
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
