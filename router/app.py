@@ -125,6 +125,7 @@ def create_app(
     app[REDACTOR] = redactor or Redactor.from_environment(os.environ)
     app[LOGGER] = logger or make_logger(settings.log_level, redactor=app[REDACTOR])
     app[METRICS] = Metrics()
+    app[METRICS].workers_replaced.set(settings.workers_replaced)
     app[REJECTIONS] = Rejections(app[METRICS].registry, app[LOGGER])
     app[RUNTIME] = RuntimeSlot()
     app.cleanup_ctx.extend([_http_session, _ledger, _policy, _rejections])

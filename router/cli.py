@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
-import multiprocessing
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,30 +66,16 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers <= 1:
         _serve_one(settings, reuse_port=False)
         return 0
-    context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(target=_serve_one, args=(settings, True), daemon=False)
-        for _ in range(args.workers)
-    ]
-    for worker in workers:
-        worker.start()
+    from router.logs import make_logger
+    from router.supervisor import Supervisor
 
-    def stop(signum: int, _: object) -> None:
-        for worker in workers:
-            if worker.pid is not None and worker.is_alive():
-                worker.terminate()
+    worker = functools.partial(_serve_worker, settings)
+    return Supervisor(worker, args.workers, make_logger(settings.log_level)).run()
 
-    def reload(signum: int, _: object) -> None:
-        for worker in workers:
-            if worker.pid is not None and worker.is_alive():
-                os.kill(worker.pid, signal.SIGHUP)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, reload)  # `kill -HUP <parent>` reloads every worker
-    for worker in workers:
-        worker.join()
-    return max((w.exitcode or 0) for w in workers)
+def _serve_worker(settings: Settings, replaced: int) -> None:
+    """One of `--workers` (in its own process): told how many workers were replaced."""
+    _serve_one(settings.model_copy(update={"workers_replaced": replaced}), reuse_port=True)
 
 
 def _policy_validate(args: argparse.Namespace) -> int:

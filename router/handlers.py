@@ -628,6 +628,7 @@ async def readyz(request: web.Request) -> web.Response:
         "policy": runtime.loaded.version,
         "tiers": runtime.tier_states(),
         "pid": os.getpid(),  # which worker answered (with --workers)
+        "workers_replaced": request.app[SETTINGS].workers_replaced,
     }
     return web.json_response(body)
 

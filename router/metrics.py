@@ -52,6 +52,11 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._ledger = _LedgerCollector()
         self.registry.register(self._ledger)
+        self.workers_replaced = Gauge(
+            "cascade_workers_replaced",
+            "Workers of this server that died and were replaced (as of this worker's start)",
+            registry=self.registry,
+        )
         self.budget_store_errors = Counter(
             "cascade_budget_store_errors",
             "Budget and rate-limit store calls that failed (Redis unreachable)",

@@ -41,4 +41,5 @@ def test_bad_values_name_their_variable(environ: dict[str, str], message: str) -
 
 
 def test_every_setting_but_the_address_has_a_variable() -> None:
-    assert set(Settings.variables().values()) == set(Settings.model_fields) - {"host", "port"}
+    internal = {"host", "port", "workers_replaced"}  # flags, and what the supervisor sets
+    assert set(Settings.variables().values()) == set(Settings.model_fields) - internal
