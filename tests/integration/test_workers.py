@@ -40,8 +40,10 @@ routes: {{auto: {{cascade: [{{tier: large}}]}}}}
         policy, f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "server.log", "--workers", "2"
     )
     try:
-        before = worker_pids(server.url)
-        assert len(before) == 2
+        deadline = time.monotonic() + 60  # the server is ready when one worker is
+        while len(before := worker_pids(server.url, tries=40)) < 2:
+            assert time.monotonic() < deadline, f"one worker never came up: {before}"
+            time.sleep(0.2)
         victim = next(iter(before))
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 30
