@@ -25,9 +25,14 @@ def _top(
     logits: npt.NDArray[np.float32], ids: npt.NDArray[np.intc] | None = None
 ) -> npt.NDArray[np.intc]:
     """The TOP_K most likely of `ids` (default: every token), most likely first."""
-    pool = np.arange(logits.shape[0], dtype=np.intc) if ids is None else ids
-    if pool.shape[0] > TOP_K:
-        pool = pool[np.argpartition(logits[pool], -TOP_K)[-TOP_K:]]
+    if ids is None:  # the whole vocabulary: partition the logits row itself, no copy of it
+        count = logits.shape[0]
+        whole = np.argpartition(logits, -TOP_K)[-TOP_K:] if count > TOP_K else np.arange(count)
+        pool = whole.astype(np.intc)
+    elif ids.shape[0] > TOP_K:
+        pool = ids[np.argpartition(logits[ids], -TOP_K)[-TOP_K:]]
+    else:
+        pool = ids
     return pool[np.argsort(-logits[pool], kind="stable")]
 
 
