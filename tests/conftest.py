@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import openai
 import pytest
 
 from router.backends.local_llama import bundled_model_path
@@ -14,6 +15,7 @@ from tests.support.cascade import Cascade, StartCascade
 from tests.support.processes import ServerProcess, free_port, start
 from tests.support.processes import start_cascade as start_cascade_process
 from tests.support.processes import start_fake_upstream as start_fake_upstream_process
+from tests.support.surface import sdk
 
 # litellm (a test client here) must use its bundled price map: there is no internet.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -107,3 +109,10 @@ routes:
   guarded: {{cascade: [{{tier: large}}]}}
 limits: {{max_output_tokens: 64, default_max_tokens: 16, max_body_bytes: 65536}}
 """)
+
+
+@pytest.fixture
+def client(cascade: Cascade) -> Iterator[openai.OpenAI]:
+    """The official SDK pointed at the module's `cascade` fixture."""
+    with sdk(cascade) as found:
+        yield found

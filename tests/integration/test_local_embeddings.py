@@ -4,7 +4,7 @@ floats); what it cannot serve (other dimensions) goes to the next tier of the ro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.cascade import Cascade, StartCascade
 from tests.support.processes import ServerProcess
-from tests.support.surface import local_then_capable, sdk
+from tests.support.surface import local_then_capable
 
 TEXTS = ["The cat sat on the mat.", "A feline rested on the rug.", "Stock markets fell sharply."]
 
@@ -24,12 +24,6 @@ def cascade(
 ) -> Cascade:
     policy = local_then_capable(start_fake_upstream(), small="{type: llama_cpp, embeddings: true}")
     return start_cascade(policy)
-
-
-@pytest.fixture
-def client(cascade: Cascade) -> Iterator[openai.OpenAI]:
-    with sdk(cascade) as client:
-        yield client
 
 
 # Not given: the SDK asks for base64 and decodes it itself.

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import requests
 from pydantic import BaseModel
 
 from tests.support.cascade import Cascade, StartCascade
 from tests.support.fake_upstream import CACHED_TOKENS, REASONING_TOKENS
 from tests.support.processes import ServerProcess
-from tests.support.surface import WEATHER, local_then_capable, sdk
+from tests.support.surface import WEATHER, last_body, local_then_capable
 
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
@@ -51,16 +50,6 @@ def cascade(start_cascade: StartCascade, upstream: ServerProcess) -> Cascade:
     api_key_env: FAKE_KEY"""
     policy = local_then_capable(upstream, more_tiers=more)
     return start_cascade(policy, env={"FAKE_KEY": "sk-fake"})
-
-
-@pytest.fixture
-def client(cascade: Cascade) -> Iterator[openai.OpenAI]:
-    with sdk(cascade) as client:
-        yield client
-
-
-def last_body(upstream: ServerProcess) -> dict[str, Any]:
-    return dict(requests.get(f"{upstream.url}/_fault", timeout=10).json()["bodies"][-1])
 
 
 @pytest.mark.parametrize("model", ["auto", "large"])

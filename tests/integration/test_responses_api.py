@@ -6,16 +6,15 @@ structured output; what has no sound translation is a clear 400."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import openai
 import pytest
-import requests
 
 from tests.support.cascade import Cascade, StartCascade
 from tests.support.processes import ServerProcess
-from tests.support.surface import RESPONSES_WEATHER, Capital, local_then_capable, sdk
+from tests.support.surface import RESPONSES_WEATHER, Capital, last_body, local_then_capable
 
 WEATHER = RESPONSES_WEATHER
 
@@ -32,16 +31,6 @@ def cascade(start_cascade: StartCascade, upstream: ServerProcess) -> Cascade:
             responses_api: true}}"""
     policy = local_then_capable(upstream, more_tiers=native)
     return start_cascade(policy + "  agents: {cascade: [{tier: small}, {tier: native}]}\n")
-
-
-@pytest.fixture
-def client(cascade: Cascade) -> Iterator[openai.OpenAI]:
-    with sdk(cascade) as client:
-        yield client
-
-
-def last_body(upstream: ServerProcess) -> dict[str, Any]:
-    return dict(requests.get(f"{upstream.url}/_fault", timeout=10).json()["bodies"][-1])
 
 
 @pytest.mark.parametrize("model", ["auto", "small"])

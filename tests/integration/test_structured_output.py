@@ -5,7 +5,7 @@ escalated to the capable tier when they do not — streamed or not, through the 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.cascade import Cascade, StartCascade
 from tests.support.processes import ServerProcess
-from tests.support.surface import Capital, local_then_capable, sdk
+from tests.support.surface import Capital, local_then_capable
 
 ASK = [{"role": "user", "content": "Give a person as JSON with name and age."}]
 
@@ -43,12 +43,6 @@ def cascade(
     # Confidence never rejects (threshold 0): whether the local answer is kept is the
     # schema check alone.
     return start_cascade(local_then_capable(start_fake_upstream()))
-
-
-@pytest.fixture
-def client(cascade: Cascade) -> Iterator[openai.OpenAI]:
-    with sdk(cascade) as client:
-        yield client
 
 
 def answer(client: openai.OpenAI, stream: bool, **fields: Any) -> tuple[str, Any]:

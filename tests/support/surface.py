@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import openai
+import requests
 from pydantic import BaseModel
 
 from tests.support.cascade import Cascade
@@ -57,3 +58,8 @@ def sdk(cascade: Cascade) -> Iterator[openai.OpenAI]:
     """The official SDK pointed at the cascade (closed after use)."""
     with openai.OpenAI(base_url=f"{cascade.url}/v1", api_key="sk-client", max_retries=0) as client:
         yield client
+
+
+def last_body(upstream: ServerProcess) -> dict[str, Any]:
+    """The last request body the fake upstream received."""
+    return dict(requests.get(f"{upstream.url}/_fault", timeout=10).json()["bodies"][-1])
