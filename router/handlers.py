@@ -7,6 +7,8 @@ import contextlib
 import os
 import re
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import orjson
 from aiohttp import web
@@ -130,17 +132,6 @@ def _prompt_text(prompt: Prompt, max_chars: int, redactor: Redactor) -> tuple[st
     return (text[:max_chars], True) if len(text) > max_chars else (text, False)
 
 
-def _headers(runtime: Runtime, request_id: str, route: str, outcome: Outcome) -> dict[str, str]:
-    return _answer_headers(
-        runtime,
-        request_id,
-        route,
-        (outcome.tier, outcome.model),
-        escalations=outcome.escalations,
-        degraded=outcome.degraded,
-    )
-
-
 def _answer_headers(
     runtime: Runtime,
     request_id: str,
@@ -243,14 +234,9 @@ async def _complete_on(
     """Read, validate, decide, run, answer; then build the record from the Decision and what
     the cascade reported, whatever happened."""
     policy = runtime.loaded.policy
-    started = time.perf_counter()
     caller = request[CALLER]
-    record = _new_record(request, runtime, caller, surface.endpoint)
-    decision: Decision | None = None
-    outcome: Outcome | None = None
-    admission = Admission(caller.team)
-    refused: str | None = None  # why it was refused for load: saturated, rate or budget
-    try:
+    async with _handling(request, runtime, surface.endpoint) as handled:
+        record = handled.record
         tags = caller.tags | _header_tags(request)
         record.tags = sorted(tags)
         exchange = await _read_client(request, runtime, record, surface)
@@ -262,22 +248,30 @@ async def _complete_on(
         facts = Facts(
             client.model, caller.team, tags, tokens, client.prompt.question, client.features
         )
-        decision = decide(policy, runtime.loaded.routers, facts)
-        if decision is None:
+        handled.decision = decide(policy, runtime.loaded.routers, facts)
+        if handled.decision is None:
             raise not_found_model(client.model)
-        admission, decision = await _admit(
-            runtime, record, decision, facts, caller=caller, client=client, bound=bound
+        handled.admission, decision = await _admit(
+            runtime, record, handled.decision, facts, caller=caller, client=client, bound=bound
         )
+        handled.decision = decision
         try:
-            outcome = await runtime.cascade.run(decision, client)
+            outcome = handled.outcome = await runtime.cascade.run(decision, client)
         except CascadeFailure as failure:
             record.attempts = failure.attempts
-            refused = "saturated" if failure.reason == "saturated" else None
+            handled.refused = "saturated" if failure.reason == "saturated" else None
             raise exchange.failure(failure, decision.route) from None
+        admission = handled.admission
         degraded = outcome.degraded or admission.decision in ("degraded", "local_only")
         record.status = "degraded" if degraded else "ok"
-        headers = _headers(runtime, record.request_id, decision.route, outcome)
-        headers["x-cascade-degraded"] = "true" if degraded else "false"
+        headers = _answer_headers(
+            runtime,
+            record.request_id,
+            decision.route,
+            (outcome.tier, outcome.model),
+            escalations=outcome.escalations,
+            degraded=degraded,
+        )
         headers.update(admission.answer_headers())
         if client.stream:
             return await _stream(request, record, outcome, exchange=exchange, headers=headers)
@@ -286,21 +280,37 @@ async def _complete_on(
         return web.Response(
             body=orjson.dumps(body), content_type="application/json", headers=headers
         )
+
+
+@dataclass(slots=True)
+class _Handled:
+    """One generation request as the handler learns it; `_settle` records it whatever
+    happened."""
+
+    record: DecisionRecord
+    admission: Admission
+    started: float = field(default_factory=time.perf_counter)
+    decision: Decision | None = None
+    outcome: Outcome | None = None
+    refused: str | None = None  # why it was refused for load: saturated, rate or budget
+
+
+@contextlib.asynccontextmanager
+async def _handling(
+    request: web.Request, runtime: Runtime, endpoint: str
+) -> AsyncIterator[_Handled]:
+    """A request's record from its start: a failure becomes what the client got (and a
+    refusal for load is noted), and the record is settled however the request ends."""
+    caller = request[CALLER]
+    handled = _Handled(_new_record(request, runtime, caller, endpoint), Admission(caller.team))
+    try:
+        yield handled
     except BaseException as exc:
-        _record_failure(record, runtime, exc)
-        refused = refused or _limited(exc)
+        _record_failure(handled.record, runtime, exc)
+        handled.refused = handled.refused or _limited(exc)
         raise
     finally:
-        await _settle(
-            request,
-            runtime,
-            record,
-            started=started,
-            decision=decision,
-            outcome=outcome,
-            refused=refused,
-            admission=admission,
-        )
+        await _settle(request, runtime, handled)
 
 
 def _limited(exc: BaseException) -> str | None:
@@ -411,22 +421,13 @@ def _scrub(record: DecisionRecord, redactor: Redactor) -> None:
             attempt.error = redactor(attempt.error)
 
 
-async def _settle(
-    request: web.Request,
-    runtime: Runtime,
-    record: DecisionRecord,
-    *,
-    started: float,
-    decision: Decision | None,
-    outcome: Outcome | None,
-    refused: str | None,
-    admission: Admission,
-) -> None:
+async def _settle(request: web.Request, runtime: Runtime, handled: _Handled) -> None:
     """Complete the record from the Decision and the Outcome, price it, hand it to the
     ledger and the metrics. Runs for every request, answered or not; a request refused for
     overload is only counted, unless the policy wants its full record. What the request
     cost replaces what its team's budget held for it."""
-    seconds = time.perf_counter() - started
+    record, decision, outcome = handled.record, handled.decision, handled.outcome
+    seconds = time.perf_counter() - handled.started
     record.latency_ms = round(seconds * 1000, 3)
     if decision is not None:
         record.route, record.rule = decision.route, decision.rule
@@ -439,15 +440,15 @@ async def _settle(
     reference = decision.plan.reference_tier if decision is not None else None
     record.finish(runtime.loaded.policy, reference)
     _scrub(record, request.app[REDACTOR])
-    if refused is not None and runtime.loaded.policy.ledger.rejections == "aggregate":
-        request.app[REJECTIONS].add(record.team, record.route or "-", refused)
+    if handled.refused is not None and runtime.loaded.policy.ledger.rejections == "aggregate":
+        request.app[REJECTIONS].add(record.team, record.route or "-", handled.refused)
     else:
         request.app[LEDGER].submit(record)
     try:
         request.app[METRICS].observe(record, seconds)
     except Exception:  # noqa: BLE001 - metrics must not turn a served answer into a 500
         request.app[LOGGER].exception("metrics_observe_failed", request_id=record.request_id)
-    await runtime.limiter.settle(admission, record.cost_usd, _tokens_used(record))
+    await runtime.limiter.settle(handled.admission, record.cost_usd, _tokens_used(record))
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
@@ -459,35 +460,26 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
     """Embeddings from the first tier of the route that serves them; recorded like a
     completion (tokens, cost, every tier skipped or tried)."""
     policy = runtime.loaded.policy
-    started = time.perf_counter()
     caller = request[CALLER]
-    record = _new_record(request, runtime, caller, "/v1/embeddings")
-    decision: Decision | None = None
-    admission = Admission(caller.team)
-    refused: str | None = None
-    try:
+    async with _handling(request, runtime, "/v1/embeddings") as handled:
+        record = handled.record
         tags = caller.tags | _header_tags(request)
         record.tags = sorted(tags)
         parsed, body = parse_embeddings(await _read_json(request, policy.limits.max_body_bytes))
         record.requested_model, record.user = parsed.model, parsed.user
         caller.allow(parsed.model)
         facts = Facts(parsed.model, caller.team, tags, None, parsed.first_text, _EMBEDDINGS)
-        decision = decide(policy, runtime.loaded.routers, facts)
+        decision = handled.decision = decide(policy, runtime.loaded.routers, facts)
         if decision is None:
             raise not_found_model(parsed.model)
         bound = parsed.token_bound  # tokens <= UTF-8 bytes
-        plan = decision.plan
-        try:
-            admission = await runtime.limiter.admit(
-                caller.team,
-                record.request_id,
-                cost_of=lambda _: runtime.max_cost_nano(plan, bound, 0),
-                tokens=bound,
-                key=(caller.key_id or "", caller.limits),
-            )
-        except APIError as exc:
-            refused = _limited(exc)
-            raise
+        admission = handled.admission = await runtime.limiter.admit(
+            caller.team,
+            record.request_id,
+            cost_of=lambda _: runtime.max_cost_nano(decision.plan, bound, 0),
+            tokens=bound,
+            key=(caller.key_id or "", caller.limits),
+        )
         record.budget = admission.as_record()
         try:
             attempts, tier, answer = await runtime.cascade.embed(decision, body)
@@ -507,20 +499,6 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
         headers.update(admission.answer_headers())
         return web.Response(
             body=orjson.dumps(answer), content_type="application/json", headers=headers
-        )
-    except BaseException as exc:
-        _record_failure(record, runtime, exc)
-        raise
-    finally:
-        await _settle(
-            request,
-            runtime,
-            record,
-            started=started,
-            decision=decision,
-            outcome=None,
-            refused=refused,
-            admission=admission,
         )
 
 
