@@ -15,6 +15,7 @@ from tests.support.cascade import Cascade, StartCascade
 from tests.support.processes import ServerProcess, free_port, start
 from tests.support.processes import start_cascade as start_cascade_process
 from tests.support.processes import start_fake_upstream as start_fake_upstream_process
+from tests.support.redis_server import RedisServer
 from tests.support.surface import sdk
 
 # litellm (a test client here) must use its bundled price map: there is no internet.
@@ -116,3 +117,12 @@ def client(cascade: Cascade) -> Iterator[openai.OpenAI]:
     """The official SDK pointed at the module's `cascade` fixture."""
     with sdk(cascade) as found:
         yield found
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server for the module (its own port and folder)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

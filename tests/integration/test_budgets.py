@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -26,14 +26,6 @@ ASK = [{"role": "user", "content": "Hi"}]
 SEARCH_KEY = "sk-search"
 SEARCH_HASH = hashlib.sha256(SEARCH_KEY.encode()).hexdigest()
 COST = 6e-6  # the fake's 6 completion tokens at $1 per 1M output tokens
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
