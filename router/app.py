@@ -14,6 +14,7 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from router import handlers
+from router.cache import ResponseCache
 from router.keys import is_loopback
 from router.ledger import Ledger, open_sink, parse_ledger_url
 from router.logs import make_logger
@@ -24,6 +25,7 @@ from router.rejections import Rejections
 from router.reload import RELOADER, PolicyReloader
 from router.settings import Settings
 from router.state import (
+    CACHE,
     LEDGER,
     LOGGER,
     METRICS,
@@ -69,6 +71,19 @@ async def _ledger(app: web.Application) -> AsyncIterator[None]:
     await ledger.aclose()
 
 
+async def _cache(app: web.Application) -> AsyncIterator[None]:
+    """The response cache's stores (a policy chooses which routes use which)."""
+    settings, logger, metrics = app[SETTINGS], app[LOGGER], app[METRICS]
+
+    def unavailable(error: Exception) -> None:
+        metrics.cache_errors.inc()
+        logger.warning("cache_unavailable", error=str(error))
+
+    app[CACHE] = ResponseCache(settings.cache_store, settings.cache_redis_url, unavailable)
+    yield
+    await app[CACHE].aclose()
+
+
 async def _policy(app: web.Application) -> AsyncIterator[None]:
     """Load the policy and its backends (the local model is mmap'd here, once), then watch
     the file for changes and reload on SIGHUP."""
@@ -85,6 +100,7 @@ async def _policy(app: web.Application) -> AsyncIterator[None]:
         open_address=not is_loopback(settings.host),
         require_auth=not is_loopback(settings.host) and not settings.allow_unauthenticated,
         redis_url=settings.redis_url,
+        cache=app[CACHE],
     )
     app[RELOADER] = reloader
     await reloader.start()
@@ -128,7 +144,7 @@ def create_app(
     app[METRICS].workers_replaced.set(settings.workers_replaced)
     app[REJECTIONS] = Rejections(app[METRICS].registry, app[LOGGER])
     app[RUNTIME] = RuntimeSlot()
-    app.cleanup_ctx.extend([_http_session, _ledger, _policy, _rejections])
+    app.cleanup_ctx.extend([_http_session, _ledger, _cache, _policy, _rejections])
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/completions", handlers.completions)
     app.router.add_post("/v1/embeddings", handlers.embeddings)

@@ -72,7 +72,8 @@ class Outcome:
     @property
     def escalations(self) -> int:
         """Tiers tried after the first, the one still streaming included."""
-        return len(self.attempts) + (1 if self.live is not None else 0) - 1
+        tried = len(self.attempts) + (1 if self.live is not None else 0)
+        return max(tried - 1, 0)  # none tried: answered from the response cache
 
     def all_attempts(self) -> list[Attempt]:
         live = self.live.attempt if self.live is not None else None

@@ -14,11 +14,12 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from router.backends.base import BackendError, Prompt
+from router.backends.base import BackendError, Completion, Prompt
 from router.backends.prompt_tokens import estimate_tokens
 from router.budgets import Admission
 from router.budgets.limiter import BudgetDecision
 from router.budgets.shaping import apply, shaped
+from router.cache import Entry, Fold, Lookup, storable
 from router.cascade import Abandoned, CascadeFailure, Crashed, LiveStream, Outcome
 from router.errors import APIError, invalid, not_found_model
 from router.failures import failure_error, upstream_ours
@@ -159,13 +160,14 @@ async def _stream(
     *,
     exchange: Exchange,
     headers: dict[str, str],
+    fold: Fold | None,
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     writer = exchange.writer(record.request_id, outcome.model)
     await response.prepare(request)
-    await _stream_body(response, writer, record, outcome, redactor=request.app[REDACTOR])
+    await _stream_body(response, writer, record, outcome, redactor=request.app[REDACTOR], fold=fold)
     return response
 
 
@@ -175,13 +177,16 @@ async def _send(response: web.StreamResponse, frames: bytes) -> None:
 
 
 async def _relay(
-    response: web.StreamResponse, writer: StreamWriter, live: LiveStream
+    response: web.StreamResponse, writer: StreamWriter, live: LiveStream, fold: Fold | None
 ) -> tuple[str | None, tuple[int, int]]:
     """A live stream to the client: the upstream's own chunks when it sent them (tool-call
-    deltas and all), else the text. Returns the finish reason and the usage it ended with."""
+    deltas and all), else the text (and gathered into `fold`, for the cache). Returns the
+    finish reason and the usage it ended with."""
     finish, usage = None, (0, 0)
     async with contextlib.aclosing(live.events) as events:
         async for event in events:
+            if fold is not None:
+                fold.add(event)
             if event.raw is not None:
                 await _send(response, writer.chunk(event.raw))
             elif event.text:
@@ -199,6 +204,7 @@ async def _stream_body(
     outcome: Outcome,
     *,
     redactor: Redactor,
+    fold: Fold | None,
 ) -> None:
     try:
         if outcome.completion is not None:
@@ -210,7 +216,7 @@ async def _stream_body(
             usage = (done.prompt_tokens, done.completion_tokens)
             await _send(response, writer.end(done.finish_reason, usage))
         elif outcome.live is not None:
-            finish, usage = await _relay(response, writer, outcome.live)
+            finish, usage = await _relay(response, writer, outcome.live, fold)
             await _send(response, writer.end(finish, usage))
     except BackendError as exc:  # after the first byte: the client sees an error event
         record.status = "upstream_truncated" if exc.kind == "truncated" else "error"
@@ -239,7 +245,7 @@ async def _complete_on(
         record = handled.record
         tags = caller.tags | _header_tags(request)
         record.tags = sorted(tags)
-        exchange = await _read_client(request, runtime, record, surface)
+        exchange, raw = await _read_client(request, runtime, record, surface)
         client = exchange.client
         caller.allow(client.model)
         tokens, bound = await _prompt_tokens(
@@ -255,12 +261,14 @@ async def _complete_on(
             runtime, record, handled.decision, facts, caller=caller, client=client, bound=bound
         )
         handled.decision = decision
-        try:
-            outcome = handled.outcome = await runtime.cascade.run(decision, client)
-        except CascadeFailure as failure:
-            record.attempts = failure.attempts
-            handled.refused = "saturated" if failure.reason == "saturated" else None
-            raise exchange.failure(failure, decision.route) from None
+        outcome = handled.outcome = await _cached(request, runtime, handled, raw, client)
+        if outcome is None:
+            try:
+                outcome = handled.outcome = await runtime.cascade.run(decision, client)
+            except CascadeFailure as failure:
+                record.attempts = failure.attempts
+                handled.refused = "saturated" if failure.reason == "saturated" else None
+                raise exchange.failure(failure, decision.route) from None
         admission = handled.admission
         degraded = outcome.degraded or admission.decision in ("degraded", "local_only")
         record.status = "degraded" if degraded else "ok"
@@ -273,8 +281,14 @@ async def _complete_on(
             degraded=degraded,
         )
         headers.update(admission.answer_headers())
+        if (lookup := handled.lookup) is not None:
+            headers["x-cascade-cache"] = lookup.status
         if client.stream:
-            return await _stream(request, record, outcome, exchange=exchange, headers=headers)
+            if lookup is not None and lookup.write and outcome.live is not None:
+                handled.fold = Fold(outcome.model)
+            return await _stream(
+                request, record, outcome, exchange=exchange, headers=headers, fold=handled.fold
+            )
         assert outcome.completion is not None  # only streams are served live
         body = exchange.body(record.request_id, outcome.completion)
         return web.Response(
@@ -293,6 +307,9 @@ class _Handled:
     decision: Decision | None = None
     outcome: Outcome | None = None
     refused: str | None = None  # why it was refused for load: saturated, rate or budget
+    lookup: Lookup | None = None  # its use of the response cache (None: route not cached)
+    hit: Entry | None = None  # the cached answer it was served
+    fold: Fold | None = None  # a live stream's answer, gathered for the cache
 
 
 @contextlib.asynccontextmanager
@@ -311,6 +328,58 @@ async def _handling(
         raise
     finally:
         await _settle(request, runtime, handled)
+
+
+async def _cached(
+    request: web.Request,
+    runtime: Runtime,
+    handled: _Handled,
+    body: dict[str, object],
+    client: ClientRequest,
+) -> Outcome | None:
+    """The answer from the response cache, when the request's route caches and the request
+    may be served from it. The lookup stays on `handled`, to store the answer after."""
+    decision, cache = handled.decision, runtime.cache
+    if cache is None or decision is None:
+        return None
+    lookup = handled.lookup = cache.lookup(
+        endpoint=handled.record.endpoint,
+        version=runtime.loaded.version,
+        decision=decision,
+        team=handled.record.team,
+        body=body,
+        client=client,
+        cache_control=request.headers.get("Cache-Control", ""),
+    )
+    if lookup is None or not lookup.read:
+        return None
+    entry = handled.hit = await cache.get(lookup)
+    if entry is None:
+        return None
+    completion = entry.completion
+    return Outcome([], entry.tier, completion.model, degraded=False, completion=completion)
+
+
+def _keep(runtime: Runtime, handled: _Handled) -> None:
+    """A fresh answer to a request its route caches goes into the cache (a hit's record
+    says what the cache saved instead)."""
+    record, lookup, outcome = handled.record, handled.lookup, handled.outcome
+    if lookup is None or runtime.cache is None:
+        return
+    record.cache = lookup.status
+    if handled.hit is not None:
+        record.cache_hit = True
+        record.cache_saved_usd = handled.hit.cost_usd
+        record.counterfactual_cost_usd = record.saved_usd = handled.hit.counterfactual_usd
+        return
+    if not lookup.write or record.status != "ok" or outcome is None:
+        return
+    completion: Completion | None = outcome.completion
+    if completion is None and handled.fold is not None:
+        completion = handled.fold.completion()
+    if completion is not None and storable(completion):
+        entry = Entry(completion, outcome.tier, record.cost_usd, record.counterfactual_cost_usd)
+        runtime.cache.put(lookup, entry)
 
 
 def _limited(exc: BaseException) -> str | None:
@@ -398,10 +467,12 @@ def _record_failure(record: DecisionRecord, runtime: Runtime, exc: BaseException
 
 async def _read_client(
     request: web.Request, runtime: Runtime, record: DecisionRecord, surface: Surface
-) -> Exchange:
-    """The validated body; what the record keeps of it is written as soon as it is known."""
+) -> tuple[Exchange, dict[str, object]]:
+    """The validated body (and the JSON it came as); what the record keeps of it is written
+    as soon as it is known."""
     policy = runtime.loaded.policy
-    exchange = surface.read(await _read_json(request, policy.limits.max_body_bytes), policy.limits)
+    raw = await _read_json(request, policy.limits.max_body_bytes)
+    exchange = surface.read(raw, policy.limits)
     client = exchange.client
     record.requested_model, record.stream = client.model, client.stream
     record.user = client.params.user
@@ -409,7 +480,7 @@ async def _read_client(
         record.prompt, record.prompt_truncated = _prompt_text(
             client.prompt, policy.ledger.max_prompt_chars, request.app[REDACTOR]
         )
-    return exchange
+    return exchange, raw if isinstance(raw, dict) else {}
 
 
 def _scrub(record: DecisionRecord, redactor: Redactor) -> None:
@@ -439,6 +510,7 @@ async def _settle(request: web.Request, runtime: Runtime, handled: _Handled) -> 
         record.final_tier, record.final_model = outcome.tier, outcome.model
     reference = decision.plan.reference_tier if decision is not None else None
     record.finish(runtime.loaded.policy, reference)
+    _keep(runtime, handled)
     _scrub(record, request.app[REDACTOR])
     if handled.refused is not None and runtime.loaded.policy.ledger.rejections == "aggregate":
         request.app[REJECTIONS].add(record.team, record.route or "-", handled.refused)

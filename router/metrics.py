@@ -62,6 +62,23 @@ class Metrics:
             "Budget and rate-limit store calls that failed (Redis unreachable)",
             registry=self.registry,
         )
+        self.cache_errors = Counter(
+            "cascade_cache_errors",
+            "Response cache store calls that failed (Redis unreachable or slow)",
+            registry=self.registry,
+        )
+        self.cache_lookups = Counter(
+            "cascade_cache_lookups",
+            "Requests on cached routes by result: hit, miss, bypass, skip, error",
+            ["route", "result"],
+            registry=self.registry,
+        )
+        self.cache_saved = Counter(
+            "cascade_cache_saved_usd",
+            "What answers served from the cache cost when they were made (USD), by team",
+            ["team"],
+            registry=self.registry,
+        )
         self.auth_refusals = Counter(
             "cascade_auth_refusals",
             "Requests refused before any work: 401 (no valid key) or 403 (not allowed), by code",
@@ -134,6 +151,10 @@ class Metrics:
         route = record.route or "-"
         self.requests.labels(route, record.final_tier or "-", record.status).inc()
         self.latency.labels(route).observe(seconds)
+        if record.cache is not None:
+            self.cache_lookups.labels(route, record.cache).inc()
+            if record.cache_saved_usd:
+                self.cache_saved.labels(record.team).inc(record.cache_saved_usd)
         if (verdict := record.classifier) is not None:
             name = str(verdict["name"])
             self.classifier_scores.labels(route, name).observe(float(verdict["score"]))  # type: ignore[arg-type]

@@ -93,7 +93,11 @@ class DecisionRecord:
     cost_usd: float = 0.0
     counterfactual_cost_usd: float = 0.0
     saved_usd: float = 0.0
-    cache_hit: bool = False
+    cache_hit: bool = False  # answered from the response cache (no attempts, cost 0)
+    # the response cache for this request: hit, miss, bypass (the client's Cache-Control),
+    # skip (not deterministic), error (its store did not answer); None: route not cached
+    cache: str | None = None
+    cache_saved_usd: float = 0.0  # on a hit: what the cached answer cost when it was made
     # the team's budget standing and what it did to the route (router/budgets/limiter.py)
     budget: dict[str, object] | None = None
     prompt: str | None = None  # only when the policy's ledger.log_prompts is on

@@ -25,6 +25,7 @@ from router.backends.registry import build_backends, close_backends
 from router.backends.spec import RemoteTierSpec
 from router.budgets import Limiter, open_store
 from router.budgets.store import Store
+from router.cache import PolicyCache, ResponseCache
 from router.keys import KeyIndex, keys_file_of, load_key_index
 from router.keys_file import KeysError
 from router.metrics import Metrics
@@ -68,8 +69,10 @@ class PolicyReloader:
         open_address: bool = False,
         require_auth: bool = False,
         redis_url: str | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.path = path
+        self._cache = cache
         self._open_address = open_address  # listening beyond loopback
         # ... without --allow-unauthenticated: a start or a change that leaves no key
         # configured is refused (auth never turns off by a reload).
@@ -101,8 +104,9 @@ class PolicyReloader:
             self._log.warning("serving_without_auth", reason="no API keys are configured")
         self._learn_secrets(loaded)
         limiter = self._limiter(loaded)
+        cache = self._policy_cache(loaded)
         backends = await build_backends(loaded.policy, self._session)
-        self.slot.current = Runtime(loaded, backends, keys, limiter)
+        self.slot.current = Runtime(loaded, backends, keys, limiter, cache)
         heap.settle()
         self._log.info(
             "policy_loaded",
@@ -150,6 +154,7 @@ class PolicyReloader:
                 return
             try:
                 limiter = self._limiter(loaded)
+                cache = self._policy_cache(loaded)
             except ValueError as exc:
                 self._reject(loaded.source, [str(exc)], current)
                 return
@@ -160,7 +165,7 @@ class PolicyReloader:
             except Exception as exc:  # noqa: BLE001 - e.g. a GGUF that will not load
                 self._reject(loaded.source, [f"cannot start tiers: {exc}"], current)
                 return
-            self.slot.current = Runtime(loaded, backends, keys, limiter)
+            self.slot.current = Runtime(loaded, backends, keys, limiter, cache)
             self._metrics.policy_reloads.labels("applied").inc()
             self._log.info(
                 "policy_loaded",
@@ -185,6 +190,9 @@ class PolicyReloader:
         return Limiter(
             loaded.policy, self._stores[key], clock=time.time, on_error=self._store_error
         )
+
+    def _policy_cache(self, loaded: LoadedPolicy) -> PolicyCache | None:
+        return self._cache.for_policy(loaded.policy) if self._cache is not None else None
 
     def _store_error(self, error: object) -> None:
         self._metrics.budget_store_errors.inc()

@@ -61,6 +61,15 @@ class Settings(BaseModel):
             "CASCADE_REDIS_URL", "Redis for `CASCADE_LEDGER=redis` and `budgets.store: redis`."
         ),
     )
+    cache: str | None = Field(
+        None,
+        pattern=r"^(off|memory|(redis|rediss|unix)://.+)$",
+        json_schema_extra=_env(
+            "CASCADE_CACHE",
+            "`memory` or `redis://...`: the response cache for every route the policy does "
+            "not configure otherwise (docs/cache.md); `off`.",
+        ),
+    )
     spool_folder: Path = Field(
         Path("var/spool"),
         json_schema_extra=_env("CASCADE_LEDGER_SPOOL", "Local spool while the sink is down."),
@@ -107,6 +116,18 @@ class Settings(BaseModel):
         gt=0,
         json_schema_extra=_env("CASCADE_POLICY_POLL_S", "Seconds between policy file checks."),
     )
+
+    @property
+    def cache_store(self) -> Literal["off", "memory", "redis"] | None:
+        """What CASCADE_CACHE asks for (None: unset)."""
+        if self.cache is None:
+            return None
+        return "off" if self.cache == "off" else "memory" if self.cache == "memory" else "redis"
+
+    @property
+    def cache_redis_url(self) -> str | None:
+        """Redis for the cache: CASCADE_CACHE's own URL, else CASCADE_REDIS_URL."""
+        return self.cache if self.cache_store == "redis" else self.redis_url
 
     @classmethod
     def variables(cls) -> dict[str, str]:

@@ -16,6 +16,7 @@ from router.backends.base import Backend, Prompt
 from router.backends.registry import TYPES
 from router.budgets import Limiter
 from router.budgets.store import NANO
+from router.cache import PolicyCache, ResponseCache
 from router.cascade import Cascade
 from router.keys import Caller, KeyIndex
 from router.ledger import Ledger
@@ -35,6 +36,7 @@ class Runtime:
     backends: dict[str, Backend | None]
     keys: KeyIndex  # replaced (one assignment) when the keys file changes
     limiter: Limiter
+    cache: PolicyCache | None = None  # None: no cache in this server (unit tests)
     cascade: Cascade = field(init=False)
     local_tiers: frozenset[str] = field(init=False)
     rules_need_tokens: bool = field(init=False)
@@ -109,6 +111,7 @@ METRICS = web.AppKey("metrics", Metrics)
 LOGGER = web.AppKey("logger", FilteringBoundLogger)
 REDACTOR = web.AppKey("redactor", Redactor)
 REJECTIONS = web.AppKey("rejections", Rejections)
+CACHE = web.AppKey("cache", ResponseCache)
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", Caller)  # who is calling (router/middlewares.py)
 CLIENT_REQUEST_ID = web.RequestKey("client_request_id", str)  # set only when the client sent one

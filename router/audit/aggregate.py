@@ -38,6 +38,7 @@ class Outcome:
 
 
 _ERRORS = frozenset({"error", "upstream_truncated"})  # what reached the client was an error
+_CACHE_READS = frozenset({"hit", "miss", "error"})  # a cache status where it was looked in
 
 
 class Group:
@@ -46,6 +47,9 @@ class Group:
     __slots__ = (
         "always_small",
         "budget",
+        "cache_hits",
+        "cache_reads",
+        "cache_saved",
         "completion_tokens",
         "cost",
         "counterfactual",
@@ -69,6 +73,8 @@ class Group:
         self.degraded = self.errors = self.invalid = self.shed = self.gone = 0
         self.latency = LogHistogram()
         self.budget: Counter[str] = Counter()  # what a team's budget did to its requests
+        self.cache_reads = self.cache_hits = 0  # requests that looked in the cache; found
+        self.cache_saved = 0.0  # what the answers served from the cache cost when made
 
     def add(self, record: Record, outcome: Outcome) -> None:
         status = record["status"]
@@ -76,6 +82,12 @@ class Group:
         if budget:
             self.budget[str(budget.get("decision"))] += 1
         self.requests += 1
+        cache = record.get("cache")  # records from before the cache have none
+        if cache in _CACHE_READS:
+            self.cache_reads += 1
+            if cache == "hit":
+                self.cache_hits += 1
+                self.cache_saved += record.get("cache_saved_usd") or 0.0
         self.prompt_tokens += outcome.prompt_tokens
         self.completion_tokens += outcome.completion_tokens
         self.cost += record["cost_usd"]

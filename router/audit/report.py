@@ -46,6 +46,9 @@ def figures(group: Group) -> dict[str, Any]:
         "client_gone": group.gone,
         "shed": group.shed,
         "budget_decisions": dict(group.budget),
+        "cache_hits": group.cache_hits,
+        "cache_hit_rate": _rate(group.cache_hits, group.cache_reads),
+        "cache_saved_usd": round(group.cache_saved, 8),
         "latency_ms": _quantiles(group.latency),
     }
 

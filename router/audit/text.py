@@ -23,6 +23,8 @@ COLUMNS = (
     ("degraded", "degraded"),
     ("errors", "errors"),
     ("shed", "shed"),
+    ("cache_hit_rate", "cache hits"),
+    ("cache_saved_usd", "cache saved $"),
 )
 
 

@@ -82,8 +82,33 @@ class CascadeStep(_Strict):
     )
 
 
+CacheStore = Literal["off", "memory", "redis"]
+
+
+def _off(value: object) -> object:
+    """YAML reads a bare `off` as false: it means the cache is off."""
+    return "off" if value is False else value
+
+
+class RouteCacheSpec(_Strict):
+    """This route's answers in the exact-match response cache (router/cache/)."""
+
+    store: CacheStore = Field(
+        description="`memory`: this process's bounded LRU; `redis`: shared by every worker "
+        "and replica (CASCADE_CACHE=redis://..., else CASCADE_REDIS_URL); `off`."
+    )
+    ttl_s: float | None = Field(
+        None, gt=0, le=30 * 86_400, description="Seconds an answer is served; default cache.ttl_s."
+    )
+
+    _store_off = field_validator("store", mode="before")(_off)
+
+
 class RouteSpec(_Strict):
     description: str = ""
+    cache: RouteCacheSpec | None = Field(
+        None, description="Omitted: the policy's `cache.store`, else CASCADE_CACHE, else off."
+    )
     classifier: ClassifierSpec | None = None
     cascade: list[CascadeStep] = Field(min_length=1)
     fallbacks: dict[str, list[str]] = Field(
@@ -312,6 +337,40 @@ class LedgerSpec(_Strict):
     )
 
 
+class CacheSpec(_Strict):
+    """The exact-match response cache: a repeated request answered without any tier."""
+
+    store: CacheStore | None = Field(
+        None,
+        description="For routes (and tiers asked for by name) that set no `cache`; omitted: "
+        "CASCADE_CACHE decides (`memory` or `redis://...`), else off.",
+    )
+    ttl_s: float = Field(3600, gt=0, le=30 * 86_400)
+    deterministic_only: bool = Field(
+        True,
+        description="Cache only requests whose answer is meant to repeat: temperature 0 or a "
+        "seed. False: every request (a sampled answer is then served again as it was).",
+    )
+    shared_across_teams: bool = Field(
+        False, description="One entry serves every team (else each team has its own)."
+    )
+    memory_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="The in-process cache's size bound (per worker)."
+    )
+    memory_max_entries: int = Field(10_000, ge=1)
+    max_entry_bytes: int = Field(
+        256 * 1024, ge=256, description="Larger answers are served but not cached."
+    )
+    redis_timeout_ms: float = Field(
+        50, gt=0, le=10_000, description="A Redis cache call slower than this is a miss."
+    )
+    redis_retry_s: float = Field(
+        5, ge=0, le=3600, description="After a Redis error the cache is skipped this long."
+    )
+
+    _store_off = field_validator("store", mode="before")(_off)
+
+
 class AuthSpec(_Strict):
     """Who may call. Auth is on when any key is configured: a team's `keys` here, or a keys
     file (`keys_file`, or the CASCADE_KEYS environment variable, which wins)."""
@@ -337,4 +396,5 @@ class Policy(_Strict):
     teams: dict[str, TeamSpec] = Field(default_factory=dict)
     auth: AuthSpec = AuthSpec()
     budgets: BudgetsSpec = BudgetsSpec()
+    cache: CacheSpec = CacheSpec()
     rules: list[RuleSpec] = Field(default_factory=list)

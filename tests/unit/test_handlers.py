@@ -18,7 +18,7 @@ from router.budgets import Limiter
 from router.budgets.store import MemoryStore
 from router.keys import KeyIndex
 from router.settings import Settings
-from router.state import RUNTIME, Runtime
+from router.state import CACHE, RUNTIME, Runtime
 from tests.support.cascade import read_ledger
 from tests.support.fakes import UNSURE, FakeBackend, Script
 
@@ -66,7 +66,8 @@ async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
         tiers.update(backends)
         keys = KeyIndex(loaded.policy, [], file_in_use=False)
         limiter = Limiter(loaded.policy, MemoryStore(), clock=time.time, on_error=print)
-        app[RUNTIME].current = Runtime(loaded, tiers, keys, limiter)
+        cache = app[CACHE].for_policy(loaded.policy)
+        app[RUNTIME].current = Runtime(loaded, tiers, keys, limiter, cache)
         return client, ledger
 
     yield start
@@ -281,3 +282,96 @@ async def test_embeddings_share_the_failure_record_of_completions(serve: Serve) 
     assert (record["status"], record["http_status"]) == ("error", 500)
     assert record["error"] == "internal error (ValueError)"
     assert [(a["tier"], a["outcome"]) for a in record["attempts"]] == [("small", "skipped")]
+
+
+CACHED = POLICY.replace("  auto:\n", "  auto:\n    cache: {store: memory}\n")
+ASKED = {**CHAT, "temperature": 0}
+
+
+def _text(body: dict[str, Any]) -> str:
+    return str(body["choices"][0]["message"]["content"])
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["made-whole", "made-streamed"])
+@pytest.mark.parametrize("second", [False, True], ids=["hit-whole", "hit-streamed"])
+async def test_a_repeated_request_is_answered_from_the_cache_streamed_or_not(
+    serve: Serve, first: bool, second: bool
+) -> None:
+    """An escalated answer (live-streamed or whole) is kept and served again either way:
+    no tier is called, headers and record say hit, and the record's cost is 0 with what the
+    answer cost when it was made."""
+    small = FakeBackend("small", [Script("maybe five", UNSURE)], local=True)
+    large = FakeBackend("large", [Script("the answer is four", None)])
+    client, ledger = await serve(CACHED, small=small, large=large)
+    made = await client.post("/v1/chat/completions", json={**ASKED, "stream": first})
+    made_text = (await sse(made))[0] if first else _text(await made.json())
+    assert made.headers["x-cascade-cache"] == "miss"
+    served = await client.post("/v1/chat/completions", json={**ASKED, "stream": second})
+    assert served.status == 200
+    text = (await sse(served))[0] if second else _text(await served.json())
+    assert text == made_text == "the answer is four"
+    assert (small.calls, large.calls) == (1, 1)
+    headers = served.headers
+    assert headers["x-cascade-cache"] == "hit"
+    assert (headers["x-cascade-tier"], headers["x-cascade-escalations"]) == ("large", "0")
+    ids = made.headers["x-request-id"], headers["x-request-id"]
+    await client.close()
+    miss, hit = (record_of(ledger, request_id) for request_id in ids)
+    assert (miss["cache"], miss["cache_hit"], hit["cache"], hit["cache_hit"]) == (
+        "miss",
+        False,
+        "hit",
+        True,
+    )
+    assert miss["cost_usd"] > 0 and hit["cost_usd"] == 0 and hit["attempts"] == []
+    assert hit["cache_saved_usd"] == miss["cost_usd"]
+    assert hit["saved_usd"] == hit["counterfactual_cost_usd"] == miss["counterfactual_cost_usd"]
+    assert (hit["final_tier"], hit["status"], hit["stream"]) == ("large", "ok", second)
+
+
+@pytest.mark.parametrize(
+    ("extra", "headers", "status"),
+    [
+        ({"temperature": 0.7}, {}, "skip"),  # sampled: not meant to repeat
+        ({}, {}, "skip"),  # no temperature: the model's default, 1
+        ({"temperature": 0}, {"Cache-Control": "no-cache"}, "bypass"),
+        ({"seed": 7, "temperature": 1}, {"Cache-Control": "no-store, max-age=0"}, "bypass"),
+    ],
+)
+async def test_requests_the_cache_must_not_answer_reach_the_tiers(
+    serve: Serve, extra: dict[str, Any], headers: dict[str, str], status: str
+) -> None:
+    large = FakeBackend("large", [Script("four", None)])
+    client, _ = await serve(
+        CACHED.replace("{tier: small, acceptance: {threshold: 0.5}}\n      - ", ""), large=large
+    )
+    for _ in range(2):
+        response = await client.post(
+            "/v1/chat/completions", json={**CHAT, **extra}, headers=headers
+        )
+        assert response.status == 200 and response.headers["x-cascade-cache"] == status
+    assert large.calls == 2
+
+
+async def test_no_cache_refreshes_the_entry_and_no_store_leaves_none(serve: Serve) -> None:
+    large = FakeBackend("large", [Script("first", None), Script("second", None)])
+    client, _ = await serve(
+        CACHED.replace("{tier: small, acceptance: {threshold: 0.5}}\n      - ", ""), large=large
+    )
+    url = "/v1/chat/completions"
+    await client.post(url, json=ASKED, headers={"Cache-Control": "no-store"})
+    fresh = await client.post(url, json=ASKED, headers={"Cache-Control": "no-cache"})
+    assert _text(await fresh.json()) == "second"  # nothing was stored by no-store
+    again = await client.post(url, json=ASKED)
+    assert again.headers["x-cascade-cache"] == "hit" and _text(await again.json()) == "second"
+    assert large.calls == 2
+
+
+async def test_a_degraded_answer_is_not_cached(serve: Serve) -> None:
+    small = FakeBackend("small", [Script("maybe five", UNSURE)], local=True)
+    client, _ = await serve(CACHED, small=small)  # large not configured: degraded
+    for _ in range(2):
+        response = await client.post("/v1/chat/completions", json=ASKED)
+        assert response.headers["x-cascade-cache"] == "miss"
+        assert response.headers["x-cascade-degraded"] == "true"
+    assert small.calls == 2
