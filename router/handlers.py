@@ -32,6 +32,7 @@ from router.requests import ClientRequest, parse_embeddings, prompt_too_long
 from router.responses import StreamWriter
 from router.routing import Decision, Facts, decide
 from router.state import (
+    CACHE,
     CALLER,
     CLIENT_REQUEST_ID,
     LEDGER,
@@ -688,7 +689,12 @@ async def metrics(request: web.Request) -> web.Response:
     depths = runtime.queue_depths() if runtime is not None else {}
     states = runtime.breaker_states() if runtime is not None else {}
     return web.Response(
-        body=request.app[METRICS].render(depths, request.app[LEDGER].stats(), states),
+        body=request.app[METRICS].render(
+            depths,
+            request.app[LEDGER].stats(),
+            states,
+            cache_memory=request.app[CACHE].memory_size(),
+        ),
         content_type="text/plain",
         charset="utf-8",
     )

@@ -67,6 +67,12 @@ class Metrics:
             "Response cache store calls that failed (Redis unreachable or slow)",
             registry=self.registry,
         )
+        self.cache_memory = Gauge(
+            "cascade_cache_memory",
+            "The in-process response cache now: its entries and their bytes",
+            ["what"],
+            registry=self.registry,
+        )
         self.cache_lookups = Counter(
             "cascade_cache_lookups",
             "Requests on cached routes by result: hit, miss, bypass, skip, error",
@@ -174,6 +180,7 @@ class Metrics:
         queue_depths: Mapping[str, int],
         ledger: LedgerStats | None = None,
         tier_states: Mapping[str, str] | None = None,
+        cache_memory: tuple[int, int] = (0, 0),
     ) -> bytes:
         for tier, depth in queue_depths.items():
             self.queue_depth.labels(tier).set(depth)
@@ -181,5 +188,7 @@ class Metrics:
         for tier, current in (tier_states or {}).items():
             for state in ("ready", "half_open", "open"):
                 self.tier_state.labels(tier, state).set(1 if state == current else 0)
+        self.cache_memory.labels("entries").set(cache_memory[0])
+        self.cache_memory.labels("bytes").set(cache_memory[1])
         self._ledger.stats = ledger
         return generate_latest(self.registry)

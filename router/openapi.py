@@ -35,6 +35,8 @@ _CASCADE_HEADERS = {
     "x-cascade-escalations": "Tiers tried after the first.",
     "x-cascade-degraded": "true when the answer is served below its confidence threshold.",
     "x-cascade-policy": "First 12 hex chars of the active policy's sha256.",
+    "x-cascade-cache": "On a cached route: hit, miss, bypass (Cache-Control), skip (not "
+    "deterministic) or error (docs/cache.md).",
 }
 _ERROR = {
     "type": "object",
