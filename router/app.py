@@ -34,8 +34,10 @@ from router.state import (
     RUNTIME,
     SESSION,
     SETTINGS,
+    TRACING,
     RuntimeSlot,
 )
+from router.tracing import Tracing, tracing_from_env
 
 _HARD_BODY_CAP = 64 * 1024 * 1024  # policies set the real limit (limits.max_body_bytes)
 
@@ -119,6 +121,12 @@ async def _policy(app: web.Application) -> AsyncIterator[None]:
     await reloader.aclose()
 
 
+async def _tracing(app: web.Application) -> AsyncIterator[None]:
+    """Spans still batched are exported at shutdown (after the last request)."""
+    yield
+    await asyncio.to_thread(app[TRACING].shutdown)
+
+
 async def _rejections(app: web.Application) -> AsyncIterator[None]:
     """Summarise refused requests once a second."""
     task = asyncio.create_task(app[REJECTIONS].run(), name="rejections")
@@ -133,6 +141,7 @@ def create_app(
     settings: Settings,
     logger: FilteringBoundLogger | None = None,
     redactor: Redactor | None = None,
+    tracing: Tracing | None = None,
 ) -> web.Application:
     app = web.Application(
         middlewares=[request_context, authenticate], client_max_size=_HARD_BODY_CAP
@@ -141,10 +150,11 @@ def create_app(
     app[REDACTOR] = redactor or Redactor.from_environment(os.environ)
     app[LOGGER] = logger or make_logger(settings.log_level, redactor=app[REDACTOR])
     app[METRICS] = Metrics()
+    app[TRACING] = tracing or tracing_from_env()
     app[METRICS].workers_replaced.set(settings.workers_replaced)
     app[REJECTIONS] = Rejections(app[METRICS].registry, app[LOGGER])
     app[RUNTIME] = RuntimeSlot()
-    app.cleanup_ctx.extend([_http_session, _ledger, _cache, _policy, _rejections])
+    app.cleanup_ctx.extend([_tracing, _http_session, _ledger, _cache, _policy, _rejections])
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/completions", handlers.completions)
     app.router.add_post("/v1/embeddings", handlers.embeddings)

@@ -43,9 +43,11 @@ from router.state import (
     REQUEST_ID,
     RUNTIME,
     SETTINGS,
+    TRACING,
     Runtime,
 )
 from router.surfaces import CHAT, COMPLETIONS, RESPONSES, Exchange, Surface
+from router.tracing import OUTBOUND, RequestTrace
 
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
 _EMBEDDINGS = frozenset({"embeddings"})
@@ -258,6 +260,7 @@ async def _complete_on(
         handled.decision = decide(policy, runtime.loaded.routers, facts)
         if handled.decision is None:
             raise not_found_model(client.model)
+        handled.decided_ns = time.time_ns()
         handled.admission, decision = await _admit(
             runtime, record, handled.decision, facts, caller=caller, client=client, bound=bound
         )
@@ -304,7 +307,9 @@ class _Handled:
 
     record: DecisionRecord
     admission: Admission
+    trace: RequestTrace
     started: float = field(default_factory=time.perf_counter)
+    decided_ns: int | None = None  # when its route was known (wall clock, for its trace)
     decision: Decision | None = None
     outcome: Outcome | None = None
     refused: str | None = None  # why it was refused for load: saturated, rate or budget
@@ -320,7 +325,11 @@ async def _handling(
     """A request's record from its start: a failure becomes what the client got (and a
     refusal for load is noted), and the record is settled however the request ends."""
     caller = request[CALLER]
-    handled = _Handled(_new_record(request, runtime, caller, endpoint), Admission(caller.team))
+    trace = request.app[TRACING].begin(request.headers, f"{request.method} {endpoint}")
+    handled = _Handled(
+        _new_record(request, runtime, caller, endpoint), Admission(caller.team), trace
+    )
+    passed_on = OUTBOUND.set(trace.outbound)  # for the remote tiers it calls
     try:
         yield handled
     except BaseException as exc:
@@ -328,6 +337,7 @@ async def _handling(
         handled.refused = handled.refused or _limited(exc)
         raise
     finally:
+        OUTBOUND.reset(passed_on)
         await _settle(request, runtime, handled)
 
 
@@ -516,11 +526,13 @@ async def _settle(request: web.Request, runtime: Runtime, handled: _Handled) -> 
     if handled.refused is not None and runtime.loaded.policy.ledger.rejections == "aggregate":
         request.app[REJECTIONS].add(record.team, record.route or "-", handled.refused)
     else:
-        request.app[LEDGER].submit(record)
+        with handled.trace.ledger():
+            request.app[LEDGER].submit(record)
     try:
         request.app[METRICS].observe(record, seconds)
     except Exception:  # noqa: BLE001 - metrics must not turn a served answer into a 500
         request.app[LOGGER].exception("metrics_observe_failed", request_id=record.request_id)
+    handled.trace.end(record, handled.decided_ns)
     await runtime.limiter.settle(handled.admission, record.cost_usd, _tokens_used(record))
 
 
@@ -545,6 +557,7 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
         decision = handled.decision = decide(policy, runtime.loaded.routers, facts)
         if decision is None:
             raise not_found_model(parsed.model)
+        handled.decided_ns = time.time_ns()
         bound = parsed.token_bound  # tokens <= UTF-8 bytes
         admission = handled.admission = await runtime.limiter.admit(
             caller.team,

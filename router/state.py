@@ -26,6 +26,7 @@ from router.redact import Redactor
 from router.rejections import Rejections
 from router.routing import Plan, needs_prompt_tokens
 from router.settings import Settings
+from router.tracing import Tracing
 
 
 @dataclass(slots=True)
@@ -112,6 +113,7 @@ LOGGER = web.AppKey("logger", FilteringBoundLogger)
 REDACTOR = web.AppKey("redactor", Redactor)
 REJECTIONS = web.AppKey("rejections", Rejections)
 CACHE = web.AppKey("cache", ResponseCache)
+TRACING = web.AppKey("tracing", Tracing)
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", Caller)  # who is calling (router/middlewares.py)
 CLIENT_REQUEST_ID = web.RequestKey("client_request_id", str)  # set only when the client sent one

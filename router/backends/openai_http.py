@@ -29,6 +29,7 @@ from router.backends.base import (
 from router.backends.native_responses import native_body, native_completion, native_event
 from router.backends.spec import RemoteTierSpec
 from router.backends.upstream import request_body
+from router.trace_context import OUTBOUND
 
 _MAX_ERROR_BYTES = 4096
 
@@ -153,8 +154,10 @@ class OpenAIHTTPBackend:
         """POST to the upstream; an error status raises BackendError with its message and
         Retry-After, a connection closed before any answer is `unavailable`."""
         try:
+            traced = OUTBOUND.get()  # the request's traceparent (router/tracing.py)
+            headers = {**self._headers, **traced} if traced else self._headers
             response = await self._session.post(
-                url, data=orjson.dumps(body), headers=self._headers, timeout=self._timeout
+                url, data=orjson.dumps(body), headers=headers, timeout=self._timeout
             )
         except aiohttp.ServerDisconnectedError:  # nothing came back: as if it were down
             message = f"tier '{self.name}' closed the connection before answering"

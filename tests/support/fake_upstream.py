@@ -58,6 +58,7 @@ class Counters:
     closed_early: int = 0  # the client went away before the answer was complete
     in_progress: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)  # the last few request bodies
+    traceparents: list[str] = field(default_factory=list)  # the last few (W3C trace context)
 
 
 FAULTS = web.AppKey("faults", Faults)
@@ -103,6 +104,8 @@ async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:  
     body = orjson.loads(await request.read())
     counters = request.app[COUNTERS]
     counters.bodies = [*counters.bodies[-9:], body]
+    if "traceparent" in request.headers:
+        counters.traceparents = [*counters.traceparents[-9:], request.headers["traceparent"]]
     if faults.delay_ms:
         await asyncio.sleep(faults.delay_ms / 1000)
     if faults.status != 200:
@@ -344,6 +347,7 @@ def create_app(faults: Faults | None = None) -> web.Application:
                 "closed_early": counters.closed_early,
                 "in_progress": counters.in_progress,
                 "bodies": counters.bodies,
+                "traceparents": counters.traceparents,
             }
         )
 
