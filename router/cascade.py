@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections import Counter
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -43,19 +44,31 @@ class LiveStream:
     `aclose` (always called by whoever serves it) also covers a stream never iterated."""
 
     def __init__(
-        self, tier: str, source: AsyncGenerator[StreamEvent, None], abandoned: Attempt
+        self,
+        tier: str,
+        source: AsyncGenerator[StreamEvent, None],
+        abandoned: Attempt,
+        release: Callable[[], None] = lambda: None,
     ) -> None:
         self.tier = tier
         self.source = source
         self.events: AsyncGenerator[StreamEvent, None] = source
         self.attempt: Attempt | None = None
         self._abandoned = abandoned
+        self._release: Callable[[], None] | None = release  # the tier's in-flight count
+
+    def released(self) -> None:
+        """The stream is over (once, however it ended)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
     async def aclose(self) -> None:
         await self.events.aclose()
         if self.attempt is None:  # never iterated: the tier's stream is still open
             await self.source.aclose()
             self.attempt = self._abandoned
+        self.released()
 
 
 @dataclass(slots=True)
@@ -193,8 +206,11 @@ class Cascade:
         policy: Policy,
         backends: Mapping[str, Backend | None],
         acceptance_models: Mapping[str, AcceptanceModel] | None = None,
+        in_flight: Counter[str] | None = None,
     ) -> None:
         self._backends = backends
+        # calls in progress per tier (shared across policy versions: /metrics reads it)
+        self.in_flight: Counter[str] = Counter() if in_flight is None else in_flight
         self._acceptance = acceptance_models or {}
         self._tiers = {
             name: _Tier(
@@ -266,6 +282,7 @@ class Cascade:
                 backend = self._ready(tier, _EMBEDDINGS, tally, started)
                 if backend is None:
                     continue
+                self.in_flight[tier] += 1
                 try:
                     answer = await backend.embed(body)
                 except BackendError as exc:
@@ -276,6 +293,8 @@ class Cascade:
                         self._attempt(tier, backend.model, started, "client_gone")
                     )
                     raise
+                finally:
+                    self.in_flight[tier] -= 1
                 usage = Usage.of(answer.get("usage"))
                 tally.attempts.append(
                     self._attempt(
@@ -334,6 +353,8 @@ class Cascade:
         if backend is None:
             return "failed"
         keep_always = last or step.acceptance is None
+        self.in_flight[tier] += 1
+        live: LiveStream | None = None
         try:
             if request.stream and keep_always:
                 live = await self._open_live(tier, backend, request, started)
@@ -345,6 +366,9 @@ class Cascade:
         except BackendError as exc:
             self._failed(tier, backend, started, exc, run)
             return "failed"
+        finally:
+            if live is None:  # a live stream is released when it ends
+                self.in_flight[tier] -= 1
         confidence = self._judge(step, completion, keep_always, request.prompt.question)
         check = _output_check(request, completion)
         valid = check is None or check == "valid"
@@ -401,7 +425,11 @@ class Cascade:
             raise
         ttft_ms = (time.perf_counter() - started) * 1000
         abandoned = self._attempt(tier, backend.model, started, "client_gone", ttft_ms=ttft_ms)
-        live = LiveStream(tier, stream, abandoned)
+
+        def release() -> None:
+            self.in_flight[tier] -= 1
+
+        live = LiveStream(tier, stream, abandoned, release)
         live.events = self._follow(
             live, backend, stream, first=first, started=started, ttft_ms=ttft_ms
         )
@@ -432,6 +460,7 @@ class Cascade:
             error = exc
             raise
         finally:
+            live.released()
             tier = live.tier
             if error is not None:
                 outcome: AttemptOutcome = "timeout" if error.kind == "timeout" else "error"

@@ -5,15 +5,46 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from router.ledger.writer import LedgerStats
-from router.records import DecisionRecord
+from router.records import Attempt, DecisionRecord
 
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _SCORE_BUCKETS = tuple(round(0.1 * step, 1) for step in range(1, 11))  # 0.1 .. 1.0
+_RATE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)  # tokens per second
+
+
+def _pss_bytes() -> int | None:
+    """This process's proportional set size (its share of pages it shares, such as the
+    mmap'd model with other workers); None where /proc does not tell."""
+    try:
+        with open("/proc/self/smaps_rollup", "rb") as rollup:
+            for line in rollup:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class _ProcessExtras(Collector):
+    """PSS, read at scrape time (RSS and the rest: prometheus_client's ProcessCollector)."""
+
+    def collect(self) -> Iterator[Metric]:
+        if (pss := _pss_bytes()) is not None:
+            yield GaugeMetricFamily(
+                "cascade_process_pss_bytes", "Proportional set size of this process", pss
+            )
 
 
 class _LedgerCollector(Collector):
@@ -52,6 +83,62 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._ledger = _LedgerCollector()
         self.registry.register(self._ledger)
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, cpu, fds
+        self.registry.register(_ProcessExtras())
+        self.policy_info = Gauge(
+            "cascade_policy_info",
+            "1 for the policy version this process serves now",
+            ["version"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "cascade_tier_in_flight",
+            "Calls in progress per tier (answers being generated or streamed)",
+            ["tier"],
+            registry=self.registry,
+        )
+        self.attempt_latency = Histogram(
+            "cascade_attempt_seconds",
+            "Tier attempt latency (whole answer, or until a stream ended)",
+            ["tier"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.ttft = Histogram(
+            "cascade_attempt_ttft_seconds",
+            "Time to a tier's first token",
+            ["tier"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.decode_rate = Histogram(
+            "cascade_local_decode_tokens_per_second",
+            "Local tiers' generation speed after the first token",
+            ["tier"],
+            buckets=_RATE_BUCKETS,
+            registry=self.registry,
+        )
+        self.escalations = Counter(
+            "cascade_escalations",
+            "Answers rejected by a step's acceptance, by why: confidence or output_check",
+            ["route", "tier", "reason"],
+            registry=self.registry,
+        )
+        self.skips = Counter(
+            "cascade_skips",
+            "Tiers skipped for a request feature they do not serve (tools, n, ...)",
+            ["tier", "reason"],
+            registry=self.registry,
+        )
+        self.team_cost = Counter(
+            "cascade_team_cost_usd", "Spend by team (USD)", ["team"], registry=self.registry
+        )
+        self.team_saved = Counter(
+            "cascade_team_saved_usd",
+            "Saved by team against always using each route's reference tier (USD)",
+            ["team"],
+            registry=self.registry,
+        )
         self.workers_replaced = Gauge(
             "cascade_workers_replaced",
             "Workers of this server that died and were replaced (as of this worker's start)",
@@ -91,6 +178,8 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        for code in ("invalid_api_key", "model_not_allowed", "admin_key_required"):
+            self.auth_refusals.labels(code)
         self.requests = Counter(
             "cascade_requests",
             "Completion requests by route, answering tier and status",
@@ -122,6 +211,8 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        for result in ("applied", "rejected"):  # known label values start at 0
+            self.policy_reloads.labels(result)
         self.classifier_scores = Histogram(
             "cascade_classifier_score",
             "Pre-router scores (P(the first step suffices)) by route and classifier",
@@ -166,14 +257,37 @@ class Metrics:
             self.classifier_scores.labels(route, name).observe(float(verdict["score"]))  # type: ignore[arg-type]
             if verdict["skipped_first_step"]:
                 self.classifier_skips.labels(route, name).inc()
+        if record.cost_usd:
+            self.team_cost.labels(record.team).inc(record.cost_usd)
+        if record.saved_usd > 0:
+            self.team_saved.labels(record.team).inc(record.saved_usd)
         for attempt in record.attempts:
-            self.attempts.labels(attempt.tier, attempt.outcome).inc()
-            if attempt.prompt_tokens:
-                self.tokens.labels(attempt.tier, "prompt").inc(attempt.prompt_tokens)
-            if attempt.completion_tokens:
-                self.tokens.labels(attempt.tier, "completion").inc(attempt.completion_tokens)
-            if attempt.cost_usd:
-                self.cost.labels(attempt.tier).inc(attempt.cost_usd)
+            self._attempt(route, attempt)
+
+    def _attempt(self, route: str, attempt: Attempt) -> None:
+        self.attempts.labels(attempt.tier, attempt.outcome).inc()
+        if attempt.outcome == "skipped":
+            reason = (attempt.error or "").removeprefix("skipped: ") or "-"
+            self.skips.labels(attempt.tier, reason).inc()
+            return
+        if attempt.outcome == "escalated":
+            invalid = (attempt.output_check or "").startswith("invalid")
+            self.escalations.labels(
+                route, attempt.tier, "output_check" if invalid else "confidence"
+            ).inc()
+        self.attempt_latency.labels(attempt.tier).observe(attempt.latency_ms / 1000)
+        if attempt.ttft_ms is not None:
+            self.ttft.labels(attempt.tier).observe(attempt.ttft_ms / 1000)
+            decoding = (attempt.latency_ms - attempt.ttft_ms) / 1000
+            if attempt.local and attempt.completion_tokens > 1 and decoding > 0:
+                rate = (attempt.completion_tokens - 1) / decoding
+                self.decode_rate.labels(attempt.tier).observe(rate)
+        if attempt.prompt_tokens:
+            self.tokens.labels(attempt.tier, "prompt").inc(attempt.prompt_tokens)
+        if attempt.completion_tokens:
+            self.tokens.labels(attempt.tier, "completion").inc(attempt.completion_tokens)
+        if attempt.cost_usd:
+            self.cost.labels(attempt.tier).inc(attempt.cost_usd)
 
     def render(
         self,
@@ -181,10 +295,18 @@ class Metrics:
         ledger: LedgerStats | None = None,
         tier_states: Mapping[str, str] | None = None,
         cache_memory: tuple[int, int] = (0, 0),
+        *,
+        policy_version: str | None = None,
+        in_flight: Mapping[str, int] | None = None,
     ) -> bytes:
         for tier, depth in queue_depths.items():
             self.queue_depth.labels(tier).set(depth)
         self.tasks.set(len(asyncio.all_tasks()))
+        if policy_version is not None:
+            self.policy_info.clear()
+            self.policy_info.labels(policy_version).set(1)
+        for tier in queue_depths:
+            self.in_flight.labels(tier).set((in_flight or {}).get(tier, 0))
         for tier, current in (tier_states or {}).items():
             for state in ("ready", "half_open", "open"):
                 self.tier_state.labels(tier, state).set(1 if state == current else 0)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,7 @@ class PolicyReloader:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
+        self._in_flight: Counter[str] = Counter()  # every runtime's calls per tier
 
     async def start(self) -> None:
         """First load: an invalid policy here is fatal (PolicyError propagates)."""
@@ -106,7 +108,7 @@ class PolicyReloader:
         limiter = self._limiter(loaded)
         cache = self._policy_cache(loaded)
         backends = await build_backends(loaded.policy, self._session)
-        self.slot.current = Runtime(loaded, backends, keys, limiter, cache)
+        self.slot.current = Runtime(loaded, backends, keys, limiter, cache, self._in_flight)
         heap.settle()
         self._log.info(
             "policy_loaded",
@@ -165,7 +167,7 @@ class PolicyReloader:
             except Exception as exc:  # noqa: BLE001 - e.g. a GGUF that will not load
                 self._reject(loaded.source, [f"cannot start tiers: {exc}"], current)
                 return
-            self.slot.current = Runtime(loaded, backends, keys, limiter, cache)
+            self.slot.current = Runtime(loaded, backends, keys, limiter, cache, self._in_flight)
             self._metrics.policy_reloads.labels("applied").inc()
             self._log.info(
                 "policy_loaded",

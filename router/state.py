@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -38,6 +39,8 @@ class Runtime:
     keys: KeyIndex  # replaced (one assignment) when the keys file changes
     limiter: Limiter
     cache: PolicyCache | None = None  # None: no cache in this server (unit tests)
+    # calls in progress per tier, shared by every runtime of the server (/metrics)
+    in_flight: Counter[str] = field(default_factory=Counter)
     cascade: Cascade = field(init=False)
     local_tiers: frozenset[str] = field(init=False)
     rules_need_tokens: bool = field(init=False)
@@ -46,7 +49,9 @@ class Runtime:
 
     def __post_init__(self) -> None:
         policy = self.loaded.policy
-        self.cascade = Cascade(policy, self.backends, self.loaded.acceptance_models)
+        self.cascade = Cascade(
+            policy, self.backends, self.loaded.acceptance_models, in_flight=self.in_flight
+        )
         self.rules_need_tokens = needs_prompt_tokens(policy)
         self.local_tiers = frozenset(
             name for name, spec in policy.tiers.items() if TYPES[spec.type].local
