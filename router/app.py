@@ -17,6 +17,7 @@ from router import handlers
 from router.cache import ResponseCache
 from router.keys import is_loopback
 from router.ledger import Ledger, open_sink, parse_ledger_url
+from router.ledger.node import NodeSink
 from router.logs import make_logger
 from router.metrics import Metrics
 from router.middlewares import authenticate, request_context
@@ -58,8 +59,10 @@ async def _ledger(app: web.Application) -> AsyncIterator[None]:
     request) deliver or spool everything still queued."""
     settings = app[SETTINGS]
     target = parse_ledger_url(settings.ledger_url, settings.redis_url)
+    # a worker of --workers with a SQLite ledger hands its records to the node's writer
+    socket = settings.ledger_writer_socket
     ledger = Ledger(
-        open_sink(target),
+        NodeSink(socket) if socket is not None else open_sink(target),
         settings.spool_folder,
         app[LOGGER],
         max_queue=settings.ledger_queue,

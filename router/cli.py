@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import os
 import sys
@@ -21,61 +20,54 @@ if TYPE_CHECKING:
     from router.ledger import Reader
 
 
-def _serve_one(settings: Settings, reuse_port: bool) -> None:
-    import uvloop
-
-    from router.app import create_app
-    from router.logs import bridge_library_logs, make_logger
-    from router.redact import Redactor
-    from router.serving import serve
-
-    redactor = Redactor.from_environment(os.environ)
-    logger = make_logger(settings.log_level, redactor=redactor)
-    bridge_library_logs(logger)
-    app = create_app(settings, logger, redactor)
-    logger.info("serving", host=settings.host, port=settings.port, policy=str(settings.policy_path))
-    serve(app, logger, settings, reuse_port=reuse_port, loop=uvloop.new_event_loop())
-
-
-def _serve(args: argparse.Namespace) -> int:
+def _preflight(settings: Settings) -> str | None:
+    """What keeps `settings` from serving (every policy error, a bad keys file, no keys on a
+    public address), or None."""
     from router.keys import is_loopback, keys_file_of, load_key_index, unauthenticated_refusal
     from router.keys_file import KeysError
     from router.policy import PolicyError, load_policy
 
     try:
-        settings = Settings.from_env(policy_path=args.policy, host=args.host, port=args.port)
-    except SettingsError as exc:
-        print(f"cascade serve: {exc}", file=sys.stderr)
-        return 1
-    try:
         loaded = load_policy(settings.policy_path)  # fail fast, with every error listed
     except PolicyError as exc:
-        print("\n".join(f"{exc.source}: {e}" for e in exc.errors), file=sys.stderr)
-        return 1
-    if args.allow_unauthenticated:
-        settings = settings.model_copy(update={"allow_unauthenticated": True})
+        return "\n".join(f"{exc.source}: {e}" for e in exc.errors)
     try:
         keys_file = keys_file_of(loaded.policy, settings.policy_path, settings.keys_path)
         keys = load_key_index(loaded.policy, keys_file)
     except KeysError as exc:
+        return f"cascade serve: {exc}"
+    if not keys.enforced and not is_loopback(settings.host) and not settings.allow_unauthenticated:
+        return f"cascade serve: {unauthenticated_refusal(settings.host)}"
+    return None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env(policy_path=args.policy, host=args.host, port=args.port)
+    except SettingsError as exc:
         print(f"cascade serve: {exc}", file=sys.stderr)
         return 1
-    if not keys.enforced and not is_loopback(settings.host) and not settings.allow_unauthenticated:
-        print(f"cascade serve: {unauthenticated_refusal(settings.host)}", file=sys.stderr)
+    if args.allow_unauthenticated:
+        settings = settings.model_copy(update={"allow_unauthenticated": True})
+    problem = _preflight(settings)
+    if problem is not None:
+        print(problem, file=sys.stderr)
         return 1
     if args.workers <= 1:
-        _serve_one(settings, reuse_port=False)
+        from router.workers import serve_one
+
+        serve_one(settings, reuse_port=False)
         return 0
-    from router.logs import make_logger
-    from router.supervisor import Supervisor
+    from router.supervise import SETTINGS_VARIABLE
 
-    worker = functools.partial(_serve_worker, settings)
-    return Supervisor(worker, args.workers, make_logger(settings.log_level)).run()
-
-
-def _serve_worker(settings: Settings, replaced: int) -> None:
-    """One of `--workers` (in its own process): told how many workers were replaced."""
-    _serve_one(settings.model_copy(update={"workers_replaced": replaced}), reuse_port=True)
+    # The supervisor starts afresh in this process (router/supervise.py): it never holds the
+    # policy, its classifiers or the libraries they import, and keeps the pid signals reach.
+    os.environ[SETTINGS_VARIABLE] = settings.model_dump_json()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    supervisor = [sys.executable, "-m", "router.supervise", str(args.workers)]
+    os.execv(sys.executable, supervisor)  # noqa: S606 - this interpreter, fixed arguments
+    return 1  # not reached: execv replaces the process
 
 
 def _policy_validate(args: argparse.Namespace) -> int:

@@ -6,6 +6,10 @@ lives a minute. Each replacement is logged (`worker_replaced`, with the dead wor
 code) and counted: a worker is told how many replacements happened before it started, and
 shows it in `/readyz` and `/metrics`. SIGTERM/SIGINT stop every worker (the server exits when
 they have); SIGHUP reloads every worker's policy.
+
+With a SQLite ledger the supervisor also runs the node's ledger writer (router/ledger/
+node.py), started before the workers, replaced like them (`ledger_writer_replaced`), and
+stopped after them, so their last records reach it.
 """
 
 from __future__ import annotations
@@ -13,15 +17,28 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
+from pathlib import Path
 from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
 _FIRST_BACKOFF_S, _MAX_BACKOFF_S, _HEALTHY_AFTER_S = 0.5, 30.0, 60.0
+_WRITER_READY_S = 10.0  # the writer's socket appears within this, or workers spool a moment
+_MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
+
+
+def ledger_socket_path(spool_folder: Path) -> Path:
+    """Where the node's ledger writer listens: beside the spools (only this user can
+    connect), or in a private temporary folder when that path is too long for a socket."""
+    path = spool_folder.resolve() / "ledger-writer.sock"
+    if len(str(path)) <= _MAX_SOCKET_PATH:
+        return path
+    return Path(tempfile.mkdtemp(prefix="cascade-ledger-")) / "writer.sock"
 
 
 @dataclass(slots=True)
@@ -35,13 +52,20 @@ class Supervisor:
     """Starts, watches and replaces the workers; `run` returns when they are stopped."""
 
     def __init__(
-        self, target: Callable[[int], None], count: int, logger: FilteringBoundLogger
+        self,
+        target: Callable[[int], None],
+        count: int,
+        logger: FilteringBoundLogger,
+        *,
+        writer: tuple[Callable[[], None], Path] | None = None,
     ) -> None:
         self._context = multiprocessing.get_context("spawn")
         self._target = target  # called in the worker with the replacements so far
         self._count = count
         self._log = logger
         self._slots: list[_Slot] = []
+        self._writer_target = writer  # the ledger writer, and the socket it listens on
+        self._writer: _Slot | None = None
         self._stopping = False
         self.replaced = 0
 
@@ -50,7 +74,18 @@ class Supervisor:
         process.start()
         return _Slot(process, backoff=backoff)
 
+    def _spawn_writer(self, backoff: float = _FIRST_BACKOFF_S) -> _Slot:
+        assert self._writer_target is not None
+        target, path = self._writer_target
+        process = self._context.Process(target=target, name="ledger-writer")
+        process.start()
+        deadline = time.monotonic() + _WRITER_READY_S
+        while not path.exists() and process.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return _Slot(process, backoff=backoff)
+
     def stop(self, signum: int = signal.SIGTERM, _: object = None) -> None:
+        """Stop the workers (the writer once they have: `run`)."""
         self._stopping = True
         for slot in self._slots:
             if slot.process.is_alive():
@@ -65,25 +100,37 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         signal.signal(signal.SIGHUP, self.reload)  # `kill -HUP <parent>` reloads every worker
+        if self._writer_target is not None:
+            self._writer = self._spawn_writer()
         self._slots = [self._spawn() for _ in range(self._count)]
         while True:
             alive = [s for s in self._slots if s.process.is_alive()]
             if self._stopping and not alive:
+                self._stop_writer()
                 return 0  # stopped as asked
-            wait([s.process.sentinel for s in alive], timeout=1.0)
+            watched = alive + ([self._writer] if self._writer is not None else [])
+            wait([s.process.sentinel for s in watched], timeout=1.0)
             if self._stopping:
                 continue
+            if self._writer is not None and not self._writer.process.is_alive():
+                self._writer = self._replace(self._writer, "ledger_writer_replaced")
             for index, slot in enumerate(self._slots):
                 if slot.process.is_alive():
                     continue
-                self._slots[index] = self._replace(slot)
+                self.replaced += 1
+                self._slots[index] = self._replace(slot, "worker_replaced")
 
-    def _replace(self, dead: _Slot) -> _Slot:
+    def _stop_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None and writer.process.is_alive():
+            writer.process.terminate()
+            writer.process.join(timeout=30)
+
+    def _replace(self, dead: _Slot, event: str) -> _Slot:
         lived = time.monotonic() - dead.started
         backoff = _FIRST_BACKOFF_S if lived >= _HEALTHY_AFTER_S else dead.backoff
-        self.replaced += 1
         self._log.warning(
-            "worker_replaced",
+            event,
             pid=dead.process.pid,
             exitcode=dead.process.exitcode,
             lived_s=round(lived, 1),
@@ -95,4 +142,6 @@ class Supervisor:
             time.sleep(min(0.1, backoff))
         if self._stopping:
             return dead
+        if event == "ledger_writer_replaced":
+            return self._spawn_writer(min(backoff * 2, _MAX_BACKOFF_S))
         return self._spawn(min(backoff * 2, _MAX_BACKOFF_S))
