@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ import uvloop
 from bench.common import WORK, append_results, wrk
 from bench.ledger import load, pin, policy
 from router.ledger import Ledger, open_sink, parse_ledger_url
+from router.ledger.node import NodeSink
 from router.records import DecisionRecord
 from tests.support.processes import start_cascade, start_fake_upstream
 from tests.support.redis_server import RedisServer
@@ -51,10 +53,11 @@ def record(number: int) -> DecisionRecord:
     return finished
 
 
-async def ledger_cpu(url: str, records: int, rate: int) -> float:
-    """CPU µs per record through the writer to the sink at `url`."""
+async def ledger_cpu(url: str, records: int, rate: int, socket: Path | None = None) -> float:
+    """CPU µs per record through the writer to the sink at `url` (or, with `socket`, to the
+    node's ledger writer listening there: this process's share only)."""
     ledger = Ledger(
-        open_sink(parse_ledger_url(url)),
+        NodeSink(socket) if socket is not None else open_sink(parse_ledger_url(url)),
         WORK / "ledger-cpu-spool",
         structlog.get_logger(),
     )
@@ -70,6 +73,49 @@ async def ledger_cpu(url: str, records: int, rate: int) -> float:
     used = time.process_time() - started
     assert ledger.stats().written == records or url == "none", ledger.stats()
     return used / records * 1e6
+
+
+WRITER = """
+import sys, uvloop, structlog
+from pathlib import Path
+from router.ledger.node import run_node_writer
+uvloop.run(run_node_writer(Path(sys.argv[1]), Path(sys.argv[2]), structlog.get_logger()))
+"""
+
+
+def start_writer(database: Path, socket: Path) -> subprocess.Popen[bytes]:
+    """The node's ledger writer in a process of its own, on core 1."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    process = subprocess.Popen([sys.executable, "-c", WRITER, str(database), str(socket)])
+    os.sched_setaffinity(process.pid, {1})
+    deadline = time.monotonic() + 30
+    while not socket.exists():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError("the ledger writer did not start")
+        time.sleep(0.05)
+    return process
+
+
+def process_cpu(pid: int) -> float:
+    """User + system seconds of a process (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def node_writer_cpu(records: int, rate: int, harness: float) -> tuple[float, float]:
+    """(this process's CPU µs per record handing records to the node's writer, the writer's
+    CPU µs per record)."""
+    socket = WORK / "ledger-cpu-node.sock"
+    writer = start_writer(WORK / "ledger-cpu-node.db", socket)
+    try:
+        before = process_cpu(writer.pid)
+        worker = uvloop.run(ledger_cpu("", records, rate, socket=socket)) - harness
+        written = (process_cpu(writer.pid) - before) / records * 1e6
+    finally:
+        writer.terminate()
+        writer.wait(timeout=30)
+    return worker, written
 
 
 def passthrough_cpu(seconds: int, connections: int, rounds: int) -> tuple[float, float]:
@@ -129,6 +175,24 @@ def main() -> None:
                     f"**{share:.1%}**",
                 ]
             )
+        samples, writer_samples = [], []
+        for _ in range(args.repeats):
+            worker, written = node_writer_cpu(args.records, args.rate, harness)
+            samples.append(worker)
+            writer_samples.append(written)
+            print(f"node: worker {worker:.1f}, writer {written:.1f} µs CPU per record", flush=True)
+        per_record = statistics.median(samples)
+        node_total = per_record + statistics.median(writer_samples)
+        rows.append(
+            [
+                "sqlite, per-node writer (--workers): the worker's share; the writer's "
+                f"({', '.join(f'{w:.1f}' for w in writer_samples)}) on another core",
+                " / ".join(f"{s:.1f}" for s in samples),
+                f"{request_us:.0f}",
+                f"**{per_record / (request_us + per_record):.1%}** "
+                f"(node: {node_total / (request_us + node_total):.1%})",
+            ]
+        )
     finally:
         redis.stop()
     append_results(
