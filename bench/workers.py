@@ -96,9 +96,12 @@ def serve(policy: Path, workers: int, name: str, env: dict[str, str]) -> ServerP
     return start_cascade(policy, ledger, WORK / f"{name}-{workers}.log", *flags, env=env)
 
 
-def memory() -> list[list[str]]:
+def memory(kv_cache_type: str) -> list[list[str]]:
     policy = WORK / "workers-memory-policy.yaml"
-    policy.write_text(Path("policies/default.yaml").read_text())
+    text = Path("policies/default.yaml").read_text()
+    policy.write_text(
+        text.replace("    n_ctx: 2048\n", f"    n_ctx: 2048\n    kv_cache_type: {kv_cache_type}\n")
+    )
     rows, totals = [], {}
     for count in (1, 2, 4):
         server = serve(policy, count, "workers-memory", {"CASCADE_LARGE_API_BASE": ""})
@@ -117,9 +120,9 @@ def memory() -> list[list[str]]:
             f"{name} {' / '.join(f'{v:.0f}' for v in sorted(values))}"
             for name, values in sorted(by_role.items())
         )
-        rows.append([str(count), parts, f"**{totals[count]:.0f}**"])
+        rows.append([kv_cache_type, str(count), parts, f"**{totals[count]:.0f}**"])
     per_extra = (totals[4] - totals[2]) / 2
-    rows.append(["each extra worker (2 → 4)", "", f"**{per_extra:.0f}**"])
+    rows.append([kv_cache_type, "each extra worker (2 → 4)", "", f"**{per_extra:.0f}**"])
     return rows
 
 
@@ -163,11 +166,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
-    memory_rows = memory()
+    memory_rows = memory("f16") + memory("q8_0")
     print(memory_rows)
     append_results(
         "(k) Memory of `cascade serve --workers N`, default policy",
-        ["workers", "PSS MiB per process", "PSS MiB, whole server"],
+        ["local tier's KV cache", "workers", "PSS MiB per process", "PSS MiB, whole server"],
         memory_rows,
         notes="bench/workers.py. `policies/default.yaml` (bundled model mmap'd, pre-router, "
         "acceptance model), SQLite ledger (the node's ledger writer runs beside the workers), "
