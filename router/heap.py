@@ -19,12 +19,15 @@ import gc
 THRESHOLDS = (5_000, 10, 10)
 
 
-def settle() -> None:
+def settle(*, thaw: bool = True) -> None:
     """Freeze what is alive now (after start-up or a policy reload).
 
-    Unfreezing first lets one full collection free what an earlier policy left in cycles;
-    then everything alive is frozen again."""
-    gc.unfreeze()
+    After a reload, unfreezing first (`thaw`) lets one full collection free what an earlier
+    policy left in cycles; then everything alive is frozen again. At start-up nothing needs
+    thawing, and a worker forked from a preloaded supervisor must not: a collection over the
+    objects it inherited would write to their pages and unshare them (router/supervise.py)."""
+    if thaw:
+        gc.unfreeze()
     gc.collect()
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)

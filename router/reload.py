@@ -109,7 +109,7 @@ class PolicyReloader:
         cache = self._policy_cache(loaded)
         backends = await build_backends(loaded.policy, self._session)
         self.slot.current = Runtime(loaded, backends, keys, limiter, cache, self._in_flight)
-        heap.settle()
+        heap.settle(thaw=False)
         self._log.info(
             "policy_loaded",
             source=loaded.source,

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from structlog.typing import FilteringBoundLogger
 
@@ -58,8 +58,13 @@ class Supervisor:
         logger: FilteringBoundLogger,
         *,
         writer: tuple[Callable[[], None], Path] | None = None,
+        start_method: Literal["spawn", "fork"] = "spawn",
     ) -> None:
-        self._context = multiprocessing.get_context("spawn")
+        self._context = (
+            multiprocessing.get_context("fork")
+            if start_method == "fork"
+            else multiprocessing.get_context("spawn")
+        )
         self._target = target  # called in the worker with the replacements so far
         self._count = count
         self._log = logger

@@ -5,6 +5,7 @@ that names them as targets (router/supervise.py) imports nothing heavy."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 from router.settings import Settings
@@ -26,13 +27,22 @@ def serve_one(settings: Settings, reuse_port: bool) -> None:
     serve(app, logger, settings, reuse_port=reuse_port, loop=uvloop.new_event_loop())
 
 
+def _own_signals() -> None:
+    """A forked process starts with the supervisor's signal handlers: back to the defaults
+    until the process sets its own (aiohttp's, the reloader's SIGHUP)."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def serve_worker(settings: Settings, replaced: int) -> None:
     """One of `--workers` (in its own process): told how many workers were replaced."""
+    _own_signals()
     serve_one(settings.model_copy(update={"workers_replaced": replaced}), reuse_port=True)
 
 
 def serve_ledger_writer(settings: Settings, path: Path) -> None:
     """The node's SQLite ledger writer (in its own process)."""
+    _own_signals()
     import uvloop
 
     from router.ledger import parse_ledger_url
