@@ -31,7 +31,7 @@ from bench.common import WORK, append_results, wrk
 from bench.ledger import load, pin, policy
 from router.ledger import Ledger, open_sink, parse_ledger_url
 from router.ledger.node import NodeSink
-from router.records import DecisionRecord
+from router.records import DecisionRecord, ended
 from tests.support.processes import start_cascade, start_fake_upstream
 from tests.support.redis_server import RedisServer
 
@@ -47,7 +47,9 @@ def record(number: int) -> DecisionRecord:
         requested_model="auto",
         route="auto",
     )
-    finished.add_attempt("large", "openai", "fake", started, prompt_tokens=12, completion_tokens=8)
+    finished.attempts.append(
+        ended("large", "openai", "fake", started, prompt_tokens=12, completion_tokens=8)
+    )
     finished.final_tier, finished.final_model, finished.latency_ms = "large", "fake", 0.41
     finished.cost_usd = finished.counterfactual_cost_usd = 6.6e-06
     return finished

@@ -116,7 +116,9 @@ budgets: {{store: redis}}
         notes="bench/redis_ops.py. One cascade serve; CASCADE_LEDGER, budgets.store and "
         "CASCADE_CACHE on one redis-server; a team with a day budget and a rate limit; "
         f"{misses} distinct deterministic requests, then the same again. Counted by Redis "
-        "(INFO commandstats). The ledger's XADDs are batched (one per ≤ 10 ms of records).",
+        "(INFO commandstats), which counts the commands the budget's Lua scripts run inside; "
+        "the round trips are the EVALSHAs, the cache's GET (and SET on a miss) and the "
+        "ledger's XADD (batched: one per ≤ 10 ms of records).",
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 import urllib.request
 from pathlib import Path
@@ -99,9 +100,7 @@ def serve(policy: Path, workers: int, name: str, env: dict[str, str]) -> ServerP
 def memory(kv_cache_type: str) -> list[list[str]]:
     policy = WORK / "workers-memory-policy.yaml"
     text = Path("policies/default.yaml").read_text()
-    policy.write_text(
-        text.replace("    n_ctx: 2048\n", f"    n_ctx: 2048\n    kv_cache_type: {kv_cache_type}\n")
-    )
+    policy.write_text(re.sub(r"kv_cache_type: \w+", f"kv_cache_type: {kv_cache_type}", text))
     rows, totals = [], {}
     for count in (1, 2, 4):
         server = serve(policy, count, "workers-memory", {"CASCADE_LARGE_API_BASE": ""})
