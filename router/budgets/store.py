@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from router.budgets.pipeline import Pipeliner, ScriptUnavailable
+from router.redis_pool import bounded_client
 
 NANO = 1_000_000_000  # nano-USD per USD
 Refusal = Literal["requests", "tokens", "usd_per_day", "usd_per_month"]
@@ -271,22 +272,10 @@ class RedisStore:
         pool_wait_s: float = 5.0,
         prefix: str = "cascade:lim",
     ) -> None:
-        import redis.asyncio
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        # Many requests at once wait for one of a bounded set of connections (a plain pool
-        # refuses past its size); a wait longer than `pool_wait_s` counts as unreachable.
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=pool_wait_s,
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
+        # a wait for a connection longer than `pool_wait_s` counts as unreachable
+        self._client = bounded_client(
+            url, timeout_s=timeout_s, pool_wait_s=pool_wait_s, max_connections=max_connections
         )
-        self._client: redis.asyncio.Redis = redis.asyncio.Redis.from_pool(pool)  # owns it
         self._prefix = prefix
         self._scripts = Pipeliner(self._client, {"reserve": _RESERVE, "settle": _SETTLE})
 

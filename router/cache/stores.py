@@ -13,6 +13,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from router.redis_pool import bounded_client
+
 
 class CacheUnavailable(Exception):
     """The store could not be reached in time; the request goes on uncached."""
@@ -101,20 +103,11 @@ class RedisStore:
         clock: Callable[[], float] = time.monotonic,
         max_connections: int = 64,
     ) -> None:
-        import redis.asyncio
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
+        import redis
 
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
+        self._client = bounded_client(
+            url, timeout_s=timeout_s, pool_wait_s=timeout_s, max_connections=max_connections
         )
-        self._client: redis.asyncio.Redis = redis.asyncio.Redis.from_pool(pool)
         self._prefix = prefix
         self._clock = clock
         self.timeout_s, self.retry_s = timeout_s, retry_s
