@@ -25,6 +25,7 @@ from router.redact import Redactor
 from router.rejections import Rejections
 from router.reload import RELOADER, PolicyReloader
 from router.settings import Settings
+from router.shadow.runner import ShadowRunner
 from router.state import (
     CACHE,
     LEDGER,
@@ -35,6 +36,7 @@ from router.state import (
     RUNTIME,
     SESSION,
     SETTINGS,
+    SHADOW,
     TRACING,
     RuntimeSlot,
 )
@@ -74,6 +76,20 @@ async def _ledger(app: web.Application) -> AsyncIterator[None]:
     ledger.start()
     yield
     await ledger.aclose()
+
+
+async def _shadow(app: web.Application) -> AsyncIterator[None]:
+    """Shadow checks (router/shadow/): stopped before the ledger closes, so the records of
+    checks that finished reach it."""
+    metrics = app[METRICS]
+
+    def count(route: str, result: str) -> None:
+        metrics.shadow_checks.labels(route, result).inc()
+
+    runner = app[SHADOW] = ShadowRunner(app[LEDGER].submit, count)
+    runner.start()
+    yield
+    await runner.aclose()
 
 
 async def _cache(app: web.Application) -> AsyncIterator[None]:
@@ -157,7 +173,9 @@ def create_app(
     app[METRICS].workers_replaced.set(settings.workers_replaced)
     app[REJECTIONS] = Rejections(app[METRICS].registry, app[LOGGER])
     app[RUNTIME] = RuntimeSlot()
-    app.cleanup_ctx.extend([_tracing, _http_session, _ledger, _cache, _policy, _rejections])
+    app.cleanup_ctx.extend(
+        [_tracing, _http_session, _ledger, _shadow, _cache, _policy, _rejections]
+    )
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/completions", handlers.completions)
     app.router.add_post("/v1/embeddings", handlers.embeddings)

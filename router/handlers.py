@@ -31,6 +31,7 @@ from router.reload import RELOADER
 from router.requests import ClientRequest, parse_embeddings, prompt_too_long
 from router.responses import StreamWriter
 from router.routing import Decision, Facts, decide
+from router.shadow.runner import ShadowJob, ShadowRecord, features_of, new_shadow_id
 from router.state import (
     CACHE,
     CALLER,
@@ -43,6 +44,7 @@ from router.state import (
     REQUEST_ID,
     RUNTIME,
     SETTINGS,
+    SHADOW,
     TRACING,
     Runtime,
 )
@@ -251,9 +253,11 @@ async def _complete_on(
         exchange, raw = await _read_client(request, runtime, record, surface)
         client = exchange.client
         caller.allow(client.model)
+        handled.client = client
         tokens, bound = await _prompt_tokens(
             runtime, client.prompt, exact=runtime.rules_need_tokens
         )
+        handled.bound = bound
         facts = Facts(
             client.model, caller.team, tags, tokens, client.prompt.question, client.features
         )
@@ -316,6 +320,8 @@ class _Handled:
     lookup: Lookup | None = None  # its use of the response cache (None: route not cached)
     hit: Entry | None = None  # the cached answer it was served
     fold: Fold | None = None  # a live stream's answer, gathered for the cache
+    client: ClientRequest | None = None  # the request as the cascade ran it
+    bound: int = 0  # an upper bound of its prompt tokens
 
 
 @contextlib.asynccontextmanager
@@ -391,6 +397,62 @@ def _keep(runtime: Runtime, handled: _Handled) -> None:
     if completion is not None and storable(completion):
         entry = Entry(completion, outcome.tier, record.cost_usd, record.counterfactual_cost_usd)
         runtime.cache.put(lookup, entry)
+
+
+def _offer_shadow(request: web.Request, runtime: Runtime, handled: _Handled) -> None:
+    """A sample of accepted local answers is checked against the route's reference tier
+    off the request path (router/shadow/); the offer itself is a few cheap checks."""
+    decision, outcome, record, client = (
+        handled.decision,
+        handled.outcome,
+        handled.record,
+        handled.client,
+    )
+    if decision is None or outcome is None or client is None or handled.hit is not None:
+        return
+    policy = runtime.loaded.policy
+    route = policy.routes.get(decision.plan.route or "")
+    spec = route.shadow if route is not None else None
+    served = record.attempts[-1] if record.attempts else None
+    local = outcome.completion
+    if spec is None or served is None or local is None or record.status != "ok":
+        return
+    if not served.local or served.outcome != "accepted":
+        return
+    runner = request.app[SHADOW]
+    reference = spec.reference_tier or decision.plan.reference_tier
+    backend = runtime.backends.get(reference)
+    if backend is None or reference == served.tier or not runner.sampled(spec):
+        return
+    price = policy.tiers[reference].price
+    confidence = (served.confidence or {}).get("value")
+    shadow = ShadowRecord(
+        request_id=new_shadow_id(),
+        shadow_of=record.request_id,
+        team=record.team,
+        route=decision.route,
+        policy_version=record.policy_version,
+        judge=spec.judge,
+        local_tier=served.tier,
+        local_model=served.model,
+        reference_tier=reference,
+        local_confidence=float(confidence) if isinstance(confidence, int | float) else None,
+        target_quality=spec.target_quality,
+        features=features_of(client.prompt.question, local),
+        prompt=record.prompt,
+    )
+    runner.offer(
+        ShadowJob(
+            shadow,
+            spec,
+            backend,
+            price,
+            client.prompt,
+            client.params,
+            local.text,
+            max_cost_usd=price.cost(handled.bound, client.params.max_tokens),
+        )
+    )
 
 
 def _limited(exc: BaseException) -> str | None:
@@ -532,6 +594,7 @@ async def _settle(request: web.Request, runtime: Runtime, handled: _Handled) -> 
         request.app[METRICS].observe(record, seconds)
     except Exception:  # noqa: BLE001 - metrics must not turn a served answer into a 500
         request.app[LOGGER].exception("metrics_observe_failed", request_id=record.request_id)
+    _offer_shadow(request, runtime, handled)
     handled.trace.end(record, handled.decided_ns)
     await runtime.limiter.settle(handled.admission, record.cost_usd, _tokens_used(record))
 

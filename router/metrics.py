@@ -130,6 +130,13 @@ class Metrics:
             ["tier", "reason"],
             registry=self.registry,
         )
+        self.shadow_checks = Counter(
+            "cascade_shadow_checks",
+            "Shadow checks of accepted local answers by result: agree, disagree, "
+            "inconclusive, error, or not run (dropped: queue full; capped: the day's spend)",
+            ["route", "result"],
+            registry=self.registry,
+        )
         self.team_cost = Counter(
             "cascade_team_cost_usd", "Spend by team (USD)", ["team"], registry=self.registry
         )

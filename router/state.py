@@ -27,6 +27,7 @@ from router.redact import Redactor
 from router.rejections import Rejections
 from router.routing import Plan, needs_prompt_tokens
 from router.settings import Settings
+from router.shadow.runner import ShadowRunner
 from router.tracing import Tracing
 
 
@@ -119,6 +120,7 @@ REDACTOR = web.AppKey("redactor", Redactor)
 REJECTIONS = web.AppKey("rejections", Rejections)
 CACHE = web.AppKey("cache", ResponseCache)
 TRACING = web.AppKey("tracing", Tracing)
+SHADOW = web.AppKey("shadow", ShadowRunner)
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", Caller)  # who is calling (router/middlewares.py)
 CLIENT_REQUEST_ID = web.RequestKey("client_request_id", str)  # set only when the client sent one

@@ -50,6 +50,7 @@ class Group:
         "cache_hits",
         "cache_reads",
         "cache_saved",
+        "checks",
         "completion_tokens",
         "cost",
         "counterfactual",
@@ -75,6 +76,7 @@ class Group:
         self.budget: Counter[str] = Counter()  # what a team's budget did to its requests
         self.cache_reads = self.cache_hits = 0  # requests that looked in the cache; found
         self.cache_saved = 0.0  # what the answers served from the cache cost when made
+        self.checks = ShadowFigures()  # shadow checks of its accepted local answers
 
     def add(self, record: Record, outcome: Outcome) -> None:
         status = record["status"]
@@ -170,6 +172,32 @@ class Bucket:
         self.tiers[record.get("final_tier") or "-"] += 1
 
 
+class ShadowFigures:
+    """Shadow checks (router/shadow/): how often accepted local answers agreed with the
+    reference tier, and what checking cost."""
+
+    __slots__ = ("agree", "cost", "disagree", "errors", "inconclusive", "targets")
+
+    def __init__(self) -> None:
+        self.agree = self.disagree = self.inconclusive = self.errors = 0
+        self.cost = 0.0
+        self.targets: set[float] = set()  # the routes' target_quality, as the checks said
+
+    def add(self, record: Record) -> None:
+        verdict = record.get("verdict")
+        if verdict == "agree":
+            self.agree += 1
+        elif verdict == "disagree":
+            self.disagree += 1
+        elif verdict == "inconclusive":
+            self.inconclusive += 1
+        else:
+            self.errors += 1
+        self.cost += record.get("cost_usd") or 0.0
+        if isinstance(target := record.get("target_quality"), int | float):
+            self.targets.add(float(target))
+
+
 class Aggregator:
     def __init__(self, by: Sequence[str]) -> None:
         unknown = [d for d in by if d not in DIMENSIONS]
@@ -194,24 +222,25 @@ class Aggregator:
             elif dimension == "route":
                 values.append(record.get("route") or "-")
             elif dimension == "tier":
-                values.append(record.get("final_tier") or "-")
+                values.append(record.get("final_tier") or record.get("local_tier") or "-")
             elif dimension == "model":
-                values.append(record.get("final_model") or "-")
+                values.append(record.get("final_model") or record.get("local_model") or "-")
             else:
                 values.append(record["ts"][:10])
         return tuple(values)
 
     def add(self, record: Record) -> None:
+        if record.get("kind") == "shadow":  # a shadow check, not a request
+            self.total.checks.add(record)
+            self._group(self._key(record)).checks.add(record)
+            return
         ts: str = record["ts"]
         if self.first_ts is None or ts < self.first_ts:
             self.first_ts = ts
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
         outcome = self._attempts(record["attempts"])
-        key = self._key(record)
-        group = self.groups.get(key)
-        if group is None:
-            group = self.groups[key] = Group()
+        group = self._group(self._key(record))
         self.total.add(record, outcome)
         group.add(record, outcome)
         hour = self.hours.get(ts[:13])
@@ -221,6 +250,12 @@ class Aggregator:
         classifier = record.get("classifier")
         if classifier and classifier.get("score") is not None:
             self.scores.add(classifier["score"])
+
+    def _group(self, key: tuple[str, ...]) -> Group:
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = Group()
+        return group
 
     def _attempts(self, attempts: list[Record]) -> Outcome:
         outcome = Outcome(first_cost=attempts[0]["cost_usd"] if attempts else 0.0)

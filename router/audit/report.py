@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -9,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from router.audit.aggregate import Aggregator, Group
+from router.audit.aggregate import Aggregator, Group, ShadowFigures
 from router.audit.sketch import UnitHistogram, psi
 from router.ledger import Reader
 from router.records import iso_time
@@ -25,6 +26,43 @@ def _quantiles(group_or_hist: Any) -> dict[str, float | None]:
     return {
         f"p{q}": (None if (v := group_or_hist.quantile(q / 100)) is None else round(v, 3))
         for q in (50, 95, 99)
+    }
+
+
+_Z95 = 1.959964
+
+
+def wilson(agree: int, checks: int) -> tuple[float, float] | None:
+    """The 95% Wilson score interval of a proportion (sound at small counts and near 0 or 1)."""
+    if not checks:
+        return None
+    p = agree / checks
+    denominator = 1 + _Z95**2 / checks
+    centre = (p + _Z95**2 / (2 * checks)) / denominator
+    half = _Z95 * math.sqrt(p * (1 - p) / checks + _Z95**2 / (4 * checks**2)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def local_quality(checks: ShadowFigures) -> dict[str, Any] | None:
+    """Estimated accuracy of the accepted local answers: agreement with the reference tier
+    over conclusive shadow checks, its 95% interval, and whether it is below the route's
+    target (the lowest target the checks carried, when the group spans routes)."""
+    judged = checks.agree + checks.disagree
+    if not judged and not checks.inconclusive and not checks.errors:
+        return None
+    interval = wilson(checks.agree, judged)
+    target = min(checks.targets) if checks.targets else None
+    estimate = checks.agree / judged if judged else None
+    return {
+        "checks": judged,
+        "agree": checks.agree,
+        "inconclusive": checks.inconclusive,
+        "errors": checks.errors,
+        "estimate": None if estimate is None else round(estimate, 4),
+        "interval_95": None if interval is None else [round(v, 4) for v in interval],
+        "target": target,
+        "below_target": None if estimate is None or target is None else estimate < target,
+        "cost_usd": round(checks.cost, 8),
     }
 
 
@@ -49,6 +87,7 @@ def figures(group: Group) -> dict[str, Any]:
         "cache_hits": group.cache_hits,
         "cache_hit_rate": _rate(group.cache_hits, group.cache_reads),
         "cache_saved_usd": round(group.cache_saved, 8),
+        "local_quality": local_quality(group.checks),
         "latency_ms": _quantiles(group.latency),
     }
 

@@ -25,12 +25,24 @@ COLUMNS = (
     ("shed", "shed"),
     ("cache_hit_rate", "cache hits"),
     ("cache_saved_usd", "cache saved $"),
+    ("local_quality", "local agrees (95%)"),
 )
+
+
+def _quality(value: dict[str, Any]) -> str:
+    """Shadow checks' agreement: `0.82 [0.75-0.88] n=120`, flagged below the target."""
+    if value["estimate"] is None:
+        return f"— n=0 ({value['inconclusive']} inconclusive, {value['errors']} errors)"
+    low, high = value["interval_95"]
+    text = f"{value['estimate']:.2f} [{low:.2f}-{high:.2f}] n={value['checks']}"
+    return text + (f" BELOW TARGET {value['target']:g}" if value["below_target"] else "")
 
 
 def cell(value: Any) -> str:
     if value is None:
         return "—"
+    if isinstance(value, dict) and "estimate" in value:
+        return _quality(value)
     if isinstance(value, float):
         return f"{value:.6f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:,.2f}"
     if isinstance(value, int):
@@ -123,7 +135,7 @@ def render_csv(report: dict[str, Any]) -> str:
         writer.writerow(
             [
                 *(_safe(v) for v in group["key"].values()),
-                *(group[name] for name in names),
+                *(_quality(v) if isinstance(v := group[name], dict) else v for name in names),
                 latency["p50"],
                 latency["p95"],
                 latency["p99"],

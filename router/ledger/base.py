@@ -7,8 +7,6 @@ from typing import NamedTuple, Protocol
 
 import orjson
 
-from router.records import DecisionRecord
-
 
 class LedgerError(Exception):
     """A ledger cannot be opened or read (bad URL, newer schema, missing file)."""
@@ -16,6 +14,14 @@ class LedgerError(Exception):
 
 class SinkUnavailable(Exception):
     """The sink cannot take records right now; the writer spools them and retries."""
+
+
+class Recorded(Protocol):
+    """What the ledger stores: a decision record, or a shadow check's record (kind shadow)."""
+
+    request_id: str
+    ts: str
+    team: str
 
 
 class Entry(NamedTuple):
@@ -27,7 +33,7 @@ class Entry(NamedTuple):
     body: bytes  # one JSON object, no newline; orjson escapes control characters
 
     @classmethod
-    def of(cls, record: DecisionRecord) -> Entry:
+    def of(cls, record: Recorded) -> Entry:
         # default=str: a value orjson cannot serialise is written as text rather than lost.
         return cls(record.request_id, record.ts, record.team, orjson.dumps(record, default=str))
 

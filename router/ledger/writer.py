@@ -20,9 +20,8 @@ from pathlib import Path
 
 from structlog.typing import FilteringBoundLogger
 
-from router.ledger.base import Entry, Sink
+from router.ledger.base import Entry, Recorded, Sink
 from router.ledger.spool import Spool
-from router.records import DecisionRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +55,7 @@ class Ledger:
         self._log = logger
         self._spool = Spool.claim(spool_folder)
         self._spool_folder = spool_folder
-        self._queue: deque[DecisionRecord] = deque()
+        self._queue: deque[Recorded] = deque()
         self._max_queue = max_queue
         self._batch = batch_size
         self._linger = linger_s
@@ -76,7 +75,7 @@ class Ledger:
 
     # -- the request path ------------------------------------------------------------------
 
-    def submit(self, record: DecisionRecord) -> None:
+    def submit(self, record: Recorded) -> None:
         """Hand over a finished record; never blocks, never raises."""
         if self._discard:
             return

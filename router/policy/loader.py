@@ -114,6 +114,10 @@ def reference_errors(document: Mapping[str, Any]) -> list[Problem]:
                     ("routes", route_name, "reference_tier"), _unknown("tier", reference, tiers)
                 )
             )
+        shadow = _mapping(route.get("shadow")).get("reference_tier")
+        if isinstance(shadow, str) and shadow not in tiers:
+            path = ("routes", route_name, "shadow", "reference_tier")
+            errors.append(Problem(path, _unknown("tier", shadow, tiers)))
     default = document.get("default_route")
     if default is not None and default not in routes:
         errors.append(Problem(("default_route",), _unknown("route", default, routes)))

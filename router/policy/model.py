@@ -104,6 +104,33 @@ class RouteCacheSpec(_Strict):
     _store_off = field_validator("store", mode="before")(_off)
 
 
+class ShadowSpec(_Strict):
+    """Shadow checks: a sample of the route's accepted local answers is also sent to a
+    reference tier off the request path, and the two answers compared (router/shadow/)."""
+
+    rate: float = Field(
+        ge=0, le=1, description="Share of accepted local answers checked (0.05: one in 20)."
+    )
+    usd_per_day: float = Field(
+        gt=0, description="The reference calls' spend per UTC day at most (per process)."
+    )
+    reference_tier: str | None = Field(
+        None, description="The tier whose answer counts as right; default the route's reference."
+    )
+    judge: Literal["exact", "normalized", "json"] = Field(
+        "normalized",
+        description="exact: the same text; normalized: the same after case, spacing, "
+        "punctuation and number formatting are evened out, or the same final number or "
+        "option letter; json: equal JSON values.",
+    )
+    target_quality: float | None = Field(
+        None, ge=0, le=1, description="`cascade audit` flags the route when agreement is below."
+    )
+    queue: int = Field(
+        64, ge=1, le=10_000, description="Checks waiting at most; more are dropped (counted)."
+    )
+
+
 class RouteSpec(_Strict):
     description: str = ""
     cache: RouteCacheSpec | None = Field(
@@ -123,6 +150,9 @@ class RouteSpec(_Strict):
     )
     reference_tier: str | None = Field(
         None, description="Tier used for the counterfactual cost; default the last step."
+    )
+    shadow: ShadowSpec | None = Field(
+        None, description="Check a sample of accepted local answers against a reference tier."
     )
 
     @property

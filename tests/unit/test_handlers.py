@@ -3,6 +3,7 @@ the decision record agree on every path (streamed and not, answered, degraded, f
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -375,3 +376,52 @@ async def test_a_degraded_answer_is_not_cached(serve: Serve) -> None:
         assert response.headers["x-cascade-cache"] == "miss"
         assert response.headers["x-cascade-degraded"] == "true"
     assert small.calls == 2
+
+
+SHADOWED = POLICY.replace(
+    "      - {tier: large}\n",
+    "      - {tier: large}\n    shadow: {rate: 1.0, usd_per_day: 1.0}\n",
+)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("log_prompts", [False, True])
+async def test_an_accepted_local_answer_is_shadow_checked_off_the_request_path(
+    serve: Serve, stream: bool, log_prompts: bool
+) -> None:
+    policy = SHADOWED + ("ledger: {log_prompts: true}\n" if log_prompts else "")
+    small = FakeBackend("small", [Script("four")], local=True)  # confident: accepted
+    large = FakeBackend("large", [Script("The answer is four.", None)])
+    client, ledger = await serve(policy, small=small, large=large)
+    response = await client.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+    text = (await sse(response))[0] if stream else _text(await response.json())
+    assert text == "four" and response.headers["x-cascade-tier"] == "small"
+    request_id = response.headers["x-request-id"]
+    for _ in range(200):  # the check runs after the answer
+        if large.calls:
+            break
+        await asyncio.sleep(0.005)
+    await client.close()
+    (check,) = [r for r in read_ledger(ledger) if r.get("kind") == "shadow"]
+    assert check["shadow_of"] == request_id and check["verdict"] == "agree"
+    assert (check["local_tier"], check["reference_tier"]) == ("small", "large")
+    assert check["cost_usd"] > 0 and check["local_confidence"] > 0.5
+    assert set(check["features"]) == {"prompt", "acceptance"}
+    served = record_of(ledger, request_id)
+    assert served["cost_usd"] == 0  # the check is not the request's cost
+    if log_prompts:
+        assert "What is 2 + 2?" in check["prompt"] and check["prompt"] == served["prompt"]
+    else:
+        assert check["prompt"] is None and "2 + 2" not in json.dumps(check)
+
+
+async def test_escalated_answers_are_not_shadow_checked(serve: Serve) -> None:
+    small = FakeBackend("small", [Script("maybe five", UNSURE)], local=True)
+    large = FakeBackend("large", [Script("four", None)])
+    client, ledger = await serve(SHADOWED, small=small, large=large)
+    response = await client.post("/v1/chat/completions", json=CHAT)
+    assert response.headers["x-cascade-tier"] == "large"
+    await asyncio.sleep(0.05)
+    await client.close()
+    assert large.calls == 1
+    assert [r for r in read_ledger(ledger) if r.get("kind") == "shadow"] == []

@@ -1,0 +1,188 @@
+"""Shadow checks, off the request path.
+
+After a request whose local answer was accepted, the handler offers it here (sampled at the
+route's `shadow.rate`); a bounded queue per route holds it, two background tasks send the
+same request to the reference tier, a judge compares the answers, and a `ShadowRecord`
+goes to the ledger linked to the request — the verdict, what the check cost, and the
+features the classifiers use (not the prompt, unless `ledger.log_prompts`), so models can
+be refitted from the ledger alone. The client's answer and its latency are never touched:
+the offer is a few dictionary operations; a full queue or a spent day drops the check
+(counted). The daily cap holds each check's maximum cost before the call, so concurrent
+checks cannot pass it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from classifiers.features import acceptance_features, prompt_features
+from router.backends.base import Backend, BackendError, Completion, GenerationParams, Prompt
+from router.backends.spec import PriceSpec
+from router.policy.model import ShadowSpec
+from router.records import iso_time
+from router.shadow.judges import JUDGES
+
+_TASKS = 2  # checks in flight at once (each one remote call)
+
+
+@dataclass(slots=True)
+class ShadowRecord:
+    """One shadow check: the ledger's record of it (`kind: shadow`), linked by `shadow_of`."""
+
+    request_id: str  # its own id
+    shadow_of: str  # the request whose local answer was checked
+    team: str
+    route: str
+    policy_version: str
+    judge: str
+    local_tier: str
+    local_model: str
+    reference_tier: str
+    kind: str = "shadow"
+    ts: str = field(default_factory=lambda: iso_time(time.time()))
+    verdict: str = "error"  # agree | disagree | inconclusive | error
+    local_confidence: float | None = None
+    target_quality: float | None = None
+    reference_model: str | None = None
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # the classifiers' features (classifiers/features.py): PROMPT_NAMES, ACCEPTANCE order
+    features: dict[str, list[float]] = field(default_factory=dict)
+    error: str | None = None
+    prompt: str | None = None  # only when the policy's ledger.log_prompts is on
+
+
+@dataclass(slots=True)
+class ShadowJob:
+    record: ShadowRecord
+    spec: ShadowSpec
+    backend: Backend
+    price: PriceSpec
+    prompt: Prompt
+    params: GenerationParams
+    local_answer: str
+    max_cost_usd: float
+
+
+def features_of(question: str, local: Completion) -> dict[str, list[float]]:
+    """What the pre-router and the acceptance model would be fitted on, for this request."""
+    return {
+        "prompt": [round(v, 6) for v in prompt_features(question)],
+        "acceptance": [
+            round(v, 6)
+            for v in acceptance_features(
+                question, local.text, local.token_logprobs or (), local.finish_reason
+            )
+        ],
+    }
+
+
+class ShadowRunner:
+    """The queue and the tasks that work it, for the server's lifetime."""
+
+    def __init__(
+        self,
+        submit: Callable[[ShadowRecord], None],
+        count: Callable[[str, str], None],
+        *,
+        clock: Callable[[], float] = time.time,
+        chance: Callable[[], float] | None = None,
+    ) -> None:
+        self._submit = submit  # to the ledger
+        self._count = count  # (route, result): a verdict, or dropped / capped
+        self._clock = clock
+        self._chance = chance or random.Random().random  # noqa: S311 - sampling, not secrets
+        self._queue: asyncio.Queue[ShadowJob] = asyncio.Queue()
+        self._queued: Counter[str] = Counter()  # per route
+        self._spent: dict[tuple[str, str], float] = {}  # (route, UTC day) -> USD held or spent
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def sampled(self, spec: ShadowSpec) -> bool:
+        return spec.rate > 0 and self._chance() < spec.rate
+
+    def offer(self, job: ShadowJob) -> bool:
+        """Queue a check (False: the route's queue is full; counted)."""
+        route = job.record.route
+        if self._queued[route] >= job.spec.queue:
+            self._count(route, "dropped")
+            return False
+        self._queued[route] += 1
+        self._queue.put_nowait(job)
+        return True
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work(), name=f"shadow-{i}") for i in range(_TASKS)]
+
+    async def aclose(self) -> None:
+        """Stop; checks still queued are dropped (best effort, never the client's)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _day(self) -> str:
+        return time.strftime("%Y-%m-%d", time.gmtime(self._clock()))
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._queue.get()
+            self._queued[job.record.route] -= 1
+            try:
+                await self._check(job)
+            except Exception as exc:  # noqa: BLE001 - a check must never stop the runner
+                job.record.error = f"internal error ({type(exc).__name__})"
+                self._finish(job, "error")
+
+    async def _check(self, job: ShadowJob) -> None:
+        record, spec = job.record, job.spec
+        key = (record.route, self._day())
+        held = self._spent.get(key, 0.0)
+        if held + job.max_cost_usd > spec.usd_per_day:
+            self._count(record.route, "capped")
+            return
+        self._spent[key] = held + job.max_cost_usd
+        started = time.perf_counter()
+        try:
+            answer = await job.backend.complete(job.prompt, job.params)
+        except BackendError as exc:
+            self._spent[key] -= job.max_cost_usd
+            record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            record.error = exc.message
+            self._finish(job, "error")
+            return
+        record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        record.cost_usd = round(
+            job.price.cost(
+                answer.prompt_tokens,
+                answer.completion_tokens,
+                record.latency_ms / 1000,
+                cached_tokens=answer.cached_tokens,
+            ),
+            10,
+        )
+        self._spent[key] += record.cost_usd - job.max_cost_usd
+        record.prompt_tokens, record.completion_tokens = (
+            answer.prompt_tokens,
+            answer.completion_tokens,
+        )
+        record.reference_model = answer.model
+        self._finish(job, JUDGES[spec.judge](job.local_answer, answer.text))
+
+    def _finish(self, job: ShadowJob, verdict: str) -> None:
+        job.record.verdict = verdict
+        self._count(job.record.route, verdict)
+        self._submit(job.record)
+
+
+def new_shadow_id() -> str:
+    return f"shadow-{secrets.token_hex(12)}"
