@@ -81,6 +81,8 @@ class Outcome:
     degraded: bool
     completion: Completion | None = None  # a whole answer (streamed from it if asked)
     live: LiveStream | None = None  # an answer streamed live (its attempt comes at the end)
+    # answers a step's acceptance rejected, by tier, in the order they came (shadow checks)
+    rejected: tuple[tuple[str, Completion], ...] = ()
 
     @property
     def escalations(self) -> int:
@@ -163,6 +165,7 @@ class _Run(_Tally):
     """One completion request's way through the cascade."""
 
     best: tuple[float, int, Completion] | None = None  # (confidence, attempt index, answer)
+    rejected: list[tuple[str, Completion]] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -260,7 +263,14 @@ class Cascade:
         _, index, completion = run.best
         run.attempts[index] = replace(run.attempts[index], outcome="degraded")
         tier = run.attempts[index].tier
-        return Outcome(run.attempts, tier, completion.model, degraded=True, completion=completion)
+        return Outcome(
+            run.attempts,
+            tier,
+            completion.model,
+            degraded=True,
+            completion=completion,
+            rejected=tuple(run.rejected),
+        )
 
     async def embed(
         self, decision: Decision, body: Mapping[str, Any]
@@ -358,7 +368,14 @@ class Cascade:
         try:
             if request.stream and keep_always:
                 live = await self._open_live(tier, backend, request, started)
-                return Outcome(run.attempts, tier, backend.model, degraded=False, live=live)
+                return Outcome(
+                    run.attempts,
+                    tier,
+                    backend.model,
+                    degraded=False,
+                    live=live,
+                    rejected=tuple(run.rejected),
+                )
             completion = await backend.complete(request.prompt, request.params)
         except asyncio.CancelledError:
             run.attempts.append(self._attempt(tier, backend.model, started, "client_gone"))
@@ -391,8 +408,14 @@ class Cascade:
         )
         if keep:
             return Outcome(
-                run.attempts, tier, completion.model, degraded=False, completion=completion
+                run.attempts,
+                tier,
+                completion.model,
+                degraded=False,
+                completion=completion,
+                rejected=tuple(run.rejected),
             )
+        run.rejected.append((tier, completion))
         value = confidence.value if confidence is not None and valid else -1.0
         if run.best is None or value > run.best[0]:
             run.best = (value, len(run.attempts) - 1, completion)

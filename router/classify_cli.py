@@ -114,11 +114,61 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_threshold(args: argparse.Namespace, path: list[str | int], threshold: float) -> int:
+    from router.policy.edit import policy_change
+
+    updated, diff = policy_change(args.policy, path, threshold)
+    print(diff or "(the policy already holds this threshold)", end="")
+    if args.write and diff:
+        args.policy.write_text(updated)
+        print(f"wrote {args.policy}")
+    return 0
+
+
+def _calibrate_from_ledger(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from classifiers.calibrate import calibrate
+    from router.ledger.times import parse_time
+    from router.policy.edit import acceptance_path
+    from router.shadow.calibrate import ledger_checks
+
+    if args.route is None:
+        print("--from-ledger needs --route", file=sys.stderr)
+        return 2
+    since = parse_time(args.since) if args.since else None
+    until = parse_time(args.until) if args.until else None
+    checks = ledger_checks(args.from_ledger, args.route, since=since, until=until)
+    result = calibrate(
+        checks.scores,
+        checks.agree,
+        np.ones(len(checks), dtype=bool),  # the reference tier's answer taken as correct
+        strong_share=args.target_strong_share,
+        quality=args.target_quality,
+    )
+    kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(checks.kinds.items()))
+    print(
+        f"threshold {result.threshold} for route '{checks.route}' step '{checks.tier}' from "
+        f"{len(checks)} shadow checks ({kinds}): escalates {result.strong_share:.1%}, routed "
+        f"quality {result.quality:.3f} (the reference tier taken as correct)"
+    )
+    if args.policy is None:
+        return 0
+    return _write_threshold(
+        args, acceptance_path(args.policy, args.route, checks.tier), result.threshold
+    )
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     from classifiers.calibrate import calibrate
     from classifiers.evaluate import scores
-    from router.policy.edit import policy_change, threshold_path
+    from router.policy.edit import threshold_path
 
+    if args.from_ledger is not None:
+        return _calibrate_from_ledger(args)
+    if args.labels is None or args.model is None:
+        print("give --labels and --model, or --from-ledger", file=sys.stderr)
+        return 2
     model, examples = _model_examples(args)
     result = calibrate(
         scores(model, examples),
@@ -136,14 +186,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.route is None:
         print("--policy needs --route", file=sys.stderr)
         return 2
-    updated, diff = policy_change(
-        args.policy, threshold_path(args.policy, args.route, model.kind), result.threshold
+    return _write_threshold(
+        args, threshold_path(args.policy, args.route, model.kind), result.threshold
     )
-    print(diff or "(the policy already holds this threshold)", end="")
-    if args.write and diff:
-        args.policy.write_text(updated)
-        print(f"wrote {args.policy}")
-    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -205,7 +250,18 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     evaluate.set_defaults(classify_run=_eval)
 
     cal = sub.add_parser("calibrate", help="pick a threshold; optionally write it into a policy")
-    _model_arguments(cal)
+    cal.add_argument("--labels", type=Path, help="a label run (.jsonl) or a CSV table/folder")
+    cal.add_argument("--weak", help="table column: the weak model's correctness")
+    cal.add_argument("--strong", help="table column: the strong model's correctness")
+    cal.add_argument("--model", help="a .skops file or a bundled name")
+    cal.add_argument("--held-out", action="store_true", help="only rows train left out")
+    cal.add_argument(
+        "--from-ledger",
+        metavar="URL",
+        help="instead of labels: the route's shadow checks in this ledger (with --route)",
+    )
+    cal.add_argument("--since", help="with --from-ledger: checks from (ISO time, or 7d ago)")
+    cal.add_argument("--until", help="with --from-ledger: checks before (ISO time, or 1h ago)")
     target = cal.add_mutually_exclusive_group(required=True)
     target.add_argument("--target-strong-share", type=float)
     target.add_argument("--target-quality", type=float)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -25,7 +26,8 @@ from router.errors import APIError, invalid, not_found_model
 from router.failures import failure_error, upstream_ours
 from router.keys import Caller
 from router.openapi import document
-from router.records import DecisionRecord, iso_time
+from router.policy.model import ShadowSpec
+from router.records import Attempt, DecisionRecord, iso_time
 from router.redact import Redactor
 from router.reload import RELOADER
 from router.requests import ClientRequest, parse_embeddings, prompt_too_long
@@ -269,6 +271,7 @@ async def _complete_on(
             runtime, record, handled.decision, facts, caller=caller, client=client, bound=bound
         )
         handled.decision = decision
+        handled.shadow = _shadow_sample(request, runtime, decision)
         outcome = handled.outcome = await _cached(request, runtime, handled, raw, client)
         if outcome is None:
             try:
@@ -292,7 +295,8 @@ async def _complete_on(
         if (lookup := handled.lookup) is not None:
             headers["x-cascade-cache"] = lookup.status
         if client.stream:
-            if lookup is not None and lookup.write and outcome.live is not None:
+            cached = lookup is not None and lookup.write
+            if (cached or handled.shadow is not None) and outcome.live is not None:
                 handled.fold = Fold(outcome.model)
             return await _stream(
                 request, record, outcome, exchange=exchange, headers=headers, fold=handled.fold
@@ -321,6 +325,7 @@ class _Handled:
     hit: Entry | None = None  # the cached answer it was served
     fold: Fold | None = None  # a live stream's answer, gathered for the cache
     client: ClientRequest | None = None  # the request as the cascade ran it
+    shadow: tuple[ShadowSpec, str] | None = None  # drawn for a shadow check (_shadow_sample)
     bound: int = 0  # an upper bound of its prompt tokens
 
 
@@ -399,60 +404,138 @@ def _keep(runtime: Runtime, handled: _Handled) -> None:
         runtime.cache.put(lookup, entry)
 
 
+def _shadow_sample(
+    request: web.Request, runtime: Runtime, decision: Decision
+) -> tuple[ShadowSpec, str] | None:
+    """Whether this request will be shadow-checked (its route's spec, and which rate drew
+    it: `rate`, or `prerouter_rate` for a request the pre-router sent past the local tier).
+    Drawn before it runs, so a live stream can be gathered for the check."""
+    route = runtime.loaded.policy.routes.get(decision.plan.route or "")
+    spec = route.shadow if route is not None else None
+    if spec is None:
+        return None
+    runner = request.app[SHADOW]
+    prerouter = decision.prerouter
+    if prerouter is not None and prerouter.skip:
+        return (spec, "skipped") if runner.sampled(spec.prerouter_rate) else None
+    return (spec, "ran") if runner.sampled(spec.rate) else None
+
+
+def _served_text(handled: _Handled) -> str | None:
+    outcome = handled.outcome
+    if outcome is None:
+        return None
+    if outcome.completion is not None:
+        return outcome.completion.text
+    found = handled.fold.completion() if handled.fold is not None else None
+    return found.text if found is not None else None
+
+
 def _offer_shadow(request: web.Request, runtime: Runtime, handled: _Handled) -> None:
-    """A sample of accepted local answers is checked against the route's reference tier
-    off the request path (router/shadow/); the offer itself is a few cheap checks."""
-    decision, outcome, record, client = (
+    """Queue the request's shadow check when it was sampled (router/shadow/runner.py has the
+    three kinds); the offer itself is a few cheap steps, the check runs later."""
+    sample, decision, outcome, record, client = (
+        handled.shadow,
         handled.decision,
         handled.outcome,
         handled.record,
         handled.client,
     )
-    if decision is None or outcome is None or client is None or handled.hit is not None:
+    if sample is None or decision is None or outcome is None or client is None:
         return
-    policy = runtime.loaded.policy
-    route = policy.routes.get(decision.plan.route or "")
-    spec = route.shadow if route is not None else None
     served = record.attempts[-1] if record.attempts else None
-    local = outcome.completion
-    if spec is None or served is None or local is None or record.status != "ok":
+    if served is None or record.status != "ok" or handled.hit is not None:
         return
-    if not served.local or served.outcome != "accepted":
-        return
-    runner = request.app[SHADOW]
-    reference = spec.reference_tier or decision.plan.reference_tier
-    backend = runtime.backends.get(reference)
-    if backend is None or reference == served.tier or not runner.sampled(spec):
-        return
-    price = policy.tiers[reference].price
-    confidence = (served.confidence or {}).get("value")
-    shadow = ShadowRecord(
+    spec, drawn = sample
+    policy = runtime.loaded.policy
+    check = functools.partial(
+        ShadowRecord,
         request_id=new_shadow_id(),
         shadow_of=record.request_id,
         team=record.team,
         route=decision.route,
         policy_version=record.policy_version,
         judge=spec.judge,
-        local_tier=served.tier,
-        local_model=served.model,
-        reference_tier=reference,
-        local_confidence=float(confidence) if isinstance(confidence, int | float) else None,
         target_quality=spec.target_quality,
-        features=features_of(client.prompt.question, local),
+        prerouter_score=decision.prerouter.score if decision.prerouter else None,
         prompt=record.prompt,
     )
-    runner.offer(
-        ShadowJob(
-            shadow,
-            spec,
-            backend,
-            price,
-            client.prompt,
-            client.params,
-            local.text,
-            max_cost_usd=price.cost(handled.bound, client.params.max_tokens),
-        )
+    job: ShadowJob | None = None
+    if drawn == "skipped":  # the pre-router's labels: the local tier answers in the background
+        local_step = decision.plan.steps[0].tier
+        backend = runtime.backends.get(local_step)
+        reference = _served_text(handled)
+        if backend is not None and reference is not None and local_step in runtime.local_tiers:
+            shadow = check(
+                local_tier=local_step,
+                local_model=backend.model,
+                reference_tier=served.tier,
+                local_outcome="skipped",
+            )
+            job = ShadowJob(
+                shadow, spec, client.prompt, client.params, None, reference, backend=backend
+            )
+    elif served.local and served.outcome == "accepted" and outcome.completion is not None:
+        local = outcome.completion  # accepted locally: ask the reference tier
+        reference_tier = spec.reference_tier or decision.plan.reference_tier
+        backend = runtime.backends.get(reference_tier)
+        if backend is not None and reference_tier != served.tier:
+            price = policy.tiers[reference_tier].price
+            shadow = check(
+                local_tier=served.tier,
+                local_model=served.model,
+                reference_tier=reference_tier,
+                local_confidence=_confidence(served),
+                features=features_of(client.prompt.question, local),
+            )
+            job = ShadowJob(
+                shadow,
+                spec,
+                client.prompt,
+                client.params,
+                local.text,
+                backend=backend,
+                price=price,
+                max_cost_usd=price.cost(handled.bound, client.params.max_tokens),
+            )
+    elif not served.local:  # escalated: the rejected local answer against the one served
+        job = _escalated_check(runtime, handled, check, spec)
+    if job is not None:
+        request.app[SHADOW].offer(job)
+
+
+def _escalated_check(
+    runtime: Runtime,
+    handled: _Handled,
+    check: Callable[..., ShadowRecord],
+    spec: ShadowSpec,
+) -> ShadowJob | None:
+    """A local answer the acceptance rejected, against the remote answer served instead:
+    nothing to call."""
+    outcome, client, record = handled.outcome, handled.client, handled.record
+    assert outcome is not None
+    assert client is not None
+    rejected = [(t, c) for t, c in outcome.rejected if t in runtime.local_tiers]
+    served = _served_text(handled)
+    if not rejected or served is None:
+        return None
+    tier, local = rejected[0]
+    attempt = next(a for a in record.attempts if a.tier == tier and a.outcome == "escalated")
+    shadow = check(
+        local_tier=tier,
+        local_model=local.model,
+        reference_tier=record.final_tier or "",
+        reference_model=record.final_model,
+        local_outcome="escalated",
+        local_confidence=_confidence(attempt),
+        features=features_of(client.prompt.question, local),
     )
+    return ShadowJob(shadow, spec, client.prompt, client.params, local.text, served)
+
+
+def _confidence(attempt: Attempt) -> float | None:
+    value = (attempt.confidence or {}).get("value")
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _limited(exc: BaseException) -> str | None:

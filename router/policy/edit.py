@@ -71,3 +71,15 @@ def threshold_path(policy: Path, route: str, kind: str) -> list[str | int]:
         if (step.get("acceptance") or {}).get("method") == "learned":
             return ["routes", route, "cascade", index, "acceptance", "threshold"]
     raise PolicyEditError(f"{policy}: route '{route}' has no step with a learned acceptance")
+
+
+def acceptance_path(policy: Path, route: str, tier: str) -> list[str | int]:
+    """Where the acceptance threshold of `route`'s step on `tier` lives (any method)."""
+    document = yaml.safe_load(policy.read_text())
+    spec = (document.get("routes") or {}).get(route)
+    if spec is None:
+        raise PolicyEditError(f"{policy}: no route '{route}'")
+    for index, step in enumerate(spec.get("cascade", [])):
+        if step.get("tier") == tier and step.get("acceptance") is not None:
+            return ["routes", route, "cascade", index, "acceptance", "threshold"]
+    raise PolicyEditError(f"{policy}: route '{route}' has no step on '{tier}' with an acceptance")

@@ -129,6 +129,14 @@ class ShadowSpec(_Strict):
     queue: int = Field(
         64, ge=1, le=10_000, description="Checks waiting at most; more are dropped (counted)."
     )
+    prerouter_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of requests the pre-router sent past the local tier that the local "
+        "tier answers in the background, when its queue is empty, to label the pre-router "
+        "(uses the local tier's capacity: a request arriving meanwhile waits for it).",
+    )
 
 
 class RouteSpec(_Strict):

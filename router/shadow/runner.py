@@ -1,14 +1,24 @@
 """Shadow checks, off the request path.
 
-After a request whose local answer was accepted, the handler offers it here (sampled at the
-route's `shadow.rate`); a bounded queue per route holds it, two background tasks send the
-same request to the reference tier, a judge compares the answers, and a `ShadowRecord`
-goes to the ledger linked to the request — the verdict, what the check cost, and the
-features the classifiers use (not the prompt, unless `ledger.log_prompts`), so models can
-be refitted from the ledger alone. The client's answer and its latency are never touched:
-the offer is a few dictionary operations; a full queue or a spent day drops the check
-(counted). The daily cap holds each check's maximum cost before the call, so concurrent
-checks cannot pass it.
+A request sampled at its route's `shadow.rate` is checked after its answer went out, in
+one of three ways (the record's `local_outcome`):
+
+- `accepted`: the local tier's answer was served; the same request goes to the reference
+  tier (a paid call, under the route's daily cap) and the two answers are compared.
+- `escalated`: the local tier answered, its acceptance rejected the answer, and a remote
+  tier's answer was served: the two are compared at no cost (nothing is called). These are
+  what let a threshold move down as well as up (`cascade classify calibrate --from-ledger`).
+- `skipped`: the pre-router sent the request past the local tier (sampled at
+  `shadow.prerouter_rate`): the local tier answers it in the background, when its queue is
+  empty, and its answer is compared with the one served — labels for the pre-router.
+
+A bounded queue per route holds checks, two background tasks work them, a judge compares
+the answers, and a `ShadowRecord` goes to the ledger linked to the request: the verdict,
+what the check cost, and the features the classifiers use (not the prompt, unless
+`ledger.log_prompts`), so models can be refitted from the ledger alone. The client's answer
+is never touched and its latency only by the offer (a few dictionary operations); a full
+queue or a spent day drops the check (counted). The daily cap holds each paid check's
+maximum cost before the call, so concurrent checks cannot pass it.
 """
 
 from __future__ import annotations
@@ -45,10 +55,12 @@ class ShadowRecord:
     local_tier: str
     local_model: str
     reference_tier: str
+    local_outcome: str = "accepted"  # accepted | escalated | skipped (see the module)
     kind: str = "shadow"
     ts: str = field(default_factory=lambda: iso_time(time.time()))
     verdict: str = "error"  # agree | disagree | inconclusive | error
-    local_confidence: float | None = None
+    local_confidence: float | None = None  # the step's acceptance value (its threshold's scale)
+    prerouter_score: float | None = None  # the route's pre-router score, when it has one
     target_quality: float | None = None
     reference_model: str | None = None
     cost_usd: float = 0.0
@@ -63,14 +75,18 @@ class ShadowRecord:
 
 @dataclass(slots=True)
 class ShadowJob:
+    """One check. Of the two answers, the one not yet known comes from `backend`: the
+    reference tier's (accepted local answers) or the local tier's (pre-router skips)."""
+
     record: ShadowRecord
     spec: ShadowSpec
-    backend: Backend
-    price: PriceSpec
     prompt: Prompt
     params: GenerationParams
-    local_answer: str
-    max_cost_usd: float
+    local_answer: str | None
+    reference_answer: str | None = None
+    backend: Backend | None = None
+    price: PriceSpec | None = None
+    max_cost_usd: float = 0.0
 
 
 def features_of(question: str, local: Completion) -> dict[str, list[float]]:
@@ -106,8 +122,8 @@ class ShadowRunner:
         self._spent: dict[tuple[str, str], float] = {}  # (route, UTC day) -> USD held or spent
         self._tasks: list[asyncio.Task[None]] = []
 
-    def sampled(self, spec: ShadowSpec) -> bool:
-        return spec.rate > 0 and self._chance() < spec.rate
+    def sampled(self, rate: float) -> bool:
+        return rate > 0 and self._chance() < rate
 
     def offer(self, job: ShadowJob) -> bool:
         """Queue a check (False: the route's queue is full; counted)."""
@@ -144,6 +160,37 @@ class ShadowRunner:
                 self._finish(job, "error")
 
     async def _check(self, job: ShadowJob) -> None:
+        if job.local_answer is not None and job.reference_answer is not None:
+            self._judge(job, job.local_answer, job.reference_answer)  # nothing to call
+        elif job.local_answer is None:
+            await self._answer_locally(job)
+        else:
+            await self._ask_reference(job, job.local_answer)
+
+    def _judge(self, job: ShadowJob, local: str, reference: str) -> None:
+        self._finish(job, JUDGES[job.spec.judge](local, reference))
+
+    async def _answer_locally(self, job: ShadowJob) -> None:
+        assert job.backend is not None
+        assert job.reference_answer is not None
+        if job.backend.queue_depth:  # clients are waiting for the local tier: not now
+            self._count(job.record.route, "busy")
+            return
+        started = time.perf_counter()
+        try:
+            local = await job.backend.complete(job.prompt, job.params)
+        except BackendError as exc:
+            job.record.error = exc.message
+            self._finish(job, "error")
+            return
+        job.record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        job.record.local_model = local.model
+        job.record.features = features_of(job.prompt.question, local)
+        self._judge(job, local.text, job.reference_answer)
+
+    async def _ask_reference(self, job: ShadowJob, local_answer: str) -> None:
+        assert job.backend is not None
+        assert job.price is not None
         record, spec = job.record, job.spec
         key = (record.route, self._day())
         held = self._spent.get(key, 0.0)
@@ -176,7 +223,7 @@ class ShadowRunner:
             answer.completion_tokens,
         )
         record.reference_model = answer.model
-        self._finish(job, JUDGES[spec.judge](job.local_answer, answer.text))
+        self._judge(job, local_answer, answer.text)
 
     def _finish(self, job: ShadowJob, verdict: str) -> None:
         job.record.verdict = verdict

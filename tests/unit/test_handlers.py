@@ -415,13 +415,56 @@ async def test_an_accepted_local_answer_is_shadow_checked_off_the_request_path(
         assert check["prompt"] is None and "2 + 2" not in json.dumps(check)
 
 
-async def test_escalated_answers_are_not_shadow_checked(serve: Serve) -> None:
-    small = FakeBackend("small", [Script("maybe five", UNSURE)], local=True)
-    large = FakeBackend("large", [Script("four", None)])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_escalated_answer_is_checked_against_the_one_served_at_no_cost(
+    serve: Serve, stream: bool
+) -> None:
+    """The rejected local answer is judged against the remote answer the client got
+    (streamed live too): no tier is called again."""
+    small = FakeBackend("small", [Script("five", UNSURE)], local=True)
+    large = FakeBackend("large", [Script("The answer is four.", None)])
     client, ledger = await serve(SHADOWED, small=small, large=large)
+    response = await client.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+    if stream:
+        await sse(response)
+    assert response.headers["x-cascade-tier"] == "large"
+    request_id = response.headers["x-request-id"]
+    await asyncio.sleep(0.05)
+    await client.close()
+    assert (small.calls, large.calls) == (1, 1)
+    (check,) = [r for r in read_ledger(ledger) if r.get("kind") == "shadow"]
+    assert check["shadow_of"] == request_id and check["local_outcome"] == "escalated"
+    assert check["verdict"] == "disagree" and check["cost_usd"] == 0
+    assert (check["local_tier"], check["reference_tier"]) == ("small", "large")
+    assert 0 < check["local_confidence"] < 0.5  # the rejected answer's own confidence
+
+
+PREROUTED = POLICY.replace(
+    "  auto:\n",
+    "  auto:\n    classifier: {model: prerouter, threshold: 1.0}\n"
+    "    shadow: {rate: 0.0, prerouter_rate: 1.0, usd_per_day: 1.0}\n",
+)
+
+
+@pytest.mark.parametrize("busy", [False, True])
+async def test_a_request_the_prerouter_sent_past_the_local_tier_is_answered_locally_after(
+    serve: Serve, busy: bool
+) -> None:
+    """Labels for the pre-router: the local tier answers in the background when it is idle,
+    never when clients are waiting for it."""
+    small = FakeBackend("small", [Script("four")], local=True, queue_depth=1 if busy else 0)
+    large = FakeBackend("large", [Script("The answer is four.", None)])
+    client, ledger = await serve(PREROUTED, small=small, large=large)
     response = await client.post("/v1/chat/completions", json=CHAT)
     assert response.headers["x-cascade-tier"] == "large"
     await asyncio.sleep(0.05)
     await client.close()
-    assert large.calls == 1
-    assert [r for r in read_ledger(ledger) if r.get("kind") == "shadow"] == []
+    checks = [r for r in read_ledger(ledger) if r.get("kind") == "shadow"]
+    if busy:
+        assert small.calls == 0 and checks == []
+        return
+    (check,) = checks
+    assert small.calls == 1 and large.calls == 1
+    assert (check["local_outcome"], check["verdict"]) == ("skipped", "agree")
+    assert check["prerouter_score"] is not None and check["prerouter_score"] < 1.0
+    assert set(check["features"]) == {"prompt", "acceptance"}

@@ -70,7 +70,16 @@ def _job(backend: Any, spec: ShadowSpec, *, route: str = "auto", cost: float = 1
     )
     prompt = Prompt(messages=(Message("user", "What is the capital of France?"),))
     price = PriceSpec(input_per_1m=1.0, output_per_1m=2.0)
-    return ShadowJob(record, spec, backend, price, prompt, GenerationParams(16), "Paris", cost)
+    return ShadowJob(
+        record,
+        spec,
+        prompt,
+        GenerationParams(16),
+        "Paris",
+        backend=backend,
+        price=price,
+        max_cost_usd=cost,
+    )
 
 
 async def _settled(runner: ShadowRunner, records: list[ShadowRecord], count: int) -> None:
@@ -179,9 +188,8 @@ async def test_a_failed_reference_call_is_an_error_and_frees_its_hold() -> None:
 def test_sampling_follows_the_rate() -> None:
     draws = iter([0.04, 0.06, 0.5])
     runner = ShadowRunner(lambda r: None, lambda r, v: None, chance=lambda: next(draws))
-    spec = ShadowSpec(rate=0.05, usd_per_day=1.0)
-    assert [runner.sampled(spec) for _ in range(3)] == [True, False, False]
-    assert not runner.sampled(ShadowSpec(rate=0.0, usd_per_day=1.0))
+    assert [runner.sampled(0.05) for _ in range(3)] == [True, False, False]
+    assert not runner.sampled(0.0)
 
 
 def _request(team: str, route: str) -> dict[str, Any]:

@@ -1,0 +1,67 @@
+"""Acceptance thresholds from the ledger's shadow checks (`cascade classify calibrate
+--from-ledger`): production traffic graded by the reference tier instead of benchmark labels.
+
+Checks of accepted and of escalated local answers are drawn at the same rate, so together
+they are an unbiased sample of the local step's answers across the whole range of its
+acceptance value; each gives (the value, whether the answer agreed with the reference). The
+reference tier's answer is taken as correct — the same assumption a cascade makes when it
+escalates to it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+from router.ledger import open_reader, parse_ledger_url
+
+_CALIBRATES = ("accepted", "escalated")  # checks with the local step's own acceptance value
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerChecks:
+    route: str
+    tier: str  # the local step's tier
+    scores: np.ndarray  # its acceptance values
+    agree: np.ndarray  # whether each answer agreed with the reference tier
+    kinds: Counter[str]  # checks by local_outcome
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def ledger_checks(
+    url: str, route: str, *, since: str | None = None, until: str | None = None
+) -> LedgerChecks:
+    """The route's conclusive shadow checks that carry the local step's acceptance value."""
+    reader = open_reader(parse_ledger_url(url))
+    scores: list[float] = []
+    agree: list[bool] = []
+    kinds: Counter[str] = Counter()
+    tiers: Counter[str] = Counter()
+    try:
+        for body in reader.records(since, until):
+            record = orjson.loads(body)
+            if record.get("kind") != "shadow" or record.get("route") != route:
+                continue
+            value, verdict = record.get("local_confidence"), record.get("verdict")
+            outcome = record.get("local_outcome", "accepted")
+            if outcome not in _CALIBRATES or verdict not in ("agree", "disagree"):
+                continue
+            if not isinstance(value, int | float):
+                continue
+            scores.append(float(value))
+            agree.append(verdict == "agree")
+            kinds[outcome] += 1
+            tiers[str(record.get("local_tier"))] += 1
+    finally:
+        reader.close()
+    if not scores:
+        raise ValueError(f"no conclusive shadow checks of route '{route}' in the ledger")
+    if len(tiers) > 1:
+        raise ValueError(f"route '{route}' has checks of several local tiers: {dict(tiers)}")
+    (tier,) = tiers
+    return LedgerChecks(route, tier, np.array(scores), np.array(agree), kinds)
