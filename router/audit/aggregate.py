@@ -172,19 +172,15 @@ class Bucket:
         self.tiers[record.get("final_tier") or "-"] += 1
 
 
-class ShadowFigures:
-    """Shadow checks (router/shadow/): how often accepted local answers agreed with the
-    reference tier, and what checking cost."""
+class Verdicts:
+    """Shadow verdicts of one kind of check."""
 
-    __slots__ = ("agree", "cost", "disagree", "errors", "inconclusive", "targets")
+    __slots__ = ("agree", "disagree", "errors", "inconclusive")
 
     def __init__(self) -> None:
         self.agree = self.disagree = self.inconclusive = self.errors = 0
-        self.cost = 0.0
-        self.targets: set[float] = set()  # the routes' target_quality, as the checks said
 
-    def add(self, record: Record) -> None:
-        verdict = record.get("verdict")
+    def add(self, verdict: object) -> None:
         if verdict == "agree":
             self.agree += 1
         elif verdict == "disagree":
@@ -193,6 +189,26 @@ class ShadowFigures:
             self.inconclusive += 1
         else:
             self.errors += 1
+
+
+class ShadowFigures:
+    """Shadow checks (router/shadow/) by what the local tier's answer was: `accepted`
+    (served: the local tier's quality), `escalated` (rejected: how often that was needless),
+    `skipped` (the pre-router passed it by: how often the local tier would have done)."""
+
+    __slots__ = ("by_outcome", "cost", "targets")
+
+    def __init__(self) -> None:
+        self.by_outcome: dict[str, Verdicts] = {}
+        self.cost = 0.0
+        self.targets: set[float] = set()  # the routes' target_quality, as the checks said
+
+    def add(self, record: Record) -> None:
+        outcome = str(record.get("local_outcome") or "accepted")
+        verdicts = self.by_outcome.get(outcome)
+        if verdicts is None:
+            verdicts = self.by_outcome[outcome] = Verdicts()
+        verdicts.add(record.get("verdict"))
         self.cost += record.get("cost_usd") or 0.0
         if isinstance(target := record.get("target_quality"), int | float):
             self.targets.add(float(target))

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from router.audit.aggregate import Aggregator, Group, ShadowFigures
+from router.audit.aggregate import Aggregator, Group, ShadowFigures, Verdicts
 from router.audit.sketch import UnitHistogram, psi
 from router.ledger import Reader
 from router.records import iso_time
@@ -43,25 +43,39 @@ def wilson(agree: int, checks: int) -> tuple[float, float] | None:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def local_quality(checks: ShadowFigures) -> dict[str, Any] | None:
-    """Estimated accuracy of the accepted local answers: agreement with the reference tier
-    over conclusive shadow checks, its 95% interval, and whether it is below the route's
-    target (the lowest target the checks carried, when the group spans routes)."""
-    judged = checks.agree + checks.disagree
-    if not judged and not checks.inconclusive and not checks.errors:
+def _agreement(verdicts: Verdicts | None) -> dict[str, Any] | None:
+    if verdicts is None:
         return None
-    interval = wilson(checks.agree, judged)
-    target = min(checks.targets) if checks.targets else None
-    estimate = checks.agree / judged if judged else None
+    judged = verdicts.agree + verdicts.disagree
+    interval = wilson(verdicts.agree, judged)
     return {
         "checks": judged,
-        "agree": checks.agree,
-        "inconclusive": checks.inconclusive,
-        "errors": checks.errors,
-        "estimate": None if estimate is None else round(estimate, 4),
+        "agree": verdicts.agree,
+        "inconclusive": verdicts.inconclusive,
+        "errors": verdicts.errors,
+        "estimate": round(verdicts.agree / judged, 4) if judged else None,
         "interval_95": None if interval is None else [round(v, 4) for v in interval],
+    }
+
+
+def local_quality(checks: ShadowFigures) -> dict[str, Any] | None:
+    """Estimated accuracy of the local answers served: agreement of accepted local answers
+    with the reference tier over conclusive shadow checks, its 95% interval, and whether it
+    is below the route's target (the lowest the checks carried, when a group spans routes);
+    beside it, how often rejected answers (`escalated`) and pre-router skips (`skipped`)
+    would have agreed too."""
+    if not checks.by_outcome:
+        return None
+    served = _agreement(checks.by_outcome.get("accepted")) or _agreement(Verdicts())
+    assert served is not None
+    target = min(checks.targets) if checks.targets else None
+    estimate = served["estimate"]
+    return {
+        **served,
         "target": target,
         "below_target": None if estimate is None or target is None else estimate < target,
+        "escalated": _agreement(checks.by_outcome.get("escalated")),
+        "skipped": _agreement(checks.by_outcome.get("skipped")),
         "cost_usd": round(checks.cost, 8),
     }
 

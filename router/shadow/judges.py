@@ -7,6 +7,7 @@ options, structured output; free prose needs an LLM judge (not built yet).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Literal
 
@@ -16,6 +17,8 @@ from classifiers.grading import extract_letter, extract_number, normalise
 
 Verdict = Literal["agree", "disagree", "inconclusive"]
 _SHORT_WORDS = 6  # an answer this short may appear inside the other one
+_OPTION = re.compile(r"^\s*\(?([A-E])\)?[.:]?\s*$")  # a reference that is only a letter
+_ANSWER_OPTION = re.compile(r"\banswer(?:\s+is)?\s*:?\s*\(?([A-E])\)?(?:[.\s]|$)")
 
 
 def exact(local: str, reference: str) -> Verdict:
@@ -25,23 +28,27 @@ def exact(local: str, reference: str) -> Verdict:
 
 
 def normalized(local: str, reference: str) -> Verdict:
-    """The same text once case, punctuation, articles and spacing are evened out; or the
-    shorter (≤ 6 words, e.g. "Paris") said as a whole in the longer; else the same final
-    number (GSM8K style: 'the answer is 1,200' = '1200'), else the same option letter."""
-    ours, theirs = normalise(local), normalise(reference)
+    """Compared by what the reference answer is: an option letter ("B", "(B)", "The answer
+    is B") against the local answer's letter; a short answer with a number ("1,200",
+    "Answer: 7") against the local answer's final number (GSM8K style); else the same text
+    once case, punctuation, articles and spacing are evened out, or the shorter (≤ 6 words,
+    e.g. "Paris") said whole in the longer."""
+    theirs = normalise(reference)
     if not theirs:
         return "inconclusive"
+    if letter := _OPTION.match(reference) or _ANSWER_OPTION.search(reference):
+        return "agree" if extract_letter(local) == letter.group(1) else "disagree"
+    theirs_number = extract_number(reference)
+    if theirs_number is not None and len(theirs.split()) <= _SHORT_WORDS:
+        ours_number = extract_number(local)
+        same = ours_number is not None and abs(ours_number - theirs_number) < 1e-9
+        return "agree" if same else "disagree"
+    ours = normalise(local)
     if ours == theirs:
         return "agree"
     short, long = sorted((ours, theirs), key=len)
     if short and len(short.split()) <= _SHORT_WORDS and f" {short} " in f" {long} ":
         return "agree"
-    ours_number, theirs_number = extract_number(local), extract_number(reference)
-    if ours_number is not None and theirs_number is not None:
-        return "agree" if abs(ours_number - theirs_number) < 1e-9 else "disagree"
-    ours_letter, theirs_letter = extract_letter(local), extract_letter(reference)
-    if ours_letter is not None and theirs_letter is not None:
-        return "agree" if ours_letter == theirs_letter else "disagree"
     return "disagree"
 
 

@@ -30,6 +30,9 @@ from tests.support.fakes import FakeBackend, Script
         ("The answer is 8", "7", "disagree"),
         ("B", "The answer is (B)", "agree"),
         ("(C)", "The answer is B", "disagree"),
+        ("A. blue, B. red", "B", "disagree"),  # the local answer's letter is A
+        ("The answer is A cat", "A cat", "agree"),  # prose that starts with "A" is not a letter
+        ("There were 3 apples and 4 pears, 7 in all.", "7", "agree"),
         ("London", "Paris", "disagree"),
         ("anything", "  ", "inconclusive"),
     ],
@@ -228,14 +231,18 @@ def test_the_audit_estimates_local_quality_and_flags_a_route_below_its_target() 
         aggregator.add(_check(verdict))
     for verdict in ["agree"] * 3:
         aggregator.add(_check(verdict, team="b"))
+    for verdict in ["agree", "disagree", "disagree"]:  # rejected answers: not served
+        aggregator.add({**_check(verdict), "local_outcome": "escalated"})
     a, b = (figures(aggregator.groups[(team, "auto")]) for team in ("a", "b"))
     assert a["requests"] == 1 and b["requests"] == 0  # checks are not requests
     quality = a["local_quality"]
     assert (quality["checks"], quality["agree"], quality["estimate"]) == (10, 8, 0.8)
     assert quality["inconclusive"] == 1 and quality["errors"] == 1
     assert quality["interval_95"] == [0.4902, 0.9433]
-    assert quality["below_target"] is True and quality["cost_usd"] == pytest.approx(0.012)
+    assert quality["below_target"] is True and quality["cost_usd"] == pytest.approx(0.015)
     assert b["local_quality"]["below_target"] is False
+    assert quality["escalated"]["checks"] == 3 and quality["escalated"]["agree"] == 1
+    assert quality["skipped"] is None and b["local_quality"]["escalated"] is None
     assert cell(quality) == "0.80 [0.49-0.94] n=10 BELOW TARGET 0.9"
-    assert figures(aggregator.total)["local_quality"]["checks"] == 13
+    assert figures(aggregator.total)["local_quality"]["checks"] == 13  # accepted only
     assert figures(Aggregator(["team"]).total)["local_quality"] is None
