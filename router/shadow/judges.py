@@ -33,11 +33,11 @@ def normalized(local: str, reference: str) -> Verdict:
     "Answer: 7") against the local answer's final number (GSM8K style); else the same text
     once case, punctuation, articles and spacing are evened out, or the shorter (≤ 6 words,
     e.g. "Paris") said whole in the longer."""
-    theirs = normalise(reference)
-    if not theirs:
-        return "inconclusive"
     if letter := _OPTION.match(reference) or _ANSWER_OPTION.search(reference):
         return "agree" if extract_letter(local) == letter.group(1) else "disagree"
+    theirs = normalise(reference)  # (an option "A" would normalise away as an article)
+    if not theirs:
+        return "inconclusive"
     theirs_number = extract_number(reference)
     if theirs_number is not None and len(theirs.split()) <= _SHORT_WORDS:
         ours_number = extract_number(local)

@@ -31,6 +31,8 @@ from tests.support.fakes import FakeBackend, Script
         ("B", "The answer is (B)", "agree"),
         ("(C)", "The answer is B", "disagree"),
         ("A. blue, B. red", "B", "disagree"),  # the local answer's letter is A
+        ("A", "A", "agree"),  # an option "A" is not the article "a"
+        ("(A) blue", "The answer is A.", "agree"),
         ("The answer is A cat", "A cat", "agree"),  # prose that starts with "A" is not a letter
         ("There were 3 apples and 4 pears, 7 in all.", "7", "agree"),
         ("London", "Paris", "disagree"),
