@@ -25,6 +25,7 @@ from classifiers.estimators import (
     router_pipeline,
 )
 from classifiers.examples import Examples, Flags, prompt_id
+from classifiers.features import ACCEPTANCE_NAMES, PROMPT_NAMES
 
 LABELS = {
     ROUTER: "1 when the weak (small) model answered correctly: the score is P(it suffices)",
@@ -97,5 +98,68 @@ def train(
             "seed": hold_out.seed,
             "prompts": sorted({prompt_id(p) for p in examples.subset(held).prompts}),
         },
+    }
+    return save(estimator, metadata, out)
+
+
+def train_vectors(
+    kind: str,
+    vectors: np.ndarray,
+    labels: Flags,
+    ids: Sequence[str],
+    out: Path,
+    *,
+    source: str,
+    hold_out_share: float = 0.25,
+    seed: int = 0,
+    c: float | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Fit on feature vectors already computed (the ledger's shadow checks store them, so
+    models are refitted without prompts); a seeded share held out and scored (AUROC). The
+    saved pipeline starts with the same stateless feature transformer as one fitted on
+    text, so it serves and evaluates like any other artifact."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from classifiers.estimators import AnswerFeatures, PromptFeatures
+    from classifiers.metrics import auroc
+
+    width = len(ACCEPTANCE_NAMES if kind == ACCEPTANCE else PROMPT_NAMES)
+    if vectors.ndim != 2 or vectors.shape[1] != width:
+        raise ValueError(f"{kind} features must be rows of {width} values")
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(labels), dtype=bool)
+    held[rng.choice(len(labels), size=round(len(labels) * hold_out_share), replace=False)] = True
+    if len(set(labels[~held].tolist())) < 2:
+        raise ValueError("the training rows hold only one label")
+    scale = StandardScaler().fit(vectors[~held])
+    model = LogisticRegression(
+        C=c or (ACCEPTANCE_C if kind == ACCEPTANCE else ROUTER_C), max_iter=5000
+    )
+    model.fit(scale.transform(vectors[~held]), labels[~held])
+    features = AnswerFeatures() if kind == ACCEPTANCE else PromptFeatures()
+    estimator = Pipeline([("features", features), ("scale", scale), ("model", model)])
+    metrics: dict[str, Any] = {"held_out_rows": int(held.sum())}
+    if held.any() and len(set(labels[held].tolist())) == 2:
+        scores = model.predict_proba(scale.transform(vectors[held]))[:, 1]
+        metrics["held_out_auroc"] = round(auroc(scores, labels[held]), 4)
+    metadata: dict[str, Any] = {
+        "name": name or out.stem,
+        "kind": kind,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "sklearn_version": sklearn.__version__,
+        "training_data": {"source": source, "rows": int((~held).sum()), "columns": []},
+        "label": LABELS[kind] + " (here: agreed with the reference tier in a shadow check)",
+        "features": list(features.get_feature_names_out()),
+        "estimator": f"StandardScaler + LogisticRegression(C={model.C})",
+        "held_out": {
+            "groups": [],
+            "share": hold_out_share,
+            "seed": seed,
+            "checks": sorted(str(i) for i, h in zip(ids, held, strict=True) if h),
+            "prompts": [],
+        },
+        "metrics": metrics,
     }
     return save(estimator, metadata, out)

@@ -38,8 +38,47 @@ def _label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_from_ledger(args: argparse.Namespace) -> int:
+    from classifiers.train import train_vectors
+    from router.ledger.times import parse_time
+    from router.shadow.calibrate import ledger_rows
+
+    if args.route is None:
+        print("--from-ledger needs --route", file=sys.stderr)
+        return 2
+    since = parse_time(args.since) if args.since else None
+    rows = ledger_rows(args.from_ledger, args.route, args.kind, since=since)
+    metadata = train_vectors(
+        args.kind,
+        rows.vectors,
+        rows.agree,
+        rows.ids,
+        args.out,
+        source=f"shadow checks of route '{args.route}' in {args.from_ledger}",
+        hold_out_share=args.hold_out_share or 0.25,
+        seed=args.seed,
+        c=args.c,
+        name=args.name,
+    )
+    kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(rows.kinds.items()))
+    metrics = metadata["metrics"]
+    print(
+        f"wrote {args.out} ({metadata['kind']} {metadata['version']}): trained on "
+        f"{metadata['training_data']['rows']} shadow checks ({kinds} in all), "
+        f"{metrics['held_out_rows']} held out, held-out AUROC "
+        f"{metrics.get('held_out_auroc', 'n/a')}"
+    )
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from classifiers.train import HoldOut, train
+
+    if args.from_ledger is not None:
+        return _train_from_ledger(args)
+    if args.labels is None:
+        print("give --labels, or --from-ledger", file=sys.stderr)
+        return 2
 
     groups = tuple(g.strip() for g in (args.hold_out_groups or "").split(",") if g.strip())
     metadata = train(
@@ -232,7 +271,16 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     label.set_defaults(classify_run=_label)
 
     train = sub.add_parser("train", help="fit a router or an acceptance model (skops artifact)")
-    _labels_arguments(train)
+    train.add_argument("--labels", type=Path, help="a label run (.jsonl) or a CSV table/folder")
+    train.add_argument("--weak", help="table column: the weak model's correctness")
+    train.add_argument("--strong", help="table column: the strong model's correctness")
+    train.add_argument(
+        "--from-ledger",
+        metavar="URL",
+        help="instead of labels: the features and verdicts of the route's shadow checks",
+    )
+    train.add_argument("--route", help="with --from-ledger: whose checks")
+    train.add_argument("--since", help="with --from-ledger: checks from (ISO time, or 30d ago)")
     train.add_argument("--out", type=Path, required=True, help="NAME.skops (+ NAME.json)")
     train.add_argument("--kind", choices=(ROUTER, ACCEPTANCE), default=ROUTER)
     train.add_argument("--name", help="default: the file's stem")

@@ -65,3 +65,48 @@ def ledger_checks(
         raise ValueError(f"route '{route}' has checks of several local tiers: {dict(tiers)}")
     (tier,) = tiers
     return LedgerChecks(route, tier, np.array(scores), np.array(agree), kinds)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRows:
+    """Feature vectors and labels from shadow checks, for refitting a classifier."""
+
+    vectors: np.ndarray
+    agree: np.ndarray
+    ids: list[str]  # the checks' own ids
+    kinds: Counter[str]
+
+
+# which checks each kind of model learns from: an acceptance model judges answers the local
+# step gave (accepted or rejected); a router, prompts (every kind of check)
+_TRAINS = {"acceptance": ("accepted", "escalated"), "router": ("accepted", "escalated", "skipped")}
+_VECTORS = {"acceptance": "acceptance", "router": "prompt"}
+
+
+def ledger_rows(url: str, route: str, kind: str, *, since: str | None = None) -> LedgerRows:
+    reader = open_reader(parse_ledger_url(url))
+    vectors: list[list[float]] = []
+    agree: list[bool] = []
+    ids: list[str] = []
+    kinds: Counter[str] = Counter()
+    try:
+        for body in reader.records(since, None):
+            record = orjson.loads(body)
+            if record.get("kind") != "shadow" or record.get("route") != route:
+                continue
+            outcome = record.get("local_outcome", "accepted")
+            vector = (record.get("features") or {}).get(_VECTORS[kind])
+            verdict = record.get("verdict")
+            if outcome not in _TRAINS[kind] or verdict not in ("agree", "disagree"):
+                continue
+            if not isinstance(vector, list):
+                continue
+            vectors.append([float(v) for v in vector])
+            agree.append(verdict == "agree")
+            ids.append(str(record.get("request_id")))
+            kinds[outcome] += 1
+    finally:
+        reader.close()
+    if not vectors:
+        raise ValueError(f"no conclusive shadow checks with features for route '{route}'")
+    return LedgerRows(np.array(vectors), np.array(agree), ids, kinds)
