@@ -55,6 +55,8 @@ from router.tracing import OUTBOUND, RequestTrace
 
 _TEMPLATE_TOKENS_PER_MESSAGE = 8
 _EMBEDDINGS = frozenset({"embeddings"})
+# an LLM judge's call at most, beside the question and both answers (router/shadow/judges.py)
+_JUDGE_TEMPLATE_TOKENS, _JUDGE_REPLY_TOKENS = 100, 4
 _CLIENT_CLOSED = 499  # the record's http_status when the client left first (nginx's code)
 _MAX_TAGS = 16
 _TAG = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
@@ -500,6 +502,13 @@ def _offer_shadow(request: web.Request, runtime: Runtime, handled: _Handled) -> 
             )
     elif not served.local:  # escalated: the rejected local answer against the one served
         job = _escalated_check(runtime, handled, check, spec)
+    if job is not None and spec.judge_tier is not None:  # an LLM judge: its tier and cost
+        job.judge = runtime.backends.get(spec.judge_tier)
+        job.judge_price = policy.tiers[spec.judge_tier].price
+        shown = handled.bound + 2 * client.params.max_tokens + _JUDGE_TEMPLATE_TOKENS
+        job.max_cost_usd += job.judge_price.cost(shown, _JUDGE_REPLY_TOKENS)
+        if job.judge is None:
+            job = None
     if job is not None:
         request.app[SHADOW].offer(job)
 

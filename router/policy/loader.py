@@ -114,10 +114,12 @@ def reference_errors(document: Mapping[str, Any]) -> list[Problem]:
                     ("routes", route_name, "reference_tier"), _unknown("tier", reference, tiers)
                 )
             )
-        shadow = _mapping(route.get("shadow")).get("reference_tier")
-        if isinstance(shadow, str) and shadow not in tiers:
-            path = ("routes", route_name, "shadow", "reference_tier")
-            errors.append(Problem(path, _unknown("tier", shadow, tiers)))
+        shadow = _mapping(route.get("shadow"))
+        for name in ("reference_tier", "judge_tier"):
+            named = shadow.get(name)
+            if isinstance(named, str) and named not in tiers:
+                path = ("routes", route_name, "shadow", name)
+                errors.append(Problem(path, _unknown("tier", named, tiers)))
     default = document.get("default_route")
     if default is not None and default not in routes:
         errors.append(Problem(("default_route",), _unknown("route", default, routes)))

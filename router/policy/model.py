@@ -117,11 +117,14 @@ class ShadowSpec(_Strict):
     reference_tier: str | None = Field(
         None, description="The tier whose answer counts as right; default the route's reference."
     )
-    judge: Literal["exact", "normalized", "json"] = Field(
+    judge: Literal["exact", "normalized", "json", "llm"] = Field(
         "normalized",
-        description="exact: the same text; normalized: the same after case, spacing, "
-        "punctuation and number formatting are evened out, or the same final number or "
-        "option letter; json: equal JSON values.",
+        description="exact: the same text; normalized: by what the reference is (an option "
+        "letter, a number, else the text evened out); json: equal JSON values; llm: "
+        "`judge_tier` asked, with a fixed versioned prompt, whether the answers agree.",
+    )
+    judge_tier: str | None = Field(
+        None, description="With judge llm: the tier that judges (its calls count in the cap)."
     )
     target_quality: float | None = Field(
         None, ge=0, le=1, description="`cascade audit` flags the route when agreement is below."
@@ -129,6 +132,13 @@ class ShadowSpec(_Strict):
     queue: int = Field(
         64, ge=1, le=10_000, description="Checks waiting at most; more are dropped (counted)."
     )
+
+    @model_validator(mode="after")
+    def _llm_judge_has_a_tier(self) -> ShadowSpec:
+        if (self.judge == "llm") != (self.judge_tier is not None):
+            raise ValueError("judge llm needs judge_tier (and judge_tier needs judge llm)")
+        return self
+
     prerouter_rate: float = Field(
         0.0,
         ge=0,

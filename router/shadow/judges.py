@@ -71,3 +71,34 @@ JUDGES: dict[str, Callable[[str, str], Verdict]] = {
     "normalized": normalized,
     "json": json_equal,
 }
+
+
+# The LLM judge's prompt. Never edit a version that has shipped: records name the version
+# they were judged by; add a new one and point LLM_JUDGE at it.
+LLM_JUDGE_PROMPTS = {
+    "llm-judge-v1": (
+        "You compare two answers to the same question.\n\n"
+        "Question:\n{question}\n\n"
+        "Reference answer:\n{reference}\n\n"
+        "Candidate answer:\n{candidate}\n\n"
+        "Does the candidate answer give the same final answer as the reference answer? "
+        "Reply with one word: yes or no."
+    )
+}
+LLM_JUDGE = "llm-judge-v1"
+_MAX_CHARS = 4000  # of each text shown to the judge
+
+
+def llm_judge_prompt(question: str, reference: str, candidate: str) -> str:
+    return LLM_JUDGE_PROMPTS[LLM_JUDGE].format(
+        question=question[:_MAX_CHARS],
+        reference=reference[:_MAX_CHARS],
+        candidate=candidate[:_MAX_CHARS],
+    )
+
+
+def read_judgement(text: str) -> Verdict:
+    """The judge's first word: yes agrees, no disagrees, anything else is inconclusive."""
+    words = text.strip().split()
+    first = words[0].strip(".,!:;\"'*").lower() if words else ""
+    return "agree" if first == "yes" else "disagree" if first == "no" else "inconclusive"

@@ -33,11 +33,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from classifiers.features import acceptance_features, prompt_features
-from router.backends.base import Backend, BackendError, Completion, GenerationParams, Prompt
+from router.backends.base import (
+    Backend,
+    BackendError,
+    Completion,
+    GenerationParams,
+    Message,
+    Prompt,
+)
 from router.backends.spec import PriceSpec
 from router.policy.model import ShadowSpec
 from router.records import iso_time
-from router.shadow.judges import JUDGES
+from router.shadow.judges import JUDGES, LLM_JUDGE, llm_judge_prompt, read_judgement
 
 _TASKS = 2  # checks in flight at once (each one remote call)
 
@@ -86,7 +93,9 @@ class ShadowJob:
     reference_answer: str | None = None
     backend: Backend | None = None
     price: PriceSpec | None = None
-    max_cost_usd: float = 0.0
+    max_cost_usd: float = 0.0  # the call's and the LLM judge's, held against the day's cap
+    judge: Backend | None = None  # with judge llm
+    judge_price: PriceSpec | None = None
 
 
 def features_of(question: str, local: Completion) -> dict[str, list[float]]:
@@ -161,19 +170,63 @@ class ShadowRunner:
 
     async def _check(self, job: ShadowJob) -> None:
         if job.local_answer is not None and job.reference_answer is not None:
-            self._judge(job, job.local_answer, job.reference_answer)  # nothing to call
+            if self._hold(job):  # nothing to call but, perhaps, the judge
+                await self._judge(job, job.local_answer, job.reference_answer)
         elif job.local_answer is None:
-            await self._answer_locally(job)
-        else:
+            if self._hold(job):  # an LLM judge's cost, if any
+                await self._answer_locally(job)
+        elif self._hold(job):
             await self._ask_reference(job, job.local_answer)
 
-    def _judge(self, job: ShadowJob, local: str, reference: str) -> None:
-        self._finish(job, JUDGES[job.spec.judge](local, reference))
+    def _hold(self, job: ShadowJob) -> bool:
+        """Hold the check's maximum cost against its route's day (False: the day is spent)."""
+        if not job.max_cost_usd:
+            return True
+        key = (job.record.route, self._day())
+        held = self._spent.get(key, 0.0)
+        if held + job.max_cost_usd > job.spec.usd_per_day:
+            self._count(job.record.route, "capped")
+            return False
+        self._spent[key] = held + job.max_cost_usd
+        return True
+
+    def _settle(self, job: ShadowJob) -> None:
+        """What the check cost replaces what it held."""
+        if job.max_cost_usd:
+            key = (job.record.route, self._day())
+            self._spent[key] = self._spent.get(key, 0.0) + job.record.cost_usd - job.max_cost_usd
+            job.max_cost_usd = 0.0
+
+    async def _judge(self, job: ShadowJob, local: str, reference: str) -> None:
+        if job.spec.judge != "llm":
+            self._settle(job)
+            self._finish(job, JUDGES[job.spec.judge](local, reference))
+            return
+        assert job.judge is not None
+        assert job.judge_price is not None
+        job.record.judge = f"llm:{LLM_JUDGE}"
+        asked = Prompt(
+            messages=(Message("user", llm_judge_prompt(job.prompt.question, reference, local)),)
+        )
+        try:
+            said = await job.judge.complete(asked, GenerationParams(4, temperature=0.0))
+        except BackendError as exc:
+            job.record.error = f"judge: {exc.message}"
+            self._settle(job)
+            self._finish(job, "error")
+            return
+        job.record.cost_usd = round(
+            job.record.cost_usd + job.judge_price.cost(said.prompt_tokens, said.completion_tokens),
+            10,
+        )
+        self._settle(job)
+        self._finish(job, read_judgement(said.text))
 
     async def _answer_locally(self, job: ShadowJob) -> None:
         assert job.backend is not None
         assert job.reference_answer is not None
         if job.backend.queue_depth:  # clients are waiting for the local tier: not now
+            self._settle(job)
             self._count(job.record.route, "busy")
             return
         started = time.perf_counter()
@@ -181,30 +234,25 @@ class ShadowRunner:
             local = await job.backend.complete(job.prompt, job.params)
         except BackendError as exc:
             job.record.error = exc.message
+            self._settle(job)
             self._finish(job, "error")
             return
         job.record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
         job.record.local_model = local.model
         job.record.features = features_of(job.prompt.question, local)
-        self._judge(job, local.text, job.reference_answer)
+        await self._judge(job, local.text, job.reference_answer)
 
     async def _ask_reference(self, job: ShadowJob, local_answer: str) -> None:
         assert job.backend is not None
         assert job.price is not None
-        record, spec = job.record, job.spec
-        key = (record.route, self._day())
-        held = self._spent.get(key, 0.0)
-        if held + job.max_cost_usd > spec.usd_per_day:
-            self._count(record.route, "capped")
-            return
-        self._spent[key] = held + job.max_cost_usd
+        record = job.record
         started = time.perf_counter()
         try:
             answer = await job.backend.complete(job.prompt, job.params)
         except BackendError as exc:
-            self._spent[key] -= job.max_cost_usd
             record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
             record.error = exc.message
+            self._settle(job)  # nothing spent
             self._finish(job, "error")
             return
         record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -217,13 +265,12 @@ class ShadowRunner:
             ),
             10,
         )
-        self._spent[key] += record.cost_usd - job.max_cost_usd
         record.prompt_tokens, record.completion_tokens = (
             answer.prompt_tokens,
             answer.completion_tokens,
         )
         record.reference_model = answer.model
-        self._judge(job, local_answer, answer.text)
+        await self._judge(job, local_answer, answer.text)
 
     def _finish(self, job: ShadowJob, verdict: str) -> None:
         job.record.verdict = verdict

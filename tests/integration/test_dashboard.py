@@ -1,7 +1,7 @@
 """The Grafana dashboard in deploy/ asks only for what `/metrics` serves: after real traffic
 through a real server (the bundled model escalating to an upstream, a pre-router skipping,
-a tool call skipping the local tier, a cache hit, a stream), every metric any panel queries
-is present, and the panels use the datasource the compose file provisions."""
+a tool call skipping the local tier, a cache hit, a stream, shadow checks), every metric any
+panel queries is present, and the panels use the datasource the compose file provisions."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ routes:
   auto:
     cascade: [{{tier: small, acceptance: {{threshold: 1.0}}}}, {{tier: large}}]
     cache: {{store: memory}}
+    shadow: {{rate: 1.0, usd_per_day: 1.0}}
   routed:
     classifier: {{model: prerouter, threshold: 1.0}}
     cascade: [{{tier: small, acceptance: {{threshold: 0.0}}}}, {{tier: large}}]

@@ -15,7 +15,7 @@ from router.audit.text import cell
 from router.backends.base import BackendError, Completion, GenerationParams, Message, Prompt
 from router.backends.spec import PriceSpec
 from router.policy.model import ShadowSpec
-from router.shadow.judges import exact, json_equal, normalized
+from router.shadow.judges import exact, json_equal, llm_judge_prompt, normalized, read_judgement
 from router.shadow.runner import ShadowJob, ShadowRecord, ShadowRunner, features_of
 from tests.support.fakes import FakeBackend, Script
 
@@ -248,3 +248,58 @@ def test_the_audit_estimates_local_quality_and_flags_a_route_below_its_target() 
     assert cell(quality) == "0.80 [0.49-0.94] n=10 BELOW TARGET 0.9"
     assert figures(aggregator.total)["local_quality"]["checks"] == 13  # accepted only
     assert figures(Aggregator(["team"]).total)["local_quality"] is None
+
+
+@pytest.mark.parametrize(
+    ("said", "verdict"),
+    [
+        ("Yes.", "agree"),
+        ("no", "disagree"),
+        ("**No**, it differs", "disagree"),
+        ("Maybe", "inconclusive"),
+        ("", "inconclusive"),
+    ],
+)
+def test_the_llm_judges_word_is_read_strictly(said: str, verdict: str) -> None:
+    assert read_judgement(said) == verdict
+
+
+async def test_an_llm_judge_is_asked_with_the_versioned_prompt_and_paid_for() -> None:
+    records: list[ShadowRecord] = []
+    runner = ShadowRunner(records.append, lambda r, v: None)
+    runner.start()
+    spec = ShadowSpec(rate=1.0, usd_per_day=1.0, judge="llm", judge_tier="judge")
+    judge = FakeBackend("judge", [Script("Yes.", None), Script("No", None)])
+    try:
+        for _ in range(2):
+            job = _job(FakeBackend("large", [Script("It is Paris.", None)]), spec)
+            job.judge, job.judge_price = judge, PriceSpec(input_per_1m=1.0, output_per_1m=1.0)
+            runner.offer(job)
+        await _settled(runner, records, 2)
+    finally:
+        await runner.aclose()
+    assert [r.verdict for r in records] == ["agree", "disagree"]
+    assert all(r.judge == "llm:llm-judge-v1" for r in records)
+    assert judge.calls == 2
+    plain: list[ShadowRecord] = []
+    without = ShadowRunner(plain.append, lambda r, v: None)
+    without.start()
+    try:
+        without.offer(_job(FakeBackend("large", [Script("It is Paris.", None)]), _SPEC))
+        await _settled(without, plain, 1)
+    finally:
+        await without.aclose()
+    assert records[0].cost_usd > plain[0].cost_usd > 0  # the judge's call is paid for too
+
+
+_SPEC = ShadowSpec(rate=1.0, usd_per_day=1.0)
+
+
+def test_an_llm_judge_needs_its_tier() -> None:
+    with pytest.raises(ValueError, match="judge llm needs judge_tier"):
+        ShadowSpec(rate=1.0, usd_per_day=1.0, judge="llm")
+    with pytest.raises(ValueError, match="judge llm needs judge_tier"):
+        ShadowSpec(rate=1.0, usd_per_day=1.0, judge_tier="judge")
+    prompt = llm_judge_prompt("Q?", "Paris", "Lyon")
+    assert "Question:\nQ?" in prompt and "Reference answer:\nParis" in prompt
+    assert prompt.endswith("Reply with one word: yes or no.")
