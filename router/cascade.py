@@ -167,6 +167,18 @@ class _Run(_Tally):
     best: tuple[float, int, Completion] | None = None  # (confidence, attempt index, answer)
     rejected: list[tuple[str, Completion]] = field(default_factory=list)
 
+    def outcome(
+        self,
+        tier: str,
+        model: str,
+        *,
+        degraded: bool = False,
+        completion: Completion | None = None,
+        live: LiveStream | None = None,
+    ) -> Outcome:
+        """The answer served, with what the run did to get it."""
+        return Outcome(self.attempts, tier, model, degraded, completion, live, tuple(self.rejected))
+
 
 @contextlib.contextmanager
 def _reporting(tally: _Tally) -> Iterator[None]:
@@ -263,14 +275,7 @@ class Cascade:
         _, index, completion = run.best
         run.attempts[index] = replace(run.attempts[index], outcome="degraded")
         tier = run.attempts[index].tier
-        return Outcome(
-            run.attempts,
-            tier,
-            completion.model,
-            degraded=True,
-            completion=completion,
-            rejected=tuple(run.rejected),
-        )
+        return run.outcome(tier, completion.model, degraded=True, completion=completion)
 
     async def embed(
         self, decision: Decision, body: Mapping[str, Any]
@@ -368,14 +373,7 @@ class Cascade:
         try:
             if request.stream and keep_always:
                 live = await self._open_live(tier, backend, request, started)
-                return Outcome(
-                    run.attempts,
-                    tier,
-                    backend.model,
-                    degraded=False,
-                    live=live,
-                    rejected=tuple(run.rejected),
-                )
+                return run.outcome(tier, backend.model, live=live)
             completion = await backend.complete(request.prompt, request.params)
         except asyncio.CancelledError:
             run.attempts.append(self._attempt(tier, backend.model, started, "client_gone"))
@@ -407,14 +405,7 @@ class Cascade:
             )
         )
         if keep:
-            return Outcome(
-                run.attempts,
-                tier,
-                completion.model,
-                degraded=False,
-                completion=completion,
-                rejected=tuple(run.rejected),
-            )
+            return run.outcome(tier, completion.model, completion=completion)
         run.rejected.append((tier, completion))
         value = confidence.value if confidence is not None and valid else -1.0
         if run.best is None or value > run.best[0]:
