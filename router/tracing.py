@@ -79,54 +79,72 @@ def _epoch_ns(stamp: str) -> int:
     return int(datetime.fromisoformat(stamp).timestamp() * 1e9)
 
 
+def _given(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Span attributes: what is known (OpenTelemetry takes no None)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
 def _attempt_attributes(attempt: Attempt) -> dict[str, Any]:
-    found: dict[str, Any] = {
-        "cascade.tier": attempt.tier,
-        "cascade.backend": attempt.backend,
-        "cascade.outcome": attempt.outcome,
-        "cascade.local": attempt.local,
-        "cascade.cost_usd": attempt.cost_usd,
-        "cascade.retries": attempt.retries,
-        "gen_ai.request.model": attempt.model,
-        "gen_ai.usage.input_tokens": attempt.prompt_tokens,
-        "gen_ai.usage.output_tokens": attempt.completion_tokens,
-    }
-    if attempt.ttft_ms is not None:
-        found["cascade.ttft_ms"] = attempt.ttft_ms
-    if attempt.confidence:
-        for key in ("method", "value", "threshold"):
-            if (value := attempt.confidence.get(key)) is not None:
-                found[f"cascade.confidence.{key}"] = value
-    if attempt.error:
-        found["error.type"] = attempt.error[:200]
-    if attempt.breaker:
-        found["cascade.breaker"] = attempt.breaker
-    return found
+    confidence = attempt.confidence or {}
+    return _given(
+        {
+            "cascade.tier": attempt.tier,
+            "cascade.backend": attempt.backend,
+            "cascade.outcome": attempt.outcome,
+            "cascade.local": attempt.local,
+            "cascade.cost_usd": attempt.cost_usd,
+            "cascade.retries": attempt.retries,
+            "gen_ai.request.model": attempt.model,
+            "gen_ai.usage.input_tokens": attempt.prompt_tokens,
+            "gen_ai.usage.output_tokens": attempt.completion_tokens,
+            "cascade.ttft_ms": attempt.ttft_ms,
+            **{
+                f"cascade.confidence.{k}": confidence.get(k)
+                for k in ("method", "value", "threshold")
+            },
+            "error.type": attempt.error[:200] if attempt.error else None,
+            "cascade.breaker": attempt.breaker or None,
+        }
+    )
+
+
+def _route_attributes(record: DecisionRecord) -> dict[str, Any]:
+    classifier = record.classifier or {}
+    return _given(
+        {
+            "cascade.route": record.route,
+            "cascade.rule": record.rule,
+            "cascade.team": record.team,
+            "cascade.classifier.name": str(classifier["name"]) if classifier else None,
+            "cascade.classifier.score": cast(float, classifier.get("score")),
+            "cascade.classifier.skipped_first_step": (
+                bool(classifier["skipped_first_step"]) if classifier else None
+            ),
+        }
+    )
 
 
 def _record_attributes(record: DecisionRecord) -> dict[str, Any]:
-    found: dict[str, Any] = {
-        "cascade.request_id": record.request_id,
-        "cascade.team": record.team,
-        "cascade.status": record.status,
-        "cascade.policy_version": record.policy_version,
-        "cascade.cost_usd": record.cost_usd,
-        "cascade.saved_usd": record.saved_usd,
-        "cascade.escalations": max(len(record.attempts) - 1, 0),
-        "cascade.stream": record.stream,
-        "http.response.status_code": record.http_status,
-    }
-    optional = {
-        "cascade.route": record.route,
-        "cascade.rule": record.rule,
-        "cascade.tier": record.final_tier,
-        "cascade.cache": record.cache,
-        "cascade.client_request_id": record.client_request_id,
-        "gen_ai.request.model": record.requested_model,
-        "gen_ai.response.model": record.final_model,
-    }
-    found.update({key: value for key, value in optional.items() if value is not None})
-    return found
+    return _given(
+        {
+            "cascade.request_id": record.request_id,
+            "cascade.team": record.team,
+            "cascade.status": record.status,
+            "cascade.policy_version": record.policy_version,
+            "cascade.cost_usd": record.cost_usd,
+            "cascade.saved_usd": record.saved_usd,
+            "cascade.escalations": max(len(record.attempts) - 1, 0),
+            "cascade.stream": record.stream,
+            "http.response.status_code": record.http_status,
+            "cascade.route": record.route,
+            "cascade.rule": record.rule,
+            "cascade.tier": record.final_tier,
+            "cascade.cache": record.cache,
+            "cascade.client_request_id": record.client_request_id,
+            "gen_ai.request.model": record.requested_model,
+            "gen_ai.response.model": record.final_model,
+        }
+    )
 
 
 @dataclass(slots=True)
@@ -156,25 +174,7 @@ class _Spanned:
             route = self.tracer.start_span(
                 "cascade.route", context=parent, start_time=self.started_ns
             )
-            route.set_attributes(
-                {
-                    key: value
-                    for key, value in {
-                        "cascade.route": record.route,
-                        "cascade.rule": record.rule,
-                        "cascade.team": record.team,
-                    }.items()
-                    if value is not None
-                }
-            )
-            if record.classifier:
-                route.set_attribute("cascade.classifier.name", str(record.classifier["name"]))
-                score = cast(float, record.classifier["score"])
-                route.set_attribute("cascade.classifier.score", score)
-                route.set_attribute(
-                    "cascade.classifier.skipped_first_step",
-                    bool(record.classifier["skipped_first_step"]),
-                )
+            route.set_attributes(_route_attributes(record))
             route.end(end_time=decided_ns)
         # Attempts run one after another; their start is recorded to the millisecond, so it
         # is kept within the request and after the attempt before.
