@@ -11,7 +11,9 @@ escalates to it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import orjson
@@ -19,6 +21,25 @@ import orjson
 from router.ledger import open_reader, parse_ledger_url
 
 _CALIBRATES = ("accepted", "escalated")  # checks with the local step's own acceptance value
+
+
+def _conclusive(
+    url: str, route: str, outcomes: tuple[str, ...], since: str | None, until: str | None
+) -> Iterator[dict[str, Any]]:
+    """The route's shadow checks of these kinds (`local_outcome`) that agreed or disagreed."""
+    reader = open_reader(parse_ledger_url(url))
+    try:
+        for body in reader.records(since, until):
+            record = orjson.loads(body)
+            if (
+                record.get("kind") == "shadow"
+                and record.get("route") == route
+                and record.get("local_outcome", "accepted") in outcomes
+                and record.get("verdict") in ("agree", "disagree")
+            ):
+                yield record
+    finally:
+        reader.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,28 +58,17 @@ def ledger_checks(
     url: str, route: str, *, since: str | None = None, until: str | None = None
 ) -> LedgerChecks:
     """The route's conclusive shadow checks that carry the local step's acceptance value."""
-    reader = open_reader(parse_ledger_url(url))
     scores: list[float] = []
     agree: list[bool] = []
     kinds: Counter[str] = Counter()
     tiers: Counter[str] = Counter()
-    try:
-        for body in reader.records(since, until):
-            record = orjson.loads(body)
-            if record.get("kind") != "shadow" or record.get("route") != route:
-                continue
-            value, verdict = record.get("local_confidence"), record.get("verdict")
-            outcome = record.get("local_outcome", "accepted")
-            if outcome not in _CALIBRATES or verdict not in ("agree", "disagree"):
-                continue
-            if not isinstance(value, int | float):
-                continue
+    for record in _conclusive(url, route, _CALIBRATES, since, until):
+        value = record.get("local_confidence")
+        if isinstance(value, int | float):
             scores.append(float(value))
-            agree.append(verdict == "agree")
-            kinds[outcome] += 1
+            agree.append(record["verdict"] == "agree")
+            kinds[record.get("local_outcome", "accepted")] += 1
             tiers[str(record.get("local_tier"))] += 1
-    finally:
-        reader.close()
     if not scores:
         raise ValueError(f"no conclusive shadow checks of route '{route}' in the ledger")
     if len(tiers) > 1:
@@ -84,29 +94,17 @@ _VECTORS = {"acceptance": "acceptance", "router": "prompt"}
 
 
 def ledger_rows(url: str, route: str, kind: str, *, since: str | None = None) -> LedgerRows:
-    reader = open_reader(parse_ledger_url(url))
     vectors: list[list[float]] = []
     agree: list[bool] = []
     ids: list[str] = []
     kinds: Counter[str] = Counter()
-    try:
-        for body in reader.records(since, None):
-            record = orjson.loads(body)
-            if record.get("kind") != "shadow" or record.get("route") != route:
-                continue
-            outcome = record.get("local_outcome", "accepted")
-            vector = (record.get("features") or {}).get(_VECTORS[kind])
-            verdict = record.get("verdict")
-            if outcome not in _TRAINS[kind] or verdict not in ("agree", "disagree"):
-                continue
-            if not isinstance(vector, list):
-                continue
+    for record in _conclusive(url, route, _TRAINS[kind], since, None):
+        vector = (record.get("features") or {}).get(_VECTORS[kind])
+        if isinstance(vector, list):
             vectors.append([float(v) for v in vector])
-            agree.append(verdict == "agree")
+            agree.append(record["verdict"] == "agree")
             ids.append(str(record.get("request_id")))
-            kinds[outcome] += 1
-    finally:
-        reader.close()
+            kinds[record.get("local_outcome", "accepted")] += 1
     if not vectors:
         raise ValueError(f"no conclusive shadow checks with features for route '{route}'")
     return LedgerRows(np.array(vectors), np.array(agree), ids, kinds)
