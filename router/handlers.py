@@ -529,7 +529,11 @@ def _escalated_check(
     if not rejected or served is None:
         return None
     tier, local = rejected[0]
-    attempt = next(a for a in record.attempts if a.tier == tier and a.outcome == "escalated")
+    attempt = next(
+        (a for a in record.attempts if a.tier == tier and a.outcome == "escalated"), None
+    )
+    if attempt is None:  # (its attempt is always recorded; never fail a settled request)
+        return None
     shadow = check(
         local_tier=tier,
         local_model=local.model,
