@@ -8,9 +8,6 @@ tier's answers (the bundled model, in-process) are cached too (CASCADE_CACHE=mem
 from __future__ import annotations
 
 import hashlib
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,13 +17,12 @@ import openai
 import pytest
 import requests
 
-from tests.support.cascade import Cascade, StartCascade, policy_yaml, read_ledger
+from tests.support.cascade import Cascade, StartCascade, audit_report, policy_yaml, read_ledger
 from tests.support.processes import ServerProcess
 from tests.support.processes import start_cascade as start_cascade_process
 from tests.support.redis_server import RedisServer
 
 ASK = [{"role": "user", "content": "Name a colour."}]
-AUDIT = [sys.executable, "-m", "router", "audit"]
 KEYS = {team: f"sk-{team}-cache-key" for team in ("red", "blue")}
 
 
@@ -191,17 +187,7 @@ def test_records_and_the_audit_show_hits_and_savings(
         assert hit["cache_hit"] and hit["cost_usd"] == 0 and hit["attempts"] == []
         assert hit["cache_saved_usd"] == made["cost_usd"]
         assert (hit["final_tier"], hit["final_model"]) == ("large", made["final_model"])
-    reports = [
-        json.loads(
-            subprocess.run(
-                [*AUDIT, "--ledger", ledger, "--by", "team,route", "--format", "json"],
-                capture_output=True,
-                check=True,
-                timeout=120,
-            ).stdout
-        )
-        for ledger in servers.ledgers
-    ]
+    reports = [audit_report(ledger, "team", "route") for ledger in servers.ledgers]
     groups = [group for report in reports for group in report["groups"]]
     assert {tuple(group["key"].values()) for group in groups} == {("red", "auto")}
     assert sum(group["cache_hits"] for group in groups) == 2

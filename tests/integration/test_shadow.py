@@ -5,17 +5,13 @@ reports the local answers' agreement with its interval."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 
 import openai
 
-from tests.support.cascade import Cascade, StartCascade, policy_yaml
+from tests.support.cascade import Cascade, StartCascade, audit_report, policy_yaml
 from tests.support.processes import ServerProcess
 
-AUDIT = [sys.executable, "-m", "router", "audit"]
 QUESTIONS = ["What is the capital of France?", "What is 2 + 2?", "Name a primary colour."]
 
 
@@ -47,14 +43,7 @@ def test_accepted_local_answers_are_checked_and_audited(
     assert {check["verdict"] for check in checks} <= {"agree", "disagree", "inconclusive"}
     assert all(check["reference_model"] == "smollm2-remote" for check in checks)
     assert all(check["prompt"] is None for check in checks)  # log_prompts is off
-    report = json.loads(
-        subprocess.run(
-            [*AUDIT, "--ledger", cascade.ledger, "--by", "route", "--format", "json"],
-            capture_output=True,
-            check=True,
-            timeout=120,
-        ).stdout
-    )
+    report = audit_report(cascade.ledger, "route")
     (group,) = report["groups"]
     quality = group["local_quality"]
     agreed = sum(check["verdict"] == "agree" for check in checks)

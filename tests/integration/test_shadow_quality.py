@@ -8,7 +8,6 @@ calibrate --from-ledger` turns the checks into a threshold."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -17,11 +16,10 @@ from pathlib import Path
 import pytest
 
 from classifiers.grading import grade
-from tests.support.cascade import StartCascade
+from tests.support.cascade import StartCascade, audit_report
 from tests.support.shadow_traffic import drive, items, policy, start_gold
 
 CLASSIFY = [sys.executable, "-m", "router", "classify", "calibrate"]
-AUDIT = [sys.executable, "-m", "router", "audit"]
 
 
 def test_the_audit_estimates_the_served_local_answers_true_accuracy(
@@ -47,14 +45,7 @@ def test_the_audit_estimates_the_served_local_answers_true_accuracy(
     assert all(kinds[s.request_id] == "accepted" for s in local)
     assert all(kinds[s.request_id] == "escalated" for s in escalated)
     truth = sum(grade(s.item.kind, s.text, s.item.gold) for s in local) / len(local)
-    report = json.loads(
-        subprocess.run(
-            [*AUDIT, "--ledger", cascade.ledger, "--by", "route", "--format", "json"],
-            capture_output=True,
-            check=True,
-            timeout=120,
-        ).stdout
-    )
+    report = audit_report(cascade.ledger, "route")
     quality = report["groups"][0]["local_quality"]
     low, high = quality["interval_95"]
     assert quality["checks"] == len(local)  # every gold answer is comparable

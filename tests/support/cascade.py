@@ -66,6 +66,20 @@ def ledger_export(
     )
 
 
+def audit_report(ledger: str, *by: str) -> dict[str, Any]:
+    """`cascade audit --ledger LEDGER --by ... --format json` as a user runs it, parsed."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "router", "audit", "--ledger", ledger),
+            *("--by", ",".join(by), "--format", "json"),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    return dict(json.loads(done.stdout))
+
+
 def read_ledger(url: str) -> list[dict[str, Any]]:
     """Every record in a ledger, read the way `cascade ledger export` reads it."""
     try:
