@@ -25,6 +25,7 @@ from router.redact import Redactor
 from router.rejections import Rejections
 from router.reload import RELOADER, PolicyReloader
 from router.settings import Settings
+from router.shadow.autotune import Tuner, TuneRecord
 from router.shadow.runner import ShadowRunner
 from router.state import (
     CACHE,
@@ -86,7 +87,22 @@ async def _shadow(app: web.Application) -> AsyncIterator[None]:
     def count(route: str, result: str) -> None:
         metrics.shadow_checks.labels(route, result).inc()
 
-    runner = app[SHADOW] = ShadowRunner(app[LEDGER].submit, count)
+    def tuned(change: TuneRecord) -> None:
+        metrics.tuned_threshold.labels(change.route, change.tier).set(change.threshold_to)
+        app[LOGGER].info(
+            "threshold_tuned",
+            route=change.route,
+            tier=change.tier,
+            threshold_from=change.threshold_from,
+            threshold_to=change.threshold_to,
+            wanted=change.wanted,
+            checks=change.checks,
+            estimated_quality=change.estimated_quality,
+            policy_version=change.policy_version,
+        )
+
+    tuner = Tuner(app[LEDGER].submit, tuned)
+    runner = app[SHADOW] = ShadowRunner(app[LEDGER].submit, count, tuner=tuner)
     runner.start()
     yield
     await runner.aclose()

@@ -26,7 +26,7 @@ from router.errors import APIError, invalid, not_found_model
 from router.failures import failure_error, upstream_ours
 from router.keys import Caller
 from router.openapi import document
-from router.policy.model import ShadowSpec
+from router.policy.model import AcceptanceSpec, Policy, ShadowSpec
 from router.records import Attempt, DecisionRecord, iso_time
 from router.redact import Redactor
 from router.reload import RELOADER
@@ -265,7 +265,7 @@ async def _complete_on(
         facts = Facts(
             client.model, caller.team, tags, tokens, client.prompt.question, client.features
         )
-        handled.decision = decide(policy, runtime.loaded.routers, facts)
+        handled.decision = decide(policy, runtime.loaded.routers, facts, request.app[SHADOW].tuner)
         if handled.decision is None:
             raise not_found_model(client.model)
         handled.decided_ns = time.time_ns()
@@ -502,6 +502,8 @@ def _offer_shadow(request: web.Request, runtime: Runtime, handled: _Handled) -> 
             )
     elif not served.local:  # escalated: the rejected local answer against the one served
         job = _escalated_check(runtime, handled, check, spec)
+    if job is not None and spec.autotune is not None:
+        job.step = _tuned_step(policy, decision, job.record.local_tier)
     if job is not None and spec.judge_tier is not None:  # an LLM judge: its tier and cost
         job.judge = runtime.backends.get(spec.judge_tier)
         job.judge_price = policy.tiers[spec.judge_tier].price
@@ -511,6 +513,17 @@ def _offer_shadow(request: web.Request, runtime: Runtime, handled: _Handled) -> 
             job = None
     if job is not None:
         request.app[SHADOW].offer(job)
+
+
+def _tuned_step(policy: Policy, decision: Decision, tier: str) -> AcceptanceSpec | None:
+    """The policy's acceptance of the route's step on `tier` when the answer was judged on
+    its scale (same method and model: a tuned or overridden threshold is the same scale)."""
+    route = policy.routes.get(decision.route)
+    ours = next((s.acceptance for s in route.cascade if s.tier == tier), None) if route else None
+    used = next((s.acceptance for s in decision.plan.steps if s.tier == tier), None)
+    if ours is None or used is None or (ours.method, ours.model) != (used.method, used.model):
+        return None
+    return ours
 
 
 def _escalated_check(
@@ -713,7 +726,9 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
         record.requested_model, record.user = parsed.model, parsed.user
         caller.allow(parsed.model)
         facts = Facts(parsed.model, caller.team, tags, None, parsed.first_text, _EMBEDDINGS)
-        decision = handled.decision = decide(policy, runtime.loaded.routers, facts)
+        decision = handled.decision = decide(
+            policy, runtime.loaded.routers, facts, request.app[SHADOW].tuner
+        )
         if decision is None:
             raise not_found_model(parsed.model)
         handled.decided_ns = time.time_ns()
@@ -816,7 +831,8 @@ async def admin_spend(request: web.Request) -> web.Response:
 
 
 async def admin_policy(request: web.Request) -> web.Response:
-    """The active policy version, when it was loaded, and the last rejected change."""
+    """The active policy version, when it was loaded, the thresholds autotune set in it,
+    and the last rejected change."""
     reloader = request.app[RELOADER]
     runtime = _runtime(request)
     rejected = reloader.last_rejected
@@ -824,6 +840,7 @@ async def admin_policy(request: web.Request) -> web.Response:
         "source": runtime.loaded.source,
         "version": runtime.loaded.version,
         "loaded_at": iso_time(runtime.loaded.loaded_at),
+        "tuned": request.app[SHADOW].tuner.in_force(runtime.loaded.policy),
         "last_rejected": None
         if rejected is None
         else {"at": iso_time(rejected.at), "errors": rejected.errors},

@@ -137,6 +137,12 @@ class Metrics:
             ["route", "result"],
             registry=self.registry,
         )
+        self.tuned_threshold = Gauge(
+            "cascade_tuned_threshold",
+            "Acceptance threshold set by a route's shadow.autotune (absent until it changes one)",
+            ["route", "tier"],
+            registry=self.registry,
+        )
         self.team_cost = Counter(
             "cascade_team_cost_usd", "Spend by team (USD)", ["team"], registry=self.registry
         )

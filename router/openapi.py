@@ -243,7 +243,7 @@ def document(models: list[str] | None = None) -> dict[str, Any]:
             ),
             "/admin/policy": _get(
                 "admin_policy",
-                "The active policy and last rejected change",
+                "The active policy, thresholds autotune set, and the last rejected change",
                 _json(anything),
                 ("503",),
             ),

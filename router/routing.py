@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-from router.policy.model import DEFAULT_TEAM, AcceptanceSpec, MatchSpec, Policy, RuleSpec
+from router.policy.model import (
+    DEFAULT_TEAM,
+    AcceptanceSpec,
+    AutotuneSpec,
+    MatchSpec,
+    Policy,
+    RuleSpec,
+)
 
 
 class Scorer(Protocol):
@@ -159,9 +166,29 @@ def rule_classifiers(policy: Policy) -> tuple[str, ...]:
     return tuple(dict.fromkeys(models))
 
 
-def resolve(policy: Policy, model: str) -> Plan | None:
+class Thresholds(Protocol):
+    """Thresholds tuned while serving (router/shadow/autotune.py)."""
+
+    def acceptance(
+        self, route: str, tier: str, spec: AcceptanceSpec, autotune: AutotuneSpec | None
+    ) -> AcceptanceSpec: ...
+
+
+def resolve(policy: Policy, model: str, tuned: Thresholds | None = None) -> Plan | None:
+    """The plan of a route (its thresholds as `tuned` has them), or of a tier asked for by
+    name; None for anything else."""
     if (route := policy.routes.get(model)) is not None:
-        steps = tuple(Step(s.tier, s.acceptance) for s in route.cascade)
+        autotune = route.shadow.autotune if route.shadow is not None else None
+        if autotune is not None and tuned is not None:
+            steps = tuple(
+                Step(
+                    s.tier,
+                    s.acceptance and tuned.acceptance(model, s.tier, s.acceptance, autotune),
+                )
+                for s in route.cascade
+            )
+        else:
+            steps = tuple(Step(s.tier, s.acceptance) for s in route.cascade)
         fallbacks = {tier: tuple(targets) for tier, targets in route.fallbacks.items()}
         return Plan(model, steps, route.reference, fallbacks, route.stream)
     if model in policy.tiers:
@@ -202,13 +229,18 @@ def _verdict(
     return Verdict(model, scorer.name, scorer.version, score, threshold)
 
 
-def decide(policy: Policy, routers: Mapping[str, Scorer], facts: Facts) -> Decision | None:
+def decide(
+    policy: Policy,
+    routers: Mapping[str, Scorer],
+    facts: Facts,
+    tuned: Thresholds | None = None,
+) -> Decision | None:
     """None when the model is neither a route nor a tier. A tier asked for by name is passed
     through: rules and classifiers apply to routes only. For a route, every rule classifier
     scores the prompt (so the ledger sees their scores whichever rule matches), the first
     matching rule picks the route and its overrides, and that route's pre-router decides
     whether its first step is skipped."""
-    requested = resolve(policy, facts.model)
+    requested = resolve(policy, facts.model, tuned)
     if requested is None or requested.passthrough:
         return None if requested is None else Decision(facts.model, requested)
     verdicts = [
@@ -218,7 +250,7 @@ def decide(policy: Policy, routers: Mapping[str, Scorer], facts: Facts) -> Decis
     plan, rule_name = requested, None
     for rule in policy.rules:
         if _matches(rule.match, facts, scores):
-            chosen = resolve(policy, rule.route) if rule.route else requested
+            chosen = resolve(policy, rule.route, tuned) if rule.route else requested
             assert chosen is not None  # rule routes are validated to exist
             plan, rule_name = _apply(chosen, rule), rule.name
             break

@@ -229,6 +229,7 @@ class Aggregator:
         self.scores = UnitHistogram(10)  # classifier scores
         self.first_ts: str | None = None
         self.last_ts: str | None = None
+        self.tunes: list[Record] = []  # thresholds autotune changed, in ledger order
 
     def _key(self, record: Record) -> tuple[str, ...]:
         values = []
@@ -249,6 +250,9 @@ class Aggregator:
         if record.get("kind") == "shadow":  # a shadow check, not a request
             self.total.checks.add(record)
             self._group(self._key(record)).checks.add(record)
+            return
+        if record.get("kind") == "tune":  # a threshold autotune changed
+            self.tunes.append(record)
             return
         ts: str = record["ts"]
         if self.first_ts is None or ts < self.first_ts:

@@ -219,6 +219,36 @@ def _table(report: dict[str, Any]) -> str:
     )
 
 
+_CHANGE_COLUMNS = (
+    ("ts", "at"),
+    ("route", "route"),
+    ("tier", "tier"),
+    ("threshold_from", "from"),
+    ("threshold_to", "to"),
+    ("policy_threshold", "policy"),
+    ("wanted", "wanted"),
+    ("checks", "checks"),
+    ("estimated_quality", "est. quality"),
+    ("escalated_share", "escalated"),
+    ("policy_version", "policy version"),
+)
+
+
+def _changes(report: dict[str, Any]) -> str:
+    """Thresholds shadow.autotune changed (none: nothing)."""
+    changes = report.get("threshold_changes") or []
+    if not changes:
+        return ""
+    head = "".join(f"<th>{escape(title)}</th>" for _, title in _CHANGE_COLUMNS)
+    rows = "".join(
+        "<tr>"
+        + "".join(f"<td>{escape(cell(c[name]))}</td>" for name, _ in _CHANGE_COLUMNS)
+        + "</tr>"
+        for c in changes
+    )
+    return f"<h2>Threshold changes (shadow.autotune)</h2><table><tr>{head}</tr>{rows}</table>"
+
+
 def render_html(report: dict[str, Any]) -> str:
     base = report["baselines"]
     totals = report["totals"]
@@ -237,6 +267,6 @@ def render_html(report: dict[str, Any]) -> str:
         f"<h1>cascade route audit</h1><p>{escape(report['ledger'])} · {escape(window)}</p>"
         f"<p>{escape(summary)}</p>"
         f'<div class="grid">{"".join(_charts(report))}</div>'
-        f"<h2>By {escape(', '.join(report['by']))}</h2>{_table(report)}"
+        f"<h2>By {escape(', '.join(report['by']))}</h2>{_table(report)}{_changes(report)}"
         f"<script>{_SCRIPT}</script></body></html>"
     )

@@ -203,7 +203,33 @@ def build_report(
             "psi": psi(previous.counts, aggregator.scores.counts) if since is not None else None,
         },
         "series": _series(aggregator),
+        "threshold_changes": [_tune(record) for record in aggregator.tunes],
     }
+
+
+_TUNE_FIELDS = (
+    "ts",
+    "route",
+    "tier",
+    "method",
+    "threshold_from",
+    "threshold_to",
+    "policy_threshold",
+    "wanted",
+    "min_threshold",
+    "max_threshold",
+    "target_quality",
+    "checks",
+    "agreement",
+    "estimated_quality",
+    "escalated_share",
+    "policy_version",
+)
+
+
+def _tune(record: dict[str, Any]) -> dict[str, Any]:
+    """A threshold change (router/shadow/autotune.py) as the report shows it."""
+    return {name: record.get(name) for name in _TUNE_FIELDS}
 
 
 def _epoch(stamp: str) -> float:

@@ -109,6 +109,8 @@ def render_table(report: dict[str, Any], width: int = 200) -> str:
             )
         )
     console.print(tiers)
+    if report.get("threshold_changes"):
+        console.print(_changes(report["threshold_changes"]))
 
     base = report["baselines"]
     classifier = report["classifier"]
@@ -123,6 +125,34 @@ def render_table(report: dict[str, Any], width: int = 200) -> str:
         )
     )
     return console.export_text()
+
+
+def _changes(changes: list[dict[str, Any]]) -> Table:
+    """Thresholds shadow.autotune changed: when, from what to what, and on what evidence."""
+    table = Table(title="threshold changes (shadow.autotune)", title_justify="left")
+    for title in ("at", "route", "tier", "threshold", "policy", "wanted", "bounds", "checks"):
+        table.add_column(title)
+    table.add_column("est. quality / escalated at the new threshold")
+    table.add_column("policy version")
+    for change in changes:
+        table.add_row(
+            *(
+                Text(str(c))
+                for c in (
+                    change["ts"],
+                    change["route"],
+                    change["tier"],
+                    f"{cell(change['threshold_from'])} → {cell(change['threshold_to'])}",
+                    cell(change["policy_threshold"]),
+                    cell(change["wanted"]),
+                    f"{cell(change['min_threshold'])} to {cell(change['max_threshold'])}",
+                    cell(change["checks"]),
+                    f"{cell(change['estimated_quality'])} / {cell(change['escalated_share'])}",
+                    change["policy_version"],
+                )
+            )
+        )
+    return table
 
 
 def render_csv(report: dict[str, Any]) -> str:

@@ -75,7 +75,11 @@ def cache_key(
             version,
             decision.route,
             decision.rule,
-            [step.tier for step in decision.plan.steps],
+            # thresholds too: shadow.autotune moves them within one policy version
+            [
+                (step.tier, step.acceptance and step.acceptance.threshold)
+                for step in decision.plan.steps
+            ],
             scope,
             kept,
         ],

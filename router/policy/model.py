@@ -104,6 +104,38 @@ class RouteCacheSpec(_Strict):
     _store_off = field_validator("store", mode="before")(_off)
 
 
+class AutotuneSpec(_Strict):
+    """Re-tune the acceptance threshold of the route's local step from its shadow checks, as
+    `cascade classify calibrate --from-ledger` would, within bounds (router/shadow/autotune.py).
+    """
+
+    min_threshold: float = Field(ge=0, le=1, description="The lowest threshold it may set.")
+    max_threshold: float = Field(ge=0, le=1, description="The highest threshold it may set.")
+    min_checks: int = Field(
+        200,
+        ge=20,
+        le=1_000_000,
+        description="Conclusive checks (accepted and escalated) needed before the first change.",
+    )
+    window: int = Field(
+        2000, ge=20, le=1_000_000, description="It tunes on the latest this many checks."
+    )
+    every_checks: int = Field(
+        50, ge=1, le=1_000_000, description="New conclusive checks between two re-tunings."
+    )
+    max_step: float = Field(
+        0.05, gt=0, le=1, description="The most one change moves the threshold."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutotuneSpec:
+        if self.min_threshold > self.max_threshold:
+            raise ValueError("min_threshold must not exceed max_threshold")
+        if self.min_checks > self.window:
+            raise ValueError("min_checks must not exceed window")
+        return self
+
+
 class ShadowSpec(_Strict):
     """Shadow checks: a sample of the route's accepted local answers is also sent to a
     reference tier off the request path, and the two answers compared (router/shadow/)."""
@@ -133,10 +165,18 @@ class ShadowSpec(_Strict):
         64, ge=1, le=10_000, description="Checks waiting at most; more are dropped (counted)."
     )
 
+    autotune: AutotuneSpec | None = Field(
+        None,
+        description="Re-tune the local step's threshold toward `target_quality` from these "
+        "checks, within bounds; each change is a ledger record (`kind: tune`).",
+    )
+
     @model_validator(mode="after")
     def _llm_judge_has_a_tier(self) -> ShadowSpec:
         if (self.judge == "llm") != (self.judge_tier is not None):
             raise ValueError("judge llm needs judge_tier (and judge_tier needs judge llm)")
+        if self.autotune is not None and self.target_quality is None:
+            raise ValueError("autotune needs target_quality (what it tunes toward)")
         return self
 
     prerouter_rate: float = Field(
@@ -181,6 +221,9 @@ class RouteSpec(_Strict):
     def _classifier_has_a_step_to_skip_to(self) -> RouteSpec:
         if self.classifier is not None and len(self.cascade) < 2:
             raise ValueError("a route with a classifier needs at least two cascade steps")
+        tunes = self.shadow is not None and self.shadow.autotune is not None
+        if tunes and not any(step.acceptance is not None for step in self.cascade[:-1]):
+            raise ValueError("shadow.autotune needs a step with an acceptance threshold")
         return self
 
 

@@ -42,8 +42,9 @@ from router.backends.base import (
     Prompt,
 )
 from router.backends.spec import PriceSpec
-from router.policy.model import ShadowSpec
+from router.policy.model import AcceptanceSpec, ShadowSpec
 from router.records import iso_time
+from router.shadow.autotune import Tuner
 from router.shadow.judges import JUDGES, LLM_JUDGE, llm_judge_prompt, read_judgement
 
 _TASKS = 2  # checks in flight at once (each one remote call)
@@ -96,6 +97,9 @@ class ShadowJob:
     max_cost_usd: float = 0.0  # the call's and the LLM judge's, held against the day's cap
     judge: Backend | None = None  # with judge llm
     judge_price: PriceSpec | None = None
+    # the policy's acceptance of the local step, when the answer was judged on its scale
+    # (what autotune re-tunes; None when a rule's override judged it another way)
+    step: AcceptanceSpec | None = None
 
 
 def features_of(question: str, local: Completion) -> dict[str, list[float]]:
@@ -121,7 +125,9 @@ class ShadowRunner:
         *,
         clock: Callable[[], float] = time.time,
         chance: Callable[[], float] | None = None,
+        tuner: Tuner | None = None,
     ) -> None:
+        self.tuner = tuner or Tuner(lambda _: None, lambda _: None)  # routes' autotune
         self._submit = submit  # to the ledger
         self._count = count  # (route, result): a verdict, or dropped / capped
         self._clock = clock
@@ -273,9 +279,29 @@ class ShadowRunner:
         await self._judge(job, local_answer, answer.text)
 
     def _finish(self, job: ShadowJob, verdict: str) -> None:
-        job.record.verdict = verdict
-        self._count(job.record.route, verdict)
-        self._submit(job.record)
+        record = job.record
+        record.verdict = verdict
+        self._count(record.route, verdict)
+        self._submit(record)
+        autotune, target = job.spec.autotune, job.spec.target_quality
+        if (
+            autotune is not None
+            and target is not None
+            and job.step is not None
+            and verdict in ("agree", "disagree")
+            and record.local_outcome in ("accepted", "escalated")
+            and record.local_confidence is not None
+        ):
+            self.tuner.observe(
+                record.route,
+                record.local_tier,
+                record.local_confidence,
+                verdict == "agree",
+                spec=job.step,
+                autotune=autotune,
+                target_quality=target,
+                policy_version=record.policy_version,
+            )
 
 
 def new_shadow_id() -> str:

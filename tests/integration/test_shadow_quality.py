@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from classifiers.grading import grade
@@ -64,3 +65,58 @@ def test_the_audit_estimates_the_served_local_answers_true_accuracy(
         pytest.skip("the bundled model cannot reach 0.9 on this sample")
     conclusive = [c for c in checks if c["verdict"] in ("agree", "disagree")]
     assert f"from {len(conclusive)} shadow checks" in calibrated.stdout
+
+
+AUTOTUNE = (
+    ", target_quality: 0.8, autotune: {min_threshold: 0.2, max_threshold: 0.9, min_checks: 20,"
+    " window: 500, every_checks: 20, max_step: 0.2}"
+)
+
+
+def test_autotune_re_tunes_the_served_threshold_from_the_checks(
+    start_cascade: StartCascade, tmp_path: Path
+) -> None:
+    """The real local tier and the gold upstream: every 20 conclusive checks the route's
+    threshold is re-tuned within its bounds; each change is a ledger record with the policy
+    version, requests after it are judged at its threshold, and the audit lists it."""
+    found = items(per_dataset=15, seed=11)
+    gold = start_gold(found, tmp_path)
+    try:
+        cascade = start_cascade(policy(gold, threshold=0.45, rate=1.0, shadow=AUTOTUNE))
+        served = drive(cascade.url, found)
+        deadline = time.monotonic() + 120
+        while len([r for r in cascade.records() if r.get("kind") == "shadow"]) < len(served):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        in_force = httpx.get(f"{cascade.url}/admin/policy").json()["tuned"]
+    finally:
+        gold.stop()
+    records = cascade.records()
+    changes = sorted((r for r in records if r.get("kind") == "tune"), key=lambda r: r["ts"])
+    conclusive = [
+        r for r in records if r.get("kind") == "shadow" and r["verdict"] in ("agree", "disagree")
+    ]
+    assert len(conclusive) >= 40 and 1 <= len(changes) <= len(conclusive) // 20
+    requests = sorted((r for r in records if "kind" not in r), key=lambda r: r["ts"])
+    threshold = 0.45
+    for change in changes:
+        assert change["threshold_from"] == threshold
+        assert 0.2 <= change["threshold_to"] <= 0.9
+        assert abs(change["threshold_to"] - threshold) <= 0.2 + 1e-9
+        assert change["policy_version"] == requests[0]["policy_version"]
+        threshold = change["threshold_to"]
+    assert in_force == [
+        {"route": "auto", "tier": "small", "threshold": threshold, "policy_threshold": 0.45}
+    ]
+    for request in requests:  # judged at the threshold in force when it was decided
+        earlier = [c["threshold_to"] for c in changes if c["ts"] < request["ts"]]
+        later = [c["threshold_to"] for c in changes if c["ts"] >= request["ts"]]
+        local = request["attempts"][0]
+        assert local["tier"] == "small"
+        # a change landing between the request's arrival and its decision may apply to it
+        assert local["confidence"]["threshold"] in {earlier[-1] if earlier else 0.45, *later[:1]}
+    report = audit_report(cascade.ledger, "route")
+    assert [c["threshold_to"] for c in report["threshold_changes"]] == [
+        c["threshold_to"] for c in changes
+    ]
+    assert report["totals"]["requests"] == len(served)

@@ -34,8 +34,16 @@ def start_gold(found: list[Item], folder: Path) -> ServerProcess:
     )
 
 
-def policy(gold: ServerProcess, *, threshold: float, rate: float, usd_per_day: float = 10.0) -> str:
-    """The bundled model, accepted by mean token probability, then the gold upstream."""
+def policy(
+    gold: ServerProcess,
+    *,
+    threshold: float,
+    rate: float,
+    usd_per_day: float = 10.0,
+    shadow: str = "",
+) -> str:
+    """The bundled model, accepted by mean token probability, then the gold upstream;
+    `shadow`: more of the route's shadow settings (", key: value, ...")."""
     return f"""
 tiers:
   small: {{type: llama_cpp, n_ctx: 2048, kv_cache_type: q8_0}}
@@ -49,7 +57,7 @@ routes:
     cascade:
       - {{tier: small, acceptance: {{method: mean_prob, threshold: {threshold}}}}}
       - {{tier: large}}
-    shadow: {{rate: {rate}, usd_per_day: {usd_per_day}, judge: normalized}}
+    shadow: {{rate: {rate}, usd_per_day: {usd_per_day}, judge: normalized{shadow}}}
 """
 
 

@@ -468,3 +468,53 @@ async def test_a_request_the_prerouter_sent_past_the_local_tier_is_answered_loca
     assert (check["local_outcome"], check["verdict"]) == ("skipped", "agree")
     assert check["prerouter_score"] is not None and check["prerouter_score"] < 1.0
     assert set(check["features"]) == {"prompt", "acceptance"}
+
+
+AUTOTUNED = POLICY.replace(
+    "      - {tier: large}\n",
+    "      - {tier: large}\n"
+    "    shadow:\n"
+    "      rate: 1.0\n"
+    "      usd_per_day: 1.0\n"
+    "      target_quality: 0.9\n"
+    "      autotune: {min_threshold: 0.05, max_threshold: 0.9, min_checks: 20, window: 20,"
+    " every_checks: 20, max_step: 0.5}\n",
+)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_autotune_lowers_the_threshold_the_checks_justify_and_records_it(
+    serve: Serve, stream: bool
+) -> None:
+    """20 confident local answers the reference agrees with: the threshold drops from the
+    policy's 0.5 to the lowest bound allowed (one step of 0.45), so an answer at 0.08 that
+    the policy's threshold would have escalated is now served locally; the change is a
+    ledger record with the policy version, in /admin/policy and /metrics."""
+    small = FakeBackend("small", [Script("four")] * 20 + [Script("five", UNSURE)], local=True)
+    large = FakeBackend("large", [Script("The answer is four.", None)])
+    client, ledger = await serve(AUTOTUNED, small=small, large=large)
+    for _ in range(20):
+        response = await client.post("/v1/chat/completions", json=CHAT)
+        assert response.headers["x-cascade-tier"] == "small"
+    tuned: list[dict[str, Any]] = []
+    for _ in range(400):  # the checks run after the answers
+        tuned = (await (await client.get("/admin/policy")).json())["tuned"]
+        if tuned:
+            break
+        await asyncio.sleep(0.005)
+    assert tuned == [{"route": "auto", "tier": "small", "threshold": 0.05, "policy_threshold": 0.5}]
+    response = await client.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+    text = (await sse(response))[0] if stream else _text(await response.json())
+    assert text == "five" and response.headers["x-cascade-tier"] == "small"
+    request_id = response.headers["x-request-id"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'cascade_tuned_threshold{route="auto",tier="small"} 0.05' in metrics
+    await asyncio.sleep(0.05)
+    await client.close()
+    (attempt,) = record_of(ledger, request_id)["attempts"]
+    assert attempt["outcome"] == "accepted" and attempt["confidence"]["threshold"] == 0.05
+    (change,) = [r for r in read_ledger(ledger) if r.get("kind") == "tune"]
+    assert (change["route"], change["tier"], change["method"]) == ("auto", "small", "mean_prob")
+    assert (change["threshold_from"], change["threshold_to"], change["wanted"]) == (0.5, 0.05, 0.0)
+    assert change["checks"] == 20 and change["agreement"] == 1.0
+    assert change["policy_version"] == record_of(ledger, request_id)["policy_version"]

@@ -1,0 +1,198 @@
+"""Automatic re-tuning of a route's acceptance threshold from its own shadow checks (policy
+`routes.R.shadow.autotune`).
+
+Each conclusive check of a local answer the step judged — accepted or escalated, drawn at
+the same rate, so an unbiased sample across the whole range of its acceptance value — goes
+into a window of the latest `window` checks of that (route, tier, acceptance method and
+model). Every `every_checks` new checks, once `min_checks` are in, the threshold is
+calibrated on the window exactly as `cascade classify calibrate --from-ledger` does (the
+smallest escalation share whose routed quality reaches `target_quality`, the reference
+tier's answers taken as right), bounded by `min_threshold`/`max_threshold` and moved at
+most `max_step` at a time. A change is a ledger record of its own (`kind: tune`) with the
+policy version it applies to, logged and exported as a gauge.
+
+The tuned value overrides the policy's threshold while the policy's step (method, model,
+threshold) and the autotune bounds stay as they were: editing any of them in the file hands
+the threshold back to the file, and tuning restarts from it (the window of checks is kept
+when the method and model are unchanged). State is per process: a restart starts from the
+file's threshold and tunes again once `every_checks` new checks are in after `min_checks`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from classifiers.calibrate import calibrate
+from router.policy.model import AcceptanceSpec, AutotuneSpec, Policy
+from router.records import iso_time
+
+_SAME = 1e-4  # a change smaller than this is no change
+
+
+@dataclass(slots=True)
+class TuneRecord:
+    """One threshold change: the ledger's record of it (`kind: tune`)."""
+
+    route: str
+    tier: str
+    method: str
+    policy_version: str
+    threshold_from: float
+    threshold_to: float
+    policy_threshold: float  # the file's value
+    wanted: float  # what the window calibrates to, before bounds and max_step
+    min_threshold: float
+    max_threshold: float
+    target_quality: float
+    checks: int  # in the window
+    agreement: float  # share of the window's local answers that agreed
+    estimated_quality: float  # routed quality on the window at threshold_to
+    escalated_share: float  # share of the window escalated at threshold_to
+    request_id: str = field(default_factory=lambda: f"tune-{secrets.token_hex(12)}")
+    kind: str = "tune"
+    team: str = "-"  # not a team's request
+    ts: str = field(default_factory=lambda: iso_time(time.time()))
+
+
+@dataclass(slots=True)
+class _Window:
+    values: deque[tuple[float, bool]]
+    fresh: int = 0  # checks since the last re-tuning
+
+
+@dataclass(frozen=True, slots=True)
+class _Tuned:
+    base: AcceptanceSpec  # the policy's step it was tuned from
+    bounds: tuple[float, float]
+    spec: AcceptanceSpec  # the same with the tuned threshold
+
+
+class Tuner:
+    """Windows of checks and the thresholds tuned from them, for the server's lifetime."""
+
+    def __init__(
+        self,
+        submit: Callable[[TuneRecord], None],
+        changed: Callable[[TuneRecord], None],
+    ) -> None:
+        self._submit = submit  # to the ledger
+        self._changed = changed  # log and gauge
+        self._windows: dict[tuple[str, str, str, str | None], _Window] = {}
+        self._tuned: dict[tuple[str, str], _Tuned] = {}
+
+    def acceptance(
+        self, route: str, tier: str, spec: AcceptanceSpec, autotune: AutotuneSpec | None
+    ) -> AcceptanceSpec:
+        """The acceptance in force for the route's step: the tuned threshold while the
+        policy's step and bounds are those it was tuned from, else the policy's."""
+        tuned = self._tuned.get((route, tier))
+        if (
+            tuned is None
+            or autotune is None
+            or tuned.base != spec
+            or tuned.bounds != (autotune.min_threshold, autotune.max_threshold)
+        ):
+            return spec
+        return tuned.spec
+
+    def observe(
+        self,
+        route: str,
+        tier: str,
+        value: float,
+        agree: bool,
+        *,
+        spec: AcceptanceSpec,
+        autotune: AutotuneSpec,
+        target_quality: float,
+        policy_version: str,
+    ) -> TuneRecord | None:
+        """Add one conclusive check of the step's answer; re-tune when it is time. Returns
+        the change made, if any."""
+        key = (route, tier, spec.method, spec.model)
+        window = self._windows.get(key)
+        if window is None or window.values.maxlen != autotune.window:
+            kept = window.values if window is not None else ()
+            window = self._windows[key] = _Window(deque(kept, maxlen=autotune.window))
+        window.values.append((value, agree))
+        window.fresh += 1
+        if len(window.values) < autotune.min_checks or window.fresh < autotune.every_checks:
+            return None
+        window.fresh = 0
+        return self._retune(
+            (route, tier), window, spec, autotune, target=target_quality, version=policy_version
+        )
+
+    def _retune(
+        self,
+        step: tuple[str, str],
+        window: _Window,
+        spec: AcceptanceSpec,
+        autotune: AutotuneSpec,
+        *,
+        target: float,
+        version: str,
+    ) -> TuneRecord | None:
+        route, tier = step
+        scores = np.array([value for value, _ in window.values])
+        agree = np.array([agreed for _, agreed in window.values])
+        reference = np.ones(len(scores), dtype=bool)  # the reference tier taken as right
+        wanted = calibrate(scores, agree, reference, quality=target).threshold
+        current = self.acceptance(route, tier, spec, autotune).threshold
+        bounded = min(max(wanted, autotune.min_threshold), autotune.max_threshold)
+        stepped = min(max(bounded, current - autotune.max_step), current + autotune.max_step)
+        new = round(stepped, 4)
+        if abs(new - current) < _SAME:
+            return None
+        escalated = scores < new
+        self._tuned[(route, tier)] = _Tuned(
+            spec,
+            (autotune.min_threshold, autotune.max_threshold),
+            spec.model_copy(update={"threshold": new}),
+        )
+        change = TuneRecord(
+            route=route,
+            tier=tier,
+            method=spec.method,
+            policy_version=version,
+            threshold_from=current,
+            threshold_to=new,
+            policy_threshold=spec.threshold,
+            wanted=wanted,
+            min_threshold=autotune.min_threshold,
+            max_threshold=autotune.max_threshold,
+            target_quality=target,
+            checks=len(scores),
+            agreement=round(float(agree.mean()), 6),
+            estimated_quality=round(float(np.where(escalated, True, agree).mean()), 6),
+            escalated_share=round(float(escalated.mean()), 6),
+        )
+        self._submit(change)
+        self._changed(change)
+        return change
+
+    def in_force(self, policy: Policy) -> list[dict[str, object]]:
+        """The tuned thresholds `policy` serves with (GET /admin/policy)."""
+        shown: list[dict[str, object]] = []
+        for (route, tier), tuned in sorted(self._tuned.items()):
+            spec = policy.routes.get(route)
+            autotune = spec.shadow.autotune if spec is not None and spec.shadow else None
+            step = next((s for s in spec.cascade if s.tier == tier), None) if spec else None
+            if step is None or step.acceptance is None:
+                continue
+            if self.acceptance(route, tier, step.acceptance, autotune) is tuned.spec:
+                shown.append(
+                    {
+                        "route": route,
+                        "tier": tier,
+                        "threshold": tuned.spec.threshold,
+                        "policy_threshold": tuned.base.threshold,
+                    }
+                )
+        return shown
