@@ -73,6 +73,12 @@ routes:
     cascade:
       - {{tier: first, acceptance: {{threshold: 0.5}}}}
       - {{tier: second}}
+  kept:
+    cache: {{store: memory}}
+    cascade:
+      - {{tier: first, acceptance: {{threshold: 0.5}}}}
+      - {{tier: second}}
+    shadow: {{rate: 1.0, usd_per_day: 1.0, reference_tier: second}}
 """)
     return cascade, first, second
 
@@ -92,6 +98,31 @@ def test_the_upstream_sees_its_request_closed_and_no_further_tier_is_called(
     assert (record["status"], record["http_status"]) == ("client_gone", 499)
     assert [(a["tier"], a["outcome"]) for a in record["attempts"]] == [("first", "client_gone")]
     assert record["attempts"][0]["latency_ms"] >= 400
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_client_that_leaves_a_cached_shadowed_route_leaves_no_entry_and_no_check(
+    remote: tuple[Cascade, ServerProcess, ServerProcess], stream: bool
+) -> None:
+    """What the client never got is neither cached nor shadow-checked, and the server
+    goes on serving."""
+    cascade, _, second = remote
+    body = {"model": "kept", "messages": HI, "temperature": 0, "stream": stream}
+    before = seen(second)["requests"]
+    client_id = leave_after(cascade, 0.5, **body)
+    record = record_of(cascade, client_id)
+    assert record["status"] == "client_gone" and record["cache"] == "miss"
+    time.sleep(0.5)  # a check would have been offered as the request settled
+    assert not [r for r in cascade.records() if r.get("shadow_of") == record["request_id"]]
+    assert seen(second)["requests"] == before  # no shadow call to the reference either
+    metrics = requests.get(f"{cascade.url}/metrics", timeout=10).text
+    assert 'cascade_cache_memory{what="entries"} 0.0' in metrics
+    again = requests.post(
+        f"{cascade.url}/v1/chat/completions",
+        json={"model": "second", "messages": HI, "max_tokens": 4},
+        timeout=10,
+    )
+    assert again.status_code == 200
 
 
 @pytest.fixture(scope="module")
