@@ -102,7 +102,17 @@ async def _shadow(app: web.Application) -> AsyncIterator[None]:
         )
 
     tuner = Tuner(app[LEDGER].submit, tuned)
-    runner = app[SHADOW] = ShadowRunner(app[LEDGER].submit, count, tuner=tuner)
+
+    def cap_unavailable(error: Exception) -> None:
+        app[LOGGER].warning("shadow_cap_unavailable", error=str(error))
+
+    runner = app[SHADOW] = ShadowRunner(
+        app[LEDGER].submit,
+        count,
+        tuner=tuner,
+        redis_url=app[SETTINGS].redis_url,
+        on_cap_error=cap_unavailable,
+    )
     runner.start()
     yield
     await runner.aclose()

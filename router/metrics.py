@@ -133,7 +133,8 @@ class Metrics:
         self.shadow_checks = Counter(
             "cascade_shadow_checks",
             "Shadow checks of accepted local answers by result: agree, disagree, "
-            "inconclusive, error, or not run (dropped: queue full; capped: the day's spend)",
+            "inconclusive, error, or not run (dropped: queue full; capped: the day's spend; "
+            "cap_unavailable: a shared cap's Redis; busy: the local tier had clients)",
             ["route", "result"],
             registry=self.registry,
         )

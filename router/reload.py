@@ -107,6 +107,7 @@ class PolicyReloader:
         self._learn_secrets(loaded)
         limiter = self._limiter(loaded)
         cache = self._policy_cache(loaded)
+        self._check_shadow_caps(loaded)
         backends = await build_backends(loaded.policy, self._session)
         self.slot.current = Runtime(loaded, backends, keys, limiter, cache, self._in_flight)
         heap.settle(thaw=False)
@@ -157,6 +158,7 @@ class PolicyReloader:
             try:
                 limiter = self._limiter(loaded)
                 cache = self._policy_cache(loaded)
+                self._check_shadow_caps(loaded)
             except ValueError as exc:
                 self._reject(loaded.source, [str(exc)], current)
                 return
@@ -192,6 +194,16 @@ class PolicyReloader:
         return Limiter(
             loaded.policy, self._stores[key], clock=time.time, on_error=self._store_error
         )
+
+    def _check_shadow_caps(self, loaded: LoadedPolicy) -> None:
+        """A shadow cap shared through Redis needs CASCADE_REDIS_URL."""
+        if self._redis_url:
+            return
+        for name, route in loaded.policy.routes.items():
+            if route.shadow is not None and route.shadow.cap_store == "redis":
+                raise ValueError(
+                    f"routes.{name}.shadow.cap_store is redis but CASCADE_REDIS_URL is not set"
+                )
 
     def _policy_cache(self, loaded: LoadedPolicy) -> PolicyCache | None:
         return self._cache.for_policy(loaded.policy) if self._cache is not None else None

@@ -144,7 +144,14 @@ class ShadowSpec(_Strict):
         ge=0, le=1, description="Share of accepted local answers checked (0.05: one in 20)."
     )
     usd_per_day: float = Field(
-        gt=0, description="The reference calls' spend per UTC day at most (per process)."
+        gt=0,
+        description="The checks' spend (reference and judge calls) per UTC day at most, "
+        "per process or shared (`cap_store`).",
+    )
+    cap_store: Literal["memory", "redis"] = Field(
+        "memory",
+        description="memory: each process keeps its own day (N workers or replicas may spend "
+        "N times usd_per_day); redis: one day shared through CASCADE_REDIS_URL.",
     )
     reference_tier: str | None = Field(
         None, description="The tier whose answer counts as right; default the route's reference."

@@ -45,6 +45,7 @@ from router.backends.spec import PriceSpec
 from router.policy.model import AcceptanceSpec, ShadowSpec
 from router.records import iso_time
 from router.shadow.autotune import Tuner
+from router.shadow.cap import DayCap, MemoryCap, RedisCap, nano
 from router.shadow.judges import JUDGES, LLM_JUDGE, llm_judge_prompt, read_judgement
 
 _TASKS = 2  # checks in flight at once (each one remote call)
@@ -95,6 +96,7 @@ class ShadowJob:
     backend: Backend | None = None
     price: PriceSpec | None = None
     max_cost_usd: float = 0.0  # the call's and the LLM judge's, held against the day's cap
+    held: tuple[str, int] | None = None  # (UTC day, nano-USD) held until the check settles
     judge: Backend | None = None  # with judge llm
     judge_price: PriceSpec | None = None
     # the policy's acceptance of the local step, when the answer was judged on its scale
@@ -126,6 +128,8 @@ class ShadowRunner:
         clock: Callable[[], float] = time.time,
         chance: Callable[[], float] | None = None,
         tuner: Tuner | None = None,
+        redis_url: str | None = None,
+        on_cap_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self.tuner = tuner or Tuner(lambda _: None, lambda _: None)  # routes' autotune
         self._submit = submit  # to the ledger
@@ -134,7 +138,9 @@ class ShadowRunner:
         self._chance = chance or random.Random().random  # noqa: S311 - sampling, not secrets
         self._queue: asyncio.Queue[ShadowJob] = asyncio.Queue()
         self._queued: Counter[str] = Counter()  # per route
-        self._spent: dict[tuple[str, str], float] = {}  # (route, UTC day) -> USD held or spent
+        self._caps: dict[str, DayCap] = {"memory": MemoryCap()}  # by shadow.cap_store
+        if redis_url:
+            self._caps["redis"] = RedisCap(redis_url, on_cap_error or (lambda _: None))
         self._tasks: list[asyncio.Task[None]] = []
 
     def sampled(self, rate: float) -> bool:
@@ -160,6 +166,8 @@ class ShadowRunner:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if isinstance(cap := self._caps.get("redis"), RedisCap):
+            await cap.aclose()
 
     def _day(self) -> str:
         return time.strftime("%Y-%m-%d", time.gmtime(self._clock()))
@@ -172,40 +180,47 @@ class ShadowRunner:
                 await self._check(job)
             except Exception as exc:  # noqa: BLE001 - a check must never stop the runner
                 job.record.error = f"internal error ({type(exc).__name__})"
+                with contextlib.suppress(Exception):
+                    await self._settle(job)
                 self._finish(job, "error")
 
     async def _check(self, job: ShadowJob) -> None:
+        if not await self._hold(job):
+            return
         if job.local_answer is not None and job.reference_answer is not None:
-            if self._hold(job):  # nothing to call but, perhaps, the judge
-                await self._judge(job, job.local_answer, job.reference_answer)
+            await self._judge(job, job.local_answer, job.reference_answer)  # perhaps an LLM
         elif job.local_answer is None:
-            if self._hold(job):  # an LLM judge's cost, if any
-                await self._answer_locally(job)
-        elif self._hold(job):
+            await self._answer_locally(job)
+        else:
             await self._ask_reference(job, job.local_answer)
 
-    def _hold(self, job: ShadowJob) -> bool:
-        """Hold the check's maximum cost against its route's day (False: the day is spent)."""
+    async def _hold(self, job: ShadowJob) -> bool:
+        """Hold the check's maximum cost against its route's day (False: the day is spent,
+        or its store cannot be reached; counted)."""
         if not job.max_cost_usd:
             return True
-        key = (job.record.route, self._day())
-        held = self._spent.get(key, 0.0)
-        if held + job.max_cost_usd > job.spec.usd_per_day:
-            self._count(job.record.route, "capped")
+        route, day, amount = job.record.route, self._day(), nano(job.max_cost_usd)
+        cap = self._caps.get(job.spec.cap_store)
+        held = (
+            None if cap is None else await cap.hold(route, day, amount, nano(job.spec.usd_per_day))
+        )
+        if not held:
+            self._count(route, "capped" if held is False else "cap_unavailable")
             return False
-        self._spent[key] = held + job.max_cost_usd
+        job.held = (day, amount)
         return True
 
-    def _settle(self, job: ShadowJob) -> None:
-        """What the check cost replaces what it held."""
-        if job.max_cost_usd:
-            key = (job.record.route, self._day())
-            self._spent[key] = self._spent.get(key, 0.0) + job.record.cost_usd - job.max_cost_usd
-            job.max_cost_usd = 0.0
+    async def _settle(self, job: ShadowJob) -> None:
+        """What the check cost replaces what it held (on the day it held it)."""
+        if job.held is not None:
+            day, amount = job.held
+            job.held = None
+            cap = self._caps[job.spec.cap_store]
+            await cap.settle(job.record.route, day, nano(job.record.cost_usd) - amount)
 
     async def _judge(self, job: ShadowJob, local: str, reference: str) -> None:
         if job.spec.judge != "llm":
-            self._settle(job)
+            await self._settle(job)
             self._finish(job, JUDGES[job.spec.judge](local, reference))
             return
         assert job.judge is not None
@@ -218,21 +233,21 @@ class ShadowRunner:
             said = await job.judge.complete(asked, GenerationParams(4, temperature=0.0))
         except BackendError as exc:
             job.record.error = f"judge: {exc.message}"
-            self._settle(job)
+            await self._settle(job)
             self._finish(job, "error")
             return
         job.record.cost_usd = round(
             job.record.cost_usd + job.judge_price.cost(said.prompt_tokens, said.completion_tokens),
             10,
         )
-        self._settle(job)
+        await self._settle(job)
         self._finish(job, read_judgement(said.text))
 
     async def _answer_locally(self, job: ShadowJob) -> None:
         assert job.backend is not None
         assert job.reference_answer is not None
         if job.backend.queue_depth:  # clients are waiting for the local tier: not now
-            self._settle(job)
+            await self._settle(job)
             self._count(job.record.route, "busy")
             return
         started = time.perf_counter()
@@ -240,7 +255,7 @@ class ShadowRunner:
             local = await job.backend.complete(job.prompt, job.params)
         except BackendError as exc:
             job.record.error = exc.message
-            self._settle(job)
+            await self._settle(job)
             self._finish(job, "error")
             return
         job.record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -258,7 +273,7 @@ class ShadowRunner:
         except BackendError as exc:
             record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
             record.error = exc.message
-            self._settle(job)  # nothing spent
+            await self._settle(job)  # nothing spent
             self._finish(job, "error")
             return
         record.latency_ms = round((time.perf_counter() - started) * 1000, 3)

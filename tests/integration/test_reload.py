@@ -180,3 +180,27 @@ def test_a_policy_whose_model_will_not_load_is_rejected(
         assert response.headers["x-cascade-policy"] == before
     finally:
         server.stop()
+
+
+def test_a_shared_shadow_cap_without_redis_is_rejected(
+    tmp_path: Path, start_fake_upstream: Callable[..., ServerProcess]
+) -> None:
+    """`shadow.cap_store: redis` needs CASCADE_REDIS_URL: without it the change is refused
+    (the cap would silently become per process) and the last good policy serves on."""
+    fake, path, server = serve(tmp_path, start_fake_upstream, poll_s=0.1)
+    try:
+        before = admin(server)["version"]
+        text = policy(fake.url, 1, valid=True).replace(
+            b"  auto: {cascade: [{tier: large}]}\n",
+            b"  auto:\n    cascade: [{tier: small, acceptance: {threshold: 0.5}}, {tier: large}]\n"
+            b"    shadow: {rate: 0.1, usd_per_day: 1, cap_store: redis}\n",
+        )
+        write_atomically(path, text)
+        wait_for(lambda: admin(server)["last_rejected"] is not None, "the rejection")
+        state = admin(server)
+        assert state["version"] == before
+        assert state["last_rejected"]["errors"] == [
+            "routes.auto.shadow.cap_store is redis but CASCADE_REDIS_URL is not set"
+        ]
+    finally:
+        server.stop()
