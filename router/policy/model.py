@@ -114,11 +114,14 @@ class AutotuneSpec(_Strict):
     min_checks: int = Field(
         200,
         ge=20,
-        le=1_000_000,
+        le=100_000,
         description="Conclusive checks (accepted and escalated) needed before the first change.",
     )
     window: int = Field(
-        2000, ge=20, le=1_000_000, description="It tunes on the latest this many checks."
+        2000,
+        ge=20,
+        le=100_000,  # a re-tuning sorts it on the event loop: some 20-40 ms at 100,000
+        description="It tunes on the latest this many checks.",
     )
     every_checks: int = Field(
         50, ge=1, le=1_000_000, description="New conclusive checks between two re-tunings."
