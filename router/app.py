@@ -88,7 +88,6 @@ async def _shadow(app: web.Application) -> AsyncIterator[None]:
         metrics.shadow_checks.labels(route, result).inc()
 
     def tuned(change: TuneRecord) -> None:
-        metrics.tuned_threshold.labels(change.route, change.tier).set(change.threshold_to)
         app[LOGGER].info(
             "threshold_tuned",
             route=change.route,

@@ -885,6 +885,9 @@ async def metrics(request: web.Request) -> web.Response:
             cache_memory=request.app[CACHE].memory_size(),
             policy_version=runtime.loaded.version if runtime is not None else None,
             in_flight=runtime.in_flight if runtime is not None else None,
+            thresholds=request.app[SHADOW].tuner.thresholds(runtime.loaded.policy)
+            if runtime is not None
+            else None,
         ),
         content_type="text/plain",
         charset="utf-8",

@@ -138,9 +138,10 @@ class Metrics:
             ["route", "result"],
             registry=self.registry,
         )
-        self.tuned_threshold = Gauge(
-            "cascade_tuned_threshold",
-            "Acceptance threshold set by a route's shadow.autotune (absent until it changes one)",
+        self.acceptance_threshold = Gauge(
+            "cascade_acceptance_threshold",
+            "The acceptance threshold in force per route step: the policy's, or the one "
+            "shadow.autotune set",
             ["route", "tier"],
             registry=self.registry,
         )
@@ -312,6 +313,7 @@ class Metrics:
         *,
         policy_version: str | None = None,
         in_flight: Mapping[str, int] | None = None,
+        thresholds: Mapping[tuple[str, str], float] | None = None,
     ) -> bytes:
         for tier, depth in queue_depths.items():
             self.queue_depth.labels(tier).set(depth)
@@ -319,6 +321,10 @@ class Metrics:
         if policy_version is not None:
             self.policy_info.clear()
             self.policy_info.labels(policy_version).set(1)
+        if thresholds is not None:
+            self.acceptance_threshold.clear()  # steps a reload removed go away
+            for (route, tier), value in thresholds.items():
+                self.acceptance_threshold.labels(route, tier).set(value)
         for tier in queue_depths:
             self.in_flight.labels(tier).set((in_flight or {}).get(tier, 0))
         for tier, current in (tier_states or {}).items():

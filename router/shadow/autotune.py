@@ -9,7 +9,7 @@ calibrated on the window exactly as `cascade classify calibrate --from-ledger` d
 smallest escalation share whose routed quality reaches `target_quality`, the reference
 tier's answers taken as right), bounded by `min_threshold`/`max_threshold` and moved at
 most `max_step` at a time. A change is a ledger record of its own (`kind: tune`) with the
-policy version it applies to, logged and exported as a gauge.
+policy version it applies to, and logged; /metrics shows every step's threshold in force.
 
 The tuned value overrides the policy's threshold while the policy's step (method, model,
 threshold) and the autotune bounds stay as they were: editing any of them in the file hands
@@ -176,6 +176,17 @@ class Tuner:
         self._submit(change)
         self._changed(change)
         return change
+
+    def thresholds(self, policy: Policy) -> dict[tuple[str, str], float]:
+        """The threshold in force for every route step with an acceptance (/metrics)."""
+        found: dict[tuple[str, str], float] = {}
+        for name, route in policy.routes.items():
+            autotune = route.shadow.autotune if route.shadow is not None else None
+            for step in route.cascade[:-1]:
+                if step.acceptance is not None:
+                    spec = self.acceptance(name, step.tier, step.acceptance, autotune)
+                    found[(name, step.tier)] = spec.threshold
+        return found
 
     def in_force(self, policy: Policy) -> list[dict[str, object]]:
         """The tuned thresholds `policy` serves with (GET /admin/policy)."""

@@ -508,7 +508,7 @@ async def test_autotune_lowers_the_threshold_the_checks_justify_and_records_it(
     assert text == "five" and response.headers["x-cascade-tier"] == "small"
     request_id = response.headers["x-request-id"]
     metrics = await (await client.get("/metrics")).text()
-    assert 'cascade_tuned_threshold{route="auto",tier="small"} 0.05' in metrics
+    assert 'cascade_acceptance_threshold{route="auto",tier="small"} 0.05' in metrics
     await asyncio.sleep(0.05)
     await client.close()
     (attempt,) = record_of(ledger, request_id)["attempts"]
