@@ -27,6 +27,7 @@ from router.reload import RELOADER, PolicyReloader
 from router.settings import Settings
 from router.shadow.autotune import Tuner, TuneRecord
 from router.shadow.runner import ShadowRunner
+from router.shadow.shared_windows import SharedWindows
 from router.state import (
     CACHE,
     LEDGER,
@@ -100,7 +101,12 @@ async def _shadow(app: web.Application) -> AsyncIterator[None]:
             policy_version=change.policy_version,
         )
 
-    tuner = Tuner(app[LEDGER].submit, tuned)
+    def shared_window_unavailable(error: Exception) -> None:
+        app[LOGGER].warning("autotune_store_unavailable", error=str(error))
+
+    redis_url = app[SETTINGS].redis_url
+    shared = SharedWindows(redis_url, shared_window_unavailable) if redis_url else None
+    tuner = Tuner(app[LEDGER].submit, tuned, shared)
 
     def cap_unavailable(error: Exception) -> None:
         app[LOGGER].warning("shadow_cap_unavailable", error=str(error))
@@ -109,7 +115,7 @@ async def _shadow(app: web.Application) -> AsyncIterator[None]:
         app[LEDGER].submit,
         count,
         tuner=tuner,
-        redis_url=app[SETTINGS].redis_url,
+        redis_url=redis_url,
         on_cap_error=cap_unavailable,
     )
     runner.start()

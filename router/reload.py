@@ -196,13 +196,18 @@ class PolicyReloader:
         )
 
     def _check_shadow_caps(self, loaded: LoadedPolicy) -> None:
-        """A shadow cap shared through Redis needs CASCADE_REDIS_URL."""
+        """A shadow cap or autotune window shared through Redis needs CASCADE_REDIS_URL."""
         if self._redis_url:
             return
         for name, route in loaded.policy.routes.items():
-            if route.shadow is not None and route.shadow.cap_store == "redis":
+            shadow = route.shadow
+            if shadow is not None and shadow.cap_store == "redis":
                 raise ValueError(
                     f"routes.{name}.shadow.cap_store is redis but CASCADE_REDIS_URL is not set"
+                )
+            if shadow is not None and shadow.autotune and shadow.autotune.store == "redis":
+                raise ValueError(
+                    f"routes.{name}.shadow.autotune.store is redis but CASCADE_REDIS_URL is not set"
                 )
 
     def _policy_cache(self, loaded: LoadedPolicy) -> PolicyCache | None:

@@ -129,6 +129,12 @@ class AutotuneSpec(_Strict):
     max_step: float = Field(
         0.05, gt=0, le=1, description="The most one change moves the threshold."
     )
+    store: Literal["memory", "redis"] = Field(
+        "memory",
+        description="memory: each process tunes on the checks it ran, from the policy's "
+        "threshold at each start; redis: one window and one threshold for every worker and "
+        "replica (CASCADE_REDIS_URL), kept across restarts.",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> AutotuneSpec:

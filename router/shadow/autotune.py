@@ -14,8 +14,9 @@ policy version it applies to, and logged; /metrics shows every step's threshold 
 The tuned value overrides the policy's threshold while the policy's step (method, model,
 threshold) and the autotune bounds stay as they were: editing any of them in the file hands
 the threshold back to the file, and tuning restarts from it (the window of checks is kept
-when the method and model are unchanged). State is per process: a restart starts from the
-file's threshold and tunes again once `every_checks` new checks are in after `min_checks`.
+when the method and model are unchanged). With `store: memory` the state is per process: a
+restart starts from the file's threshold. With `store: redis` the window and the threshold
+are shared by every process (router/shadow/shared_windows.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,7 @@ import numpy as np
 from classifiers.calibrate import calibrate
 from router.policy.model import AcceptanceSpec, AutotuneSpec, Policy
 from router.records import iso_time
+from router.shadow.shared_windows import SharedWindows
 
 _SAME = 1e-4  # a change smaller than this is no change
 
@@ -73,6 +75,43 @@ class _Tuned:
     spec: AcceptanceSpec  # the same with the tuned threshold
 
 
+@dataclass(frozen=True, slots=True)
+class _Retuned:
+    threshold: float
+    wanted: float
+    target: float
+    checks: int
+    agreement: float
+    estimated_quality: float
+    escalated_share: float
+
+
+def _retuned(
+    values: Sequence[tuple[float, bool]], current: float, autotune: AutotuneSpec, target: float
+) -> _Retuned | None:
+    """The window's calibrated threshold, bounded and at most `max_step` from `current`;
+    None when that is no change."""
+    scores = np.array([value for value, _ in values])
+    agree = np.array([agreed for _, agreed in values], dtype=bool)
+    reference = np.ones(len(scores), dtype=bool)  # the reference tier taken as right
+    wanted = calibrate(scores, agree, reference, quality=target).threshold
+    bounded = min(max(wanted, autotune.min_threshold), autotune.max_threshold)
+    stepped = min(max(bounded, current - autotune.max_step), current + autotune.max_step)
+    new = round(stepped, 4)
+    if abs(new - current) < _SAME:
+        return None
+    escalated = scores < new
+    return _Retuned(
+        threshold=new,
+        wanted=wanted,
+        target=target,
+        checks=len(scores),
+        agreement=round(float(agree.mean()), 6),
+        estimated_quality=round(float(np.where(escalated, True, agree).mean()), 6),
+        escalated_share=round(float(escalated.mean()), 6),
+    )
+
+
 class Tuner:
     """Windows of checks and the thresholds tuned from them, for the server's lifetime."""
 
@@ -80,9 +119,11 @@ class Tuner:
         self,
         submit: Callable[[TuneRecord], None],
         changed: Callable[[TuneRecord], None],
+        shared: SharedWindows | None = None,
     ) -> None:
         self._submit = submit  # to the ledger
-        self._changed = changed  # log and gauge
+        self._changed = changed  # log
+        self._shared = shared  # autotune.store: redis
         self._windows: dict[tuple[str, str, str, str | None], _Window] = {}
         self._tuned: dict[tuple[str, str], _Tuned] = {}
 
@@ -113,8 +154,8 @@ class Tuner:
         target_quality: float,
         policy_version: str,
     ) -> TuneRecord | None:
-        """Add one conclusive check of the step's answer; re-tune when it is time. Returns
-        the change made, if any."""
+        """Add one conclusive check of the step's answer to this process's window; re-tune
+        when it is time. Returns the change made, if any."""
         key = (route, tier, spec.method, spec.model)
         window = self._windows.get(key)
         if window is None or window.values.maxlen != autotune.window:
@@ -125,36 +166,76 @@ class Tuner:
         if len(window.values) < autotune.min_checks or window.fresh < autotune.every_checks:
             return None
         window.fresh = 0
-        return self._retune(
-            (route, tier), window, spec, autotune, target=target_quality, version=policy_version
-        )
+        current = self.acceptance(route, tier, spec, autotune).threshold
+        found = _retuned(list(window.values), current, autotune, target_quality)
+        if found is None:
+            return None
+        return self._apply((route, tier), found, spec, autotune, policy_version)
 
-    def _retune(
+    async def observe_shared(
         self,
-        step: tuple[str, str],
-        window: _Window,
+        route: str,
+        tier: str,
+        value: float,
+        agree: bool,
+        *,
         spec: AcceptanceSpec,
         autotune: AutotuneSpec,
-        *,
-        target: float,
-        version: str,
+        target_quality: float,
+        policy_version: str,
     ) -> TuneRecord | None:
-        route, tier = step
-        scores = np.array([value for value, _ in window.values])
-        agree = np.array([agreed for _, agreed in window.values])
-        reference = np.ones(len(scores), dtype=bool)  # the reference tier taken as right
-        wanted = calibrate(scores, agree, reference, quality=target).threshold
-        current = self.acceptance(route, tier, spec, autotune).threshold
-        bounded = min(max(wanted, autotune.min_threshold), autotune.max_threshold)
-        stepped = min(max(bounded, current - autotune.max_step), current + autotune.max_step)
-        new = round(stepped, 4)
-        if abs(new - current) < _SAME:
+        """`autotune.store: redis`: the same on one window shared by every process. The
+        process whose check completes a round re-tunes and records the change (one record
+        per change, not one per process); every process takes up the shared threshold with
+        its next check."""
+        if self._shared is None:
             return None
-        escalated = scores < new
-        self._tuned[(route, tier)] = _Tuned(
+        step = (route, tier)
+        reply = await self._shared.observe(step, value, agree, spec, autotune)
+        if reply is None:  # Redis unreachable (reported): this process's threshold stays
+            return None
+        current, values = reply
+        if values is None:
+            if current is not None:
+                self._follow(step, spec, autotune, current)
+            return None
+        start = spec.threshold if current is None else current
+        found = _retuned(values, start, autotune, target_quality)
+        if found is None:
+            if current is not None:
+                self._follow(step, spec, autotune, current)
+            return None
+        if not await self._shared.publish(step, spec, autotune, found.threshold):
+            return None
+        return self._apply(step, found, spec, autotune, policy_version, start=start)
+
+    def _follow(
+        self, step: tuple[str, str], spec: AcceptanceSpec, autotune: AutotuneSpec, value: float
+    ) -> None:
+        """Serve a threshold another process set (same policy step and bounds)."""
+        if self.acceptance(*step, spec, autotune).threshold != value:
+            self._tuned[step] = _Tuned(
+                spec,
+                (autotune.min_threshold, autotune.max_threshold),
+                spec.model_copy(update={"threshold": value}),
+            )
+
+    def _apply(
+        self,
+        step: tuple[str, str],
+        found: _Retuned,
+        spec: AcceptanceSpec,
+        autotune: AutotuneSpec,
+        version: str,
+        *,
+        start: float | None = None,
+    ) -> TuneRecord:
+        route, tier = step
+        current = self.acceptance(route, tier, spec, autotune).threshold if start is None else start
+        self._tuned[step] = _Tuned(
             spec,
             (autotune.min_threshold, autotune.max_threshold),
-            spec.model_copy(update={"threshold": new}),
+            spec.model_copy(update={"threshold": found.threshold}),
         )
         change = TuneRecord(
             route=route,
@@ -162,20 +243,24 @@ class Tuner:
             method=spec.method,
             policy_version=version,
             threshold_from=current,
-            threshold_to=new,
+            threshold_to=found.threshold,
             policy_threshold=spec.threshold,
-            wanted=wanted,
+            wanted=found.wanted,
             min_threshold=autotune.min_threshold,
             max_threshold=autotune.max_threshold,
-            target_quality=target,
-            checks=len(scores),
-            agreement=round(float(agree.mean()), 6),
-            estimated_quality=round(float(np.where(escalated, True, agree).mean()), 6),
-            escalated_share=round(float(escalated.mean()), 6),
+            target_quality=found.target,
+            checks=found.checks,
+            agreement=found.agreement,
+            estimated_quality=found.estimated_quality,
+            escalated_share=found.escalated_share,
         )
         self._submit(change)
         self._changed(change)
         return change
+
+    async def aclose(self) -> None:
+        if self._shared is not None:
+            await self._shared.aclose()
 
     def thresholds(self, policy: Policy) -> dict[tuple[str, str], float]:
         """The threshold in force for every route step with an acceptance (/metrics)."""

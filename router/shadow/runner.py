@@ -42,9 +42,9 @@ from router.backends.base import (
     Prompt,
 )
 from router.backends.spec import PriceSpec
-from router.policy.model import AcceptanceSpec, ShadowSpec
+from router.policy.model import AcceptanceSpec, AutotuneSpec, ShadowSpec
 from router.records import iso_time
-from router.shadow.autotune import Tuner
+from router.shadow.autotune import Tuner, TuneRecord
 from router.shadow.cap import DayCap, MemoryCap, RedisCap, nano
 from router.shadow.judges import JUDGES, LLM_JUDGE, llm_judge_prompt, read_judgement
 
@@ -138,6 +138,7 @@ class ShadowRunner:
         self._chance = chance or random.Random().random  # noqa: S311 - sampling, not secrets
         self._queue: asyncio.Queue[ShadowJob] = asyncio.Queue()
         self._queued: Counter[str] = Counter()  # per route
+        self._tuning: set[asyncio.Task[TuneRecord | None]] = set()  # observations of shared windows
         self._caps: dict[str, DayCap] = {"memory": MemoryCap()}  # by shadow.cap_store
         if redis_url:
             self._caps["redis"] = RedisCap(redis_url, on_cap_error or (lambda _: None))
@@ -166,6 +167,9 @@ class ShadowRunner:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._tuning:  # a shared window's round trips: at most a second each
+            await asyncio.wait(self._tuning, timeout=2.0)
+        await self.tuner.aclose()
         if isinstance(cap := self._caps.get("redis"), RedisCap):
             await cap.aclose()
 
@@ -293,6 +297,36 @@ class ShadowRunner:
         record.reference_model = answer.model
         await self._judge(job, local_answer, answer.text)
 
+    def _tune(
+        self, record: ShadowRecord, step: AcceptanceSpec, autotune: AutotuneSpec, target: float
+    ) -> None:
+        """Hand a conclusive check of the local step to autotune: this process's window, or
+        the shared one (a round trip to Redis, off this task)."""
+        assert record.local_confidence is not None
+        observed = (record.route, record.local_tier, record.local_confidence)
+        agree = record.verdict == "agree"
+        if autotune.store == "memory":
+            self.tuner.observe(
+                *observed,
+                agree,
+                spec=step,
+                autotune=autotune,
+                target_quality=target,
+                policy_version=record.policy_version,
+            )
+            return
+        shared = self.tuner.observe_shared(
+            *observed,
+            agree,
+            spec=step,
+            autotune=autotune,
+            target_quality=target,
+            policy_version=record.policy_version,
+        )
+        task = asyncio.create_task(shared)
+        self._tuning.add(task)
+        task.add_done_callback(self._tuning.discard)
+
     def _finish(self, job: ShadowJob, verdict: str) -> None:
         record = job.record
         record.verdict = verdict
@@ -307,16 +341,7 @@ class ShadowRunner:
             and record.local_outcome in ("accepted", "escalated")
             and record.local_confidence is not None
         ):
-            self.tuner.observe(
-                record.route,
-                record.local_tier,
-                record.local_confidence,
-                verdict == "agree",
-                spec=job.step,
-                autotune=autotune,
-                target_quality=target,
-                policy_version=record.policy_version,
-            )
+            self._tune(record, job.step, autotune, target)
 
 
 def new_shadow_id() -> str:

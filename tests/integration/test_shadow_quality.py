@@ -18,6 +18,7 @@ import pytest
 
 from classifiers.grading import grade
 from tests.support.cascade import StartCascade, audit_report
+from tests.support.redis_server import RedisServer
 from tests.support.shadow_traffic import drive, items, policy, start_gold
 
 CLASSIFY = [sys.executable, "-m", "router", "classify", "calibrate"]
@@ -69,20 +70,24 @@ def test_the_audit_estimates_the_served_local_answers_true_accuracy(
 
 AUTOTUNE = (
     ", target_quality: 0.8, autotune: {min_threshold: 0.2, max_threshold: 0.9, min_checks: 20,"
-    " window: 500, every_checks: 20, max_step: 0.2}"
+    " window: 500, every_checks: 20, max_step: 0.2, store: redis}"
 )
 
 
 def test_autotune_re_tunes_the_served_threshold_from_the_checks(
-    start_cascade: StartCascade, tmp_path: Path
+    start_cascade: StartCascade, tmp_path: Path, redis: RedisServer
 ) -> None:
-    """The real local tier and the gold upstream: every 20 conclusive checks the route's
-    threshold is re-tuned within its bounds; each change is a ledger record with the policy
-    version, requests after it are judged at its threshold, and the audit lists it."""
+    """The real local tier, the gold upstream, the window in a real Redis: every 20
+    conclusive checks the route's threshold is re-tuned within its bounds; each change is a
+    ledger record with the policy version, requests after it are judged at its threshold,
+    and the audit lists it. (Several processes sharing the window: test_autotune_shared.)"""
     found = items(per_dataset=15, seed=11)
     gold = start_gold(found, tmp_path)
     try:
-        cascade = start_cascade(policy(gold, threshold=0.45, rate=1.0, shadow=AUTOTUNE))
+        cascade = start_cascade(
+            policy(gold, threshold=0.45, rate=1.0, shadow=AUTOTUNE),
+            env={"CASCADE_REDIS_URL": redis.url},
+        )
         served = drive(cascade.url, found)
         deadline = time.monotonic() + 120
         while len([r for r in cascade.records() if r.get("kind") == "shadow"]) < len(served):
