@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from tests.support.processes import ServerProcess, start_cascade
@@ -182,25 +183,40 @@ def test_a_policy_whose_model_will_not_load_is_rejected(
         server.stop()
 
 
-def test_a_shared_shadow_cap_without_redis_is_rejected(
-    tmp_path: Path, start_fake_upstream: Callable[..., ServerProcess]
+@pytest.mark.parametrize(
+    ("shared", "field"),
+    [
+        (b"cap_store: redis", "shadow.cap_store"),
+        (
+            b"target_quality: 0.9, "
+            b"autotune: {min_threshold: 0.1, max_threshold: 0.9, store: redis}",
+            "shadow.autotune.store",
+        ),
+    ],
+)
+def test_shadow_state_shared_through_redis_without_redis_is_rejected(
+    tmp_path: Path,
+    start_fake_upstream: Callable[..., ServerProcess],
+    shared: bytes,
+    field: str,
 ) -> None:
-    """`shadow.cap_store: redis` needs CASCADE_REDIS_URL: without it the change is refused
-    (the cap would silently become per process) and the last good policy serves on."""
+    """A shadow cap or autotune window shared through Redis needs CASCADE_REDIS_URL: without
+    it the change is refused (it would silently become per process) and the last good
+    policy serves on."""
     fake, path, server = serve(tmp_path, start_fake_upstream, poll_s=0.1)
     try:
         before = admin(server)["version"]
         text = policy(fake.url, 1, valid=True).replace(
             b"  auto: {cascade: [{tier: large}]}\n",
             b"  auto:\n    cascade: [{tier: small, acceptance: {threshold: 0.5}}, {tier: large}]\n"
-            b"    shadow: {rate: 0.1, usd_per_day: 1, cap_store: redis}\n",
+            b"    shadow: {rate: 0.1, usd_per_day: 1, " + shared + b"}\n",
         )
         write_atomically(path, text)
         wait_for(lambda: admin(server)["last_rejected"] is not None, "the rejection")
         state = admin(server)
         assert state["version"] == before
         assert state["last_rejected"]["errors"] == [
-            "routes.auto.shadow.cap_store is redis but CASCADE_REDIS_URL is not set"
+            f"routes.auto.{field} is redis but CASCADE_REDIS_URL is not set"
         ]
     finally:
         server.stop()
