@@ -26,7 +26,7 @@ import numpy as np
 from bench.common import append_results
 from classifiers.calibrate import calibrate
 from router.policy.model import AcceptanceSpec, AutotuneSpec
-from router.shadow.autotune import Tuner
+from router.shadow.autotune import Observed, Tuner
 
 LABELS = Path("classifiers/artifacts/labels-smollm2-135m-q4_1.jsonl")
 SHORT = ("arc-easy", "arc-challenge", "mmlu", "nq")
@@ -68,16 +68,10 @@ def main() -> None:
             spec = AcceptanceSpec(method="mean_prob", threshold=start)
             changes, reached = 0, None
             for seen, i in enumerate(traffic, start=1):
-                change = tuner.observe(
-                    "auto",
-                    "small",
-                    float(values[i]),
-                    bool(right[i]),
-                    spec=spec,
-                    autotune=BOUNDS,
-                    target_quality=target,
-                    policy_version="bench",
+                check = Observed(
+                    "auto", "small", float(values[i]), bool(right[i]), spec, BOUNDS, target, "bench"
                 )
+                change = tuner.observe(check)
                 changes += change is not None
                 now = tuner.acceptance("auto", "small", spec, BOUNDS).threshold
                 if reached is None and abs(now - labelled) <= 0.02:

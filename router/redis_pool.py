@@ -32,3 +32,16 @@ def bounded_client(
         health_check_interval=0,
     )
     return redis.asyncio.Redis.from_pool(pool)  # the client owns the pool
+
+
+def background_client(url: str) -> redis.asyncio.Redis:
+    """A small client for work off the request path (shadow checks' cap, autotune's
+    windows): four connections, a second to answer."""
+    return bounded_client(url, timeout_s=1.0, pool_wait_s=1.0, max_connections=4)
+
+
+def redis_errors() -> tuple[type[Exception], ...]:
+    """What an unreachable, slow or refusing Redis raises."""
+    import redis
+
+    return (redis.RedisError, OSError, TimeoutError)

@@ -62,6 +62,24 @@ class TuneRecord:
     ts: str = field(default_factory=lambda: iso_time(time.time()))
 
 
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """One conclusive shadow check of a route step's answer, as autotune takes it."""
+
+    route: str
+    tier: str
+    value: float  # the answer's acceptance value
+    agree: bool  # with the reference tier
+    spec: AcceptanceSpec  # the policy's acceptance of the step
+    autotune: AutotuneSpec
+    target_quality: float
+    policy_version: str
+
+    @property
+    def step(self) -> tuple[str, str]:
+        return self.route, self.tier
+
+
 @dataclass(slots=True)
 class _Window:
     values: deque[tuple[float, bool]]
@@ -79,7 +97,6 @@ class _Tuned:
 class _Retuned:
     threshold: float
     wanted: float
-    target: float
     checks: int
     agreement: float
     estimated_quality: float
@@ -104,7 +121,6 @@ def _retuned(
     return _Retuned(
         threshold=new,
         wanted=wanted,
-        target=target,
         checks=len(scores),
         agreement=round(float(agree.mean()), 6),
         estimated_quality=round(float(np.where(escalated, True, agree).mean()), 6),
@@ -142,113 +158,71 @@ class Tuner:
             return spec
         return tuned.spec
 
-    def observe(
-        self,
-        route: str,
-        tier: str,
-        value: float,
-        agree: bool,
-        *,
-        spec: AcceptanceSpec,
-        autotune: AutotuneSpec,
-        target_quality: float,
-        policy_version: str,
-    ) -> TuneRecord | None:
-        """Add one conclusive check of the step's answer to this process's window; re-tune
-        when it is time. Returns the change made, if any."""
-        key = (route, tier, spec.method, spec.model)
+    def observe(self, check: Observed) -> TuneRecord | None:
+        """Add one check to this process's window; re-tune when it is time. Returns the
+        change made, if any."""
+        spec, autotune = check.spec, check.autotune
+        key = (check.route, check.tier, spec.method, spec.model)
         window = self._windows.get(key)
         if window is None or window.values.maxlen != autotune.window:
             kept = window.values if window is not None else ()
             window = self._windows[key] = _Window(deque(kept, maxlen=autotune.window))
-        window.values.append((value, agree))
+        window.values.append((check.value, check.agree))
         window.fresh += 1
         if len(window.values) < autotune.min_checks or window.fresh < autotune.every_checks:
             return None
         window.fresh = 0
-        current = self.acceptance(route, tier, spec, autotune).threshold
-        found = _retuned(list(window.values), current, autotune, target_quality)
-        if found is None:
-            return None
-        return self._apply((route, tier), found, spec, autotune, policy_version)
+        current = self.acceptance(check.route, check.tier, spec, autotune).threshold
+        found = _retuned(list(window.values), current, autotune, check.target_quality)
+        return None if found is None else self._apply(check, found, current)
 
-    async def observe_shared(
-        self,
-        route: str,
-        tier: str,
-        value: float,
-        agree: bool,
-        *,
-        spec: AcceptanceSpec,
-        autotune: AutotuneSpec,
-        target_quality: float,
-        policy_version: str,
-    ) -> TuneRecord | None:
+    async def observe_shared(self, check: Observed) -> TuneRecord | None:
         """`autotune.store: redis`: the same on one window shared by every process. The
         process whose check completes a round re-tunes and records the change (one record
         per change, not one per process); every process takes up the shared threshold with
         its next check."""
         if self._shared is None:
             return None
-        step = (route, tier)
-        reply = await self._shared.observe(step, value, agree, spec, autotune)
+        reply = await self._shared.observe(check)
         if reply is None:  # Redis unreachable (reported): this process's threshold stays
             return None
         current, values = reply
-        if values is None:
-            if current is not None:
-                self._follow(step, spec, autotune, current)
-            return None
-        start = spec.threshold if current is None else current
-        found = _retuned(values, start, autotune, target_quality)
-        if found is None:
-            if current is not None:
-                self._follow(step, spec, autotune, current)
-            return None
-        if not await self._shared.publish(step, spec, autotune, found.threshold):
-            return None
-        return self._apply(step, found, spec, autotune, policy_version, start=start)
+        found = None
+        if values is not None:
+            start = check.spec.threshold if current is None else current
+            found = _retuned(values, start, check.autotune, check.target_quality)
+            if found is not None and await self._shared.publish(check, found.threshold):
+                return self._apply(check, found, start)
+        if current is not None:
+            self._follow(check, current)
+        return None
 
-    def _follow(
-        self, step: tuple[str, str], spec: AcceptanceSpec, autotune: AutotuneSpec, value: float
-    ) -> None:
+    def _follow(self, check: Observed, value: float) -> None:
         """Serve a threshold another process set (same policy step and bounds)."""
-        if self.acceptance(*step, spec, autotune).threshold != value:
-            self._tuned[step] = _Tuned(
-                spec,
-                (autotune.min_threshold, autotune.max_threshold),
-                spec.model_copy(update={"threshold": value}),
-            )
+        if self.acceptance(*check.step, check.spec, check.autotune).threshold != value:
+            self._tune(check, value)
 
-    def _apply(
-        self,
-        step: tuple[str, str],
-        found: _Retuned,
-        spec: AcceptanceSpec,
-        autotune: AutotuneSpec,
-        version: str,
-        *,
-        start: float | None = None,
-    ) -> TuneRecord:
-        route, tier = step
-        current = self.acceptance(route, tier, spec, autotune).threshold if start is None else start
-        self._tuned[step] = _Tuned(
-            spec,
-            (autotune.min_threshold, autotune.max_threshold),
-            spec.model_copy(update={"threshold": found.threshold}),
+    def _tune(self, check: Observed, value: float) -> None:
+        self._tuned[check.step] = _Tuned(
+            check.spec,
+            (check.autotune.min_threshold, check.autotune.max_threshold),
+            check.spec.model_copy(update={"threshold": value}),
         )
+
+    def _apply(self, check: Observed, found: _Retuned, current: float) -> TuneRecord:
+        self._tune(check, found.threshold)
         change = TuneRecord(
-            route=route,
-            tier=tier,
-            method=spec.method,
-            policy_version=version,
+            route=check.route,
+            tier=check.tier,
+            method=check.spec.method,
+            policy_version=check.policy_version,
             threshold_from=current,
             threshold_to=found.threshold,
-            policy_threshold=spec.threshold,
+            policy_threshold=check.spec.threshold,
             wanted=found.wanted,
-            min_threshold=autotune.min_threshold,
-            max_threshold=autotune.max_threshold,
-            target_quality=found.target,
+            min_threshold=check.autotune.min_threshold,
+            max_threshold=check.autotune.max_threshold,
+            target_quality=check.target_quality,
             checks=found.checks,
             agreement=found.agreement,
             estimated_quality=found.estimated_quality,

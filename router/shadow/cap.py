@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from router.redis_pool import bounded_client
+from router.redis_pool import background_client, redis_errors
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -67,14 +67,10 @@ class MemoryCap:
 
 class RedisCap:
     def __init__(self, url: str, on_error: Callable[[Exception], None]) -> None:
-        import redis.asyncio
-
-        self._client: redis.asyncio.Redis = bounded_client(
-            url, timeout_s=1.0, pool_wait_s=1.0, max_connections=4
-        )
+        self._client: redis.asyncio.Redis = background_client(url)
         self._hold = self._client.register_script(_HOLD)
         self._on_error = on_error
-        self._errors = (redis.exceptions.RedisError, OSError)
+        self._errors = redis_errors()
 
     @staticmethod
     def key(route: str, day: str) -> str:

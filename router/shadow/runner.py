@@ -44,7 +44,7 @@ from router.backends.base import (
 from router.backends.spec import PriceSpec
 from router.policy.model import AcceptanceSpec, AutotuneSpec, ShadowSpec
 from router.records import iso_time
-from router.shadow.autotune import Tuner, TuneRecord
+from router.shadow.autotune import Observed, Tuner, TuneRecord
 from router.shadow.cap import DayCap, MemoryCap, RedisCap, nano
 from router.shadow.judges import JUDGES, LLM_JUDGE, llm_judge_prompt, read_judgement
 
@@ -303,27 +303,20 @@ class ShadowRunner:
         """Hand a conclusive check of the local step to autotune: this process's window, or
         the shared one (a round trip to Redis, off this task)."""
         assert record.local_confidence is not None
-        observed = (record.route, record.local_tier, record.local_confidence)
-        agree = record.verdict == "agree"
-        if autotune.store == "memory":
-            self.tuner.observe(
-                *observed,
-                agree,
-                spec=step,
-                autotune=autotune,
-                target_quality=target,
-                policy_version=record.policy_version,
-            )
-            return
-        shared = self.tuner.observe_shared(
-            *observed,
-            agree,
+        check = Observed(
+            record.route,
+            record.local_tier,
+            record.local_confidence,
+            record.verdict == "agree",
             spec=step,
             autotune=autotune,
             target_quality=target,
             policy_version=record.policy_version,
         )
-        task = asyncio.create_task(shared)
+        if autotune.store == "memory":
+            self.tuner.observe(check)
+            return
+        task = asyncio.create_task(self.tuner.observe_shared(check))
         self._tuning.add(task)
         task.add_done_callback(self._tuning.discard)
 

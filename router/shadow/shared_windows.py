@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from router.policy.model import AcceptanceSpec, AutotuneSpec
-from router.redis_pool import bounded_client
+from router.redis_pool import background_client, redis_errors
 
 if TYPE_CHECKING:
     import redis.asyncio
+
+    from router.shadow.autotune import Observed
 
 _KEEP_S = 30 * 86_400
 _OBSERVE = """
@@ -35,8 +36,6 @@ end
 return {current}
 """
 
-Step = tuple[str, str]  # (route, tier)
-
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
@@ -44,32 +43,29 @@ def _text(value: bytes | str) -> str:
 
 class SharedWindows:
     def __init__(self, url: str, on_error: Callable[[Exception], None]) -> None:
-        import redis.asyncio
-
-        self._client: redis.asyncio.Redis = bounded_client(
-            url, timeout_s=1.0, pool_wait_s=1.0, max_connections=4
-        )
+        self._client: redis.asyncio.Redis = background_client(url)
         self._observe = self._client.register_script(_OBSERVE)
         self._on_error = on_error
-        self._errors = (redis.exceptions.RedisError, OSError)
+        self._errors = redis_errors()
 
     @staticmethod
-    def keys(step: Step, spec: AcceptanceSpec, autotune: AutotuneSpec) -> list[str]:
-        route, tier = step
-        scale = f"cascade:autotune:{route}:{tier}:{spec.method}:{spec.model or '-'}"
+    def keys(check: Observed) -> list[str]:
+        spec, autotune = check.spec, check.autotune
+        scale = f"cascade:autotune:{check.route}:{check.tier}:{spec.method}:{spec.model or '-'}"
         bounds = f"{spec.threshold!r}:{autotune.min_threshold!r}:{autotune.max_threshold!r}"
         return [f"{scale}:window", f"{scale}:fresh", f"{scale}:{bounds}:threshold"]
 
     async def observe(
-        self, step: Step, value: float, agree: bool, spec: AcceptanceSpec, autotune: AutotuneSpec
+        self, check: Observed
     ) -> tuple[float | None, list[tuple[float, bool]] | None] | None:
         """Add a check. Returns the shared threshold (None: none yet) and, when this check
         completed a round, the window to re-tune on; None when Redis cannot be reached."""
+        autotune = check.autotune
         try:
             reply = await self._observe(
-                keys=self.keys(step, spec, autotune),
+                keys=self.keys(check),
                 args=[
-                    f"{value:.6f}:{int(agree)}",
+                    f"{check.value:.6f}:{int(check.agree)}",
                     autotune.window,
                     autotune.min_checks,
                     autotune.every_checks,
@@ -88,12 +84,10 @@ class SharedWindows:
             values.append((float(number), agreed == "1"))
         return current, values
 
-    async def publish(
-        self, step: Step, spec: AcceptanceSpec, autotune: AutotuneSpec, threshold: float
-    ) -> bool:
+    async def publish(self, check: Observed, threshold: float) -> bool:
         """Set the shared threshold (False: Redis cannot be reached; nothing changed)."""
         try:
-            await self._client.set(self.keys(step, spec, autotune)[2], repr(threshold), ex=_KEEP_S)
+            await self._client.set(self.keys(check)[2], repr(threshold), ex=_KEEP_S)
         except self._errors as exc:
             self._on_error(exc)
             return False

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from router.policy.model import AcceptanceSpec, AutotuneSpec
-from router.shadow.autotune import Tuner, TuneRecord
+from router.shadow.autotune import Observed, Tuner, TuneRecord
 from router.shadow.shared_windows import SharedWindows
 from tests.support.redis_server import RedisServer
 
@@ -30,6 +30,11 @@ def _checks(n: int) -> list[tuple[float, bool]]:
     return [(float(v), bool(rng.random() < v**2)) for v in rng.random(n)]
 
 
+def _sure(spec: AcceptanceSpec, version: str) -> Observed:
+    """A right answer with a high value: a check that moves nothing by itself."""
+    return Observed("shared", "small", 0.99, True, spec, AUTOTUNE, 0.9, version)
+
+
 def _process(redis: RedisServer, records: list[TuneRecord], errors: list[Exception]) -> Tuner:
     return Tuner(records.append, lambda _: None, SharedWindows(redis.url, errors.append))
 
@@ -42,16 +47,7 @@ async def test_processes_sharing_a_window_tune_as_one_process_would(redis: Redis
     single = Tuner(alone.append, lambda _: None)
     local = autotune.model_copy(update={"store": "memory"})
     for value, agree in checks:
-        single.observe(
-            "shared",
-            "small",
-            value,
-            agree,
-            spec=STEP,
-            autotune=local,
-            target_quality=0.9,
-            policy_version="v1",
-        )
+        single.observe(Observed("shared", "small", value, agree, STEP, local, 0.9, "v1"))
     assert len(alone) >= 3  # the target moves the threshold several times
     # three processes, the checks dealt out between them in turn
     records: list[TuneRecord] = []
@@ -60,14 +56,7 @@ async def test_processes_sharing_a_window_tune_as_one_process_would(redis: Redis
     try:
         for n, (value, agree) in enumerate(checks):
             await tuners[n % 3].observe_shared(
-                "shared",
-                "small",
-                value,
-                agree,
-                spec=STEP,
-                autotune=autotune,
-                target_quality=0.9,
-                policy_version="v1",
+                Observed("shared", "small", value, agree, STEP, autotune, 0.9, "v1")
             )
         assert [(r.threshold_from, r.threshold_to) for r in records] == [
             (r.threshold_from, r.threshold_to) for r in alone
@@ -75,46 +64,19 @@ async def test_processes_sharing_a_window_tune_as_one_process_would(redis: Redis
         assert [r.checks for r in records] == [r.checks for r in alone]
         final = alone[-1].threshold_to
         for tuner in tuners:  # each takes the shared threshold up with its next check
-            await tuner.observe_shared(
-                "shared",
-                "small",
-                0.99,
-                True,
-                spec=STEP,
-                autotune=autotune,
-                target_quality=0.9,
-                policy_version="v1",
-            )
+            await tuner.observe_shared(_sure(STEP, "v1"))
         in_force = {t.acceptance("shared", "small", STEP, autotune).threshold for t in tuners}
         assert len(in_force) == 1 and abs(in_force.pop() - final) <= 0.1 + 1e-9
         # a restarted process follows at its first check, without waiting for min_checks
         restarted = _process(redis, records, errors)
         tuners.append(restarted)
         assert restarted.acceptance("shared", "small", STEP, autotune) is STEP
-        await restarted.observe_shared(
-            "shared",
-            "small",
-            0.99,
-            True,
-            spec=STEP,
-            autotune=autotune,
-            target_quality=0.9,
-            policy_version="v1",
-        )
+        await restarted.observe_shared(_sure(STEP, "v1"))
         shared = tuners[0].acceptance("shared", "small", STEP, autotune).threshold
         assert restarted.acceptance("shared", "small", STEP, autotune).threshold == shared
         # a process serving another version of the step keeps its own threshold
         edited = STEP.model_copy(update={"threshold": 0.6})
-        await restarted.observe_shared(
-            "shared",
-            "small",
-            0.99,
-            True,
-            spec=edited,
-            autotune=autotune,
-            target_quality=0.9,
-            policy_version="v2",
-        )
+        await restarted.observe_shared(_sure(edited, "v2"))
         assert restarted.acceptance("shared", "small", edited, autotune) is edited
     finally:
         for tuner in tuners:
@@ -133,14 +95,7 @@ async def test_an_unreachable_store_leaves_the_threshold_alone() -> None:
         for value, agree in _checks(25):
             assert (
                 await tuner.observe_shared(
-                    "down",
-                    "small",
-                    value,
-                    agree,
-                    spec=STEP,
-                    autotune=autotune,
-                    target_quality=0.9,
-                    policy_version="v1",
+                    Observed("down", "small", value, agree, STEP, autotune, 0.9, "v1")
                 )
                 is None
             )

@@ -18,7 +18,7 @@ from router.audit.text import render_table
 from router.ledger import open_reader, parse_ledger_url
 from router.policy import PolicyError, parse_policy
 from router.policy.model import AcceptanceSpec, AutotuneSpec
-from router.shadow.autotune import Tuner, TuneRecord
+from router.shadow.autotune import Observed, Tuner, TuneRecord
 
 STEP = AcceptanceSpec(method="mean_prob", threshold=0.5)
 BOUNDS = AutotuneSpec(
@@ -42,14 +42,7 @@ def _feed(
     made = []
     for value, agree in checks:
         change = tuner.observe(
-            "auto",
-            "small",
-            value,
-            agree,
-            spec=spec,
-            autotune=autotune,
-            target_quality=target,
-            policy_version="v1",
+            Observed("auto", "small", value, agree, spec, autotune, target, policy_version="v1")
         )
         if change is not None:
             made.append(change)
