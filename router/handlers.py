@@ -32,7 +32,7 @@ from router.redact import Redactor
 from router.reload import RELOADER
 from router.requests import ClientRequest, parse_embeddings, prompt_too_long
 from router.responses import StreamWriter
-from router.routing import Decision, Facts, decide
+from router.routing import Decision, Facts, Thresholds, decide
 from router.shadow.runner import ShadowJob, ShadowRecord, features_of, new_shadow_id
 from router.state import (
     CACHE,
@@ -270,7 +270,14 @@ async def _complete_on(
             raise not_found_model(client.model)
         handled.decided_ns = time.time_ns()
         handled.admission, decision = await _admit(
-            runtime, record, handled.decision, facts, caller=caller, client=client, bound=bound
+            runtime,
+            record,
+            handled.decision,
+            facts,
+            caller=caller,
+            client=client,
+            bound=bound,
+            tuned=request.app[SHADOW].tuner,
         )
         handled.decision = decision
         handled.shadow = _shadow_sample(request, runtime, decision)
@@ -580,8 +587,10 @@ async def _admit(
     caller: Caller,
     client: ClientRequest,
     bound: int,
+    tuned: Thresholds,
 ) -> tuple[Admission, Decision]:
-    """The team's budget and rates admit the request (or 429), and shape its plan."""
+    """The team's budget and rates admit the request (or 429), and shape its plan (a
+    cheaper route's thresholds as autotune has them, too)."""
     max_tokens = client.params.max_tokens
 
     def shaped_as(kind: BudgetDecision) -> Decision | None:
@@ -592,6 +601,7 @@ async def _admit(
             policy=runtime.loaded.policy,
             routers=runtime.loaded.routers,
             local_tiers=runtime.local_tiers,
+            tuned=tuned,
         )
 
     def cost_of(kind: BudgetDecision) -> int:

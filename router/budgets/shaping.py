@@ -8,7 +8,7 @@ from dataclasses import replace
 from router.budgets.limiter import Admission, BudgetDecision
 from router.errors import APIError
 from router.policy.model import Policy
-from router.routing import Decision, Facts, Scorer, decide, restrict
+from router.routing import Decision, Facts, Scorer, Thresholds, decide, restrict
 
 
 def shaped(
@@ -19,6 +19,7 @@ def shaped(
     policy: Policy,
     routers: Mapping[str, Scorer],
     local_tiers: frozenset[str],
+    tuned: Thresholds | None = None,
 ) -> Decision | None:
     """The decision as a budget standing `kind` shapes it: `degraded` and `local_only` keep
     the plan's local steps only (None when it has none), `rerouted` is the team's cheaper
@@ -28,7 +29,7 @@ def shaped(
     if kind == "rerouted":
         team = policy.teams.get(facts.team)
         route = team.budget_routing.route if team is not None else None
-        found = decide(policy, routers, replace(facts, model=route)) if route else None
+        found = decide(policy, routers, replace(facts, model=route), tuned) if route else None
         return found or decision
     return restrict(decision, local_tiers)
 

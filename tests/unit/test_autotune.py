@@ -15,9 +15,11 @@ from router.audit.aggregate import Aggregator
 from router.audit.html import render_html
 from router.audit.report import _tune
 from router.audit.text import render_table
+from router.budgets.shaping import shaped
 from router.ledger import open_reader, parse_ledger_url
 from router.policy import PolicyError, parse_policy
 from router.policy.model import AcceptanceSpec, AutotuneSpec
+from router.routing import Facts, decide
 from router.shadow.autotune import Observed, Tuner, TuneRecord
 
 STEP = AcceptanceSpec(method="mean_prob", threshold=0.5)
@@ -182,3 +184,53 @@ def test_the_table_and_html_reports_show_the_changes(tmp_path: Path) -> None:
     assert "threshold changes (shadow.autotune)" in table and "0.5 → 0.4" in table
     html = render_html(report)
     assert "Threshold changes" in html and "<td>0.4</td>" in html
+
+
+REROUTED = """
+tiers:
+  small: {type: openai, model: s}
+  large: {type: openai, model: m}
+routes:
+  auto:
+    cascade: [{tier: large}]
+  cheap:
+    cascade:
+      - {tier: small, acceptance: {threshold: 0.5}}
+      - {tier: large}
+    shadow:
+      rate: 0.1
+      usd_per_day: 1
+      target_quality: 0.9
+      autotune: {min_threshold: 0.2, max_threshold: 0.8, min_checks: 20, window: 40,
+                 every_checks: 10, max_step: 0.1}
+teams:
+  search:
+    limits: {usd_per_day: 1}
+    budget_routing: {degrade_at: 0.5, route: cheap}
+"""
+
+
+def test_a_budget_rerouted_request_is_judged_at_the_cheaper_routes_tuned_threshold() -> None:
+    policy = parse_policy(REROUTED.encode(), env={}).policy
+    cheap = policy.routes["cheap"]
+    assert cheap.shadow is not None and cheap.shadow.autotune is not None
+    step = cheap.cascade[0].acceptance
+    assert step is not None
+    tuner, _ = _tuner()
+    for _ in range(20):  # all right: one step down, 0.5 -> 0.4
+        tuner.observe(Observed("cheap", "small", 0.9, True, step, cheap.shadow.autotune, 0.9, "v1"))
+    facts = Facts("auto", "search", question="What is 2 + 2?")
+    planned = decide(policy, {}, facts, tuner)
+    assert planned is not None and planned.route == "auto"
+    found = shaped(
+        planned,
+        "rerouted",
+        facts,
+        policy=policy,
+        routers={},
+        local_tiers=frozenset({"small"}),
+        tuned=tuner,
+    )
+    assert found is not None and found.route == "cheap"
+    acceptance = found.plan.steps[0].acceptance
+    assert acceptance is not None and acceptance.threshold == 0.4
