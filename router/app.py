@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import orjson
@@ -26,6 +26,7 @@ from router.rejections import Rejections
 from router.reload import RELOADER, PolicyReloader
 from router.settings import Settings
 from router.shadow.autotune import Tuner, TuneRecord
+from router.shadow.cap import RedisCap
 from router.shadow.runner import ShadowRunner
 from router.shadow.shared_windows import SharedWindows
 from router.state import (
@@ -101,23 +102,15 @@ async def _shadow(app: web.Application) -> AsyncIterator[None]:
             policy_version=change.policy_version,
         )
 
-    def shared_window_unavailable(error: Exception) -> None:
-        app[LOGGER].warning("autotune_store_unavailable", error=str(error))
+    def unavailable(event: str) -> Callable[[Exception], None]:
+        return lambda error: app[LOGGER].warning(event, error=str(error))
 
-    redis_url = app[SETTINGS].redis_url
-    shared = SharedWindows(redis_url, shared_window_unavailable) if redis_url else None
-    tuner = Tuner(app[LEDGER].submit, tuned, shared)
-
-    def cap_unavailable(error: Exception) -> None:
-        app[LOGGER].warning("shadow_cap_unavailable", error=str(error))
-
-    runner = app[SHADOW] = ShadowRunner(
-        app[LEDGER].submit,
-        count,
-        tuner=tuner,
-        redis_url=redis_url,
-        on_cap_error=cap_unavailable,
-    )
+    # what policies may share through Redis: autotune's windows, the checks' daily cap
+    url = app[SETTINGS].redis_url
+    windows = SharedWindows(url, unavailable("autotune_store_unavailable")) if url else None
+    cap = RedisCap(url, unavailable("shadow_cap_unavailable")) if url else None
+    tuner = Tuner(app[LEDGER].submit, tuned, windows)
+    runner = app[SHADOW] = ShadowRunner(app[LEDGER].submit, count, tuner=tuner, shared_cap=cap)
     runner.start()
     yield
     await runner.aclose()

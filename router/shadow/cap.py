@@ -61,9 +61,6 @@ class MemoryCap:
     async def settle(self, route: str, day: str, delta: int) -> None:
         self._spent[(route, day)] = self._spent.get((route, day), 0) + delta
 
-    def spent(self, route: str, day: str) -> int:
-        return self._spent.get((route, day), 0)
-
 
 class RedisCap:
     def __init__(self, url: str, on_error: Callable[[Exception], None]) -> None:

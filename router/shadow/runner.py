@@ -128,8 +128,7 @@ class ShadowRunner:
         clock: Callable[[], float] = time.time,
         chance: Callable[[], float] | None = None,
         tuner: Tuner | None = None,
-        redis_url: str | None = None,
-        on_cap_error: Callable[[Exception], None] | None = None,
+        shared_cap: RedisCap | None = None,
     ) -> None:
         self.tuner = tuner or Tuner(lambda _: None, lambda _: None)  # routes' autotune
         self._submit = submit  # to the ledger
@@ -140,8 +139,9 @@ class ShadowRunner:
         self._queued: Counter[str] = Counter()  # per route
         self._tuning: set[asyncio.Task[TuneRecord | None]] = set()  # observations of shared windows
         self._caps: dict[str, DayCap] = {"memory": MemoryCap()}  # by shadow.cap_store
-        if redis_url:
-            self._caps["redis"] = RedisCap(redis_url, on_cap_error or (lambda _: None))
+        self._shared_cap = shared_cap  # cap_store: redis (CASCADE_REDIS_URL)
+        if shared_cap is not None:
+            self._caps["redis"] = shared_cap
         self._tasks: list[asyncio.Task[None]] = []
 
     def sampled(self, rate: float) -> bool:
@@ -170,8 +170,8 @@ class ShadowRunner:
         if self._tuning:  # a shared window's round trips: at most a second each
             await asyncio.wait(self._tuning, timeout=2.0)
         await self.tuner.aclose()
-        if isinstance(cap := self._caps.get("redis"), RedisCap):
-            await cap.aclose()
+        if self._shared_cap is not None:
+            await self._shared_cap.aclose()
 
     def _day(self) -> str:
         return time.strftime("%Y-%m-%d", time.gmtime(self._clock()))
@@ -184,19 +184,21 @@ class ShadowRunner:
                 await self._check(job)
             except Exception as exc:  # noqa: BLE001 - a check must never stop the runner
                 job.record.error = f"internal error ({type(exc).__name__})"
-                with contextlib.suppress(Exception):
-                    await self._settle(job)
                 self._finish(job, "error")
 
     async def _check(self, job: ShadowJob) -> None:
+        """Hold the check's cost, run it, and settle what it held however it ended."""
         if not await self._hold(job):
             return
-        if job.local_answer is not None and job.reference_answer is not None:
-            await self._judge(job, job.local_answer, job.reference_answer)  # perhaps an LLM
-        elif job.local_answer is None:
-            await self._answer_locally(job)
-        else:
-            await self._ask_reference(job, job.local_answer)
+        try:
+            if job.local_answer is not None and job.reference_answer is not None:
+                await self._judge(job, job.local_answer, job.reference_answer)  # perhaps an LLM
+            elif job.local_answer is None:
+                await self._answer_locally(job)
+            else:
+                await self._ask_reference(job, job.local_answer)
+        finally:
+            await self._settle(job)
 
     async def _hold(self, job: ShadowJob) -> bool:
         """Hold the check's maximum cost against its route's day (False: the day is spent,
@@ -224,7 +226,6 @@ class ShadowRunner:
 
     async def _judge(self, job: ShadowJob, local: str, reference: str) -> None:
         if job.spec.judge != "llm":
-            await self._settle(job)
             self._finish(job, JUDGES[job.spec.judge](local, reference))
             return
         assert job.judge is not None
@@ -237,21 +238,18 @@ class ShadowRunner:
             said = await job.judge.complete(asked, GenerationParams(4, temperature=0.0))
         except BackendError as exc:
             job.record.error = f"judge: {exc.message}"
-            await self._settle(job)
             self._finish(job, "error")
             return
         job.record.cost_usd = round(
             job.record.cost_usd + job.judge_price.cost(said.prompt_tokens, said.completion_tokens),
             10,
         )
-        await self._settle(job)
         self._finish(job, read_judgement(said.text))
 
     async def _answer_locally(self, job: ShadowJob) -> None:
         assert job.backend is not None
         assert job.reference_answer is not None
         if job.backend.queue_depth:  # clients are waiting for the local tier: not now
-            await self._settle(job)
             self._count(job.record.route, "busy")
             return
         started = time.perf_counter()
@@ -259,7 +257,6 @@ class ShadowRunner:
             local = await job.backend.complete(job.prompt, job.params)
         except BackendError as exc:
             job.record.error = exc.message
-            await self._settle(job)
             self._finish(job, "error")
             return
         job.record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -277,7 +274,6 @@ class ShadowRunner:
         except BackendError as exc:
             record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
             record.error = exc.message
-            await self._settle(job)  # nothing spent
             self._finish(job, "error")
             return
         record.latency_ms = round((time.perf_counter() - started) * 1000, 3)

@@ -87,7 +87,11 @@ async def test_two_processes_runners_share_one_day_only_through_redis(
     counted: list[str] = []
     route = f"auto-{store}-{time.monotonic_ns()}"
     runners = [
-        ShadowRunner(records.append, lambda _, result: counted.append(result), redis_url=redis.url)
+        ShadowRunner(
+            records.append,
+            lambda _, result: counted.append(result),
+            shared_cap=RedisCap(redis.url, print),
+        )
         for _ in range(2)
     ]
     large = FakeBackend("large", [Script("It is Paris.", None)])
