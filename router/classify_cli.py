@@ -165,12 +165,9 @@ def _write_threshold(args: argparse.Namespace, path: list[str | int], threshold:
 
 
 def _calibrate_from_ledger(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from classifiers.calibrate import calibrate
     from router.ledger.times import parse_time
     from router.policy.edit import acceptance_path
-    from router.shadow.calibrate import ledger_checks
+    from router.shadow.calibrate import checks_threshold, ledger_checks
 
     if args.route is None:
         print("--from-ledger needs --route", file=sys.stderr)
@@ -178,10 +175,9 @@ def _calibrate_from_ledger(args: argparse.Namespace) -> int:
     since = parse_time(args.since) if args.since else None
     until = parse_time(args.until) if args.until else None
     checks = ledger_checks(args.from_ledger, args.route, since=since, until=until)
-    result = calibrate(
+    result = checks_threshold(
         checks.scores,
         checks.agree,
-        np.ones(len(checks), dtype=bool),  # the reference tier's answer taken as correct
         strong_share=args.target_strong_share,
         quality=args.target_quality,
     )

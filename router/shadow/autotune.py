@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from classifiers.calibrate import calibrate
 from router.policy.model import AcceptanceSpec, AutotuneSpec, Policy
 from router.records import iso_time
+from router.shadow.calibrate import checks_threshold
 from router.shadow.shared_windows import SharedWindows
 
 _SAME = 1e-4  # a change smaller than this is no change
@@ -110,8 +110,7 @@ def _retuned(
     None when that is no change."""
     scores = np.array([value for value, _ in values])
     agree = np.array([agreed for _, agreed in values], dtype=bool)
-    reference = np.ones(len(scores), dtype=bool)  # the reference tier taken as right
-    wanted = calibrate(scores, agree, reference, quality=target).threshold
+    wanted = checks_threshold(scores, agree, quality=target).threshold
     bounded = min(max(wanted, autotune.min_threshold), autotune.max_threshold)
     stepped = min(max(bounded, current - autotune.max_step), current + autotune.max_step)
     new = round(stepped, 4)

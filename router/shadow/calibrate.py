@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from classifiers.calibrate import Calibration, calibrate
 from router.ledger import open_reader, parse_ledger_url
 
 _CALIBRATES = ("accepted", "escalated")  # checks with the local step's own acceptance value
@@ -52,6 +53,19 @@ class LedgerChecks:
 
     def __len__(self) -> int:
         return len(self.scores)
+
+
+def checks_threshold(
+    scores: np.ndarray,
+    agree: np.ndarray,
+    *,
+    strong_share: float | None = None,
+    quality: float | None = None,
+) -> Calibration:
+    """A threshold from shadow checks: calibrate() with the reference tier's answer taken as
+    right (what `calibrate --from-ledger` and autotune both pick by)."""
+    reference = np.ones(len(scores), dtype=bool)
+    return calibrate(scores, agree, reference, strong_share=strong_share, quality=quality)
 
 
 def ledger_checks(
