@@ -55,7 +55,7 @@ def _train_from_ledger(args: argparse.Namespace) -> int:
         rows.ids,
         args.out,
         source=f"shadow checks of route '{args.route}' in {args.from_ledger}",
-        hold_out_share=args.hold_out_share or 0.25,
+        hold_out_share=0.25 if args.hold_out_share is None else args.hold_out_share,
         seed=args.seed,
         c=args.c,
         name=args.name,
@@ -85,7 +85,7 @@ def _train(args: argparse.Namespace) -> int:
         args.kind,
         _examples(args),
         args.out,
-        hold_out=HoldOut(groups, args.hold_out_share, args.seed),
+        hold_out=HoldOut(groups, args.hold_out_share or 0.0, args.seed),
         columns=[c for c in (args.weak, args.strong) if c],
         c=args.c,
         name=args.name,
@@ -281,7 +281,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     train.add_argument("--kind", choices=(ROUTER, ACCEPTANCE), default=ROUTER)
     train.add_argument("--name", help="default: the file's stem")
     train.add_argument("--hold-out-groups", help="groups (files / datasets) left out, comma-sep.")
-    train.add_argument("--hold-out-share", type=float, default=0.0, help="and this share of rows")
+    train.add_argument(
+        "--hold-out-share",
+        type=float,
+        default=None,
+        help="and this share of rows (default 0 with --labels, 0.25 with --from-ledger)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--c", type=float, help="inverse regularisation (default per kind)")
     train.set_defaults(classify_run=_train)

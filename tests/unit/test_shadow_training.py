@@ -104,3 +104,20 @@ def test_train_from_the_ledger_fits_a_model_that_serves(tmp_path: Path) -> None:
     confident = model.score(question, "Paris", [-0.05] * 3, "stop")
     unsure = model.score(question, "Paris", [-3.0] * 3, "stop")
     assert confident > unsure
+
+
+def test_train_from_the_ledger_holds_out_what_it_is_told_even_nothing(tmp_path: Path) -> None:
+    _ledger(tmp_path / "ledger.jsonl")
+    url = f"jsonl:///{tmp_path / 'ledger.jsonl'}"
+    done = subprocess.run(
+        [
+            *CLASSIFY,
+            *("train", "--from-ledger", url, "--route", "auto", "--hold-out-share", "0"),
+            *("--kind", "acceptance", "--out", str(tmp_path / "all.skops")),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    assert "trained on 400 shadow checks" in done.stdout and "0 held out" in done.stdout
