@@ -265,7 +265,8 @@ async def _complete_on(
         facts = Facts(
             client.model, caller.team, tags, tokens, client.prompt.question, client.features
         )
-        handled.decision = decide(policy, runtime.loaded.routers, facts, request.app[SHADOW].tuner)
+        tuned = request.app[SHADOW].tuner  # thresholds shadow.autotune moved
+        handled.decision = decide(policy, runtime.loaded.routers, facts, tuned)
         if handled.decision is None:
             raise not_found_model(client.model)
         handled.decided_ns = time.time_ns()
@@ -277,7 +278,7 @@ async def _complete_on(
             caller=caller,
             client=client,
             bound=bound,
-            tuned=request.app[SHADOW].tuner,
+            tuned=tuned,
         )
         handled.decision = decision
         handled.shadow = _shadow_sample(request, runtime, decision)

@@ -1,7 +1,8 @@
 """A Redis client for the request path: bounded, quick to give up, never retrying by itself.
 
-Budgets (router/budgets/store.py) and the response cache (router/cache/stores.py) each
-decide what an unreachable Redis means; this only makes sure they find out fast.
+Budgets (router/budgets/store.py), the response cache (router/cache/stores.py) and the
+shadow checks' shared cap and autotune windows (router/shadow/) each decide what an
+unreachable Redis means; this only makes sure they find out fast.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from router.redis_pool import bounded_client
+from router.redis_pool import bounded_client, redis_errors
 
 
 class CacheUnavailable(Exception):
@@ -103,8 +103,6 @@ class RedisStore:
         clock: Callable[[], float] = time.monotonic,
         max_connections: int = 64,
     ) -> None:
-        import redis
-
         self._client = bounded_client(
             url, timeout_s=timeout_s, pool_wait_s=timeout_s, max_connections=max_connections
         )
@@ -112,7 +110,7 @@ class RedisStore:
         self._clock = clock
         self.timeout_s, self.retry_s = timeout_s, retry_s
         self._skip_until = 0.0
-        self._errors = (redis.RedisError, OSError, TimeoutError)
+        self._errors = redis_errors()
 
     async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._clock() < self._skip_until:
