@@ -7,7 +7,7 @@ PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
 # llama-cpp-python builds from source here (~5-10 min once; pip caches the wheel).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
-.PHONY: run test lint typecheck pytest system-deps bench constraints clean artifacts \
+.PHONY: run test unit lint typecheck pytest system-deps bench constraints clean artifacts \
 	calibrate-default
 
 $(BIN)/python:
@@ -49,6 +49,11 @@ pytest: $(VENV)/.dev-installed system-deps
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# The in-process tests alone (no server, redis, CLI or subprocess: tests/unit/conftest.py
+# refuses them), for the edit-test loop: ~10 s.
+unit: $(VENV)/.dev-installed
+	$(BIN)/pytest -q tests/unit
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/run_all.py

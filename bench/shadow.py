@@ -37,9 +37,8 @@ from classifiers.calibrate import calibrate
 from classifiers.datasets import Item
 from classifiers.grading import grade
 from router.backends.base import GenerationParams, Message, Prompt
-from router.backends.local_llama import LocalLlamaBackend
+from router.backends.local_llama import LlamaCppTier, LocalLlamaBackend
 from router.confidence import score
-from router.policy import LlamaCppTier
 from router.shadow.calibrate import ledger_checks
 from tests.support.processes import ServerProcess, start_cascade
 from tests.support.shadow_traffic import drive, items, policy, start_gold

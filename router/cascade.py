@@ -23,17 +23,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from router.backends.base import (
+    EMBEDDINGS_REQUEST,
     Backend,
     BackendError,
     Completion,
     StreamEvent,
     Usage,
 )
-from router.backends.registry import TYPES
+from router.backends.registry import TYPES, local_tiers
 from router.confidence import AcceptanceModel, Answered, Confidence, judge, score
 from router.policy.model import Policy
 from router.records import Attempt, AttemptOutcome, ended
-from router.requests import ClientRequest
+from router.request import ClientRequest
 from router.routing import Decision, Step
 
 
@@ -95,7 +96,6 @@ class Outcome:
         return [*self.attempts, live] if live is not None else list(self.attempts)
 
 
-_EMBEDDINGS = frozenset({"embeddings"})  # what an embeddings request needs of a tier
 FailureReason = Literal["saturated", "rejected", "unsupported", "timeout", "unavailable", "error"]
 
 
@@ -227,12 +227,9 @@ class Cascade:
         # calls in progress per tier (shared across policy versions: /metrics reads it)
         self.in_flight: Counter[str] = Counter() if in_flight is None else in_flight
         self._acceptance = acceptance_models or {}
+        local = local_tiers(policy)
         self._tiers = {
-            name: _Tier(
-                spec.type,
-                TYPES[spec.type].local,
-                spec.serves(TYPES[spec.type].features),
-            )
+            name: _Tier(spec.type, name in local, spec.serves(TYPES[spec.type].features))
             for name, spec in policy.tiers.items()
         }
 
@@ -294,7 +291,7 @@ class Cascade:
         for item in decision.schedule():
             for tier in plan.candidates(item.step.tier):
                 started = time.perf_counter()
-                backend = self._ready(tier, _EMBEDDINGS, tally, started)
+                backend = self._ready(tier, EMBEDDINGS_REQUEST, tally, started)
                 if backend is None:
                     continue
                 self.in_flight[tier] += 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 
 class APIError(Exception):
@@ -39,13 +38,9 @@ class APIError(Exception):
             }
         }
 
-    def response(self) -> web.Response:
-        return web.Response(
-            status=self.status,
-            body=orjson.dumps(self.body()),
-            content_type="application/json",
-            headers=self.headers,
-        )
+    def encoded(self) -> bytes:
+        """The body as JSON bytes."""
+        return orjson.dumps(self.body())
 
 
 def invalid(message: str, param: str | None = None, code: str | None = None) -> APIError:

@@ -25,7 +25,7 @@ def settle(*, thaw: bool = True) -> None:
     After a reload, unfreezing first (`thaw`) lets one full collection free what an earlier
     policy left in cycles; then everything alive is frozen again. At start-up nothing needs
     thawing, and a worker forked from a preloaded supervisor must not: a collection over the
-    objects it inherited would write to their pages and unshare them (router/supervise.py)."""
+    objects it inherited would write to their pages and unshare them (router/process/main.py)."""
     if thaw:
         gc.unfreeze()
     gc.collect()

@@ -34,7 +34,7 @@ class Settings(BaseModel):
     )
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65_535)
-    workers_replaced: int = 0  # set by the supervisor of --workers (router/supervisor.py)
+    workers_replaced: int = 0  # set by the supervisor of --workers (router/process/supervisor.py)
     # set by the supervisor of --workers with a SQLite ledger: the node's writer
     ledger_writer_socket: Path | None = None
     keys_path: Path | None = Field(

@@ -180,7 +180,7 @@ Feature = Literal[
     "completion",
     "stream",
     "token_logprobs",
-    # request features (router/requests.py): a tier that lacks one is skipped for requests
+    # request features (router/api/bodies.py): a tier that lacks one is skipped for requests
     # that use it
     "tools",
     "json_object",
@@ -207,6 +207,9 @@ features above."""
 _SERVING: frozenset[Feature] = frozenset({"chat", "completion", "stream", "token_logprobs"})
 REQUEST_FEATURES: frozenset[Feature] = frozenset(get_args(Feature)) - _SERVING
 
+
+EMBEDDINGS_REQUEST: frozenset[Feature] = frozenset({"embeddings"})
+"""What an embeddings request needs of a tier (routing and the executor both ask it)."""
 
 REMOTE_FEATURES: frozenset[Feature] = (REQUEST_FEATURES - {"responses"}) | (
     _SERVING - {"token_logprobs"}

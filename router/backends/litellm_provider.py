@@ -23,7 +23,7 @@ from router.backends.base import (
 )
 from router.backends.spec import RemoteTierSpec
 from router.backends.upstream import request_body
-from router.trace_context import OUTBOUND
+from router.observe.trace_context import OUTBOUND
 
 # What OpenAI's own bodies hold: litellm's objects add provider fields a client never asked for.
 _COMPLETION_KEYS = frozenset(
@@ -96,7 +96,7 @@ class LiteLLMBackend:
 
     async def _call(self, call: Any, args: dict[str, Any]) -> Any:
         litellm = self._litellm
-        if traced := OUTBOUND.get():  # the request's traceparent (router/tracing.py)
+        if traced := OUTBOUND.get():  # the request's traceparent (router/observe/tracing.py)
             args = {**args, "extra_headers": {**(args.get("extra_headers") or {}), **traced}}
         try:
             return await call(**args)

@@ -29,7 +29,7 @@ from router.backends.base import (
 from router.backends.native_responses import native_body, native_completion, native_event
 from router.backends.spec import RemoteTierSpec
 from router.backends.upstream import request_body
-from router.trace_context import OUTBOUND
+from router.observe.trace_context import OUTBOUND
 
 _MAX_ERROR_BYTES = 4096
 
@@ -154,7 +154,7 @@ class OpenAIHTTPBackend:
         """POST to the upstream; an error status raises BackendError with its message and
         Retry-After, a connection closed before any answer is `unavailable`."""
         try:
-            traced = OUTBOUND.get()  # the request's traceparent (router/tracing.py)
+            traced = OUTBOUND.get()  # the request's traceparent (router/observe/tracing.py)
             headers = {**self._headers, **traced} if traced else self._headers
             response = await self._session.post(
                 url, data=orjson.dumps(body), headers=headers, timeout=self._timeout

@@ -29,6 +29,11 @@ def backend_type(spec: TierSpecBase) -> BackendType:
     return TYPES[spec.type]
 
 
+def local_tiers(policy: Policy) -> frozenset[str]:
+    """The policy's tiers that run in this process (a type registered `local`)."""
+    return frozenset(name for name, spec in policy.tiers.items() if TYPES[spec.type].local)
+
+
 async def build_backend(
     name: str, spec: TierSpecBase, session: aiohttp.ClientSession
 ) -> Backend | None:

@@ -32,7 +32,7 @@ from router.cache.stores import (
     RedisStore,
 )
 from router.policy.model import CacheSpec, Policy
-from router.requests import ClientRequest
+from router.request import ClientRequest
 from router.routing import Decision
 
 _NOT_IN_KEY = frozenset({"stream", "stream_options", "user", "metadata", "store"})

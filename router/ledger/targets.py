@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 from urllib.parse import SplitResult, parse_qs, urlencode, urlsplit, urlunsplit
 
 from router.ledger.base import Entry, LedgerError, Reader, Sink
@@ -22,13 +21,10 @@ from router.ledger.redis_stream import DEFAULT_STREAM, RedisStreamReader, RedisS
 from router.ledger.sqlite import SQLiteReader, SQLiteSink
 from router.redact import redact
 
-Scheme = Literal["sqlite", "jsonl", "redis", "none"]
-_FORMS = "sqlite:///PATH, sqlite:////ABS/PATH, jsonl:///PATH, redis://HOST:PORT/DB, redis, none"
-
 
 @dataclass(frozen=True, slots=True)
 class LedgerTarget:
-    scheme: Scheme
+    scheme: str  # a key of SCHEMES
     path: Path | None = None  # sqlite, jsonl
     url: str | None = None  # redis, without cascade's own query parameters
     stream: str = DEFAULT_STREAM
@@ -39,6 +35,11 @@ class LedgerTarget:
         if self.url is not None:
             return redact(f"{self.url} (stream {self.stream})")
         return self.scheme
+
+    @property
+    def one_writer_per_node(self) -> bool:
+        """Whether the workers of one node hand their records to one writer process."""
+        return SCHEMES[self.scheme].one_writer_per_node
 
 
 class NullSink:
@@ -64,16 +65,18 @@ class _EmptyReader:
 @dataclass(frozen=True, slots=True)
 class _Scheme:
     url_schemes: tuple[str, ...]  # the URL schemes that name it
+    forms: tuple[str, ...]  # how CASCADE_LEDGER writes it (the error message lists them)
     parse: Callable[[str, SplitResult], LedgerTarget]
     sink: Callable[[LedgerTarget], Sink]
     reader: Callable[[LedgerTarget], Reader]
+    one_writer_per_node: bool = False  # a file several processes must not write at once
 
 
 def _file(value: str, parts: SplitResult) -> LedgerTarget:
     if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
         raise LedgerError(f"ledger URL {value!r}: expected {_FORMS}")
     path = parts.path[1:]  # sqlite:///rel -> "rel"; sqlite:////abs -> "/abs"
-    return LedgerTarget(parts.scheme, path=Path(path))  # type: ignore[arg-type]
+    return LedgerTarget(parts.scheme, path=Path(path))
 
 
 def _redis(_: str, parts: SplitResult) -> LedgerTarget:
@@ -94,21 +97,32 @@ def _url(target: LedgerTarget) -> str:
 
 
 # The one table of ledger schemes: what each writes to and reads from.
-SCHEMES: dict[Scheme, _Scheme] = {
+SCHEMES: dict[str, _Scheme] = {
     "sqlite": _Scheme(
-        ("sqlite",), _file, lambda t: SQLiteSink(_path(t)), lambda t: SQLiteReader(_path(t))
+        ("sqlite",),
+        ("sqlite:///PATH", "sqlite:////ABS/PATH"),
+        _file,
+        lambda t: SQLiteSink(_path(t)),
+        lambda t: SQLiteReader(_path(t)),
+        one_writer_per_node=True,
     ),
     "jsonl": _Scheme(
-        ("jsonl",), _file, lambda t: JSONLSink(_path(t)), lambda t: JSONLReader(_path(t))
+        ("jsonl",),
+        ("jsonl:///PATH",),
+        _file,
+        lambda t: JSONLSink(_path(t)),
+        lambda t: JSONLReader(_path(t)),
     ),
     "redis": _Scheme(
         ("redis", "rediss", "unix"),
+        ("redis://HOST:PORT/DB", "redis"),
         _redis,
         lambda t: RedisStreamSink(_url(t), t.stream),
         lambda t: RedisStreamReader(_url(t), t.stream),
     ),
-    "none": _Scheme((), _file, lambda _: NullSink(), lambda _: _EmptyReader()),
+    "none": _Scheme((), ("none",), _file, lambda _: NullSink(), lambda _: _EmptyReader()),
 }
+_FORMS = ", ".join(form for scheme in SCHEMES.values() for form in scheme.forms)
 _BY_URL_SCHEME = {name: scheme for scheme in SCHEMES.values() for name in scheme.url_schemes}
 
 

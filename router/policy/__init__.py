@@ -1,9 +1,9 @@
-"""The policy: what platform teams write in `policies/*.yaml`, parsed strictly."""
+"""The policy: what platform teams write in `policies/*.yaml`, parsed strictly.
 
-from router.backends.litellm_provider import LiteLLMTier
-from router.backends.local_llama import LlamaCppTier
-from router.backends.openai_http import OpenAITier
-from router.backends.spec import PriceSpec
+A tier type's spec lives with its backend (router/backends/) and is registered once, in
+router/backends/registry.py; this package only parses and checks the file.
+"""
+
 from router.policy.loader import LoadedPolicy, PolicyError, load_policy, parse_policy
 from router.policy.model import (
     AcceptanceSpec,
@@ -20,13 +20,9 @@ __all__ = [
     "CascadeStep",
     "LedgerSpec",
     "LimitsSpec",
-    "LiteLLMTier",
-    "LlamaCppTier",
     "LoadedPolicy",
-    "OpenAITier",
     "Policy",
     "PolicyError",
-    "PriceSpec",
     "RouteSpec",
     "TierSpec",
     "load_policy",

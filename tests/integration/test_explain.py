@@ -258,3 +258,33 @@ teams:
     assert [step["tier"] for step in tight["plan"]] == ["small"]
     assert "at 85% spent: degraded" in at("0.85").stdout
     assert json.loads(at("1.0", "--json").stdout)["budget"]["decision"] == "local_only"
+
+
+def test_explain_with_a_server_uses_the_thresholds_it_serves(
+    start_cascade: StartCascade, tmp_path: Path
+) -> None:
+    """--server reads GET /admin/policy: thresholds in force for the same policy version,
+    the file's (said plainly) for another."""
+    text = """
+tiers: {small: {type: llama_cpp}}
+routes: {auto: {cascade: [{tier: small, acceptance: {method: mean_prob, threshold: 0.5}}]}}
+"""
+    cascade = start_cascade(text)
+    same, other = tmp_path / "same.yaml", tmp_path / "other.yaml"
+    same.write_text(text)
+    other.write_text(text.replace("0.5", "0.6"))
+
+    def told(path: Path) -> dict[str, Any]:
+        command = [sys.executable, "-m", "router", "policy", "explain", "--policy", str(path)]
+        command += ["--prompt", "Hi", "--server", cascade.url, "--json"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+        return dict(json.loads(done.stdout))
+
+    assert told(same)["thresholds"] == f"in force on {cascade.url} (autotuned: none)"
+    found = told(other)
+    assert "so its tuned thresholds do not apply" in found["thresholds"]
+    assert found["plan"][0]["acceptance"]["threshold"] == 0.6
+    command = [sys.executable, "-m", "router", "policy", "explain", "--policy", str(same)]
+    command += ["--prompt", "Hi", "--server", "http://127.0.0.1:9"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 1 and "admin/policy" in refused.stderr

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from router.backends.base import BackendError, GenerationParams, Message, Prompt
-from router.backends.local_llama import LocalLlamaBackend
+from router.backends.local_llama import LlamaCppTier, LocalLlamaBackend
 from router.backends.prompt_tokens import PromptTokenizer
-from router.policy import LlamaCppTier
 
 
 async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from router.app import create_app
-from router.metrics import Metrics
+from router.observe.metrics import Metrics
 from router.records import DecisionRecord
+from router.server.app import create_app
+from router.server.state import METRICS
 from router.settings import Settings
-from router.state import METRICS
 from tests.support.cascade import read_ledger
 from tests.support.processes import ServerProcess
 

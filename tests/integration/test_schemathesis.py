@@ -14,7 +14,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from router.openapi import document
+from router.api.openapi import document
 from tests.support.cascade import Cascade
 
 MODELS = ["guarded", "large"]

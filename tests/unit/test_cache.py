@@ -9,12 +9,12 @@ from typing import Any
 import orjson
 import pytest
 
+from router.api.bodies import parse_request
 from router.backends.base import Completion, StreamEvent
 from router.cache import Entry, Fold, ResponseCache, storable
 from router.cache.response_cache import cache_key, directives
 from router.cache.stores import CacheSkipped, CacheUnavailable, MemoryStore, RedisStore
 from router.policy import parse_policy
-from router.requests import parse_request
 from router.routing import Decision, Facts, decide
 
 POLICY = """

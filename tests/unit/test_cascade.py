@@ -16,7 +16,7 @@ from router.backends.base import (
 from router.cascade import Cascade, CascadeFailure, Crashed, Outcome
 from router.output_format import OutputFormat
 from router.policy import parse_policy
-from router.requests import ClientRequest
+from router.request import ClientRequest
 from router.routing import Decision, Facts, Scorer, decide
 from tests.support.fakes import UNSURE, FakeBackend, FixedRouter, Script
 

@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from router.keys_file import read_keys
+from router.keys.file import read_keys
 from router.policy import parse_policy
 from router.settings import Settings
 

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from router.app import create_app
 from router.backends.base import Backend, BackendError
 from router.budgets import Limiter
 from router.budgets.store import MemoryStore
-from router.keys import KeyIndex
+from router.keys.index import KeyIndex
+from router.server.app import create_app
+from router.server.state import CACHE, RUNTIME, Runtime
 from router.settings import Settings
-from router.state import CACHE, RUNTIME, Runtime
 from tests.support.cascade import read_ledger
 from tests.support.fakes import UNSURE, FakeBackend, Script
 

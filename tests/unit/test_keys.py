@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from router.errors import APIError
-from router.keys import KeyIndex, keys_file_of, load_key_index
-from router.keys_file import KEY_PREFIX, KeysError, new_key, read_keys, write_keys
+from router.keys.file import KEY_PREFIX, KeysError, new_key, read_keys, write_keys
+from router.keys.index import KeyIndex, keys_file_of, load_key_index
 from router.policy import parse_policy
 
 POLICY_KEY = "sk-team-a-key"

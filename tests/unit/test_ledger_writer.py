@@ -11,7 +11,7 @@ from pathlib import Path
 from router.ledger import Entry, Ledger, SinkUnavailable
 from router.ledger.spool import Spool
 from router.ledger.sqlite import SQLiteReader, SQLiteSink
-from router.logs import make_logger
+from router.observe.logs import make_logger
 from router.records import DecisionRecord
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from router.app import create_app
-from router.openapi import document
+from router.api.openapi import document
+from router.server.app import create_app
 from router.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from router.api.bodies import parse_request
 from router.errors import APIError
 from router.output_format import InvalidSchema, OutputFormat
 from router.policy.model import LimitsSpec
-from router.requests import parse_request
 
 PERSON = {
     "type": "object",

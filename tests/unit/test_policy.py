@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from router.policy import OpenAITier, PolicyError, load_policy, parse_policy
+from router.backends.openai_http import OpenAITier
+from router.policy import PolicyError, load_policy, parse_policy
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from router.logs import make_logger
+from router.observe.logs import make_logger
 from router.redact import redact
 
 

@@ -4,9 +4,9 @@ from typing import Any
 
 import pytest
 
+from router.api.bodies import parse_request
 from router.errors import APIError
 from router.policy import LimitsSpec
-from router.requests import parse_request
 
 LIMITS = LimitsSpec(max_output_tokens=100, default_max_tokens=10)
 

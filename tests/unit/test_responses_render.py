@@ -7,10 +7,10 @@ from typing import Any
 
 import orjson
 
+from router.api.render import ChunkWriter, as_chunks
+from router.api.responses.render import ResponseEvents, Shell, response_body
+from router.api.responses.request import ResponsesBody, to_chat
 from router.errors import APIError
-from router.responses import ChunkWriter, as_chunks
-from router.responses_api.render import ResponseEvents, Shell, response_body
-from router.responses_api.request import ResponsesBody, to_chat
 
 CALL = {
     "id": "call_1",

@@ -3,7 +3,7 @@ cascade runs, and how its answer is written back in the client's API.
 
 Chat completions and completions are the cascade's own language; the Responses API is
 translated to chat completions on the way in and back on the way out
-(router/responses_api/), so every tier, the local one included, answers it.
+(router/api/responses/), so every tier, the local one included, answers it.
 """
 
 from __future__ import annotations
@@ -12,15 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from router.api.bodies import parse_request
+from router.api.render import ChunkWriter, StreamWriter, completion_body
+from router.api.responses.render import ResponseEvents, Shell, response_body
+from router.api.responses.request import ResponsesBody, parse_responses, to_chat, untranslatable
+from router.api.validation import output_tokens
 from router.backends.base import Completion
 from router.cascade import CascadeFailure
-from router.errors import APIError, invalid
+from router.errors import APIError
 from router.failures import failure_error
 from router.policy.model import LimitsSpec
-from router.requests import ClientRequest, parse_request
-from router.responses import ChunkWriter, StreamWriter, completion_body
-from router.responses_api.render import ResponseEvents, Shell, response_body
-from router.responses_api.request import ResponsesBody, parse_responses, to_chat, untranslatable
+from router.request import ClientRequest
 
 
 class Exchange(Protocol):
@@ -78,12 +80,8 @@ class _Responses:
 
 def _read_responses(raw: Any, limits: LimitsSpec) -> Exchange:
     request = parse_responses(raw)
-    most = limits.max_output_tokens
-    if request.max_output_tokens is not None and not 1 <= request.max_output_tokens <= most:
-        raise invalid(
-            f"'max_output_tokens' must be between 1 and {most}; got {request.max_output_tokens}",
-            "max_output_tokens",
-        )
+    if request.max_output_tokens is not None:
+        output_tokens("max_output_tokens", request.max_output_tokens, limits)
     problem = untranslatable(request)
     client = parse_request(to_chat(request), limits, chat=True)
     native = {key: value for key, value in raw.items() if key not in ("model", "stream")}

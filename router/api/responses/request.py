@@ -18,9 +18,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, ValidationError
 
+from router.api.bodies import bad_request
+from router.api.wire import Open, Strict
 from router.errors import APIError, invalid
-from router.openai_types import Open, Strict
-from router.requests import bad_request
 
 UNSUPPORTED = "unsupported_feature"
 
@@ -34,7 +34,7 @@ class InputImage(Strict):
     type: Literal["input_image"]
     image_url: str | None = None
     file_id: str | None = None
-    detail: Literal["low", "high", "auto"] | None = None
+    detail: Literal["auto", "low", "high"] | None = None
 
 
 class InputFile(Strict):

@@ -1,10 +1,10 @@
 """Who is calling: the bearer key → its team, role, tags and allowed models.
 
 Keys are known by their SHA-256 only: a team's `keys` in the policy, and the keys file
-(router/keys_file.py). With any key configured auth is on: a request without a key, with a
+(router/keys/file.py). With any key configured auth is on: a request without a key, with a
 malformed, unknown, expired or revoked one gets OpenAI's 401; a key asking for a model it is
 not allowed gets 403. With none configured every caller is team `default` (the server then
-listens on loopback only, unless told otherwise: router/cli.py).
+listens on loopback only, unless told otherwise: router/cli/main.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from router.errors import APIError
-from router.keys_file import KeyRecord, Role, key_hash, read_keys
+from router.keys.file import KeyRecord, Role, key_hash, read_keys
 from router.policy.model import DEFAULT_TEAM, Policy, SpendLimits
 
 _TOKEN = re.compile(r"^[\x21-\x7e]{1,512}$")  # printable ASCII, no spaces

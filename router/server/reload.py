@@ -27,12 +27,12 @@ from router.backends.spec import RemoteTierSpec
 from router.budgets import Limiter, open_store
 from router.budgets.store import Store
 from router.cache import PolicyCache, ResponseCache
-from router.keys import KeyIndex, keys_file_of, load_key_index
-from router.keys_file import KeysError
-from router.metrics import Metrics
+from router.keys.file import KeysError
+from router.keys.index import KeyIndex, keys_file_of, load_key_index
+from router.observe.metrics import Metrics
 from router.policy import LoadedPolicy, PolicyError, load_policy
 from router.redact import Redactor
-from router.state import Runtime, RuntimeSlot
+from router.server.state import Runtime, RuntimeSlot
 
 _AUTH_OFF = "the change leaves no API key configured, which would turn auth off"
 

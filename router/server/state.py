@@ -14,21 +14,21 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from router.backends.base import Backend, Prompt
-from router.backends.registry import TYPES
+from router.backends.registry import local_tiers
 from router.budgets import Limiter
 from router.budgets.store import NANO
 from router.cache import PolicyCache, ResponseCache
 from router.cascade import Cascade
-from router.keys import Caller, KeyIndex
+from router.keys.index import Caller, KeyIndex
 from router.ledger import Ledger
-from router.metrics import Metrics
+from router.observe.metrics import Metrics
+from router.observe.rejections import Rejections
+from router.observe.tracing import Tracing
 from router.policy import LoadedPolicy
 from router.redact import Redactor
-from router.rejections import Rejections
 from router.routing import Plan, needs_prompt_tokens
 from router.settings import Settings
 from router.shadow.runner import ShadowRunner
-from router.tracing import Tracing
 
 
 @dataclass(slots=True)
@@ -54,9 +54,7 @@ class Runtime:
             policy, self.backends, self.loaded.acceptance_models, in_flight=self.in_flight
         )
         self.rules_need_tokens = needs_prompt_tokens(policy)
-        self.local_tiers = frozenset(
-            name for name, spec in policy.tiers.items() if TYPES[spec.type].local
-        )
+        self.local_tiers = local_tiers(policy)
         self.idle.set()
 
     def max_cost_nano(self, plan: Plan, prompt_tokens: int, max_tokens: int) -> int:
@@ -122,5 +120,5 @@ CACHE = web.AppKey("cache", ResponseCache)
 TRACING = web.AppKey("tracing", Tracing)
 SHADOW = web.AppKey("shadow", ShadowRunner)
 REQUEST_ID = web.RequestKey("request_id", str)
-CALLER = web.RequestKey("caller", Caller)  # who is calling (router/middlewares.py)
+CALLER = web.RequestKey("caller", Caller)  # who is calling (router/server/middlewares.py)
 CLIENT_REQUEST_ID = web.RequestKey("client_request_id", str)  # set only when the client sent one

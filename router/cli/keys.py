@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from router.keys_file import KeyRecord, KeysError, new_key, read_keys, write_keys
+from router.keys.file import KeyRecord, KeysError, new_key, read_keys, write_keys
 from router.policy.model import SpendLimits
 
 _SPAN = re.compile(r"^(\d+)([hd])$")

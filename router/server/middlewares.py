@@ -9,7 +9,16 @@ from aiohttp.typedefs import Handler
 
 from router.errors import APIError
 from router.ids import client_request_id, new_request_id
-from router.state import CALLER, CLIENT_REQUEST_ID, LOGGER, METRICS, REDACTOR, REQUEST_ID, RUNTIME
+from router.server.serving import error_response
+from router.server.state import (
+    CALLER,
+    CLIENT_REQUEST_ID,
+    LOGGER,
+    METRICS,
+    REDACTOR,
+    REQUEST_ID,
+    RUNTIME,
+)
 
 _RECORDED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
 _HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
@@ -42,19 +51,21 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
     except APIError as exc:
         exc.message = request.app[REDACTOR](exc.message)  # upstream text can echo keys
-        response = exc.response()
+        response = error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = _from_http_exception(exc).response()
+        response = error_response(_from_http_exception(exc))
     except Exception:
         log.exception("unhandled", request_id=request_id, path=request.path)
-        response = APIError(
-            500,
-            f"internal error (request id {request_id})",
-            type_="server_error",
-            code="internal_error",
-        ).response()
+        response = error_response(
+            APIError(
+                500,
+                f"internal error (request id {request_id})",
+                type_="server_error",
+                code="internal_error",
+            )
+        )
     if not response.prepared:
         response.headers["x-request-id"] = request_id
         if client_id is not None:

@@ -1,7 +1,7 @@
 """A chat completions answer as a Response object, whole or as the Responses event stream.
 
 Both take the chat answer as chat completions define it (an upstream's body or chunks as
-sent, or the local tier's, built by router/responses.py), so tool calls, refusals, logprobs
+sent, or the local tier's, built by router/api/render.py), so tool calls, refusals, logprobs
 and usage details (cached and reasoning tokens) come through from any tier.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
+from router.api.render import as_chunks
+from router.api.responses.request import ResponsesBody
 from router.errors import APIError
-from router.responses import as_chunks
-from router.responses_api.request import ResponsesBody
 
 _INCOMPLETE = {
     "length": "max_output_tokens",

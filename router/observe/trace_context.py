@@ -1,4 +1,4 @@
-"""The W3C trace context a request passes on to the remote tiers it calls (router/tracing.py
+"""The W3C trace context a request passes on to the remote tiers it calls (router/observe/tracing.py
 decides what it is; the HTTP backends read it). No imports of the router: backends use it."""
 
 from __future__ import annotations

@@ -8,14 +8,12 @@ the parameter (`messages[0].role`). Fields are added as declarations on `ChatBod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from router.backends.base import GenerationParams, Message, Prompt
-from router.errors import APIError, invalid
-from router.openai_types import (
+from router.api.validation import message_count, output_tokens
+from router.api.wire import (
     AudioOutput,
     ChatMessage,
     FunctionSpec,
@@ -25,8 +23,11 @@ from router.openai_types import (
     Tool,
     ToolChoice,
 )
+from router.backends.base import GenerationParams, Message, Prompt
+from router.errors import APIError, invalid
 from router.output_format import InvalidSchema, OutputFormat
 from router.policy.model import LimitsSpec
+from router.request import ClientRequest
 
 MAX_STOPS = 4
 _Strict = Strict
@@ -169,16 +170,6 @@ class CompletionBody(_Body):
     prompt: str
 
 
-@dataclass(frozen=True, slots=True)
-class ClientRequest:
-    model: str
-    prompt: Prompt
-    params: GenerationParams
-    stream: bool
-    include_usage: bool
-    features: frozenset[str] = frozenset()  # what a tier must serve to answer it
-
-
 # What the gateway sets itself on an upstream call; every other field goes as the client sent it.
 _OURS = frozenset({"model", "stream", "stream_options"})
 _LOCAL_ROLES: dict[str, Any] = {"tool": "user", "function": "user"}
@@ -216,11 +207,7 @@ def _max_tokens(body: _Body, limits: LimitsSpec) -> int:
     key, value = "max_tokens", body.max_tokens
     if isinstance(body, ChatBody) and body.max_completion_tokens is not None:
         key, value = "max_completion_tokens", body.max_completion_tokens
-    if value is None:
-        return limits.default_max_tokens
-    if not 1 <= value <= limits.max_output_tokens:
-        raise invalid(f"'{key}' must be between 1 and {limits.max_output_tokens}; got {value}", key)
-    return value
+    return output_tokens(key, value, limits)
 
 
 def _top_logprobs(body: _Body) -> int | None:
@@ -249,13 +236,7 @@ def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest
     """Check one /v1/chat/completions (chat=True) or /v1/completions body."""
     if not isinstance(body, dict):
         raise invalid("the request body must be a JSON object")
-    messages = body.get("messages")  # bound the work before validating each one
-    if isinstance(messages, list) and len(messages) > limits.max_messages:
-        raise invalid(
-            f"'messages' holds {len(messages)} messages; at most {limits.max_messages}",
-            "messages",
-            "too_many_messages",
-        )
+    message_count(body.get("messages"), limits)  # bound the work before validating each one
     try:
         parsed: _Body = (ChatBody if chat else CompletionBody).model_validate(body)
     except ValidationError as exc:
@@ -287,14 +268,6 @@ def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest
     include_usage = parsed.stream_options is not None and parsed.stream_options.include_usage
     features = frozenset(parsed.features())
     return ClientRequest(parsed.model, prompt, params, parsed.stream, include_usage, features)
-
-
-def prompt_too_long(tokens: int, limit: int, param: str) -> APIError:
-    return invalid(
-        f"the prompt is {tokens} tokens; this gateway accepts at most {limit}",
-        param,
-        "context_length_exceeded",
-    )
 
 
 class EmbeddingsBody(_Strict):

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, cast
 
+from router.observe.trace_context import OUTBOUND, client_context
 from router.records import Attempt, DecisionRecord
-from router.trace_context import OUTBOUND, client_context
 
 __all__ = ["OUTBOUND", "OpenTelemetry", "PassThrough", "RequestTrace", "Tracing"]
 

@@ -13,23 +13,19 @@ import orjson
 from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
-from router import handlers
 from router.cache import ResponseCache
-from router.keys import is_loopback
+from router.keys.index import is_loopback
 from router.ledger import Ledger, open_sink, parse_ledger_url
 from router.ledger.node import NodeSink
-from router.logs import make_logger
-from router.metrics import Metrics
-from router.middlewares import authenticate, request_context
+from router.observe.logs import make_logger
+from router.observe.metrics import Metrics
+from router.observe.rejections import Rejections
+from router.observe.tracing import Tracing, tracing_from_env
 from router.redact import Redactor
-from router.rejections import Rejections
-from router.reload import RELOADER, PolicyReloader
-from router.settings import Settings
-from router.shadow.autotune import Tuner, TuneRecord
-from router.shadow.cap import RedisCap
-from router.shadow.runner import ShadowRunner
-from router.shadow.shared_windows import SharedWindows
-from router.state import (
+from router.server import embeddings, generation, info
+from router.server.middlewares import authenticate, request_context
+from router.server.reload import RELOADER, PolicyReloader
+from router.server.state import (
     CACHE,
     LEDGER,
     LOGGER,
@@ -43,7 +39,11 @@ from router.state import (
     TRACING,
     RuntimeSlot,
 )
-from router.tracing import Tracing, tracing_from_env
+from router.settings import Settings
+from router.shadow.autotune import Tuner, TuneRecord
+from router.shadow.cap import RedisCap
+from router.shadow.runner import ShadowRunner
+from router.shadow.shared_windows import SharedWindows
 
 _HARD_BODY_CAP = 64 * 1024 * 1024  # policies set the real limit (limits.max_body_bytes)
 
@@ -200,16 +200,16 @@ def create_app(
     app.cleanup_ctx.extend(
         [_tracing, _http_session, _ledger, _shadow, _cache, _policy, _rejections]
     )
-    app.router.add_post("/v1/chat/completions", handlers.chat_completions)
-    app.router.add_post("/v1/completions", handlers.completions)
-    app.router.add_post("/v1/embeddings", handlers.embeddings)
-    app.router.add_post("/v1/responses", handlers.responses)
-    app.router.add_get("/v1/models", handlers.models)
-    app.router.add_get("/healthz", handlers.healthz)
-    app.router.add_get("/readyz", handlers.readyz)
-    app.router.add_get("/metrics", handlers.metrics)
-    app.router.add_get("/admin/policy", handlers.admin_policy)
-    app.router.add_get("/admin/spend", handlers.admin_spend)
-    app.router.add_get("/v1/spend", handlers.spend)
-    app.router.add_get("/openapi.json", handlers.openapi)
+    app.router.add_post("/v1/chat/completions", generation.chat_completions)
+    app.router.add_post("/v1/completions", generation.completions)
+    app.router.add_post("/v1/embeddings", embeddings.embeddings)
+    app.router.add_post("/v1/responses", generation.responses)
+    app.router.add_get("/v1/models", info.models)
+    app.router.add_get("/healthz", info.healthz)
+    app.router.add_get("/readyz", info.readyz)
+    app.router.add_get("/metrics", info.metrics)
+    app.router.add_get("/admin/policy", info.admin_policy)
+    app.router.add_get("/admin/spend", info.admin_spend)
+    app.router.add_get("/v1/spend", info.spend)
+    app.router.add_get("/openapi.json", info.openapi)
     return app

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.requests import ChatBody, CompletionBody, EmbeddingsBody
-from router.responses_api.request import ResponsesBody
+from router.api.bodies import ChatBody, CompletionBody, EmbeddingsBody
+from router.api.responses.request import ResponsesBody
 
 _ERROR_STATUSES = {
     "400": "Invalid request (OpenAI's error body names the `param`)",

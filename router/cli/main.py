@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from router.classify_cli import add_commands as add_classify_commands
-from router.keys_cli import add_commands as add_keys_commands
+from router.cli.classify import add_commands as add_classify_commands
+from router.cli.keys import add_commands as add_keys_commands
+from router.cli.policy import add_commands as add_policy_commands
 from router.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
 def _preflight(settings: Settings) -> str | None:
     """What keeps `settings` from serving (every policy error, a bad keys file, no keys on a
     public address), or None."""
-    from router.keys import is_loopback, keys_file_of, load_key_index, unauthenticated_refusal
-    from router.keys_file import KeysError
+    from router.keys.file import KeysError
+    from router.keys.index import is_loopback, keys_file_of, load_key_index, unauthenticated_refusal
     from router.policy import PolicyError, load_policy
 
     try:
@@ -54,74 +55,20 @@ def _serve(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
         return 1
     if args.workers <= 1:
-        from router.workers import serve_one
+        from router.process.main import serve_one
 
         serve_one(settings, reuse_port=False)
         return 0
-    from router.supervise import SETTINGS_VARIABLE
+    from router.process.main import SETTINGS_VARIABLE
 
-    # The supervisor starts afresh in this process (router/supervise.py): it never holds the
+    # The supervisor starts afresh in this process (router/process/main.py): it never holds the
     # policy, its classifiers or the libraries they import, and keeps the pid signals reach.
     os.environ[SETTINGS_VARIABLE] = settings.model_dump_json()
     sys.stdout.flush()
     sys.stderr.flush()
-    supervisor = [sys.executable, "-m", "router.supervise", str(args.workers)]
+    supervisor = [sys.executable, "-m", "router.process.main", str(args.workers)]
     os.execv(sys.executable, supervisor)  # noqa: S606 - this interpreter, fixed arguments
     return 1  # not reached: execv replaces the process
-
-
-def _policy_validate(args: argparse.Namespace) -> int:
-    from router.policy import PolicyError, load_policy
-
-    failed = 0
-    for path in args.files:
-        try:
-            loaded = load_policy(Path(path))
-        except PolicyError as exc:
-            failed += 1
-            for error in exc.errors:
-                print(f"{exc.source}: {error}")
-        else:
-            print(f"{path}: ok (version {loaded.version})")
-    return 1 if failed else 0
-
-
-def _policy_explain(args: argparse.Namespace) -> int:
-    from router.backends.base import REQUEST_FEATURES
-    from router.explain import explain, render
-    from router.policy import PolicyError, load_policy
-
-    try:
-        loaded = load_policy(args.policy)
-        tags = frozenset(t.strip() for t in (args.tags or "").split(",") if t.strip())
-        features = frozenset(f.strip() for f in (args.features or "").split(",") if f.strip())
-        if unknown := sorted(features - REQUEST_FEATURES):
-            raise ValueError(f"unknown features {unknown} (one of {sorted(REQUEST_FEATURES)})")
-        result = explain(
-            loaded,
-            args.prompt,
-            model=args.model,
-            team=args.team,
-            tags=tags,
-            max_tokens=args.max_tokens,
-            features=features,
-            budget_share=args.budget_share,
-        )
-    except PolicyError as exc:
-        print("\n".join(f"{exc.source}: {e}" for e in exc.errors), file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2) if args.json else render(result))
-    return 0
-
-
-def _policy_schema(_: argparse.Namespace) -> int:
-    from router.policy import Policy
-
-    print(json.dumps(Policy.model_json_schema(), indent=2))
-    return 0
 
 
 @dataclass(frozen=True)
@@ -200,7 +147,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _openapi(_: argparse.Namespace) -> int:
-    from router.openapi import document
+    from router.api.openapi import document
 
     print(json.dumps(document(), indent=2, sort_keys=True))
     return 0
@@ -230,35 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     spec = commands.add_parser("openapi", help="print the OpenAPI document of the endpoints")
     spec.set_defaults(run=_openapi)
 
-    policy = commands.add_parser("policy", help="work with policy files")
-    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
-    validate = policy_commands.add_parser("validate", help="check policy files; exit 1 on error")
-    validate.add_argument("files", nargs="+")
-    validate.set_defaults(run=_policy_validate)
-    explain = policy_commands.add_parser(
-        "explain", help="show the rule, route, tier plan and cost a prompt would get"
-    )
-    explain.add_argument("--policy", type=Path, required=True)
-    explain.add_argument("--prompt", required=True, help="the user message")
-    explain.add_argument("--team", default="default")
-    explain.add_argument("--model", help="requested model (default: the policy's default_route)")
-    explain.add_argument(
-        "--tags", help="comma-separated: the tags of the caller's key and x-cascade-tags header"
-    )
-    explain.add_argument("--max-tokens", type=int)
-    explain.add_argument(
-        "--features", help="comma-separated request features the request uses (tools, image, ...)"
-    )
-    explain.add_argument(
-        "--budget-share",
-        type=float,
-        help="with --team: the share of its budget spent (0.9); shows how the plan changes",
-    )
-    explain.add_argument("--json", action="store_true")
-    explain.set_defaults(run=_policy_explain)
-    schema = policy_commands.add_parser("schema", help="print the policy JSON Schema")
-    schema.set_defaults(run=_policy_schema)
-
+    add_policy_commands(commands)
     add_classify_commands(commands)
     add_keys_commands(commands)
 

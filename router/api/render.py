@@ -70,7 +70,7 @@ def completion_body(request_id: str, completion: Completion, chat: bool) -> dict
 
 class StreamWriter(Protocol):
     """The server-sent events of one streamed answer, in the client's API (chat completions,
-    completions: `ChunkWriter`; Responses: router/responses_api/render.py)."""
+    completions: `ChunkWriter`; Responses: router/api/responses/render.py)."""
 
     def piece(self, text: str, logprobs: list[TokenLogprob] | None = None) -> bytes:
         """Answer text from the local tier (and its tokens' logprobs, when asked for)."""

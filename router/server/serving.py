@@ -36,6 +36,16 @@ def _protocol_error(status: int, exc: BaseException | None) -> APIError:
     return APIError(status, "malformed HTTP request", code="bad_request")
 
 
+def error_response(error: APIError) -> web.Response:
+    """An OpenAI error as the HTTP response a client gets."""
+    return web.Response(
+        status=error.status,
+        body=error.encoded(),
+        content_type="application/json",
+        headers=error.headers,
+    )
+
+
 class _Protocol(RequestHandler):
     """aiohttp's connection handler; its own error responses in OpenAI's shape."""
 
@@ -55,7 +65,7 @@ class _Protocol(RequestHandler):
             self.logger_.info(
                 "bad_http_request", status=error.status, error=type(exc).__name__ if exc else None
             )
-        response = error.response()
+        response = error_response(error)
         response.force_close()
         return response
 

@@ -1,0 +1,120 @@
+"""What the gateway refuses before it routes a request: every limit a request must pass, and
+the OpenAI error each failure gets. One home, so a limit is checked the same way on every
+endpoint (tests/unit/test_validation.py).
+
+The body's fields are validated by their declarations (router/api/bodies.py, the Responses
+API's request.py); what is here are the gateway's own limits on top of them: the body's size
+and arrival time, its JSON, the `x-cascade-tags` header, how many messages, how many tokens to
+generate, and how many prompt tokens (counted once per request: `prompt_tokens`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from router.backends.base import Prompt
+from router.backends.prompt_tokens import estimate_tokens
+from router.errors import APIError, invalid
+from router.policy.model import LimitsSpec
+
+MAX_TAGS = 16
+_TAG = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+# What a chat template adds per message at most (role markers), in the prompt's upper bound.
+_TEMPLATE_TOKENS_PER_MESSAGE = 8
+
+
+def too_large(limit: int) -> APIError:
+    """413: a body over `limits.max_body_bytes` (declared or as it arrives)."""
+    return APIError(413, f"the request body is larger than {limit} bytes", code="request_too_large")
+
+
+def too_slow(timeout: float) -> APIError:
+    """408: a body that did not arrive within the settings' `body_timeout_s`."""
+    message = f"the request body did not arrive within {timeout:g} s"
+    return APIError(408, message, code="request_timeout")
+
+
+def unreadable() -> APIError:
+    """400: a body whose framing or content encoding is broken (e.g. not the gzip it claims)."""
+    return invalid("could not read the request body (its framing or content encoding is broken)")
+
+
+def json_body(data: bytes) -> object:
+    """The body's JSON, or 400."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"could not parse the JSON body: {exc}") from None
+
+
+def header_tags(raw: str) -> frozenset[str]:
+    """The `x-cascade-tags` header: at most 16 comma-separated tags of a safe alphabet."""
+    tags = [tag.strip() for tag in raw.split(",") if tag.strip()]
+    if len(tags) > MAX_TAGS or not all(_TAG.match(tag) for tag in tags):
+        raise invalid(
+            f"x-cascade-tags: at most {MAX_TAGS} comma-separated tags, each 1-64 characters "
+            "of A-Z a-z 0-9 _ . : -",
+            "x-cascade-tags",
+        )
+    return frozenset(tags)
+
+
+def message_count(messages: object, limits: LimitsSpec) -> None:
+    """At most `limits.max_messages` (checked before each message is validated)."""
+    if isinstance(messages, list) and len(messages) > limits.max_messages:
+        raise invalid(
+            f"'messages' holds {len(messages)} messages; at most {limits.max_messages}",
+            "messages",
+            "too_many_messages",
+        )
+
+
+def output_tokens(key: str, value: int | None, limits: LimitsSpec) -> int:
+    """Tokens to generate: the client's `key` (`max_tokens`, `max_completion_tokens`,
+    `max_output_tokens`) within 1..`limits.max_output_tokens`, else the default."""
+    if value is None:
+        return limits.default_max_tokens
+    if not 1 <= value <= limits.max_output_tokens:
+        raise invalid(f"'{key}' must be between 1 and {limits.max_output_tokens}; got {value}", key)
+    return value
+
+
+def prompt_too_long(tokens: int, limit: int, param: str) -> APIError:
+    return invalid(
+        f"the prompt is {tokens} tokens; this gateway accepts at most {limit}",
+        param,
+        "context_length_exceeded",
+    )
+
+
+def prompt_upper_bound(prompt: Prompt) -> int:
+    """Tokens the prompt has at most, without tokenizing it (tokens <= UTF-8 bytes)."""
+    texts = prompt.texts
+    return sum(len(t.encode()) for t in texts) + _TEMPLATE_TOKENS_PER_MESSAGE * len(texts) + 4
+
+
+async def prompt_tokens(
+    prompt: Prompt,
+    limit: int,
+    count: Callable[[Prompt], Awaitable[int | None]],
+    *,
+    exact: bool,
+) -> tuple[int | None, int]:
+    """Enforce `limits.max_prompt_tokens`; the count when `exact` (rules match on it), and
+    an upper bound of the prompt's tokens (what a budget reserves).
+
+    A prompt that cannot be over the limit is not tokenized unless a rule needs its size.
+    Counted by `count` (the local tier's tokenizer, chat template included), else estimated
+    at 4 bytes per token (as `cascade policy explain` does).
+    """
+    upper = prompt_upper_bound(prompt)
+    if upper <= limit and not exact:
+        return None, upper
+    counted = await count(prompt)
+    tokens = counted if counted is not None else estimate_tokens(prompt)
+    if tokens > limit:
+        raise prompt_too_long(tokens, limit, "messages" if prompt.is_chat else "prompt")
+    return tokens, counted if counted is not None else upper

@@ -1,0 +1,1 @@
+"""`cascade`: the command line (serve, policy, classify, keys, ledger, audit, openapi)."""

@@ -1,0 +1,133 @@
+"""`cascade policy validate | explain | schema`: work with policy files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+_SERVER_TIMEOUT_S = 10
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from router.policy import PolicyError, load_policy
+
+    failed = 0
+    for path in args.files:
+        try:
+            loaded = load_policy(Path(path))
+        except PolicyError as exc:
+            failed += 1
+            for error in exc.errors:
+                print(f"{exc.source}: {error}")
+        else:
+            print(f"{path}: ok (version {loaded.version})")
+    return 1 if failed else 0
+
+
+def _served_policy(server: str, key: str | None) -> dict[str, Any]:
+    """`GET /admin/policy` of a running server (an admin key when it has keys)."""
+    url = f"{server.rstrip('/')}/admin/policy"
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"--server {server!r}: expected http://HOST:PORT or https://...")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) only, above
+    try:
+        with urllib.request.urlopen(request, timeout=_SERVER_TIMEOUT_S) as response:  # noqa: S310
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise ValueError(f"{url}: HTTP {exc.code} (an admin key: --admin-key)") from None
+    except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{url}: {exc}") from None
+    if not isinstance(body, dict) or "tuned" not in body or "version" not in body:
+        raise ValueError(f"{url}: not a cascade server's policy status")
+    return body
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from router.backends.base import REQUEST_FEATURES
+    from router.explain import ServedThresholds, explain, render
+    from router.policy import PolicyError, load_policy
+
+    try:
+        loaded = load_policy(args.policy)
+        tags = frozenset(t.strip() for t in (args.tags or "").split(",") if t.strip())
+        features = frozenset(f.strip() for f in (args.features or "").split(",") if f.strip())
+        if unknown := sorted(features - REQUEST_FEATURES):
+            raise ValueError(f"unknown features {unknown} (one of {sorted(REQUEST_FEATURES)})")
+        served = None
+        if args.server:
+            key = args.admin_key or os.environ.get("CASCADE_ADMIN_KEY")
+            served = ServedThresholds.of(args.server, _served_policy(args.server, key))
+        result = explain(
+            loaded,
+            args.prompt,
+            model=args.model,
+            team=args.team,
+            tags=tags,
+            max_tokens=args.max_tokens,
+            features=features,
+            budget_share=args.budget_share,
+            served=served,
+        )
+    except PolicyError as exc:
+        print("\n".join(f"{exc.source}: {e}" for e in exc.errors), file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    return 0
+
+
+def _schema(_: argparse.Namespace) -> int:
+    from router.policy import Policy
+
+    print(json.dumps(Policy.model_json_schema(), indent=2))
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    policy = commands.add_parser("policy", help="work with policy files")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    validate = policy_commands.add_parser("validate", help="check policy files; exit 1 on error")
+    validate.add_argument("files", nargs="+")
+    validate.set_defaults(run=_validate)
+    explain = policy_commands.add_parser(
+        "explain",
+        help="show the rule, route, tier plan and cost a prompt would get (the file's "
+        "thresholds; --server: those a running server serves with)",
+    )
+    explain.add_argument("--policy", type=Path, required=True)
+    explain.add_argument("--prompt", required=True, help="the user message")
+    explain.add_argument("--team", default="default")
+    explain.add_argument("--model", help="requested model (default: the policy's default_route)")
+    explain.add_argument(
+        "--tags", help="comma-separated: the tags of the caller's key and x-cascade-tags header"
+    )
+    explain.add_argument("--max-tokens", type=int)
+    explain.add_argument(
+        "--features", help="comma-separated request features the request uses (tools, image, ...)"
+    )
+    explain.add_argument(
+        "--budget-share",
+        type=float,
+        help="with --team: the share of its budget spent (0.9); shows how the plan changes",
+    )
+    explain.add_argument(
+        "--server",
+        help="a running cascade (http://HOST:PORT): use the thresholds it serves this policy "
+        "with, where shadow.autotune moved them (GET /admin/policy)",
+    )
+    explain.add_argument(
+        "--admin-key", help="with --server: an admin key (default: env CASCADE_ADMIN_KEY)"
+    )
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(run=_explain)
+    schema = policy_commands.add_parser("schema", help="print the policy JSON Schema")
+    schema.set_defaults(run=_schema)

@@ -1,0 +1,58 @@
+"""POST /v1/embeddings: from the first tier of the route that serves them; opened, routed,
+admitted and recorded like a completion (tokens, cost, every tier skipped or tried)."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from router.api.bodies import parse_embeddings
+from router.backends.base import EMBEDDINGS_REQUEST
+from router.cascade import CascadeFailure
+from router.failures import failure_error
+from router.routing import Facts
+from router.server import intake, lifecycle
+from router.server.state import CALLER, Runtime
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    with intake.runtime_of(request).in_use() as runtime:
+        return await _embed_on(request, runtime)
+
+
+async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamResponse:
+    policy = runtime.loaded.policy
+    caller = request[CALLER]
+    async with lifecycle.handling(request, runtime, "/v1/embeddings") as handled:
+        record = handled.record
+        tags = intake.tags(request, record)
+        parsed, body = parse_embeddings(
+            await intake.read_json(request, policy.limits.max_body_bytes)
+        )
+        record.requested_model, record.user = parsed.model, parsed.user
+        caller.allow(parsed.model)
+        facts = Facts(parsed.model, caller.team, tags, None, parsed.first_text, EMBEDDINGS_REQUEST)
+        lifecycle.route(request, runtime, handled, facts)
+        handled.bound = parsed.token_bound  # tokens <= UTF-8 bytes
+        decision = await lifecycle.admit(
+            request, runtime, handled, facts, max_tokens=0, shape=False
+        )
+        try:
+            attempts, tier, answer = await runtime.cascade.embed(decision, body)
+        except CascadeFailure as failure:
+            record.attempts = failure.attempts
+            raise failure_error(failure, prompt_param="input", route=decision.route) from None
+        record.attempts, record.final_tier = attempts, tier
+        record.final_model = attempts[-1].model
+        headers = lifecycle.answer_headers(
+            runtime,
+            record.request_id,
+            decision.route,
+            (tier, attempts[-1].model),
+            escalations=len(attempts) - 1,
+            degraded=False,
+        )
+        headers.update(handled.admission.answer_headers())
+        return web.Response(
+            body=orjson.dumps(answer), content_type="application/json", headers=headers
+        )

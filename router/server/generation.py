@@ -1,0 +1,121 @@
+"""The generation endpoints (chat completions, completions, responses): read, validate,
+decide, admit, run (or serve from the cache), answer; the record is settled whatever
+happened (router/server/lifecycle.py)."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from router.api.surfaces import CHAT, COMPLETIONS, RESPONSES, Exchange, Surface
+from router.cache import Fold
+from router.cascade import CascadeFailure, Outcome
+from router.routing import Facts
+from router.server import caching, intake, lifecycle
+from router.server.state import CALLER, REDACTOR, SHADOW, Runtime
+from router.server.streaming import stream
+from router.shadow import offer
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _complete(request, CHAT)
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await _complete(request, COMPLETIONS)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    """POST /v1/responses, translated to and from chat completions (router/api/surfaces.py)."""
+    return await _complete(request, RESPONSES)
+
+
+async def _complete(request: web.Request, surface: Surface) -> web.StreamResponse:
+    # The whole request runs on the policy it started with, even if a reload lands meanwhile.
+    with intake.runtime_of(request).in_use() as runtime:
+        return await _complete_on(request, runtime, surface)
+
+
+async def _complete_on(
+    request: web.Request, runtime: Runtime, surface: Surface
+) -> web.StreamResponse:
+    """Read, validate, decide, run, answer; then build the record from the Decision and what
+    the cascade reported, whatever happened."""
+    caller = request[CALLER]
+    async with lifecycle.handling(request, runtime, surface.endpoint) as handled:
+        record = handled.record
+        tags = intake.tags(request, record)
+        exchange, raw = await intake.read_client(request, runtime, record, surface)
+        client = handled.client = exchange.client
+        caller.allow(client.model)
+        tokens, handled.bound = await intake.prompt_tokens(runtime, client.prompt)
+        facts = Facts(
+            client.model, caller.team, tags, tokens, client.prompt.question, client.features
+        )
+        lifecycle.route(request, runtime, handled, facts)
+        max_tokens = client.params.max_tokens
+        decision = await lifecycle.admit(
+            request, runtime, handled, facts, max_tokens=max_tokens, shape=True
+        )
+        handled.shadow = offer.draw(request.app[SHADOW], runtime.loaded.policy, decision)
+        handled.lookup, handled.hit = await caching.cached(
+            runtime,
+            record,
+            decision=decision,
+            body=raw,
+            client=client,
+            cache_control=request.headers.get("Cache-Control", ""),
+        )
+        if handled.hit is not None:
+            outcome = handled.outcome = caching.served(handled.hit)
+        else:
+            try:
+                outcome = handled.outcome = await runtime.cascade.run(decision, client)
+            except CascadeFailure as failure:
+                record.attempts = failure.attempts
+                handled.refused = "saturated" if failure.reason == "saturated" else None
+                raise exchange.failure(failure, decision.route) from None
+        return await _answer(request, runtime, handled, exchange, outcome)
+
+
+async def _answer(
+    request: web.Request,
+    runtime: Runtime,
+    handled: lifecycle.Handled,
+    exchange: Exchange,
+    outcome: Outcome,
+) -> web.StreamResponse:
+    """The answer in the client's API, whole or streamed, with the headers that say how it
+    was served."""
+    record, decision, client = handled.record, handled.decision, exchange.client
+    assert decision is not None
+    admission = handled.admission
+    degraded = outcome.degraded or admission.decision in ("degraded", "local_only")
+    record.status = "degraded" if degraded else "ok"
+    headers = lifecycle.answer_headers(
+        runtime,
+        record.request_id,
+        decision.route,
+        (outcome.tier, outcome.model),
+        escalations=outcome.escalations,
+        degraded=degraded,
+    )
+    headers.update(admission.answer_headers())
+    if (lookup := handled.lookup) is not None:
+        headers["x-cascade-cache"] = lookup.status
+    if client.stream:
+        cached = lookup is not None and lookup.write
+        if (cached or handled.shadow is not None) and outcome.live is not None:
+            handled.fold = Fold(outcome.model)
+        return await stream(
+            request,
+            record,
+            outcome,
+            exchange=exchange,
+            headers=headers,
+            fold=handled.fold,
+            redactor=request.app[REDACTOR],
+        )
+    assert outcome.completion is not None  # only streams are served live
+    body = exchange.body(record.request_id, outcome.completion)
+    return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)

@@ -1,0 +1,106 @@
+"""What the gateway refuses before routing (router/api/validation.py): every limit at its
+boundary, and the OpenAI error it gets. The same rules meet a real server in
+tests/integration/test_errors.py and test_malformed.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.api import validation
+from router.backends.base import Message, Prompt
+from router.errors import APIError
+from router.policy.model import LimitsSpec
+
+LIMITS = LimitsSpec(max_messages=3, max_output_tokens=100, default_max_tokens=20)
+
+
+def test_a_body_over_the_limit_is_413_and_a_slow_one_408() -> None:
+    assert (validation.too_large(1024).status, validation.too_large(1024).code) == (
+        413,
+        "request_too_large",
+    )
+    slow = validation.too_slow(2.5)
+    assert (slow.status, slow.code) == (408, "request_timeout")
+    assert "2.5 s" in slow.message
+    assert validation.unreadable().status == 400
+
+
+def test_json_is_parsed_or_400() -> None:
+    assert validation.json_body(b'{"a": 1}') == {"a": 1}
+    with pytest.raises(APIError) as bad:
+        validation.json_body(b'{"a": ')
+    assert bad.value.status == 400
+    assert "could not parse the JSON body" in bad.value.message
+
+
+def test_tags_at_the_limits_pass_and_one_over_is_400() -> None:
+    assert validation.header_tags("") == frozenset()
+    assert validation.header_tags(" a , b:c ,, ") == {"a", "b:c"}
+    most = ",".join(f"t{i}" for i in range(validation.MAX_TAGS))
+    assert len(validation.header_tags(most)) == validation.MAX_TAGS
+    assert validation.header_tags("x" * 64) == {"x" * 64}
+    for refused in (most + ",one-more", "x" * 65, "semi;colon", "new\nline", "ünï"):
+        with pytest.raises(APIError) as bad:
+            validation.header_tags(refused)
+        assert (bad.value.status, bad.value.param) == (400, "x-cascade-tags")
+
+
+def test_messages_at_the_limit_pass_and_one_over_is_400() -> None:
+    validation.message_count([{}] * 3, LIMITS)
+    validation.message_count("not a list: the body's own validation names it", LIMITS)
+    with pytest.raises(APIError) as bad:
+        validation.message_count([{}] * 4, LIMITS)
+    assert (bad.value.param, bad.value.code) == ("messages", "too_many_messages")
+
+
+@pytest.mark.parametrize("key", ["max_tokens", "max_completion_tokens", "max_output_tokens"])
+def test_output_tokens_within_one_to_the_limit_else_400_naming_the_field(key: str) -> None:
+    assert validation.output_tokens(key, None, LIMITS) == 20
+    assert validation.output_tokens(key, 1, LIMITS) == 1
+    assert validation.output_tokens(key, 100, LIMITS) == 100
+    for value in (0, 101, -1):
+        with pytest.raises(APIError) as bad:
+            validation.output_tokens(key, value, LIMITS)
+        assert bad.value.param == key
+        assert bad.value.message == f"'{key}' must be between 1 and 100; got {value}"
+
+
+class _Counter:
+    def __init__(self, tokens: int | None) -> None:
+        self.tokens, self.calls = tokens, 0
+
+    async def __call__(self, _: Prompt) -> int | None:
+        self.calls += 1
+        return self.tokens
+
+
+async def test_a_prompt_that_cannot_be_over_the_limit_is_not_tokenized() -> None:
+    prompt = Prompt(messages=(Message("user", "hello"),))
+    count = _Counter(3)
+    tokens, bound = await validation.prompt_tokens(prompt, 100, count, exact=False)
+    assert (tokens, count.calls) == (None, 0)
+    assert bound == validation.prompt_upper_bound(prompt) >= 5
+
+
+async def test_rules_that_match_on_size_get_the_count() -> None:
+    prompt = Prompt(messages=(Message("user", "hello"),))
+    assert await validation.prompt_tokens(prompt, 100, _Counter(3), exact=True) == (3, 3)
+    # no tier can count: estimated at 4 bytes a token, the bound stays the byte bound
+    tokens, bound = await validation.prompt_tokens(prompt, 100, _Counter(None), exact=True)
+    assert (tokens, bound) == (2, validation.prompt_upper_bound(prompt))
+
+
+async def test_a_prompt_at_the_limit_passes_and_one_token_over_is_400() -> None:
+    chat = Prompt(messages=(Message("user", "x" * 400),))
+    assert (await validation.prompt_tokens(chat, 50, _Counter(50), exact=False))[0] == 50
+    with pytest.raises(APIError) as bad:
+        await validation.prompt_tokens(chat, 50, _Counter(51), exact=False)
+    assert (bad.value.status, bad.value.code, bad.value.param) == (
+        400,
+        "context_length_exceeded",
+        "messages",
+    )
+    text = Prompt(text="y" * 400)
+    with pytest.raises(APIError) as bad:
+        await validation.prompt_tokens(text, 50, _Counter(51), exact=False)
+    assert bad.value.param == "prompt"
