@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
@@ -36,6 +37,7 @@ from router.policy.model import Policy
 from router.records import Attempt, AttemptOutcome, ended
 from router.request import ClientRequest
 from router.routing import Decision, Step
+from router.usage import Meter, UsageModel
 
 
 class LiveStream:
@@ -222,8 +224,11 @@ class Cascade:
         backends: Mapping[str, Backend | None],
         acceptance_models: Mapping[str, AcceptanceModel] | None = None,
         in_flight: Counter[str] | None = None,
+        usage: UsageModel | None = None,
     ) -> None:
         self._backends = backends
+        # what each tier's reported usage taught, for the attempts it does not cover
+        self.usage = UsageModel() if usage is None else usage
         # calls in progress per tier (shared across policy versions: /metrics reads it)
         self.in_flight: Counter[str] = Counter() if in_flight is None else in_flight
         self._acceptance = acceptance_models or {}
@@ -373,7 +378,7 @@ class Cascade:
                 return run.outcome(tier, backend.model, live=live)
             completion = await backend.complete(request.prompt, request.params)
         except asyncio.CancelledError:
-            run.attempts.append(self._attempt(tier, backend.model, started, "client_gone"))
+            run.attempts.append(self._left(tier, backend.model, started, request))
             raise
         except BackendError as exc:
             self._failed(tier, backend, started, exc, run)
@@ -381,6 +386,7 @@ class Cascade:
         finally:
             if live is None:  # a live stream is released when it ends
                 self.in_flight[tier] -= 1
+        completion = self._metered(tier, request, completion, started)
         confidence = self._judge(step, completion, keep_always, request.prompt.question)
         check = _output_check(request, completion)
         valid = check is None or check == "valid"
@@ -399,6 +405,7 @@ class Cascade:
                 confidence=None if confidence is None else confidence.as_record(),
                 retries=completion.retries,
                 output_check=check,
+                usage_source=completion.usage_source,
             )
         )
         if keep:
@@ -408,6 +415,44 @@ class Cascade:
         if run.best is None or value > run.best[0]:
             run.best = (value, len(run.attempts) - 1, completion)
         return "rejected"
+
+    def _left(self, tier: str, model: str, started: float, request: ClientRequest) -> Attempt:
+        """A whole answer the client left before it came: what the tier billed until it
+        stopped, estimated (router/usage.py)."""
+        known = self.usage.of(tier)
+        seconds = time.perf_counter() - started
+        return self._attempt(
+            tier,
+            model,
+            started,
+            "client_gone",
+            prompt_tokens=known.prompt(request),
+            completion_tokens=known.elapsed(request, seconds),
+            usage_source="estimated",
+        )
+
+    def _metered(
+        self, tier: str, request: ClientRequest, completion: Completion, started: float
+    ) -> Completion:
+        """A whole answer's usage learned from when the tier reported it, estimated when it
+        did not (the text at 4 bytes a token, the prompt as router/usage.py has it)."""
+        known = self.usage.of(tier)
+        if completion.usage_source == "estimated":
+            text_tokens = math.ceil(len(completion.text.encode()) / 4)
+            return replace(
+                completion,
+                prompt_tokens=completion.prompt_tokens or known.prompt(request),
+                completion_tokens=max(completion.completion_tokens, text_tokens),
+            )
+        ttft = None if completion.ttft_ms is None else completion.ttft_ms / 1000
+        known.observe(
+            request,
+            completion.prompt_tokens,
+            completion.completion_tokens,
+            first_token_s=ttft,
+            seconds=time.perf_counter() - started,
+        )
+        return completion
 
     def _judge(
         self, step: Step, completion: Completion, keep_always: bool, question: str
@@ -435,14 +480,18 @@ class Cascade:
             await stream.aclose()
             raise
         ttft_ms = (time.perf_counter() - started) * 1000
-        abandoned = self._attempt(tier, backend.model, started, "client_gone", ttft_ms=ttft_ms)
+        meter = Meter(request, self.usage.of(tier))
+        meter.add(first)
+        abandoned = self._attempt(
+            tier, backend.model, started, "client_gone", ttft_ms=ttft_ms, **meter.estimate()
+        )
 
         def release() -> None:
             self.in_flight[tier] -= 1
 
         live = LiveStream(tier, stream, abandoned, release)
         live.events = self._follow(
-            live, backend, stream, first=first, started=started, ttft_ms=ttft_ms
+            live, backend, stream, first=first, started=started, ttft_ms=ttft_ms, meter=meter
         )
         return live
 
@@ -455,54 +504,77 @@ class Cascade:
         first: StreamEvent,
         started: float,
         ttft_ms: float,
+        meter: Meter,
     ) -> AsyncGenerator[StreamEvent, None]:
-        """Pass a live stream through; its attempt is set when it ends, breaks or is left."""
-        final: StreamEvent | None = None
+        """Pass a live stream through; its attempt is set when it ends, breaks or is left,
+        with the tokens the tier will bill: its usage, or what the meter counted."""
+        final: StreamEvent | None = first if first.finish_reason else None
         error: BackendError | None = None
         try:
             async with contextlib.aclosing(stream):
-                yield first
-                final = first if first.finish_reason else None
-                async for event in stream:
-                    if event.finish_reason:
-                        final = event
-                    yield event
+                try:
+                    yield first
+                    async for event in stream:
+                        meter.add(event)
+                        if event.finish_reason:
+                            final = event
+                        yield event
+                except GeneratorExit:  # closed early: the client left
+                    if final is None:
+                        meter.left = True
+                        if meter.finished:  # only the usage was still to come
+                            final = await meter.drain(stream)
+                    raise
         except BackendError as exc:
             error = exc
             raise
         finally:
             live.released()
-            tier = live.tier
-            if error is not None:
-                outcome: AttemptOutcome = "timeout" if error.kind == "timeout" else "error"
-                live.attempt = self._attempt(
-                    tier,
-                    backend.model,
-                    started,
-                    outcome,
-                    ttft_ms=ttft_ms,
-                    error=error.message,
-                    retries=first.retries,
-                )
-            elif final is not None:
-                live.attempt = self._attempt(
-                    tier,
-                    final.model or backend.model,
-                    started,
-                    "accepted",
-                    ttft_ms=ttft_ms,
-                    prompt_tokens=final.prompt_tokens or 0,
-                    completion_tokens=final.completion_tokens or 0,
-                    cached_tokens=final.cached_tokens,
-                    reasoning_tokens=final.reasoning_tokens,
-                    retries=first.retries,
-                )
-            else:  # closed before its end: the client left
-                live.attempt = self._attempt(
-                    tier,
-                    backend.model,
-                    started,
-                    "client_gone",
-                    ttft_ms=ttft_ms,
-                    retries=first.retries,
-                )
+            live.attempt = self._streamed(
+                live.tier,
+                backend,
+                started,
+                first=(ttft_ms, first.retries),
+                final=final,
+                error=error,
+                meter=meter,
+            )
+
+    def _streamed(
+        self,
+        tier: str,
+        backend: Backend,
+        started: float,
+        *,
+        first: tuple[float, int],
+        final: StreamEvent | None,
+        error: BackendError | None,
+        meter: Meter,
+    ) -> Attempt:
+        """A live stream's attempt: answered (its final event's usage, learned from), broken
+        off (error, timeout) or left (client_gone), the latter two at what was metered."""
+        ttft_ms, retries = first
+        values: dict[str, Any] = {"ttft_ms": ttft_ms, "retries": retries}
+        model = backend.model
+        if error is None and final is not None:
+            model = final.model or model
+            values.update(
+                prompt_tokens=final.prompt_tokens or 0,
+                completion_tokens=final.completion_tokens or 0,
+                cached_tokens=final.cached_tokens,
+                reasoning_tokens=final.reasoning_tokens,
+                usage_source=final.usage_source,
+            )
+            if final.usage_source == "estimated":
+                values.update(meter.estimate(values["prompt_tokens"], values["completion_tokens"]))
+            else:
+                meter.learn(final, time.perf_counter() - started, ttft_ms / 1000)
+        else:
+            values.update(meter.estimate())
+        outcome: AttemptOutcome = "client_gone"
+        if error is not None:
+            outcome = "timeout" if error.kind == "timeout" else "error"
+            values["error"] = error.message
+        elif final is not None and not meter.left:
+            outcome = "accepted"
+        return self._attempt(tier, model, started, outcome, **values)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from router.backends.base import UsageSource
 from router.policy.model import Policy
 
 AttemptOutcome = Literal[
@@ -50,6 +51,10 @@ class Attempt:
     breaker: str | None = None  # the tier's circuit breaker when not closed: open, half_open
     # structured output (response_format): "valid", or "invalid: <why>" (never accepted)
     output_check: str | None = None
+    # where the token counts come from: the provider's usage (reported), the gateway's own
+    # count (counted: a local tokenizer, or nothing generated), or an estimate (estimated:
+    # an answer cut off, left by its client or sent without usage; router/usage.py)
+    usage_source: UsageSource = "counted"
 
 
 def ended(tier: str, backend: str, model: str, started: float, **values: Any) -> Attempt:

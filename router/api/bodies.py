@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
+from router.api.billable import chat_input
 from router.api.validation import message_count, output_tokens
 from router.api.wire import (
     AudioOutput,
@@ -27,7 +28,7 @@ from router.backends.base import GenerationParams, Message, Prompt
 from router.errors import APIError, invalid
 from router.output_format import InvalidSchema, OutputFormat
 from router.policy.model import LimitsSpec
-from router.request import ClientRequest
+from router.request import BillableInput, ClientRequest
 
 MAX_STOPS = 4
 _Strict = Strict
@@ -266,8 +267,16 @@ def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest
         extra={k: v for k, v in body.items() if k not in _OURS},
     )
     include_usage = parsed.stream_options is not None and parsed.stream_options.include_usage
-    features = frozenset(parsed.features())
-    return ClientRequest(parsed.model, prompt, params, parsed.stream, include_usage, features)
+    return ClientRequest(
+        parsed.model,
+        prompt,
+        params,
+        parsed.stream,
+        include_usage,
+        frozenset(parsed.features()),
+        billable=chat_input(body) if chat else BillableInput(),
+        choices=parsed.n or 1,
+    )
 
 
 class EmbeddingsBody(_Strict):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from router.api.billable import unseen_images
 from router.api.bodies import parse_request
 from router.api.render import ChunkWriter, StreamWriter, completion_body
 from router.api.responses.render import ResponseEvents, Shell, response_body
@@ -85,10 +86,12 @@ def _read_responses(raw: Any, limits: LimitsSpec) -> Exchange:
     problem = untranslatable(request)
     client = parse_request(to_chat(request), limits, chat=True)
     native = {key: value for key, value in raw.items() if key not in ("model", "stream")}
+    billable = client.billable
     client = replace(
         client,
         params=replace(client.params, native=native),
         features=client.features | ({"responses"} if problem is not None else set()),
+        billable=replace(billable, media_tokens=billable.media_tokens + unseen_images(raw)),
     )
     return _Responses(client, request, problem)
 

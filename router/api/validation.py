@@ -19,6 +19,7 @@ from router.backends.base import Prompt
 from router.backends.prompt_tokens import estimate_tokens
 from router.errors import APIError, invalid
 from router.policy.model import LimitsSpec
+from router.request import BillableInput
 
 MAX_TAGS = 16
 _TAG = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
@@ -98,23 +99,31 @@ def prompt_upper_bound(prompt: Prompt) -> int:
 
 async def prompt_tokens(
     prompt: Prompt,
+    billable: BillableInput,
     limit: int,
     count: Callable[[Prompt], Awaitable[int | None]],
     *,
     exact: bool,
 ) -> tuple[int | None, int]:
-    """Enforce `limits.max_prompt_tokens`; the count when `exact` (rules match on it), and
-    an upper bound of the prompt's tokens (what a budget reserves).
+    """Enforce `limits.max_prompt_tokens` on everything the request sends as input (its
+    messages, and what `billable` holds: tools, tool calls, schemas, images, audio, files);
+    the count when `exact` (rules match on it), and an upper bound of the input's tokens
+    (what a budget reserves).
 
-    A prompt that cannot be over the limit is not tokenized unless a rule needs its size.
-    Counted by `count` (the local tier's tokenizer, chat template included), else estimated
-    at 4 bytes per token (as `cascade policy explain` does).
+    A request that cannot be over the limit is not tokenized unless a rule needs its size.
+    Text is counted by `count` (the local tier's tokenizer, chat template included), else
+    estimated at 4 bytes per token (as `cascade policy explain` does); media at their bound.
     """
-    upper = prompt_upper_bound(prompt)
+    upper = prompt_upper_bound(prompt) + billable.text_bytes + billable.media_tokens
     if upper <= limit and not exact:
         return None, upper
     counted = await count(prompt)
-    tokens = counted if counted is not None else estimate_tokens(prompt)
+    extra = await count(Prompt(text=billable.text)) if billable.text and counted is not None else 0
+    if counted is None or extra is None:
+        tokens = estimate_tokens(prompt) + (billable.text_bytes + 3) // 4
+    else:
+        tokens = counted + extra
+    tokens += billable.media_tokens
     if tokens > limit:
         raise prompt_too_long(tokens, limit, "messages" if prompt.is_chat else "prompt")
-    return tokens, counted if counted is not None else upper
+    return tokens, tokens if counted is not None and extra is not None else upper

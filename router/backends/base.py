@@ -49,6 +49,11 @@ class Prompt:
         return users[-1] if users else (self.messages[-1].content if self.messages else "")
 
 
+UsageSource = Literal["reported", "counted", "estimated"]
+"""Where an attempt's token counts come from: the provider's own usage (`reported`), the
+gateway's count (`counted`: a local tier's tokenizer, or nothing generated), or a bounded
+estimate (`estimated`: an answer cut off, abandoned or sent without usage)."""
+
 TokenLogprob = dict[str, Any]
 """One token as OpenAI's chat `logprobs.content` lists it: token, logprob, bytes and (for the
 chosen token) top_logprobs."""
@@ -90,6 +95,7 @@ class Completion:
     cached_tokens: int = 0  # of prompt_tokens, read from the provider's cache (billed less)
     reasoning_tokens: int = 0  # of completion_tokens, spent reasoning (billed as output)
     logprobs: list[TokenLogprob] | None = None  # a local answer's, when the client asked
+    usage_source: UsageSource = "reported"  # a local tier's: counted; none sent: estimated
 
 
 @dataclass(slots=True)
@@ -107,6 +113,7 @@ class StreamEvent:
     cached_tokens: int = 0  # on the last event, as in Completion
     reasoning_tokens: int = 0
     logprobs: list[TokenLogprob] | None = None  # the tokens of `text`, when asked for
+    usage_source: UsageSource = "reported"  # of the tokens this event carries (as Completion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +124,11 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    reported: bool = field(default=False, compare=False)  # the provider sent it
+
+    @property
+    def source(self) -> UsageSource:
+        return "reported" if self.reported else "estimated"
 
     @classmethod
     def of_response(cls, usage: Mapping[str, Any] | None) -> Usage:
@@ -141,6 +153,8 @@ class Usage:
             _count(found.get("completion_tokens")),
             _count(prompt.get("cached_tokens")),
             _count(completion.get("reasoning_tokens")),
+            reported=isinstance(found.get("prompt_tokens"), int)
+            or isinstance(found.get("completion_tokens"), int),
         )
 
 

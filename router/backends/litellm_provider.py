@@ -133,6 +133,7 @@ class LiteLLMBackend:
             raw=body,  # tool calls, refusal, logprobs: in OpenAI's shape, as litellm made it
             cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens,
+            usage_source=usage.source,
         )
 
     async def stream(
@@ -145,17 +146,19 @@ class LiteLLMBackend:
             async for chunk in response:
                 raw = _openai_body(chunk)
                 model = str(raw.get("model") or model)
+                event = StreamEvent(raw=raw)  # tool-call deltas and all
                 if raw.get("usage"):
                     usage = Usage.of(raw["usage"])
-                text = ""
+                    event.prompt_tokens = usage.prompt_tokens  # should the stream break later
+                    event.completion_tokens = usage.completion_tokens
                 for choice in raw.get("choices") or ():
                     finish = choice.get("finish_reason") or finish
-                    text += str((choice.get("delta") or {}).get("content") or "")
-                pieces += bool(text)
-                yield StreamEvent(text=text, raw=raw)  # tool-call deltas and all
+                    event.text += str((choice.get("delta") or {}).get("content") or "")
+                pieces += bool(event.text)
+                yield event
         except Exception as exc:  # noqa: BLE001 - provider SDKs raise many types
             raise BackendError("error", f"tier '{self.name}' failed mid-stream: {exc}") from None
-        usage = usage or Usage(completion_tokens=pieces)  # no usage sent: a lower bound
+        usage = usage or Usage(completion_tokens=pieces)  # no usage sent: estimated
         yield StreamEvent(
             finish_reason=finish or "stop",
             prompt_tokens=usage.prompt_tokens,
@@ -163,6 +166,7 @@ class LiteLLMBackend:
             model=model,
             cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens,
+            usage_source=usage.source,
         )
 
     async def embed(self, body: Mapping[str, Any]) -> dict[str, Any]:

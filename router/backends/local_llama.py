@@ -145,6 +145,7 @@ class _Generation:
             prompt_tokens=self.prompt_tokens,
             completion_tokens=len(self.logprobs),
             model=model,
+            usage_source="counted",
         )
 
     def completion(self, model: str, started: float) -> Completion:
@@ -158,6 +159,7 @@ class _Generation:
             token_logprobs=self.logprobs,
             ttft_ms=ttft,
             logprobs=self.details,
+            usage_source="counted",
         )
 
 

@@ -58,6 +58,7 @@ def native_completion(body: dict[str, Any], model: str, ttft_ms: float) -> Compl
         raw=body,
         cached_tokens=usage.cached_tokens,
         reasoning_tokens=usage.reasoning_tokens,
+        usage_source=usage.source,
     )
 
 
@@ -82,4 +83,5 @@ def native_event(event: dict[str, Any], tier: str) -> tuple[StreamEvent, StreamE
         model=str(response.get("model") or "") or None,
         cached_tokens=usage.cached_tokens,
         reasoning_tokens=usage.reasoning_tokens,
+        usage_source=usage.source,
     )

@@ -219,6 +219,7 @@ class OpenAIHTTPBackend:
             raw=body,
             cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens,
+            usage_source=usage.source,
         )
 
     async def stream(
@@ -272,19 +273,23 @@ class OpenAIHTTPBackend:
                 if "error" in chunk:
                     raise BackendError("error", _error_message(502, payload))
                 model = str(chunk.get("model") or model)
+                event = StreamEvent(raw=chunk)  # tool-call deltas and all
                 if chunk.get("usage"):
                     usage = Usage.of(chunk["usage"])
-                text = ""
+                    event.prompt_tokens = usage.prompt_tokens  # known now, should the
+                    event.completion_tokens = usage.completion_tokens  # stream break later
                 for choice in chunk.get("choices") or ():
-                    text += _choice_text(choice, prompt.is_chat, delta=True)
+                    event.text += _choice_text(choice, prompt.is_chat, delta=True)
                     finish = choice.get("finish_reason") or finish
-                pieces += bool(text)
-                yield StreamEvent(text=text, raw=chunk)  # tool-call deltas and all
-            if not done:  # a clean end without the end marker is still a cut-off answer
+                pieces += bool(event.text)
+                yield event
+            # Without its end marker, a stream that said how it finished is still whole (its
+            # usage, asked for, comes after the finish); one that did not was cut off.
+            if not done and finish is None:
                 raise BackendError(
                     "truncated", f"tier '{self.name}' ended its stream before [DONE]"
                 )
-            usage = usage or Usage(completion_tokens=pieces)  # no usage sent: a lower bound
+            usage = usage or Usage(completion_tokens=pieces)  # no usage sent: estimated
             yield StreamEvent(
                 finish_reason=finish or "stop",
                 prompt_tokens=usage.prompt_tokens,
@@ -292,6 +297,7 @@ class OpenAIHTTPBackend:
                 model=model,
                 cached_tokens=usage.cached_tokens,
                 reasoning_tokens=usage.reasoning_tokens,
+                usage_source=usage.source,
             )
 
     async def _native_events(

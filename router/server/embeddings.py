@@ -35,7 +35,7 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
         lifecycle.route(request, runtime, handled, facts)
         handled.bound = parsed.token_bound  # tokens <= UTF-8 bytes
         decision = await lifecycle.admit(
-            request, runtime, handled, facts, max_tokens=0, shape=False
+            request, runtime, handled, facts, output_bound=0, shape=False
         )
         try:
             attempts, tier, answer = await runtime.cascade.embed(decision, body)

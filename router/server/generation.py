@@ -48,14 +48,13 @@ async def _complete_on(
         exchange, raw = await intake.read_client(request, runtime, record, surface)
         client = handled.client = exchange.client
         caller.allow(client.model)
-        tokens, handled.bound = await intake.prompt_tokens(runtime, client.prompt)
+        tokens, handled.bound = await intake.prompt_tokens(runtime, client)
         facts = Facts(
             client.model, caller.team, tags, tokens, client.prompt.question, client.features
         )
         lifecycle.route(request, runtime, handled, facts)
-        max_tokens = client.params.max_tokens
         decision = await lifecycle.admit(
-            request, runtime, handled, facts, max_tokens=max_tokens, shape=True
+            request, runtime, handled, facts, output_bound=client.output_bound, shape=True
         )
         handled.shadow = offer.draw(request.app[SHADOW], runtime.loaded.policy, decision)
         handled.lookup, handled.hit = await caching.cached(

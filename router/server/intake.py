@@ -16,6 +16,7 @@ from router.errors import APIError
 from router.keys.index import Caller
 from router.records import DecisionRecord
 from router.redact import Redactor
+from router.request import ClientRequest
 from router.server.state import (
     CALLER,
     CLIENT_REQUEST_ID,
@@ -93,12 +94,12 @@ async def read_client(
     return exchange, raw if isinstance(raw, dict) else {}
 
 
-async def prompt_tokens(runtime: Runtime, prompt: Prompt) -> tuple[int | None, int]:
+async def prompt_tokens(runtime: Runtime, client: ClientRequest) -> tuple[int | None, int]:
     """`limits.max_prompt_tokens` enforced (validation.prompt_tokens), counted by the
     runtime's first tier that can."""
     limit = runtime.loaded.policy.limits.max_prompt_tokens
     return await validation.prompt_tokens(
-        prompt, limit, runtime.count_tokens, exact=runtime.rules_need_tokens
+        client.prompt, client.billable, limit, runtime.count_tokens, exact=runtime.rules_need_tokens
     )
 
 

@@ -100,10 +100,12 @@ async def admit(
     handled: Handled,
     facts: Facts,
     *,
-    max_tokens: int,
+    output_bound: int,
     shape: bool,
 ) -> Decision:
-    """The team's budget and rates admit the request (or 429); with `shape`, its budget
+    """The team's budget and rates admit the request (or 429), reserving its maximum cost:
+    `handled.bound` input tokens and `output_bound` output tokens (every choice) on every
+    tier the plan may call; with `shape`, its budget
     standing shapes the plan (a cheaper route, judged at that route's thresholds as
     autotune has them). Returns the decision to run."""
     planned, record, caller = handled.decision, handled.record, request[CALLER]
@@ -126,13 +128,13 @@ async def admit(
 
     def cost_of(kind: BudgetDecision) -> int:
         found = shaped_as(kind)
-        return runtime.max_cost_nano(found.plan, bound, max_tokens) if found else 0
+        return runtime.max_cost_nano(found.plan, bound, output_bound) if found else 0
 
     admission = handled.admission = await runtime.limiter.admit(
         facts.team,
         record.request_id,
         cost_of=cost_of,
-        tokens=bound + max_tokens,
+        tokens=bound + output_bound,
         key=(caller.key_id or "", caller.limits),
     )
     record.budget = admission.as_record()

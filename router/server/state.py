@@ -57,12 +57,12 @@ class Runtime:
         self.local_tiers = local_tiers(policy)
         self.idle.set()
 
-    def max_cost_nano(self, plan: Plan, prompt_tokens: int, max_tokens: int) -> int:
+    def max_cost_nano(self, plan: Plan, prompt_tokens: int, output_tokens: int) -> int:
         """What a plan could cost at most: every tier it may call (fallbacks included),
-        each at `prompt_tokens` plus `max_tokens` (what a budget reserves)."""
+        each at `prompt_tokens` in and `output_tokens` out (what a budget reserves)."""
         tiers = {name for step in plan.steps for name in plan.candidates(step.tier)}
         policy = self.loaded.policy
-        usd = sum(policy.tiers[name].price.cost(prompt_tokens, max_tokens) for name in tiers)
+        usd = sum(policy.tiers[name].price.cost(prompt_tokens, output_tokens) for name in tiers)
         return math.ceil(usd * NANO)
 
     @contextlib.contextmanager

@@ -14,7 +14,8 @@ Faults: `status` (an error body that echoes the credentials it was sent, as care
 upstreams do; `retry_after` adds that header), `delay_ms` (before the response headers),
 `first_byte_ms` (after the headers of a stream, before its first event), `drop_after` (reset
 the connection after N stream events), `end_after` (end the stream cleanly after N events,
-without `[DONE]`), `html` (a 200 text/html page instead of JSON or events).
+without `[DONE]`), `no_done` (the whole stream, finish and usage included, but no `[DONE]`),
+`no_usage` (no usage object), `html` (a 200 text/html page instead of JSON or events).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Faults:
     end_after: int | None = None
     html: bool = False
     retry_after: int | None = None
+    no_done: bool = False  # a whole stream, its finish and usage sent, but no [DONE]
+    no_usage: bool = False  # answers (whole or streamed) without a usage object
 
     def reset(self, **values: Any) -> None:
         """Every fault as given, the rest healthy."""
@@ -140,7 +143,7 @@ async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:  
                     for p in _PIECES
                 ]
             }
-        return _whole(created, model, usage, choice)
+        return _whole(created, model, {} if faults.no_usage else usage, choice)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     if faults.first_byte_ms:
@@ -159,10 +162,11 @@ async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:  
         await response.write(
             _chunk(created, model, choices=[{"index": 0, "delta": delta, "finish_reason": None}])
         )
+    ending = {} if faults.no_usage else {"usage": usage}
     final = _chunk(
-        created, model, usage=usage, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]
+        created, model, **ending, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]
     )
-    await response.write(final + b"data: [DONE]\n\n")
+    await response.write(final if faults.no_done else final + b"data: [DONE]\n\n")
     return response
 
 

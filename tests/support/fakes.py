@@ -68,6 +68,7 @@ class FakeBackend:
             model=self.model,
             token_logprobs=None if script.logprobs is None else list(script.logprobs),
             ttft_ms=1.0,
+            usage_source="counted" if self.local else "reported",
         )
 
     async def stream(
@@ -87,6 +88,7 @@ class FakeBackend:
                 prompt_tokens=len(prompt.texts),
                 completion_tokens=len(words),
                 model=self.model,
+                usage_source="counted" if self.local else "reported",
             )
         finally:
             self.streams_closed += 1

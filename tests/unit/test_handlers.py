@@ -5,90 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from router.backends.base import Backend, BackendError
-from router.budgets import Limiter
-from router.budgets.store import MemoryStore
-from router.keys.index import KeyIndex
-from router.server.app import create_app
-from router.server.state import CACHE, RUNTIME, Runtime
-from router.settings import Settings
+from router.backends.base import BackendError
+from tests.support.app import CHAT, POLICY, Serve, record_of, sse
 from tests.support.cascade import read_ledger
 from tests.support.fakes import UNSURE, FakeBackend, Script
-
-POLICY = """
-tiers:
-  small: {type: llama_cpp}
-  large: {type: openai, model: m, price: {input_per_1m: 1.0, output_per_1m: 2.0}}
-routes:
-  auto:
-    cascade:
-      - {tier: small, acceptance: {threshold: 0.5}}
-      - {tier: large}
-"""
-CHAT = {"model": "auto", "messages": [{"role": "user", "content": "What is 2 + 2?"}]}
-Serve = Callable[..., Any]
-
-
-@pytest.fixture
-async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
-    """An app on POLICY whose tiers are the given fakes; returns (client, ledger URL)."""
-    clients: list[TestClient[Any, Any]] = []
-    # The app starts on a copy whose tiers build no backend (openai tiers without api_base:
-    # no model is loaded), then serves POLICY with the given fakes as its backends.
-    (tmp_path / "policy.yaml").write_text(
-        POLICY.replace("{type: llama_cpp}", "{type: openai, model: s}")
-    )
-    ledger = f"jsonl:///{tmp_path / 'ledger.jsonl'}"
-
-    async def start(
-        policy: str = POLICY, **backends: FakeBackend | None
-    ) -> tuple[TestClient[Any, Any], str]:
-        from router.policy import parse_policy
-
-        settings = Settings(
-            policy_path=tmp_path / "policy.yaml",
-            ledger_url=ledger,
-            spool_folder=tmp_path / "spool",
-        )
-        app = create_app(settings)
-        client: TestClient[Any, Any] = TestClient(TestServer(app))
-        await client.start_server()
-        clients.append(client)
-        loaded = parse_policy(policy.encode(), env={})
-        tiers: dict[str, Backend | None] = {"small": None, "large": None}
-        tiers.update(backends)
-        keys = KeyIndex(loaded.policy, [], file_in_use=False)
-        limiter = Limiter(loaded.policy, MemoryStore(), clock=time.time, on_error=print)
-        cache = app[CACHE].for_policy(loaded.policy)
-        app[RUNTIME].current = Runtime(loaded, tiers, keys, limiter, cache)
-        return client, ledger
-
-    yield start
-    for client in clients:
-        await client.close()
-
-
-async def sse(response: Any) -> tuple[str, list[dict[str, Any]]]:
-    """The text of a streamed answer and its chunks (until [DONE])."""
-    chunks = []
-    async for line in response.content:
-        if line.startswith(b"data: ") and line.strip() != b"data: [DONE]":
-            chunks.append(json.loads(line[6:]))
-    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c.get("choices"))
-    return text, chunks
-
-
-def record_of(ledger: str, request_id: str) -> dict[str, Any]:
-    (record,) = [r for r in read_ledger(ledger) if r["request_id"] == request_id]
-    return record
 
 
 @pytest.mark.parametrize("stream", [False, True])

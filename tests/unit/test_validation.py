@@ -10,7 +10,9 @@ from router.api import validation
 from router.backends.base import Message, Prompt
 from router.errors import APIError
 from router.policy.model import LimitsSpec
+from router.request import BillableInput
 
+NONE = BillableInput()
 LIMITS = LimitsSpec(max_messages=3, max_output_tokens=100, default_max_tokens=20)
 
 
@@ -77,24 +79,24 @@ class _Counter:
 async def test_a_prompt_that_cannot_be_over_the_limit_is_not_tokenized() -> None:
     prompt = Prompt(messages=(Message("user", "hello"),))
     count = _Counter(3)
-    tokens, bound = await validation.prompt_tokens(prompt, 100, count, exact=False)
+    tokens, bound = await validation.prompt_tokens(prompt, NONE, 100, count, exact=False)
     assert (tokens, count.calls) == (None, 0)
     assert bound == validation.prompt_upper_bound(prompt) >= 5
 
 
 async def test_rules_that_match_on_size_get_the_count() -> None:
     prompt = Prompt(messages=(Message("user", "hello"),))
-    assert await validation.prompt_tokens(prompt, 100, _Counter(3), exact=True) == (3, 3)
+    assert await validation.prompt_tokens(prompt, NONE, 100, _Counter(3), exact=True) == (3, 3)
     # no tier can count: estimated at 4 bytes a token, the bound stays the byte bound
-    tokens, bound = await validation.prompt_tokens(prompt, 100, _Counter(None), exact=True)
+    tokens, bound = await validation.prompt_tokens(prompt, NONE, 100, _Counter(None), exact=True)
     assert (tokens, bound) == (2, validation.prompt_upper_bound(prompt))
 
 
 async def test_a_prompt_at_the_limit_passes_and_one_token_over_is_400() -> None:
     chat = Prompt(messages=(Message("user", "x" * 400),))
-    assert (await validation.prompt_tokens(chat, 50, _Counter(50), exact=False))[0] == 50
+    assert (await validation.prompt_tokens(chat, NONE, 50, _Counter(50), exact=False))[0] == 50
     with pytest.raises(APIError) as bad:
-        await validation.prompt_tokens(chat, 50, _Counter(51), exact=False)
+        await validation.prompt_tokens(chat, NONE, 50, _Counter(51), exact=False)
     assert (bad.value.status, bad.value.code, bad.value.param) == (
         400,
         "context_length_exceeded",
@@ -102,5 +104,19 @@ async def test_a_prompt_at_the_limit_passes_and_one_token_over_is_400() -> None:
     )
     text = Prompt(text="y" * 400)
     with pytest.raises(APIError) as bad:
-        await validation.prompt_tokens(text, 50, _Counter(51), exact=False)
+        await validation.prompt_tokens(text, NONE, 50, _Counter(51), exact=False)
     assert bad.value.param == "prompt"
+
+
+async def test_tools_and_images_count_against_the_limit_as_well_as_the_text() -> None:
+    """A short message with 40 KB of tool definitions is not a short prompt."""
+    prompt = Prompt(messages=(Message("user", "hi"),))
+    tools = BillableInput(text_bytes=40_000, media_tokens=0, text="x" * 40_000)
+    with pytest.raises(APIError) as bad:
+        await validation.prompt_tokens(prompt, tools, 4096, _Counter(None), exact=False)
+    assert bad.value.code == "context_length_exceeded"
+    image = BillableInput(media_tokens=1445)
+    tokens, bound = await validation.prompt_tokens(prompt, image, 4096, _Counter(3), exact=True)
+    assert tokens == bound == 3 + 1445
+    with pytest.raises(APIError):
+        await validation.prompt_tokens(prompt, image, 1000, _Counter(3), exact=False)

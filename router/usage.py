@@ -1,0 +1,183 @@
+"""Token counts a provider will bill where it did not say them: bounded estimates, learned
+from the same tier's reported usage.
+
+An answer the client abandoned, a stream cut off or stalled, or an upstream that sends no
+usage leaves an attempt without the provider's counts. The tier still bills: the prompt it
+read, and what it generated until it stopped. The estimates here are what a record says
+instead (`usage_source: estimated`):
+
+- prompt tokens: the request's text at 4 UTF-8 bytes a token, plus its tools, tool calls
+  and schemas (bytes / 4) and its media at their bound (router/api/billable.py), scaled by
+  the tier's observed ratio of reported prompt tokens to that estimate;
+- output of a stream: the chunks that came, times the tier's observed tokens per chunk
+  (1 for OpenAI, vLLM and llama.cpp's server until observed otherwise);
+- output of a whole answer the client left: the time it generated (elapsed less the tier's
+  observed time to first token) at its observed decode rate; with nothing observed yet, the
+  request's output bound. Never above the bound (max_tokens, times `n`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.backends.base import BackendError, StreamEvent
+from router.backends.prompt_tokens import estimate_tokens
+from router.request import ClientRequest
+
+_WEIGHT = 0.1  # of each new observation in a tier's running averages
+DRAIN_S = 2.0  # how long a stream the client left is read on for the usage still to come
+
+
+def _average(old: float | None, new: float) -> float:
+    return new if old is None else old + _WEIGHT * (new - old)
+
+
+def prompt_basis(request: ClientRequest) -> int:
+    """The request's input tokens by the 4-bytes rule (media at their bound)."""
+    billable = request.billable
+    return (
+        estimate_tokens(request.prompt) + math.ceil(billable.text_bytes / 4) + billable.media_tokens
+    )
+
+
+@dataclass(slots=True)
+class TierUsage:
+    """What one tier's reported usage taught: running averages."""
+
+    prompt_ratio: float | None = None  # reported prompt tokens / prompt_basis
+    tokens_per_chunk: float | None = None  # reported completion tokens / content chunks
+    first_token_s: float | None = None
+    tokens_per_s: float | None = None  # decoding, after the first token
+
+    def observe(
+        self,
+        request: ClientRequest,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        chunks: int = 0,
+        first_token_s: float | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        """One answer the tier reported usage for."""
+        basis = prompt_basis(request)
+        if basis > 0 and prompt_tokens > 0:
+            self.prompt_ratio = _average(self.prompt_ratio, prompt_tokens / basis)
+        if chunks > 0 and completion_tokens > 0:
+            self.tokens_per_chunk = _average(self.tokens_per_chunk, completion_tokens / chunks)
+        if first_token_s is not None:
+            self.first_token_s = _average(self.first_token_s, first_token_s)
+            if seconds is not None and seconds > first_token_s and completion_tokens > 1:
+                rate = (completion_tokens - 1) / (seconds - first_token_s)
+                self.tokens_per_s = _average(self.tokens_per_s, rate)
+
+    def prompt(self, request: ClientRequest) -> int:
+        return math.ceil(prompt_basis(request) * (self.prompt_ratio or 1.0))
+
+    def streamed(self, request: ClientRequest, chunks: int) -> int:
+        """Output tokens of a stream that sent `chunks` content chunks."""
+        return min(round(chunks * (self.tokens_per_chunk or 1.0)), request.output_bound)
+
+    def elapsed(self, request: ClientRequest, seconds: float) -> int:
+        """Output tokens of a whole answer generated for `seconds` before it was left."""
+        bound = request.output_bound
+        if self.tokens_per_s is None or self.first_token_s is None:
+            return bound
+        generating = max(seconds - self.first_token_s, 0.0)
+        return min(math.ceil(generating * self.tokens_per_s * request.choices), bound)
+
+
+@dataclass(slots=True)
+class UsageModel:
+    """Every tier's `TierUsage` (one per server: a reload keeps what was learned)."""
+
+    tiers: dict[str, TierUsage] = field(default_factory=dict)
+
+    def of(self, tier: str) -> TierUsage:
+        found = self.tiers.get(tier)
+        if found is None:
+            found = self.tiers[tier] = TierUsage()
+        return found
+
+
+@dataclass(slots=True)
+class Meter:
+    """What one live stream passed on, as it passed: content chunks, whether the tier said
+    how it finished, and the usage it reported (before it ended, should it break)."""
+
+    request: ClientRequest
+    tier: TierUsage
+    chunks: int = 0
+    finished: bool = False  # a chunk carried a finish_reason: only the usage may follow
+    left: bool = False  # the client left before the end
+    reported: tuple[int, int] | None = None  # (prompt, completion) as the tier sent them
+
+    def add(self, event: StreamEvent) -> None:
+        if event.finish_reason is None and event.prompt_tokens is not None:
+            self.reported = (event.prompt_tokens, event.completion_tokens or 0)
+        choices = event.raw.get("choices") if event.raw is not None else None
+        if event.text or (choices and _generated(choices)):
+            self.chunks += 1
+        if choices and any(isinstance(c, dict) and c.get("finish_reason") for c in choices):
+            self.finished = True
+
+    def estimate(self, prompt_tokens: int = 0, completion_tokens: int = 0) -> dict[str, Any]:
+        """The attempt's token fields for a stream that ended without the tier's final usage:
+        what it reported on the way, else estimates (never below what is given)."""
+        if self.reported is not None:
+            prompt, completion = self.reported
+            return {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "usage_source": "reported",
+            }
+        return {
+            "prompt_tokens": max(prompt_tokens, self.tier.prompt(self.request)),
+            "completion_tokens": max(
+                completion_tokens, self.tier.streamed(self.request, self.chunks)
+            ),
+            "usage_source": "estimated",
+        }
+
+    def learn(self, final: StreamEvent, seconds: float, first_token_s: float) -> None:
+        """A stream the tier reported usage for: what it teaches about the tier."""
+        self.tier.observe(
+            self.request,
+            final.prompt_tokens or 0,
+            final.completion_tokens or 0,
+            chunks=self.chunks,
+            first_token_s=first_token_s,
+            seconds=seconds,
+        )
+
+    async def drain(self, stream: AsyncIterator[StreamEvent]) -> StreamEvent | None:
+        """Read a stream the client left on to its final event (its usage), for at most
+        DRAIN_S; None when it did not come."""
+        try:
+            async with asyncio.timeout(DRAIN_S):
+                async for event in stream:
+                    self.add(event)
+                    if event.finish_reason:
+                        return event
+        except (TimeoutError, BackendError, StopAsyncIteration):
+            return None
+        return None
+
+
+def _generated(choices: list[Any]) -> bool:
+    """Whether a chunk's choices carry generated output (text, tool-call deltas, refusal)."""
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and any(
+            delta.get(key) for key in ("content", "tool_calls", "function_call", "refusal")
+        ):
+            return True
+        if choice.get("text"):
+            return True
+    return False

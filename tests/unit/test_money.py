@@ -1,0 +1,105 @@
+"""Money in-process: a budget's reservation bounds what the provider may bill for the whole
+request (tools, tool calls, images, `n`), so a request that could overspend what is left is
+refused before any tier is called."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import zlib
+from typing import Any
+
+import pytest
+
+from tests.support.app import Serve, record_of
+from tests.support.fakes import FakeBackend, Script
+
+# $1 per 1M tokens in and out: a $0.01 day is 10,000 tokens.
+POLICY = """
+tiers:
+  small: {type: llama_cpp}
+  large: {type: openai, model: m, price: {input_per_1m: 1.0, output_per_1m: 1.0}}
+routes:
+  remote: {cascade: [{tier: large}]}
+teams:
+  default: {limits: {usd_per_day: 0.01}}
+limits: {max_prompt_tokens: 200000, max_output_tokens: 4096, default_max_tokens: 16}
+"""
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "description": "Look a thing up. " * 8,
+        "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+    },
+}
+
+
+def _png(width: int, height: int) -> str:
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + header
+    data = (
+        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    )
+    return "data:image/png;base64," + base64.b64encode(data + b"\x00" * 20_000).decode()
+
+
+def _chat(**fields: Any) -> dict[str, Any]:
+    return {"model": "remote", "messages": [{"role": "user", "content": "hi"}], **fields}
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"tools": [TOOL] * 128},  # ~40 KB of definitions: ~10k tokens at least is possible
+        {"n": 128, "max_tokens": 100},  # 12,800 output tokens
+        {
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c",
+                            "type": "function",
+                            "function": {"name": "lookup", "arguments": "x" * 20_000},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c", "content": "ok"},
+            ]
+        },
+    ],
+    ids=["128 tools", "n 128", "large tool-call arguments"],
+)
+async def test_a_request_that_could_overspend_is_refused_before_any_tier(
+    serve: Serve, shape: dict[str, Any]
+) -> None:
+    large = FakeBackend("large", [Script("ok", None)])
+    client, _ = await serve(POLICY, large=large)
+    response = await client.post("/v1/chat/completions", json=_chat(**shape))
+    assert response.status == 429, await response.text()
+    assert (await response.json())["error"]["type"] == "insufficient_quota"
+    assert large.calls == 0
+    plain = await client.post("/v1/chat/completions", json=_chat())
+    assert plain.status == 200 and large.calls == 1  # the team's day is not spent
+
+
+async def test_images_are_reserved_by_their_pixels(serve: Serve) -> None:
+    """A 768 x 2048 image is 1,445 tokens: six of them and 16 output tokens fit in the
+    day's 10,000, seven do not (their bytes do not count, their pixels do)."""
+    large = FakeBackend("large", [Script("ok", None)])
+    client, ledger = await serve(POLICY, large=large)
+
+    def images(count: int) -> dict[str, Any]:
+        part = {"type": "image_url", "image_url": {"url": _png(768, 2048)}}
+        return _chat(messages=[{"role": "user", "content": [part] * count}])
+
+    refused = await client.post("/v1/chat/completions", json=images(7))
+    assert refused.status == 429 and large.calls == 0
+    admitted = await client.post("/v1/chat/completions", json=images(6))
+    assert admitted.status == 200, await admitted.text()
+    await client.close()
+    record = record_of(ledger, admitted.headers["x-request-id"])
+    assert record["budget"]["decision"] == "ok"
