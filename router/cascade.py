@@ -406,6 +406,7 @@ class Cascade:
                 retries=completion.retries,
                 output_check=check,
                 usage_source=completion.usage_source,
+                upstream_id=completion.upstream_id,
             )
         )
         if keep:
@@ -571,6 +572,7 @@ class Cascade:
                 meter.learn(final, time.perf_counter() - started, ttft_ms / 1000)
         else:
             values.update(meter.estimate())
+        values["upstream_id"] = (final.upstream_id if final else None) or meter.answer_id
         outcome: AttemptOutcome = "client_gone"
         if error is not None:
             outcome = "timeout" if error.kind == "timeout" else "error"

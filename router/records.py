@@ -55,6 +55,7 @@ class Attempt:
     # count (counted: a local tokenizer, or nothing generated), or an estimate (estimated:
     # an answer cut off, left by its client or sent without usage; router/usage.py)
     usage_source: UsageSource = "counted"
+    upstream_id: str | None = None  # the provider's id of its answer (usage exports name it)
 
 
 def ended(tier: str, backend: str, model: str, started: float, **values: Any) -> Attempt:

@@ -115,8 +115,12 @@ class Meter:
     finished: bool = False  # a chunk carried a finish_reason: only the usage may follow
     left: bool = False  # the client left before the end
     reported: tuple[int, int] | None = None  # (prompt, completion) as the tier sent them
+    answer_id: str | None = None  # the provider's id of the answer, from its chunks
 
     def add(self, event: StreamEvent) -> None:
+        if self.answer_id is None and event.raw is not None:
+            found = event.raw.get("id")
+            self.answer_id = found[:128] if isinstance(found, str) and found else None
         if event.finish_reason is None and event.prompt_tokens is not None:
             self.reported = (event.prompt_tokens, event.completion_tokens or 0)
         choices = event.raw.get("choices") if event.raw is not None else None

@@ -22,6 +22,7 @@ class Outcome:
     """What a request's attempts add up to."""
 
     __slots__ = (
+        "by_source",
         "completion_tokens",
         "escalated",
         "first_cost",
@@ -35,6 +36,7 @@ class Outcome:
         self.first_cost = first_cost  # what the request would cost if the first tier kept it
         self.prompt_tokens = self.completion_tokens = 0
         self.escalated = self.shed = self.local_answered = self.local_accepted = False
+        self.by_source: Counter[str] = Counter()  # cost by where its tokens came from
 
 
 _ERRORS = frozenset({"error", "upstream_truncated"})  # what reached the client was an error
@@ -47,6 +49,7 @@ class Group:
     __slots__ = (
         "always_small",
         "budget",
+        "by_source",
         "cache_hits",
         "cache_reads",
         "cache_saved",
@@ -77,6 +80,8 @@ class Group:
         self.cache_reads = self.cache_hits = 0  # requests that looked in the cache; found
         self.cache_saved = 0.0  # what the answers served from the cache cost when made
         self.checks = ShadowFigures()  # shadow checks of its accepted local answers
+        # cost by usage_source: reported by the provider, counted here, or estimated
+        self.by_source: Counter[str] = Counter()
 
     def add(self, record: Record, outcome: Outcome) -> None:
         status = record["status"]
@@ -93,6 +98,7 @@ class Group:
         self.prompt_tokens += outcome.prompt_tokens
         self.completion_tokens += outcome.completion_tokens
         self.cost += record["cost_usd"]
+        self.by_source.update(outcome.by_source)
         self.counterfactual += record["counterfactual_cost_usd"]
         self.always_small += outcome.first_cost
         self.escalated += outcome.escalated
@@ -283,6 +289,7 @@ class Aggregator:
             result = attempt["outcome"]
             outcome.prompt_tokens += attempt["prompt_tokens"]
             outcome.completion_tokens += attempt["completion_tokens"]
+            outcome.by_source[usage_source(attempt)] += attempt["cost_usd"]
             outcome.escalated = outcome.escalated or result == "escalated"
             outcome.shed = outcome.shed or result == "shed"
             if _local(attempt) and result in _ANSWERED:
@@ -293,6 +300,15 @@ class Aggregator:
                 figures = self.tiers[attempt["tier"]] = TierFigures()
             figures.add(attempt, result)
         return outcome
+
+
+def usage_source(attempt: Record) -> str:
+    """Where an attempt's tokens came from; records from before attempts said it: a local
+    tier's were counted, a remote tier's reported."""
+    found = attempt.get("usage_source")
+    if found is None:
+        return "counted" if _local(attempt) else "reported"
+    return str(found)
 
 
 def _local(attempt: Record) -> bool:

@@ -87,6 +87,10 @@ def figures(group: Group) -> dict[str, Any]:
         "prompt_tokens": group.prompt_tokens,
         "completion_tokens": group.completion_tokens,
         "cost_usd": round(group.cost, 8),
+        # how much of the cost is the provider's word, the gateway's count, or an estimate
+        # (answers cut off, left by their client, or sent without usage)
+        "cost_by_usage_source": {k: round(v, 8) for k, v in sorted(group.by_source.items())},
+        "estimated_usd": round(group.by_source["estimated"], 8),
         "counterfactual_cost_usd": round(group.counterfactual, 8),
         "saved_usd": round(saved, 8),
         "saved_pct": round(100 * saved / group.counterfactual, 2) if group.counterfactual else None,

@@ -15,6 +15,7 @@ COLUMNS = (
     ("prompt_tokens", "prompt tok"),
     ("completion_tokens", "compl. tok"),
     ("cost_usd", "cost $"),
+    ("estimated_usd", "of it estimated $"),
     ("counterfactual_cost_usd", "always-large $"),
     ("saved_usd", "saved $"),
     ("saved_pct", "saved %"),

@@ -96,6 +96,7 @@ class Completion:
     reasoning_tokens: int = 0  # of completion_tokens, spent reasoning (billed as output)
     logprobs: list[TokenLogprob] | None = None  # a local answer's, when the client asked
     usage_source: UsageSource = "reported"  # a local tier's: counted; none sent: estimated
+    upstream_id: str | None = None  # the provider's id of the answer (its usage export's key)
 
 
 @dataclass(slots=True)
@@ -114,6 +115,7 @@ class StreamEvent:
     reasoning_tokens: int = 0
     logprobs: list[TokenLogprob] | None = None  # the tokens of `text`, when asked for
     usage_source: UsageSource = "reported"  # of the tokens this event carries (as Completion)
+    upstream_id: str | None = None  # on the last event, as in Completion
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,7 @@ class LiteLLMBackend:
             cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             usage_source=usage.source,
+            upstream_id=str(body.get("id") or "")[:128] or None,
         )
 
     async def stream(

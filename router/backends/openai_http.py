@@ -63,6 +63,12 @@ def _error_message(status: int, raw: bytes) -> str:
     return f"upstream answered {status}: {message}"
 
 
+def _upstream_id(body: Mapping[str, Any]) -> str | None:
+    """The provider's id of an answer (`chatcmpl-...`), at most 128 characters."""
+    found = body.get("id")
+    return found[:128] if isinstance(found, str) and found else None
+
+
 def _choice_text(choice: dict[str, Any], chat: bool, delta: bool) -> str:
     if not chat:
         return str(choice.get("text") or "")
@@ -220,6 +226,7 @@ class OpenAIHTTPBackend:
             cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             usage_source=usage.source,
+            upstream_id=_upstream_id(body),
         )
 
     async def stream(
@@ -259,6 +266,7 @@ class OpenAIHTTPBackend:
                 return
             finish: str | None = None
             usage: Usage | None = None
+            answer_id: str | None = None
             pieces = 0
             model = self.model
             done = False
@@ -273,6 +281,7 @@ class OpenAIHTTPBackend:
                 if "error" in chunk:
                     raise BackendError("error", _error_message(502, payload))
                 model = str(chunk.get("model") or model)
+                answer_id = answer_id or _upstream_id(chunk)
                 event = StreamEvent(raw=chunk)  # tool-call deltas and all
                 if chunk.get("usage"):
                     usage = Usage.of(chunk["usage"])
@@ -298,6 +307,7 @@ class OpenAIHTTPBackend:
                 cached_tokens=usage.cached_tokens,
                 reasoning_tokens=usage.reasoning_tokens,
                 usage_source=usage.source,
+                upstream_id=answer_id,
             )
 
     async def _native_events(

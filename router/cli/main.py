@@ -119,6 +119,8 @@ def _audit(args: argparse.Namespace) -> int:
     from router.audit.text import render_csv, render_table
 
     by = [d.strip() for d in args.by.split(",") if d.strip()]
+    if args.reconcile is not None:
+        return _reconcile(args)
     if (ledger := _open_ledger(args, "audit")) is None:
         return 1
     try:
@@ -141,6 +143,31 @@ def _audit(args: argparse.Namespace) -> int:
     if args.out:
         args.out.write_text(text)
         print(f"wrote {args.out} ({report['totals']['requests']:,} requests)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    """`cascade audit --reconcile EXPORT`: the ledger against a provider's usage export."""
+    import orjson
+
+    from router.audit.reconcile import ledger_attempts, read_export, reconcile, render
+
+    if (ledger := _open_ledger(args, "audit")) is None:
+        return 1
+    try:
+        rows = read_export(args.reconcile.read_text())
+        records = (orjson.loads(body) for body in ledger.reader.records(ledger.since, ledger.until))
+        report = reconcile(ledger_attempts(records), rows)
+    except (OSError, ValueError) as exc:  # JSONDecodeError and bad times are ValueErrors
+        print(f"cascade audit --reconcile: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        ledger.reader.close()
+    text = json.dumps(report, indent=2) + "\n" if args.format == "json" else render(report)
+    if args.out:
+        args.out.write_text(text)
     else:
         sys.stdout.write(text)
     return 0
@@ -204,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--by", default="team", help="group by any of team,route,tier,model,day (default team)"
     )
     audit.add_argument("--format", choices=("table", "csv", "json", "html"), default="table")
+    audit.add_argument(
+        "--reconcile",
+        type=Path,
+        metavar="EXPORT",
+        help="compare the ledger with a provider's usage export (CSV or JSON: id or time, "
+        "model, tokens, cost), per team (table or json)",
+    )
     audit.add_argument("--out", type=Path, help="file to write (default: stdout)")
     audit.set_defaults(run=_audit)
     return parser

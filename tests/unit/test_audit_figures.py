@@ -102,3 +102,24 @@ def test_csv_cannot_smuggle_a_formula() -> None:
     }
     line = render_csv(report).splitlines()[1]
     assert line.startswith("'=HYPERLINK") or line.startswith("\"'=HYPERLINK")
+
+
+def test_cost_is_split_by_where_its_tokens_came_from() -> None:
+    """How much of a team's spend the provider reported, the gateway counted, or was
+    estimated (a stream cut off, an answer left); old records count as reported or counted."""
+    agg = Aggregator(["team"])
+    agg.add(record("a", [attempt("large", "openai", "accepted", 0.004, usage_source="reported")]))
+    agg.add(record("a", [attempt("large", "openai", "error", 0.001, usage_source="estimated")]))
+    agg.add(record("a", [attempt("small", "llama_cpp", "accepted", 0.0002, local=True)]))
+    agg.add(record("a", [attempt("large", "openai", "accepted", 0.002)]))  # before the field
+    found = figures(agg.groups[("a",)])
+    assert found["cost_by_usage_source"] == {
+        "counted": pytest.approx(0.0002),
+        "estimated": pytest.approx(0.001),
+        "reported": pytest.approx(0.006),
+    }
+    assert found["estimated_usd"] == pytest.approx(0.001)
+    report = {"by": ["team"], "groups": [{"key": {"team": "a"}, **found}]}
+    header, row = render_csv(report).splitlines()[:2]
+    assert "estimated_usd" in header.split(",")
+    assert row.split(",")[header.split(",").index("estimated_usd")] == "0.001"
