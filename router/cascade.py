@@ -320,6 +320,8 @@ class Cascade:
                         started,
                         "accepted",
                         prompt_tokens=usage.prompt_tokens,
+                        usage_source=usage.source,
+                        upstream_id=str(answer.get("id") or "")[:128] or None,
                     )
                 )
                 return tally.attempts, tier, answer

@@ -6,11 +6,14 @@ usage leaves an attempt without the provider's counts. The tier still bills: the
 read, and what it generated until it stopped. The estimates here are what a record says
 instead (`usage_source: estimated`):
 
-- prompt tokens: the request's text at 4 UTF-8 bytes a token, plus its tools, tool calls
-  and schemas (bytes / 4) and its media at their bound (router/api/billable.py), scaled by
-  the tier's observed ratio of reported prompt tokens to that estimate;
+- prompt tokens: the request's text at 4 UTF-8 bytes a token, OpenAI's chat framing (4 a
+  message, 3 to prime the answer), its tools, tool calls and schemas (bytes / 4) and its
+  media at their bound (router/api/billable.py), scaled by the tier's observed ratio of
+  reported prompt tokens to that estimate (over its last 256 reported answers);
 - output of a stream: the chunks that came, times the tier's observed tokens per chunk
-  (1 for OpenAI, vLLM and llama.cpp's server until observed otherwise);
+  (1 for OpenAI, vLLM and llama.cpp's server until observed otherwise); a stream its client
+  left also what the tier generated between its last chunk and the close, at its observed
+  decode rate (a provider generates until it sees the connection closed);
 - output of a whole answer the client left: the time it generated (elapsed less the tier's
   observed time to first token) at its observed decode rate; with nothing observed yet, the
   request's output bound. Never above the bound (max_tokens, times `n`).
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,19 +41,29 @@ def _average(old: float | None, new: float) -> float:
     return new if old is None else old + _WEIGHT * (new - old)
 
 
+_MESSAGE_TOKENS, _PRIMING_TOKENS = 4, 3  # OpenAI's chat framing, by its documented count
+_RATIO_WINDOW = 256  # reported answers a tier's prompt ratio is taken over
+
+
 def prompt_basis(request: ClientRequest) -> int:
-    """The request's input tokens by the 4-bytes rule (media at their bound)."""
+    """The request's input tokens by the 4-bytes rule, chat framing and media at their
+    bound."""
     billable = request.billable
-    return (
-        estimate_tokens(request.prompt) + math.ceil(billable.text_bytes / 4) + billable.media_tokens
-    )
+    prompt = request.prompt
+    framing = _MESSAGE_TOKENS * len(prompt.messages) + _PRIMING_TOKENS if prompt.is_chat else 0
+    text = math.ceil(billable.text_bytes / 4)
+    return estimate_tokens(prompt) + framing + text + billable.media_tokens
 
 
 @dataclass(slots=True)
 class TierUsage:
-    """What one tier's reported usage taught: running averages."""
+    """What one tier's reported usage taught: a window of prompts, running averages."""
 
-    prompt_ratio: float | None = None  # reported prompt tokens / prompt_basis
+    # (prompt_basis, reported prompt tokens) of the last answers, and their sums: the
+    # ratio of sums estimates a sum of prompts without bias from their mix of sizes
+    prompts: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=_RATIO_WINDOW))
+    basis_sum: int = 0
+    reported_sum: int = 0
     tokens_per_chunk: float | None = None  # reported completion tokens / content chunks
     first_token_s: float | None = None
     tokens_per_s: float | None = None  # decoding, after the first token
@@ -66,7 +81,13 @@ class TierUsage:
         """One answer the tier reported usage for."""
         basis = prompt_basis(request)
         if basis > 0 and prompt_tokens > 0:
-            self.prompt_ratio = _average(self.prompt_ratio, prompt_tokens / basis)
+            if len(self.prompts) == self.prompts.maxlen:
+                old_basis, old_reported = self.prompts[0]
+                self.basis_sum -= old_basis
+                self.reported_sum -= old_reported
+            self.prompts.append((basis, prompt_tokens))
+            self.basis_sum += basis
+            self.reported_sum += prompt_tokens
         if chunks > 0 and completion_tokens > 0:
             self.tokens_per_chunk = _average(self.tokens_per_chunk, completion_tokens / chunks)
         if first_token_s is not None:
@@ -75,12 +96,19 @@ class TierUsage:
                 rate = (completion_tokens - 1) / (seconds - first_token_s)
                 self.tokens_per_s = _average(self.tokens_per_s, rate)
 
-    def prompt(self, request: ClientRequest) -> int:
-        return math.ceil(prompt_basis(request) * (self.prompt_ratio or 1.0))
+    @property
+    def prompt_ratio(self) -> float:
+        return self.reported_sum / self.basis_sum if self.basis_sum else 1.0
 
-    def streamed(self, request: ClientRequest, chunks: int) -> int:
-        """Output tokens of a stream that sent `chunks` content chunks."""
-        return min(round(chunks * (self.tokens_per_chunk or 1.0)), request.output_bound)
+    def prompt(self, request: ClientRequest) -> int:
+        return math.ceil(prompt_basis(request) * self.prompt_ratio)
+
+    def streamed(self, request: ClientRequest, chunks: int, quiet_s: float = 0.0) -> int:
+        """Output tokens of a stream that sent `chunks` content chunks, and was then still
+        open for `quiet_s` (the tier generating on, at its decode rate)."""
+        after = quiet_s * self.tokens_per_s if self.tokens_per_s is not None else 0.0
+        found = round(chunks * (self.tokens_per_chunk or 1.0) + after)
+        return min(found, request.output_bound)
 
     def elapsed(self, request: ClientRequest, seconds: float) -> int:
         """Output tokens of a whole answer generated for `seconds` before it was left."""
@@ -116,6 +144,7 @@ class Meter:
     left: bool = False  # the client left before the end
     reported: tuple[int, int] | None = None  # (prompt, completion) as the tier sent them
     answer_id: str | None = None  # the provider's id of the answer, from its chunks
+    last_at: float = field(default_factory=time.perf_counter)  # when the last chunk came
 
     def add(self, event: StreamEvent) -> None:
         if self.answer_id is None and event.raw is not None:
@@ -126,6 +155,7 @@ class Meter:
         choices = event.raw.get("choices") if event.raw is not None else None
         if event.text or (choices and _generated(choices)):
             self.chunks += 1
+            self.last_at = time.perf_counter()
         if choices and any(isinstance(c, dict) and c.get("finish_reason") for c in choices):
             self.finished = True
 
