@@ -103,3 +103,33 @@ async def test_images_are_reserved_by_their_pixels(serve: Serve) -> None:
     await client.close()
     record = record_of(ledger, admitted.headers["x-request-id"])
     assert record["budget"]["decision"] == "ok"
+
+
+CACHED = """
+tiers:
+  large: {type: openai, model: m, price: {input_per_1m: 1.0, output_per_1m: 1.0}}
+routes:
+  remote: {cascade: [{tier: large}], cache: {store: memory}}
+teams:
+  default: {limits: {usd_per_day: 1.0, requests_per_minute: 100, tokens_per_minute: 100000}}
+"""
+
+
+async def test_a_cache_hit_counts_as_a_request_and_spends_nothing(serve: Serve) -> None:
+    """Documented in README (Budgets): a hit is one request against requests_per_minute,
+    $0 and 0 tokens against budgets and tokens_per_minute; the provider is not called."""
+    large = FakeBackend("large", [Script("four", None)])
+    client, ledger = await serve(CACHED, large=large)
+    ask = _chat(temperature=0)
+    first = await client.post("/v1/chat/completions", json=ask)
+    hit = await client.post("/v1/chat/completions", json=ask)
+    assert hit.headers["x-cascade-cache"] == "hit" and large.calls == 1
+    spend = await (await client.get("/v1/spend")).json()
+    await client.close()
+    paid = record_of(ledger, first.headers["x-request-id"])
+    free = record_of(ledger, hit.headers["x-request-id"])
+    assert (free["cost_usd"], free["attempts"]) == (0, [])
+    assert spend["spent_usd"]["day"] == pytest.approx(paid["cost_usd"])
+    assert spend["reserved_usd"] == 0
+    tokens = sum(a["prompt_tokens"] + a["completion_tokens"] for a in paid["attempts"])
+    assert spend["this_minute"] == {"requests": 2, "tokens": tokens}
