@@ -203,6 +203,7 @@ class _Tier:
     type: str
     local: bool
     features: frozenset[str]  # request features it serves
+    finish_when_left: bool = False  # a whole answer its client left is finished anyway
 
 
 def _output_check(request: ClientRequest, completion: Completion) -> str | None:
@@ -234,7 +235,12 @@ class Cascade:
         self._acceptance = acceptance_models or {}
         local = local_tiers(policy)
         self._tiers = {
-            name: _Tier(spec.type, name in local, spec.serves(TYPES[spec.type].features))
+            name: _Tier(
+                spec.type,
+                name in local,
+                spec.serves(TYPES[spec.type].features),
+                spec.finishes_when_left,
+            )
             for name, spec in policy.tiers.items()
         }
 
@@ -378,9 +384,17 @@ class Cascade:
             if request.stream and keep_always:
                 live = await self._open_live(tier, backend, request, started)
                 return run.outcome(tier, backend.model, live=live)
-            completion = await backend.complete(request.prompt, request.params)
+            if self._tiers[tier].finish_when_left:
+                completion = await self._finished(tier, backend, request, started, run)
+            else:
+                completion = await backend.complete(request.prompt, request.params)
         except asyncio.CancelledError:
-            run.attempts.append(self._left(tier, backend.model, started, request))
+            if (
+                not run.attempts
+                or run.attempts[-1].tier != tier
+                or run.attempts[-1].outcome != "client_gone"
+            ):
+                run.attempts.append(self._left(tier, backend.model, started, request))
             raise
         except BackendError as exc:
             self._failed(tier, backend, started, exc, run)
@@ -418,6 +432,36 @@ class Cascade:
         if run.best is None or value > run.best[0]:
             run.best = (value, len(run.attempts) - 1, completion)
         return "rejected"
+
+    async def _finished(
+        self, tier: str, backend: Backend, request: ClientRequest, started: float, run: _Run
+    ) -> Completion:
+        """A whole answer that finishes even if its client leaves (`on_client_gone: finish`):
+        then its attempt is `client_gone` at the provider's own usage."""
+        call = asyncio.ensure_future(backend.complete(request.prompt, request.params))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            try:
+                completion = await call
+            except (BackendError, asyncio.CancelledError):
+                raise asyncio.CancelledError from None  # (estimated by the caller)
+            completion = self._metered(tier, request, completion, started)
+            run.attempts.append(
+                self._attempt(
+                    tier,
+                    completion.model,
+                    started,
+                    "client_gone",
+                    prompt_tokens=completion.prompt_tokens,
+                    completion_tokens=completion.completion_tokens,
+                    cached_tokens=completion.cached_tokens,
+                    reasoning_tokens=completion.reasoning_tokens,
+                    usage_source=completion.usage_source,
+                    upstream_id=completion.upstream_id,
+                )
+            )
+            raise
 
     def _left(self, tier: str, model: str, started: float, request: ClientRequest) -> Attempt:
         """A whole answer the client left before it came: what the tier billed until it

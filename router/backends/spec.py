@@ -7,6 +7,8 @@ tagged union.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
@@ -93,6 +95,11 @@ class TierSpecBase(StrictSpec):
         "web_search); default: its type's. A request using one it lacks skips the tier.",
     )
 
+    @property
+    def finishes_when_left(self) -> bool:
+        """Whether a whole answer its client left is finished anyway (remote tiers may)."""
+        return False
+
     @field_validator("features")
     @classmethod
     def _known_features(cls, value: list[str] | None) -> list[str] | None:
@@ -138,6 +145,16 @@ class RemoteTierSpec(TierSpecBase):
         description="Response headers within this (a stream's first byte; a whole answer "
         "when not streamed); default: `timeout_s`.",
     )
+    on_client_gone: Literal["cancel", "finish"] = Field(
+        "cancel",
+        description="A whole (not streamed) answer whose client left: `cancel` the call (its "
+        "cost estimated from the time it ran) or `finish` it, up to timeout_s, for the "
+        "provider's exact usage (the record waits for it).",
+    )
+
+    @property
+    def finishes_when_left(self) -> bool:
+        return self.on_client_gone == "finish"
 
     @field_validator("api_base")
     @classmethod

@@ -197,3 +197,31 @@ async def test_a_whole_answer_without_usage_is_estimated(
     (attempt,) = outcome.attempts
     assert attempt.usage_source == "estimated"
     assert attempt.prompt_tokens > 0 and attempt.completion_tokens > 0
+
+
+async def test_a_tier_that_finishes_what_its_client_left_records_the_providers_usage() -> None:
+    """`on_client_gone: finish`: the call runs to its end; the attempt is `client_gone` at the
+    usage the provider reported."""
+    loaded = parse_policy(
+        b"tiers: {large: {type: openai, model: m, on_client_gone: finish}}\n"
+        b"routes: {remote: {cascade: [{tier: large}]}}\n",
+        env={},
+    )
+
+    class Slow(FakeBackend):
+        async def complete(self, prompt: Prompt, params: GenerationParams) -> Any:
+            await asyncio.sleep(0.05)
+            return await super().complete(prompt, params)
+
+    large = Slow("large", [Script(TEXT, None)])
+    cascade = Cascade(loaded.policy, {"large": large})
+    found = decide(loaded.policy, {}, Facts(model="remote"))
+    assert found is not None
+    task = asyncio.create_task(cascade.run(found, request(stream=False)))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(Abandoned) as left:
+        await task
+    (attempt,) = left.value.attempts
+    assert (attempt.outcome, attempt.usage_source) == ("client_gone", "reported")
+    assert attempt.completion_tokens == 8 and large.calls == 1
