@@ -5,9 +5,10 @@ images by formula, tokens generated until they see the connection close).
 2,000+ requests from three teams, whole and streamed, with tools, tool calls, images, `n`,
 structured output, the Responses API and embeddings; clients that leave at random points;
 streams cut, stalled and ended without `[DONE]`; a primary that refuses (the fallback
-answers); repeated requests served from the cache. Every provider answer is matched to its
-attempt by the provider's id: those the provider reported usage for agree exactly, the
-difference of each team is within 1% of its bill, and all of it is on estimated attempts."""
+answers, after a retry when it is unavailable); repeated requests served from the cache.
+Every provider answer is matched to its attempt by the provider's id: those the provider
+reported usage for agree exactly, the difference of each team is within 1% of its bill, and
+all of it is on estimated attempts."""
 
 from __future__ import annotations
 
@@ -129,6 +130,21 @@ def _chat(rng: random.Random, team: str) -> dict[str, Any]:
     return body
 
 
+def _fault(fault: float, rng: random.Random) -> dict[str, str]:
+    """What the provider is asked to do wrong (by `metadata`, passed on as sent)."""
+    if fault < 0.04:
+        return {"fault": "cut", "after": str(rng.randint(1, 12))}
+    if fault < 0.06:
+        return {"fault": "stall", "after": str(rng.randint(1, 12))}
+    if fault < 0.09:
+        return {"fault": "no_done"}
+    if fault < 0.13:  # the primary refuses: the fallback answers
+        return {"fault": "error500", "fault_on": "primary"}
+    if fault < 0.15:  # the primary is unavailable: retried, then the fallback answers
+        return {"fault": "error503", "fault_on": "primary"}
+    return {}
+
+
 async def _send(session: aiohttp.ClientSession, url: str, rng: random.Random, team: str) -> str:
     """One request of the mix; what it was (for the summary)."""
     headers = {"Authorization": f"Bearer {KEYS[team]}"}
@@ -150,15 +166,9 @@ async def _send(session: aiohttp.ClientSession, url: str, rng: random.Random, te
         body = {"model": "remote", "user": team, "temperature": 0, "max_tokens": 16}
         body["messages"] = ask
     body["stream"] = rng.random() < 0.5
-    fault = rng.random()
-    if fault < 0.04:
-        body["metadata"] = {"fault": "cut", "after": str(rng.randint(1, 12))}
-    elif fault < 0.06:
-        body["metadata"] = {"fault": "stall", "after": str(rng.randint(1, 12))}
-    elif fault < 0.09:
-        body["metadata"] = {"fault": "no_done"}
-    elif fault < 0.13:
-        body["metadata"] = {"fault": "error500", "fault_on": "primary"}
+    body["metadata"] = _fault(rng.random(), rng)
+    if not body["metadata"]:
+        del body["metadata"]
     leave = rng.random() < 0.08
     async with session.post(f"{url}/v1/chat/completions", json=body, headers=headers) as r:
         if not leave:

@@ -14,7 +14,7 @@ answer, which the gateway records as `upstream_id`), the caller's `user`, tokens
 Faults, asked for per request in `metadata` (passed on by the gateway as sent), and only on
 the instance named `metadata.fault_on` (default: every instance): `fault: cut` (reset the
 connection after `after` tokens), `stall` (stop sending after `after` tokens until the client
-leaves), `no_done` (a whole stream without `[DONE]`), `error500` / `error429` (refused
+leaves), `no_done` (a whole stream without `[DONE]`), `error500` / `error503` / `error429` (refused
 before generating: not billed).
 """
 
@@ -245,8 +245,8 @@ async def _streamed(generation: _Generation) -> web.StreamResponse:
 async def chat(request: web.Request) -> web.StreamResponse:
     body = orjson.loads(await request.read())
     generation = _Generation(request, body)
-    if generation.fault in ("error500", "error429"):
-        status = 500 if generation.fault == "error500" else 429
+    if generation.fault in ("error500", "error503", "error429"):
+        status = int(generation.fault.removeprefix("error"))
         error = {"error": {"message": "refused", "type": "server_error", "code": None}}
         return web.json_response(error, status=status)
     try:  # billed however it ends, its handler cancelled by a client gone included
