@@ -19,7 +19,7 @@ import contextlib
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -33,125 +33,18 @@ from router.backends.base import (
 )
 from router.backends.registry import TYPES, local_tiers
 from router.confidence import AcceptanceModel, Answered, Confidence, judge, score
+from router.outcomes import (
+    Abandoned,
+    CascadeFailure,
+    Crashed,
+    LiveStream,
+    Outcome,
+)
 from router.policy.model import Policy
 from router.records import Attempt, AttemptOutcome, ended
 from router.request import ClientRequest
 from router.routing import Decision, Step
 from router.usage import Meter, UsageModel
-
-
-class LiveStream:
-    """An answer streamed as it is generated; its attempt is known only when it ends.
-
-    `events` passes the tier's stream on and sets `attempt` when it ends, breaks or is left;
-    `aclose` (always called by whoever serves it) also covers a stream never iterated."""
-
-    def __init__(
-        self,
-        tier: str,
-        source: AsyncGenerator[StreamEvent, None],
-        abandoned: Attempt,
-        release: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.tier = tier
-        self.source = source
-        self.events: AsyncGenerator[StreamEvent, None] = source
-        self.attempt: Attempt | None = None
-        self._abandoned = abandoned
-        self._release: Callable[[], None] | None = release  # the tier's in-flight count
-
-    def released(self) -> None:
-        """The stream is over (once, however it ended)."""
-        release, self._release = self._release, None
-        if release is not None:
-            release()
-
-    async def aclose(self) -> None:
-        await self.events.aclose()
-        if self.attempt is None:  # never iterated: the tier's stream is still open
-            await self.source.aclose()
-            self.attempt = self._abandoned
-        self.released()
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What the cascade did: the attempts in the order they ran, and the answer served."""
-
-    attempts: list[Attempt]
-    tier: str
-    model: str
-    degraded: bool
-    completion: Completion | None = None  # a whole answer (streamed from it if asked)
-    live: LiveStream | None = None  # an answer streamed live (its attempt comes at the end)
-    # answers a step's acceptance rejected, by tier, in the order they came (shadow checks)
-    rejected: tuple[tuple[str, Completion], ...] = ()
-
-    @property
-    def escalations(self) -> int:
-        """Tiers tried after the first, the one still streaming included."""
-        tried = len(self.attempts) + (1 if self.live is not None else 0)
-        return max(tried - 1, 0)  # none tried: answered from the response cache
-
-    def all_attempts(self) -> list[Attempt]:
-        live = self.live.attempt if self.live is not None else None
-        return [*self.attempts, live] if live is not None else list(self.attempts)
-
-
-FailureReason = Literal["saturated", "rejected", "unsupported", "timeout", "unavailable", "error"]
-
-
-class CascadeFailure(Exception):
-    """No step answered. `reason` says why: every tier shed (`saturated`), every tier found
-    the request too large (`rejected`), else the last failure; `upstream_status` is the last
-    upstream's HTTP status, if it sent one."""
-
-    def __init__(
-        self, attempts: list[Attempt], errors: list[BackendError], *, passthrough: bool
-    ) -> None:
-        last = errors[-1]
-        super().__init__(last.message)
-        self.attempts = attempts
-        self.message = last.message
-        self.upstream_status = last.status
-        self.retry_after = last.retry_after
-        self.passthrough = passthrough
-        self.reason: FailureReason
-        # A tier that is not configured never could answer: it does not decide the reason
-        # while a configured one tried.
-        tried = [error for error in errors if not error.unconfigured] or errors
-        kinds = {error.kind for error in tried}
-        if kinds == {"shed"}:
-            self.reason = "saturated"  # every tier is busy: retry later
-        elif kinds == {"rejected"}:
-            self.reason = "rejected"  # too large for every tier that could take it
-            self.message = tried[-1].message
-        elif kinds == {"unsupported"}:
-            self.reason = "unsupported"  # no tier serves a feature the request uses
-            self.message = tried[-1].message
-        elif last.kind in ("timeout", "unavailable"):
-            self.reason = last.kind
-        else:
-            self.reason = "error"
-
-
-class Abandoned(asyncio.CancelledError):
-    """The client left while the cascade ran (the task was cancelled). Still a cancellation;
-    it carries the attempts so far, the interrupted one marked `client_gone`, so the record
-    says what was spent. No further tier is tried."""
-
-    def __init__(self, attempts: list[Attempt]) -> None:
-        super().__init__("client gone")
-        self.attempts = attempts
-
-
-class Crashed(Exception):
-    """A bug inside the cascade (not a tier's failure): it carries the attempts so far, so
-    the record still holds every attempt made."""
-
-    def __init__(self, attempts: list[Attempt]) -> None:
-        super().__init__("internal error in the cascade")
-        self.attempts = attempts
 
 
 @dataclass(slots=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from router.cascade import CascadeFailure
 from router.errors import APIError, invalid, overloaded, upstream_failed
+from router.outcomes import CascadeFailure
 
 _REQUEST_REFUSED = frozenset({400, 413, 422})
 

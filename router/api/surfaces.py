@@ -19,9 +19,9 @@ from router.api.responses.render import ResponseEvents, Shell, response_body
 from router.api.responses.request import ResponsesBody, parse_responses, to_chat, untranslatable
 from router.api.validation import output_tokens
 from router.backends.base import Completion
-from router.cascade import CascadeFailure
 from router.errors import APIError
 from router.failures import failure_error
+from router.outcomes import CascadeFailure
 from router.policy.model import LimitsSpec
 from router.request import ClientRequest
 

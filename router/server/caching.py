@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from router.backends.base import Completion
 from router.cache import Entry, Fold, Lookup, storable
-from router.cascade import Outcome
+from router.outcomes import Outcome
 from router.records import DecisionRecord
 from router.request import ClientRequest
 from router.routing import Decision

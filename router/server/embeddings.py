@@ -8,8 +8,8 @@ from aiohttp import web
 
 from router.api.bodies import parse_embeddings
 from router.backends.base import EMBEDDINGS_REQUEST
-from router.cascade import CascadeFailure
 from router.failures import failure_error
+from router.outcomes import CascadeFailure
 from router.routing import Facts
 from router.server import intake, lifecycle
 from router.server.state import CALLER, Runtime

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from router.api.surfaces import CHAT, COMPLETIONS, RESPONSES, Exchange, Surface
 from router.cache import Fold
-from router.cascade import CascadeFailure, Outcome
+from router.outcomes import CascadeFailure, Outcome
 from router.routing import Facts
 from router.server import caching, intake, lifecycle
 from router.server.state import CALLER, REDACTOR, SHADOW, Runtime

@@ -17,10 +17,10 @@ from router.budgets import Admission
 from router.budgets.limiter import BudgetDecision
 from router.budgets.shaping import apply, shaped
 from router.cache import Entry, Fold, Lookup
-from router.cascade import Abandoned, Crashed, Outcome
 from router.errors import APIError, not_found_model
 from router.failures import upstream_ours
 from router.observe.tracing import OUTBOUND, RequestTrace
+from router.outcomes import Abandoned, Crashed, Outcome
 from router.records import DecisionRecord
 from router.redact import Redactor
 from router.request import ClientRequest

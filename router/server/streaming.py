@@ -13,8 +13,8 @@ from router.api.render import StreamWriter
 from router.api.surfaces import Exchange
 from router.backends.base import BackendError
 from router.cache import Fold
-from router.cascade import LiveStream, Outcome
 from router.errors import APIError
+from router.outcomes import LiveStream, Outcome
 from router.records import DecisionRecord
 from router.redact import Redactor
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from router.backends.base import Backend
-from router.cascade import Outcome
+from router.outcomes import Outcome
 from router.policy.model import AcceptanceSpec, Policy, ShadowSpec
 from router.records import Attempt, DecisionRecord
 from router.request import ClientRequest

@@ -13,7 +13,8 @@ from router.backends.base import (
     Message,
     Prompt,
 )
-from router.cascade import Cascade, CascadeFailure, Crashed, Outcome
+from router.cascade import Cascade
+from router.outcomes import CascadeFailure, Crashed, Outcome
 from router.output_format import OutputFormat
 from router.policy import parse_policy
 from router.request import ClientRequest

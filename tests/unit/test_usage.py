@@ -14,7 +14,8 @@ from aiohttp.test_utils import TestServer
 
 from router.backends.base import BackendError, GenerationParams, Message, Prompt, StreamEvent
 from router.backends.openai_http import OpenAIHTTPBackend, OpenAITier
-from router.cascade import Abandoned, Cascade
+from router.cascade import Cascade
+from router.outcomes import Abandoned
 from router.policy import parse_policy
 from router.request import BillableInput, ClientRequest
 from router.routing import Facts, decide
