@@ -43,6 +43,18 @@ class APIError(Exception):
         return orjson.dumps(self.body())
 
 
+CLIENT_TEXT = 256  # characters of a client's string (a model name, a user) an error or record keeps
+ERROR_TEXT = 1024  # characters of an error message a record keeps
+
+
+def clip(text: str, limit: int = CLIENT_TEXT) -> str:
+    """`text` cut to `limit` characters, saying how much was cut: client strings are echoed
+    and stored bounded."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[{len(text) - limit} more characters]"
+
+
 def invalid(message: str, param: str | None = None, code: str | None = None) -> APIError:
     """400: the request itself is wrong."""
     return APIError(400, message, param=param, code=code)
@@ -51,7 +63,7 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
 def not_found_model(model: str) -> APIError:
     return APIError(
         404,
-        f"The model '{model}' does not exist: it is neither a route nor a tier of the "
+        f"The model '{clip(model)}' does not exist: it is neither a route nor a tier of the "
         "active policy (GET /v1/models lists them).",
         param="model",
         code="model_not_found",

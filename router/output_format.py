@@ -6,16 +6,22 @@ answer that fails this check on a step it may still escalate from (an exact sign
 confidence); the local tier also generates under a llama.cpp grammar built from the schema
 (router/backends/grammar.py), which the check backs up where the grammar cannot express a
 constraint (`maximum`, `pattern`, ...) or the answer was cut off.
+
+The client's schema is hostile until checked: its shape is bounded first (router/api/
+validation.py: bytes, depth, enum values, properties), then it is compiled once, by
+jsonschema-rs, offline (a remote `$ref` is an error, never fetched) and with Rust's
+linear-time regex engine for `pattern` (no backtracking: `^(a+)+$` costs what `^a+$` does;
+look-around is refused as an invalid pattern). Compiling is deferred to `prepare()`, which
+the server calls after the request is admitted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import jsonschema
+import jsonschema_rs
 import orjson
-from jsonschema.exceptions import SchemaError
 
 OutputKind = Literal["json_object", "json_schema"]
 _DETAIL = 160  # characters of a validation message kept in the record
@@ -25,6 +31,15 @@ class InvalidSchema(ValueError):
     """The client's JSON Schema is not a valid schema."""
 
 
+def _compiled(schema: dict[str, Any]) -> jsonschema_rs.Validator:
+    try:
+        return jsonschema_rs.validator_for(
+            schema, offline=True, pattern_options=jsonschema_rs.RegexOptions()
+        )
+    except (jsonschema_rs.ValidationError, ValueError) as exc:  # ValueError: too deep
+        raise InvalidSchema(_short(str(exc).split("\n", 1)[0])) from None
+
+
 @dataclass(frozen=True, slots=True)
 class OutputFormat:
     """A `response_format` other than text. `schema` is None for json_object (or a
@@ -32,17 +47,27 @@ class OutputFormat:
 
     kind: OutputKind
     schema: dict[str, Any] | None = None
+    # the compiled validator, once prepare() ran (not part of what the format is)
+    _validator: list[jsonschema_rs.Validator] = field(
+        default_factory=list, compare=False, repr=False
+    )
 
     @classmethod
     def of(cls, kind: OutputKind, schema: dict[str, Any] | None) -> OutputFormat:
-        """The format, its schema checked against its JSON Schema metaschema."""
-        if schema is not None:
-            validator = jsonschema.validators.validator_for(schema)
-            try:
-                validator.check_schema(schema)
-            except SchemaError as exc:
-                raise InvalidSchema(_short(exc.message)) from None
+        """The format, its schema compiled (and so checked against its metaschema)."""
+        found = cls(kind, schema)
+        found.prepare()
+        return found
+
+    @classmethod
+    def deferred(cls, kind: OutputKind, schema: dict[str, Any] | None) -> OutputFormat:
+        """The format, its schema compiled later, by `prepare()` (after admission)."""
         return cls(kind, schema)
+
+    def prepare(self) -> None:
+        """Compile the schema (once): InvalidSchema when it is not a valid schema."""
+        if self.schema is not None and not self._validator:
+            self._validator.append(_compiled(self.schema))
 
     def check(self, text: str) -> str | None:
         """None when `text` is what the format asks for; else why not (for the record)."""
@@ -52,11 +77,11 @@ class OutputFormat:
             return "not JSON" if text.strip() else "empty"
         if self.schema is None:
             return None if isinstance(value, dict) else "not a JSON object"
-        validator_type = jsonschema.validators.validator_for(self.schema)
-        error = jsonschema.exceptions.best_match(validator_type(self.schema).iter_errors(value))
+        self.prepare()
+        error = next(iter(self._validator[0].iter_errors(value)), None)
         if error is None:
             return None
-        where = "/".join(str(part) for part in error.absolute_path)
+        where = "/".join(str(part) for part in error.instance_path)
         return _short(f"{where or '(root)'}: {error.message}")
 
 

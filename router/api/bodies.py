@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator
 
 from router.api.billable import chat_input
-from router.api.validation import message_count, output_tokens
+from router.api.validation import message_count, output_tokens, schema_shape
 from router.api.wire import (
     AudioOutput,
     ChatMessage,
@@ -25,7 +25,7 @@ from router.api.wire import (
     ToolChoice,
 )
 from router.backends.base import GenerationParams, Message, Prompt
-from router.errors import APIError, invalid
+from router.errors import APIError, clip, invalid
 from router.output_format import InvalidSchema, OutputFormat
 from router.policy.model import LimitsSpec
 from router.request import BillableInput, ClientRequest
@@ -136,7 +136,9 @@ class ChatBody(_Body):
     function_call: Literal["none", "auto"] | dict[str, Any] | None = None  # legacy
     response_format: ResponseFormat | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(None, max_length=16)
+    metadata: (
+        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None
+    ) = Field(None, max_length=16)
     store: bool | None = None
     service_tier: str | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
@@ -195,9 +197,10 @@ def bad_request(exc: ValidationError) -> APIError:
     param = _param(loc)
     if error["type"] == "extra_forbidden":
         if len(loc) == 1:
+            param = clip(str(param), 64)
             return invalid(f"unsupported parameter '{param}'", param, "unsupported_parameter")
         parent = _param(loc[:-1])
-        return invalid(f"{parent}: unsupported field '{loc[-1]}'", parent)
+        return invalid(f"{parent}: unsupported field '{clip(str(loc[-1]), 64)}'", parent)
     if error["type"] == "missing":
         return invalid(f"'{param}' is required", param)
     message = error["msg"].removeprefix("Value error, ")
@@ -219,18 +222,34 @@ def _top_logprobs(body: _Body) -> int | None:
     return body.logprobs if isinstance(body.logprobs, int) and body.logprobs is not True else None
 
 
-def _output_format(body: _Body) -> OutputFormat | None:
+_SCHEMA_PARAM = "response_format.json_schema.schema"
+
+
+def _output_format(body: _Body, limits: LimitsSpec) -> OutputFormat | None:
+    """The format asked for, its schema's shape bounded; compiled after admission
+    (`prepare_output`)."""
     if not isinstance(body, ChatBody) or body.response_format is None:
         return None
     kind = body.response_format.type
     if kind == "text":
         return None
     named = body.response_format.json_schema
+    schema = named.schema_ if named is not None else None
+    if schema is not None:
+        schema_shape(schema, limits, _SCHEMA_PARAM)
+    return OutputFormat.deferred(kind, schema)
+
+
+def prepare_output(client: ClientRequest) -> None:
+    """Compile the request's response schema (400 when it is not a valid JSON Schema)."""
+    output = client.params.output
+    if output is None:
+        return
     try:
-        return OutputFormat.of(kind, named.schema_ if named is not None else None)
+        output.prepare()
     except InvalidSchema as exc:
-        param = "response_format.json_schema.schema"
-        raise invalid(f"'{param}' is not a valid JSON Schema: {exc}", param) from None
+        message = f"'{_SCHEMA_PARAM}' is not a valid JSON Schema: {exc}"
+        raise invalid(message, _SCHEMA_PARAM) from None
 
 
 def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest:
@@ -262,7 +281,7 @@ def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest
         stop=parsed.stops(),
         seed=parsed.seed,
         user=parsed.user,
-        output=_output_format(parsed),
+        output=_output_format(parsed, limits),
         top_logprobs=_top_logprobs(parsed),
         extra={k: v for k, v in body.items() if k not in _OURS},
     )

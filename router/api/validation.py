@@ -5,7 +5,8 @@ endpoint (tests/unit/test_validation.py).
 The body's fields are validated by their declarations (router/api/bodies.py, the Responses
 API's request.py); what is here are the gateway's own limits on top of them: the body's size
 and arrival time, its JSON, the `x-cascade-tags` header, how many messages, how many tokens to
-generate, and how many prompt tokens (counted once per request: `prompt_tokens`).
+generate, the shape of a response schema, and how many prompt tokens (counted once per
+request: `prompt_tokens`).
 """
 
 from __future__ import annotations
@@ -81,6 +82,40 @@ def output_tokens(key: str, value: int | None, limits: LimitsSpec) -> int:
     if not 1 <= value <= limits.max_output_tokens:
         raise invalid(f"'{key}' must be between 1 and {limits.max_output_tokens}; got {value}", key)
     return value
+
+
+def _too_big(what: str, found: int, limit: int, param: str) -> APIError:
+    return invalid(
+        f"'{param}' is too large: {found} {what}; this gateway accepts at most {limit}",
+        param,
+        "schema_too_large",
+    )
+
+
+def schema_shape(schema: object, limits: LimitsSpec, param: str) -> None:
+    """Bound a client's JSON Schema before anything compiles it: its bytes, its depth, and
+    its enum values and properties (OpenAI bounds the last two alike). Linear in its size."""
+    size = len(orjson.dumps(schema))
+    if size > limits.max_schema_bytes:
+        raise _too_big("bytes", size, limits.max_schema_bytes, param)
+    enum_values = properties = 0
+    stack: list[tuple[object, int]] = [(schema, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limits.max_schema_depth:
+            raise _too_big("levels of nesting", depth, limits.max_schema_depth, param)
+        if isinstance(node, dict):
+            if isinstance(node.get("enum"), list):
+                enum_values += len(node["enum"])
+            if isinstance(node.get("properties"), dict):
+                properties += len(node["properties"])
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)
+    if enum_values > limits.max_schema_enum_values:
+        raise _too_big("enum values", enum_values, limits.max_schema_enum_values, param)
+    if properties > limits.max_schema_properties:
+        raise _too_big("properties", properties, limits.max_schema_properties, param)
 
 
 def prompt_too_long(tokens: int, limit: int, param: str) -> APIError:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from router.errors import APIError
+from router.errors import APIError, clip
 from router.keys.file import KeyRecord, Role, key_hash, read_keys
 from router.policy.model import DEFAULT_TEAM, Policy, SpendLimits
 
@@ -37,7 +37,23 @@ class Caller:
         if self.models is not None and model not in self.models:
             raise APIError(
                 403,
-                f"this API key may not use model '{model}'",
+                f"this API key may not use model '{clip(model)}'",
+                param="model",
+                code="model_not_allowed",
+            )
+
+    def may_use(self, route: str) -> bool:
+        """Whether this key's model list covers `route` (a route or tier name)."""
+        return self.models is None or route in self.models
+
+    def allow_route(self, route: str, rule: str | None) -> None:
+        """403 when a rule moved the request to a route this key may not use (its model
+        list covers where a request goes, not only what it asked for)."""
+        if not self.may_use(route):
+            raise APIError(
+                403,
+                f"rule '{rule}' sends this request to route '{route}', which this API key "
+                "may not use",
                 param="model",
                 code="model_not_allowed",
             )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import NamedTuple, Protocol
 
 import orjson
@@ -90,3 +93,12 @@ class SeenWindow:
 
 def in_window(ts: str, since: str | None, until: str | None) -> bool:
     return (since is None or ts >= since) and (until is None or ts < until)
+
+
+def private_file(path: Path) -> None:
+    """Create `path` readable and writable by this user only (0600, whatever the umask),
+    or make an existing one so: a ledger holds team names, users and tags."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    with contextlib.suppress(PermissionError):  # not ours to change: left as it is
+        os.chmod(path, 0o600)

@@ -10,7 +10,14 @@ from typing import IO, Any
 import orjson
 import structlog
 
-from router.ledger.base import Entry, LedgerError, SeenWindow, SinkUnavailable, in_window
+from router.ledger.base import (
+    Entry,
+    LedgerError,
+    SeenWindow,
+    SinkUnavailable,
+    in_window,
+    private_file,
+)
 
 
 class _Lines:
@@ -35,7 +42,7 @@ class JSONLSink:
     name = "jsonl"
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)
         self.path = path
         self._file: IO[bytes] = path.open("ab")
         self._lines = _Lines()

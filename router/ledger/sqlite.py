@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from router.ledger.base import Entry, LedgerError, SinkUnavailable
+from router.ledger.base import Entry, LedgerError, SinkUnavailable, private_file
 
 
 def _virtual(column: str, kind: str = "TEXT") -> str:
@@ -91,7 +91,7 @@ def connect(path: Path, *, create: bool) -> sqlite3.Connection:
     if not create and not path.exists():
         raise LedgerError(f"no ledger at {path}")
     if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)  # its -wal and -shm files take the same mode
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA busy_timeout = 10000")  # other workers write too
     version = int(connection.execute("PRAGMA user_version").fetchone()[0])

@@ -16,12 +16,14 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from router.backends.base import REQUEST_FEATURES
 from router.ledger.writer import LedgerStats
 from router.records import Attempt, DecisionRecord
 
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _SCORE_BUCKETS = tuple(round(0.1 * step, 1) for step in range(1, 11))  # 0.1 .. 1.0
 _RATE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)  # tokens per second
+_FEATURES: frozenset[str] = REQUEST_FEATURES | {"embeddings"}  # a skip's reason
 
 
 def _pss_bytes() -> int | None:
@@ -281,9 +283,10 @@ class Metrics:
 
     def _attempt(self, route: str, attempt: Attempt) -> None:
         self.attempts.labels(attempt.tier, attempt.outcome).inc()
-        if attempt.outcome == "skipped":
-            reason = (attempt.error or "").removeprefix("skipped: ") or "-"
-            self.skips.labels(attempt.tier, reason).inc()
+        if attempt.outcome == "skipped":  # once per feature the tier lacks (a bounded set)
+            reasons = (attempt.error or "").removeprefix("skipped: ").split(", ")
+            for reason in reasons:
+                self.skips.labels(attempt.tier, reason if reason in _FEATURES else "-").inc()
             return
         if attempt.outcome == "escalated":
             invalid = (attempt.output_check or "").startswith("invalid")

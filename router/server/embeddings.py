@@ -8,6 +8,7 @@ from aiohttp import web
 
 from router.api.bodies import parse_embeddings
 from router.backends.base import EMBEDDINGS_REQUEST
+from router.errors import clip
 from router.failures import failure_error
 from router.outcomes import CascadeFailure
 from router.routing import Facts
@@ -29,7 +30,8 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
         parsed, body = parse_embeddings(
             await intake.read_json(request, policy.limits.max_body_bytes)
         )
-        record.requested_model, record.user = parsed.model, parsed.user
+        record.requested_model = clip(parsed.model)
+        record.user = clip(parsed.user) if parsed.user is not None else None
         caller.allow(parsed.model)
         facts = Facts(parsed.model, caller.team, tags, None, parsed.first_text, EMBEDDINGS_REQUEST)
         lifecycle.route(request, runtime, handled, facts)

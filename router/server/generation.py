@@ -7,6 +7,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
+from router.api.bodies import prepare_output
 from router.api.surfaces import CHAT, COMPLETIONS, RESPONSES, Exchange, Surface
 from router.cache import Fold
 from router.outcomes import CascadeFailure, Outcome
@@ -56,6 +57,7 @@ async def _complete_on(
         decision = await lifecycle.admit(
             request, runtime, handled, facts, output_bound=client.output_bound, shape=True
         )
+        prepare_output(client)  # the client's schema compiled once it is admitted
         handled.shadow = offer.draw(request.app[SHADOW], runtime.loaded.policy, decision)
         handled.lookup, handled.hit = await caching.cached(
             runtime,

@@ -12,7 +12,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from router.api import validation
 from router.api.surfaces import Exchange, Surface
 from router.backends.base import Prompt
-from router.errors import APIError
+from router.errors import APIError, clip
 from router.keys.index import Caller
 from router.records import DecisionRecord
 from router.redact import Redactor
@@ -85,8 +85,8 @@ async def read_client(
     raw = await read_json(request, policy.limits.max_body_bytes)
     exchange = surface.read(raw, policy.limits)
     client = exchange.client
-    record.requested_model, record.stream = client.model, client.stream
-    record.user = client.params.user
+    record.requested_model, record.stream = clip(client.model), client.stream
+    record.user = clip(client.params.user) if client.params.user is not None else None
     if policy.ledger.log_prompts:
         record.prompt, record.prompt_truncated = _prompt_text(
             client.prompt, policy.ledger.max_prompt_chars, request.app[REDACTOR]

@@ -17,7 +17,7 @@ from router.budgets import Admission
 from router.budgets.limiter import BudgetDecision
 from router.budgets.shaping import apply, shaped
 from router.cache import Entry, Fold, Lookup
-from router.errors import APIError, not_found_model
+from router.errors import ERROR_TEXT, APIError, clip, not_found_model
 from router.failures import upstream_ours
 from router.observe.tracing import OUTBOUND, RequestTrace
 from router.outcomes import Abandoned, Crashed, Outcome
@@ -83,7 +83,8 @@ async def handling(request: web.Request, runtime: Runtime, endpoint: str) -> Asy
 
 def route(request: web.Request, runtime: Runtime, handled: Handled, facts: Facts) -> Decision:
     """The request's route, by the one `decide` (404 for a model that is neither a route
-    nor a tier), with the thresholds shadow.autotune has moved."""
+    nor a tier), with the thresholds shadow.autotune has moved; 403 when a rule sends it to
+    a route the caller's key may not use."""
     tuned = request.app[SHADOW].tuner
     decision = handled.decision = decide(
         runtime.loaded.policy, runtime.loaded.routers, facts, tuned
@@ -91,6 +92,8 @@ def route(request: web.Request, runtime: Runtime, handled: Handled, facts: Facts
     if decision is None:
         raise not_found_model(facts.model)
     handled.decided_ns = time.time_ns()
+    if decision.route != facts.model:  # a rule moved it: the key must cover where it goes
+        request[CALLER].allow_route(decision.route, decision.rule)
     return decision
 
 
@@ -116,7 +119,7 @@ async def admit(
     def shaped_as(kind: BudgetDecision) -> Decision | None:
         if not shape:
             return planned
-        return shaped(
+        found = shaped(
             planned,
             kind,
             facts,
@@ -125,6 +128,9 @@ async def admit(
             local_tiers=runtime.local_tiers,
             tuned=tuned,
         )
+        if found is not None and not caller.may_use(found.route):
+            return planned  # a cheaper route the key may not use: budget routing does not apply
+        return found
 
     def cost_of(kind: BudgetDecision) -> int:
         found = shaped_as(kind)
@@ -176,7 +182,7 @@ def _record_failure(record: DecisionRecord, runtime: Runtime, exc: BaseException
     left (`client_gone`), or an internal error (500). Attempts the cascade made go along."""
     if isinstance(exc, APIError):
         record.status = "invalid" if exc.status < 500 and not upstream_ours(exc) else "error"
-        record.http_status, record.error = exc.status, exc.message
+        record.http_status, record.error = exc.status, clip(exc.message, ERROR_TEXT)
         exc.headers.setdefault("x-cascade-policy", runtime.loaded.version)
     elif isinstance(exc, asyncio.CancelledError):  # aiohttp cancels a handler on disconnect
         record.status, record.http_status = "client_gone", CLIENT_CLOSED
@@ -193,10 +199,10 @@ def _record_failure(record: DecisionRecord, runtime: Runtime, exc: BaseException
 def _scrub(record: DecisionRecord, redactor: Redactor) -> None:
     """The last net before the ledger: no configured secret in the record's free text."""
     if record.error:
-        record.error = redactor(record.error)
+        record.error = clip(redactor(record.error), ERROR_TEXT)
     for attempt in record.attempts:
         if attempt.error:
-            attempt.error = redactor(attempt.error)
+            attempt.error = clip(redactor(attempt.error), ERROR_TEXT)
 
 
 def _tokens_used(record: DecisionRecord) -> int:

@@ -120,3 +120,40 @@ async def test_tools_and_images_count_against_the_limit_as_well_as_the_text() ->
     assert tokens == bound == 3 + 1445
     with pytest.raises(APIError):
         await validation.prompt_tokens(prompt, image, 1000, _Counter(3), exact=False)
+
+
+SCHEMA_LIMITS = LimitsSpec(
+    max_schema_bytes=4096, max_schema_depth=6, max_schema_enum_values=10, max_schema_properties=5
+)
+
+
+def test_a_schema_at_its_limits_passes_and_one_over_is_400_naming_the_limit() -> None:
+    fits = {"type": "object", "properties": {f"p{i}": {"enum": [1, 2]} for i in range(5)}}
+    validation.schema_shape(fits, SCHEMA_LIMITS, "s")
+    over: list[tuple[object, str]] = [
+        ({"enum": ["x" * 5000]}, "bytes"),
+        ({"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}, "levels of nesting"),
+        ({"anyOf": [{"enum": list(range(6))}, {"enum": list(range(5))}]}, "enum values"),
+        ({"properties": {f"p{i}": {} for i in range(6)}}, "properties"),
+    ]
+    for schema, what in over:
+        with pytest.raises(APIError) as bad:
+            validation.schema_shape(schema, SCHEMA_LIMITS, "s")
+        assert (bad.value.status, bad.value.code, bad.value.param) == (400, "schema_too_large", "s")
+        assert what in bad.value.message
+
+
+def test_the_default_limits_refuse_a_4000_value_enum_and_deep_nesting() -> None:
+    enum = {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "enum": [{"k": i} for i in range(4000)],
+    }
+    with pytest.raises(APIError, match="enum values"):
+        validation.schema_shape(enum, LimitsSpec(), "s")
+    deep: dict[str, object] = {}
+    node = deep
+    for _ in range(40):
+        node["items"] = {}
+        node = node["items"]  # type: ignore[assignment]
+    with pytest.raises(APIError, match="levels of nesting"):
+        validation.schema_shape(deep, LimitsSpec(), "s")
