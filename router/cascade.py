@@ -316,6 +316,7 @@ class Cascade:
                 output_check=check,
                 usage_source=completion.usage_source,
                 upstream_id=completion.upstream_id,
+                queued_ms=round(completion.queued_ms, 3),
             )
         )
         if keep:
@@ -474,7 +475,7 @@ class Cascade:
                 live.tier,
                 backend,
                 started,
-                first=(ttft_ms, first.retries),
+                first=(ttft_ms, first.retries, first.queued_ms),
                 final=final,
                 error=error,
                 meter=meter,
@@ -486,15 +487,16 @@ class Cascade:
         backend: Backend,
         started: float,
         *,
-        first: tuple[float, int],
+        first: tuple[float, int, float],
         final: StreamEvent | None,
         error: BackendError | None,
         meter: Meter,
     ) -> Attempt:
         """A live stream's attempt: answered (its final event's usage, learned from), broken
         off (error, timeout) or left (client_gone), the latter two at what was metered."""
-        ttft_ms, retries = first
+        ttft_ms, retries, queued_ms = first
         values: dict[str, Any] = {"ttft_ms": ttft_ms, "retries": retries}
+        values["queued_ms"] = round(queued_ms, 3)
         model = backend.model
         if error is None and final is not None:
             model = final.model or model

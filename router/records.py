@@ -56,6 +56,7 @@ class Attempt:
     # an answer cut off, left by its client or sent without usage; router/usage.py)
     usage_source: UsageSource = "counted"
     upstream_id: str | None = None  # the provider's id of its answer (usage exports name it)
+    queued_ms: float = 0.0  # waited for a slot of the tier (shared fairly among teams)
 
 
 def ended(tier: str, backend: str, model: str, started: float, **values: Any) -> Attempt:

@@ -77,6 +77,10 @@ class GenerationParams:
     # response_format, ...), but for what the gateway sets itself: what an OpenAI-style
     # upstream receives. A local tier reads the typed fields above instead.
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # who the call is for: a tier's slots are shared fairly among teams (backends/slots.py),
+    # each held to its `limits.max_in_flight` calls on the tier at once
+    tenant: str = ""
+    tenant_cap: int | None = None
 
 
 @dataclass(slots=True)
@@ -97,6 +101,7 @@ class Completion:
     logprobs: list[TokenLogprob] | None = None  # a local answer's, when the client asked
     usage_source: UsageSource = "reported"  # a local tier's: counted; none sent: estimated
     upstream_id: str | None = None  # the provider's id of the answer (its usage export's key)
+    queued_ms: float = 0.0  # waited for one of the tier's slots
 
 
 @dataclass(slots=True)
@@ -116,6 +121,7 @@ class StreamEvent:
     logprobs: list[TokenLogprob] | None = None  # the tokens of `text`, when asked for
     usage_source: UsageSource = "reported"  # of the tokens this event carries (as Completion)
     upstream_id: str | None = None  # on the last event, as in Completion
+    queued_ms: float = 0.0  # on the first event: waited for one of the tier's slots
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from router.backends.base import (
     Usage,
 )
 from router.backends.native_responses import native_body, native_completion, native_event
+from router.backends.slots import FairSlots, Saturated
 from router.backends.spec import RemoteTierSpec
 from router.backends.upstream import request_body
 from router.observe.trace_context import OUTBOUND
@@ -127,13 +128,11 @@ class OpenAIHTTPBackend:
         self._timeout = aiohttp.ClientTimeout(
             total=spec.timeout_s, sock_connect=spec.connect_timeout_s
         )
-        self._slots = asyncio.Semaphore(spec.max_concurrency)
-        self._max_queue = spec.max_queue
-        self._waiting = 0
+        self._slots = FairSlots(spec.max_concurrency, spec.max_queue)
 
     @property
     def queue_depth(self) -> int:
-        return self._waiting
+        return self._slots.waiting
 
     @property
     def state(self) -> TierState:
@@ -188,17 +187,17 @@ class OpenAIHTTPBackend:
                     raise _FirstByteTimeout from None
                 raise
 
-    async def _admit(self) -> None:
-        if self._slots.locked() and self._waiting >= self._max_queue:
-            raise BackendError("shed", f"tier '{self.name}' is saturated")
-        self._waiting += 1
+    async def _admit(self, team: str, cap: int | None) -> float:
+        """A slot, fairly among teams (router/backends/slots.py); the ms it waited."""
+        waited = time.perf_counter()
         try:
-            await self._slots.acquire()
-        finally:
-            self._waiting -= 1
+            await self._slots.acquire(team, cap)
+        except Saturated:
+            raise BackendError("shed", f"tier '{self.name}' is saturated") from None
+        return (time.perf_counter() - waited) * 1000
 
     async def complete(self, prompt: Prompt, params: GenerationParams) -> Completion:
-        await self._admit()
+        queued_ms = await self._admit(params.tenant, params.tenant_cap)
         started = time.perf_counter()
         try:
             with _upstream_errors(self.name, self._spec, "answering"):
@@ -208,12 +207,14 @@ class OpenAIHTTPBackend:
                     raw = await response.read()
                 body = orjson.loads(raw)
             if self._native(params):
-                return native_completion(body, self.model, (time.perf_counter() - started) * 1000)
+                answer = native_completion(body, self.model, (time.perf_counter() - started) * 1000)
+                answer.queued_ms = queued_ms
+                return answer
             choice = body["choices"][0]
         except (KeyError, IndexError, TypeError):
             raise BackendError("error", f"tier '{self.name}' sent a malformed response") from None
         finally:
-            self._slots.release()
+            self._slots.release(params.tenant)
         usage = Usage.of(body.get("usage"))
         return Completion(
             text=_choice_text(choice, prompt.is_chat, delta=False),
@@ -227,6 +228,7 @@ class OpenAIHTTPBackend:
             reasoning_tokens=usage.reasoning_tokens,
             usage_source=usage.source,
             upstream_id=_upstream_id(body),
+            queued_ms=queued_ms,
         )
 
     async def stream(
@@ -234,7 +236,7 @@ class OpenAIHTTPBackend:
     ) -> AsyncGenerator[StreamEvent, None]:
         """Server-sent events from upstream as StreamEvents; errors before the first event
         raise BackendError, so a caller can still fall back."""
-        await self._admit()
+        queued_ms = await self._admit(params.tenant, params.tenant_cap)
         try:
             with _upstream_errors(self.name, self._spec, "streaming"):
                 async with contextlib.aclosing(self._events(prompt, params)) as events:
@@ -243,11 +245,12 @@ class OpenAIHTTPBackend:
                             first = await anext(events)
                     except StopAsyncIteration:
                         return
+                    first.queued_ms = queued_ms
                     yield first
                     async for event in events:
                         yield event
         finally:
-            self._slots.release()
+            self._slots.release(params.tenant)
 
     async def _events(
         self, prompt: Prompt, params: GenerationParams
@@ -327,7 +330,7 @@ class OpenAIHTTPBackend:
 
     async def embed(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST {api_base}/embeddings with the client's fields and the tier's model."""
-        await self._admit()
+        await self._admit("", None)
         try:
             with _upstream_errors(self.name, self._spec, "embedding"):
                 async with self._first_byte():
@@ -335,7 +338,7 @@ class OpenAIHTTPBackend:
                 async with response:
                     answer = orjson.loads(await response.read())
         finally:
-            self._slots.release()
+            self._slots.release("")
         if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
             raise BackendError("error", f"tier '{self.name}' sent a malformed embeddings answer")
         return answer

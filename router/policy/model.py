@@ -285,6 +285,12 @@ class SpendLimits(_Strict):
     tokens_per_minute: int | None = Field(
         None, ge=1, description="Prompt plus completion tokens (reserved at max_tokens)."
     )
+    max_in_flight: int | None = Field(
+        None,
+        ge=1,
+        description="Calls in progress at once on any one remote tier; more wait their turn "
+        "(the tier's slots are shared fairly among teams either way).",
+    )
 
     @property
     def limited(self) -> bool:

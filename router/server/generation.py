@@ -4,13 +4,17 @@ happened (router/server/lifecycle.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 from aiohttp import web
 
 from router.api.bodies import prepare_output
 from router.api.surfaces import CHAT, COMPLETIONS, RESPONSES, Exchange, Surface
 from router.cache import Fold
+from router.keys.index import Caller
 from router.outcomes import CascadeFailure, Outcome
+from router.request import ClientRequest
 from router.routing import Facts
 from router.server import caching, intake, lifecycle
 from router.server.state import CALLER, REDACTOR, SHADOW, Runtime
@@ -47,7 +51,7 @@ async def _complete_on(
         record = handled.record
         tags = intake.tags(request, record)
         exchange, raw = await intake.read_client(request, runtime, record, surface)
-        client = handled.client = exchange.client
+        client = handled.client = _for_team(exchange.client, caller, runtime)
         caller.allow(client.model)
         tokens, handled.bound = await intake.prompt_tokens(runtime, client)
         facts = Facts(
@@ -77,6 +81,14 @@ async def _complete_on(
                 handled.refused = "saturated" if failure.reason == "saturated" else None
                 raise exchange.failure(failure, decision.route) from None
         return await _answer(request, runtime, handled, exchange, outcome)
+
+
+def _for_team(client: ClientRequest, caller: Caller, runtime: Runtime) -> ClientRequest:
+    """The request as its team's: the tiers' fair slots and its `limits.max_in_flight`."""
+    team = runtime.loaded.policy.teams.get(caller.team)
+    cap = team.limits.max_in_flight if team is not None else None
+    params = replace(client.params, tenant=caller.team, tenant_cap=cap)
+    return replace(client, params=params)
 
 
 async def _answer(
