@@ -82,8 +82,6 @@ async def test_a_burst_does_not_starve_another_team(
     service = statistics.median(a["latency_ms"] - a["queued_ms"] for a in attempts["burst"])
     burst_wait = statistics.median(a["queued_ms"] for a in attempts["burst"])
     steady_wait = max(a["queued_ms"] for a in attempts["steady"])
-    print(
-        f"service {service:.1f} ms, burst waits {burst_wait:.1f}, steady waits at most {steady_wait:.1f}"
-    )
+    print(f"service {service:.1f} ms; waits: burst {burst_wait:.1f}, steady {steady_wait:.1f}")
     assert burst_wait > 5 * service  # the tier was saturated by the burst
     assert steady_wait <= 2 * service, (steady_wait, service)
