@@ -97,6 +97,16 @@ class Settings(BaseModel):
             "are closed); an idle keep-alive connection is closed after it too.",
         ),
     )
+    loop_lag_warn_s: float = Field(
+        0.1,
+        gt=0,
+        le=60,
+        json_schema_extra=_env(
+            "CASCADE_LOOP_LAG_WARN_S",
+            "Log `event_loop_held` when the event loop was held longer than this "
+            "(cascade_event_loop_lag_seconds measures it always).",
+        ),
+    )
     body_timeout_s: float = Field(
         30.0,
         gt=0,

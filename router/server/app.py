@@ -18,6 +18,7 @@ from router.keys.index import is_loopback
 from router.ledger import Ledger, open_sink, parse_ledger_url
 from router.ledger.node import NodeSink
 from router.observe.logs import make_logger
+from router.observe.loop_lag import LoopLag
 from router.observe.metrics import Metrics
 from router.observe.rejections import Rejections
 from router.observe.tracing import Tracing, tracing_from_env
@@ -170,6 +171,16 @@ async def _tracing(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(app[TRACING].shutdown)
 
 
+async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
+    """Measure how long the event loop is held (router/observe/loop_lag.py)."""
+    lag = LoopLag(app[METRICS].registry, app[LOGGER], app[SETTINGS].loop_lag_warn_s)
+    task = asyncio.create_task(lag.run(), name="loop-lag")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _rejections(app: web.Application) -> AsyncIterator[None]:
     """Summarise refused requests once a second."""
     task = asyncio.create_task(app[REJECTIONS].run(), name="rejections")
@@ -198,7 +209,7 @@ def create_app(
     app[REJECTIONS] = Rejections(app[METRICS].registry, app[LOGGER])
     app[RUNTIME] = RuntimeSlot()
     app.cleanup_ctx.extend(
-        [_tracing, _http_session, _ledger, _shadow, _cache, _policy, _rejections]
+        [_tracing, _http_session, _ledger, _shadow, _cache, _policy, _rejections, _loop_lag]
     )
     app.router.add_post("/v1/chat/completions", generation.chat_completions)
     app.router.add_post("/v1/completions", generation.completions)
