@@ -15,6 +15,7 @@ import importlib.util
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from router.backends.grammar import GrammarCache, GrammarGate
 from router.backends.local_embed import LocalEmbedder
 from router.backends.prompt_tokens import PromptTokenizer
 from router.backends.sampling import Sampler
+from router.backends.slots import FairSlots, Saturated
 from router.backends.spec import TierSpecBase
 from router.backends.stops import StopMatcher
 
@@ -225,10 +227,9 @@ class LocalLlamaBackend:
         self.spec = spec
         self._llama_cpp = llama_cpp
         self._slots = slots
-        self._free: asyncio.Queue[_Slot] = asyncio.Queue()
-        for slot in slots:
-            self._free.put_nowait(slot)
-        self._waiting = 0
+        self._idle: deque[_Slot] = deque(slots)  # contexts no generation holds
+        # who gets the next free context: teams in turn when it is saturated (slots.py)
+        self._fair = FairSlots(len(slots), spec.max_queue)
         self.tokenizer = PromptTokenizer(slots[0].llama, spec.chat_format)
         self._vocab = llama_cpp.llama_model_get_vocab(slots[0].llama.model)
         self._n_vocab = slots[0].llama.n_vocab()
@@ -288,7 +289,7 @@ class LocalLlamaBackend:
 
     @property
     def queue_depth(self) -> int:
-        return self._waiting
+        return self._fair.waiting
 
     @property
     def state(self) -> TierState:
@@ -296,18 +297,21 @@ class LocalLlamaBackend:
 
     @property
     def busy(self) -> int:
-        return len(self._slots) - self._free.qsize()
+        return len(self._slots) - len(self._idle)
 
-    async def _acquire(self) -> _Slot:
-        if self._free.empty() and self._waiting >= self.spec.max_queue:
-            raise BackendError(
-                "shed", f"tier '{self.name}' is saturated ({self._waiting} requests queued)"
-            )
-        self._waiting += 1
+    async def _acquire(self, params: GenerationParams) -> _Slot:
+        """A context, fairly among teams; shed when `max_queue` requests already wait."""
         try:
-            return await self._free.get()
-        finally:
-            self._waiting -= 1
+            await self._fair.acquire(params.tenant, params.tenant_cap)
+        except Saturated:
+            raise BackendError(
+                "shed", f"tier '{self.name}' is saturated ({self._fair.waiting} requests queued)"
+            ) from None
+        return self._idle.popleft()  # one is idle: the fair slots counted it
+
+    def _give_back(self, slot: _Slot, team: str) -> None:
+        self._idle.append(slot)
+        self._fair.release(team)
 
     # -- prompts -------------------------------------------------------------------------
 
@@ -445,11 +449,13 @@ class LocalLlamaBackend:
         emit: Emit | None = None,
     ) -> tuple[_Generation, float]:
         started = time.perf_counter()
-        slot = await self._acquire()
+        slot = await self._acquire(params)
         loop = asyncio.get_running_loop()
         cancel = threading.Event()
         future = slot.executor.submit(self._generate, slot.llama, prompt, params, cancel, emit)
-        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._free.put_nowait, slot))
+        future.add_done_callback(
+            lambda _: loop.call_soon_threadsafe(self._give_back, slot, params.tenant)
+        )
         try:
             return await asyncio.wrap_future(future), started
         except asyncio.CancelledError:
