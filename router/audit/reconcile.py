@@ -161,7 +161,8 @@ def read_export(text: str) -> list[ProviderRow]:
 
 
 def ledger_attempts(records: Iterable[Mapping[str, Any]]) -> list[LedgerAttempt]:
-    """Every remote attempt of every request record (what a provider bills)."""
+    """Every remote attempt of every request record that a provider bills (not those it
+    refused before generating: no tokens, no cost)."""
     found = []
     for record in records:
         if record.get("kind") in ("shadow", "tune"):
@@ -169,8 +170,9 @@ def ledger_attempts(records: Iterable[Mapping[str, Any]]) -> list[LedgerAttempt]
         for attempt in record.get("attempts") or ():
             if attempt.get("local") or attempt.get("backend") == "llama_cpp":
                 continue
-            if attempt.get("outcome") == "skipped":
-                continue
+            tokens = (attempt.get("prompt_tokens") or 0) + (attempt.get("completion_tokens") or 0)
+            if attempt.get("outcome") == "skipped" or not (tokens or attempt.get("cost_usd")):
+                continue  # nothing billed: skipped, or refused before generating
             found.append(
                 LedgerAttempt(
                     team=str(record.get("team") or "-"),

@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import random
 import struct
+import subprocess
+import sys
 import zlib
 from collections import defaultdict
 from pathlib import Path
@@ -256,6 +259,23 @@ def test_the_ledger_equals_the_providers_bill(tmp_path: Path) -> None:
         assert recorded[team] == pytest.approx(billed[team], rel=0.01), "\n".join(lines)
         # what is not estimated is exact: the difference is no larger than the estimated part
         assert abs(recorded[team] - billed[team]) <= estimated[team] + 1e-9
+    # the same, as a platform team would run it: the provider's export against the ledger
+    export = tmp_path / "usage.json"
+    rows = [
+        {"id": b["id"], "model": "billed", "input_tokens": b["prompt_tokens"],
+         "output_tokens": b["completion_tokens"], "cost": b["usd"]}
+        for b in bills
+    ]  # fmt: skip
+    export.write_text(json.dumps(rows))
+    command = [sys.executable, "-m", "router", "audit", "--ledger", ledger]
+    command += ["--reconcile", str(export), "--format", "json"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
+    report = json.loads(done.stdout)
+    assert report["unmatched_provider_rows"] == 0
+    for team in TEAMS:
+        found = report["teams"][team]
+        assert found["provider_usd"] == pytest.approx(billed[team], rel=1e-6)
+        assert abs(found["difference_pct"]) < 1 and found["unmatched_attempts"] == 0
 
 
 def _priced_upstream(folder: Path, name: str) -> ServerProcess:
@@ -324,20 +344,23 @@ async def _burst(url: str, key: str, body: dict[str, Any], count: int, *, leave:
 
 
 def test_no_costly_shape_spends_past_a_cap(tmp_path: Path, redis: Any) -> None:
-    """200 concurrent requests of each costly shape against a $0.0001 day: what the provider
-    billed for what was admitted stays within the cap. Against a $1 team cap in Redis: the
-    team's counter and the provider's bill agree, and neither passes $1."""
+    """200 concurrent requests of each costly shape against keys capped at $0.0001 a day: what
+    the provider billed for what was admitted stays within the cap. Against a $1 team cap in
+    Redis: the team's counter and the provider's bill agree, and neither passes $1."""
     upstream = _priced_upstream(tmp_path, "priced")
     shapes = [*COSTLY, "abandoned streams", "responses input_image"]
     teams = {name: f"sk-shape-{index}" for index, name in enumerate(shapes)}
     teams["dollar"] = "sk-dollar"
     lines = []
     for name, key in teams.items():
-        cap = 1.0 if name == "dollar" else 0.0001
         digest = hashlib.sha256(key.encode()).hexdigest()
-        lines.append(
-            f"  t{len(lines)}: {{keys: [{{sha256: {digest}}}], limits: {{usd_per_day: {cap}}}}}"
-        )
+        if name == "dollar":  # the team's cap
+            lines.append(
+                f"  t{len(lines)}: {{keys: [{{sha256: {digest}}}], limits: {{usd_per_day: 1}}}}"
+            )
+        else:  # the key's own cap, its team unlimited
+            capped = f"{{sha256: {digest}, limits: {{usd_per_day: 0.0001}}}}"
+            lines.append(f"  t{len(lines)}: {{keys: [{capped}]}}")
     team_of = {name: f"t{index}" for index, name in enumerate(teams)}
     (tmp_path / "policy.yaml").write_text(f"""
 tiers:
