@@ -144,6 +144,25 @@ def test_a_stream_cut_off_after_it_began_is_an_error_to_the_client(
     assert [(a["tier"], a["outcome"]) for a in record["attempts"]] == [("flaky", "error")]
 
 
+def test_a_stream_that_finished_with_usage_but_no_done_is_a_whole_answer(
+    cascade: Cascade, upstreams: tuple[ServerProcess, ServerProcess]
+) -> None:
+    """Its finish_reason and usage came; only `[DONE]` is missing: the client gets the whole
+    answer and no error event, and the record prices it from the usage."""
+    flaky, _ = upstreams
+    set_faults(flaky, no_done=True)
+    try:
+        status, headers, text = ask(cascade, "flaky", stream=True)
+    finally:
+        set_faults(flaky)
+    assert (status, text) == (200, "Hello from the fake upstream.")
+    record = cascade.record(headers["x-request-id"])
+    assert record["status"] == "ok"
+    (attempt,) = record["attempts"]
+    assert (attempt["outcome"], attempt["usage_source"]) == ("accepted", "reported")
+    assert (attempt["prompt_tokens"], attempt["completion_tokens"]) == (10, 6)
+
+
 def test_a_tier_that_is_down_is_retried_then_skipped(
     start_cascade: StartCascade, start_fake_upstream: StartFake
 ) -> None:
