@@ -97,6 +97,17 @@ class Settings(BaseModel):
             "are closed); an idle keep-alive connection is closed after it too.",
         ),
     )
+    intake_per_team: int = Field(
+        2,
+        ge=1,
+        le=10_000,
+        json_schema_extra=_env(
+            "CASCADE_INTAKE_PER_TEAM",
+            "Requests of one team read, parsed and validated at once (the CPU-heavy steps of "
+            "a request); its others wait their turn, so one team's flood of large bodies "
+            "cannot take the event loop from the other teams.",
+        ),
+    )
     loop_lag_warn_s: float = Field(
         0.1,
         gt=0,

@@ -28,6 +28,7 @@ from router.server.middlewares import authenticate, request_context
 from router.server.reload import RELOADER, PolicyReloader
 from router.server.state import (
     CACHE,
+    INTAKE,
     LEDGER,
     LOGGER,
     METRICS,
@@ -38,6 +39,7 @@ from router.server.state import (
     SETTINGS,
     SHADOW,
     TRACING,
+    IntakeGates,
     RuntimeSlot,
 )
 from router.settings import Settings
@@ -208,6 +210,7 @@ def create_app(
     app[METRICS].workers_replaced.set(settings.workers_replaced)
     app[REJECTIONS] = Rejections(app[METRICS].registry, app[LOGGER])
     app[RUNTIME] = RuntimeSlot()
+    app[INTAKE] = IntakeGates(settings.intake_per_team)
     app.cleanup_ctx.extend(
         [_tracing, _http_session, _ledger, _shadow, _cache, _policy, _rejections, _loop_lag]
     )

@@ -13,7 +13,7 @@ from router.failures import failure_error
 from router.outcomes import CascadeFailure
 from router.routing import Facts
 from router.server import intake, lifecycle
-from router.server.state import CALLER, Runtime
+from router.server.state import CALLER, INTAKE, Runtime
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
@@ -27,9 +27,10 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
     async with lifecycle.handling(request, runtime, "/v1/embeddings") as handled:
         record = handled.record
         tags = intake.tags(request, record)
-        parsed, body = parse_embeddings(
-            await intake.read_json(request, policy.limits.max_body_bytes)
-        )
+        async with request.app[INTAKE].of(caller.team):  # a team's heavy steps, in turn
+            parsed, body = parse_embeddings(
+                await intake.read_json(request, policy.limits.max_body_bytes)
+            )
         record.requested_model = clip(parsed.model)
         record.user = clip(parsed.user) if parsed.user is not None else None
         caller.allow(parsed.model)

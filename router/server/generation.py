@@ -17,7 +17,7 @@ from router.outcomes import CascadeFailure, Outcome
 from router.request import ClientRequest
 from router.routing import Facts
 from router.server import caching, intake, lifecycle
-from router.server.state import CALLER, REDACTOR, SHADOW, Runtime
+from router.server.state import CALLER, INTAKE, REDACTOR, SHADOW, Runtime
 from router.server.streaming import stream
 from router.shadow import offer
 
@@ -50,10 +50,11 @@ async def _complete_on(
     async with lifecycle.handling(request, runtime, surface.endpoint) as handled:
         record = handled.record
         tags = intake.tags(request, record)
-        exchange, raw = await intake.read_client(request, runtime, record, surface)
-        client = handled.client = _for_team(exchange.client, caller, runtime)
-        caller.allow(client.model)
-        tokens, handled.bound = await intake.prompt_tokens(runtime, client)
+        async with request.app[INTAKE].of(caller.team):  # a team's heavy steps, in turn
+            exchange, raw = await intake.read_client(request, runtime, record, surface)
+            client = handled.client = _for_team(exchange.client, caller, runtime)
+            caller.allow(client.model)
+            tokens, handled.bound = await intake.prompt_tokens(runtime, client)
         facts = Facts(
             client.model, caller.team, tags, tokens, client.prompt.question, client.features
         )

@@ -108,7 +108,24 @@ class RuntimeSlot:
     current: Runtime | None = None
 
 
+@dataclass(slots=True)
+class IntakeGates:
+    """One semaphore per team around a request's CPU-heavy steps (reading, parsing and
+    validating its body): a team's flood queues behind its own gate, not the other teams'.
+    Teams are the policy's and `default`: a bounded set."""
+
+    per_team: int
+    gates: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+
+    def of(self, team: str) -> asyncio.Semaphore:
+        gate = self.gates.get(team)
+        if gate is None:
+            gate = self.gates[team] = asyncio.Semaphore(self.per_team)
+        return gate
+
+
 SETTINGS = web.AppKey("settings", Settings)
+INTAKE = web.AppKey("intake", IntakeGates)
 RUNTIME = web.AppKey("runtime", RuntimeSlot)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 LEDGER = web.AppKey("ledger", Ledger)

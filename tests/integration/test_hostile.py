@@ -42,7 +42,8 @@ def _hostile_bodies() -> list[bytes]:
     ]
 
 
-async def _attack(url: str, seconds: float) -> dict[int, int]:
+async def _attack(url: str, seconds: float, key: str | None = None) -> dict[int, int]:
+    """Every hostile kind in a loop and 240 held streams, for `seconds`; answers by status."""
     bodies = _hostile_bodies()
     statuses: dict[int, int] = {}
     stream = orjson.dumps(
@@ -54,7 +55,9 @@ async def _attack(url: str, seconds: float) -> dict[int, int]:
         }
     )
     headers = {"Content-Type": "application/json"}
-    timeout = aiohttp.ClientTimeout(total=30)
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    timeout = aiohttp.ClientTimeout(total=seconds + 30)
     connector = aiohttp.TCPConnector(limit=0)  # the held streams must not queue the others
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
 

@@ -222,7 +222,7 @@ async def _streamed(generation: _Generation) -> web.StreamResponse:
                         request.transport.close()
                         return response
                     while not generation.gone():  # stalled: until the client gives up
-                        await asyncio.sleep(0.01)
+                        await asyncio.sleep(0.25)
                     return response
                 if not await generation.token():
                     return response
