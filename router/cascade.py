@@ -30,6 +30,7 @@ from router.backends.base import (
     Completion,
     StreamEvent,
     Usage,
+    is_refusal,
 )
 from router.backends.registry import TYPES, local_tiers
 from router.confidence import AcceptanceModel, Answered, Confidence, judge, score
@@ -60,6 +61,7 @@ class _Run(_Tally):
     """One completion request's way through the cascade."""
 
     best: tuple[float, int, Completion] | None = None  # (confidence, attempt index, answer)
+    keep_refusals: bool = True  # a content-policy refusal ends the run (route_around_refusals)
     rejected: list[tuple[str, Completion]] = field(default_factory=list)
 
     def outcome(
@@ -160,6 +162,7 @@ class Cascade:
 
     async def _run(self, decision: Decision, run: _Run, request: ClientRequest) -> Outcome:
         plan = decision.plan
+        run.keep_refusals = not plan.route_around_refusals
         live_first = request.stream and plan.stream == "live"
         for item in decision.schedule():
             if item.rescue and (run.best is not None or not run.errors):
@@ -291,6 +294,8 @@ class Cascade:
             raise
         except BackendError as exc:
             self._failed(tier, backend, started, exc, run)
+            if run.keep_refusals and is_refusal(exc):  # not routed around: the client's
+                raise CascadeFailure(run.attempts, [exc], passthrough=True) from None
             return "failed"
         finally:
             if live is None:  # a live stream is released when it ends

@@ -23,6 +23,8 @@ def failure_error(failure: CascadeFailure, *, prompt_param: str, route: str) -> 
         error = invalid(failure.message, prompt_param, "context_length_exceeded")
     elif failure.reason == "unsupported":
         error = _unsupported(failure, route)
+    elif failure.reason == "refused":  # the provider's content policy, in its own words
+        error = APIError(status or 400, failure.message, code=failure.code or "content_filter")
     elif status is not None and (
         (failure.passthrough and 400 <= status < 500) or status in _REQUEST_REFUSED
     ):  # the upstream refused the request itself: the client's to fix, not a gateway fault

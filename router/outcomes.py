@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from router.backends.base import BackendError, Completion, StreamEvent
+from router.backends.base import BackendError, Completion, StreamEvent, is_refusal
 from router.records import Attempt
 
 
@@ -72,7 +72,9 @@ class Outcome:
         return [*self.attempts, live] if live is not None else list(self.attempts)
 
 
-FailureReason = Literal["saturated", "rejected", "unsupported", "timeout", "unavailable", "error"]
+FailureReason = Literal[
+    "saturated", "rejected", "unsupported", "timeout", "unavailable", "error", "refused"
+]
 
 
 class CascadeFailure(Exception):
@@ -89,13 +91,16 @@ class CascadeFailure(Exception):
         self.message = last.message
         self.upstream_status = last.status
         self.retry_after = last.retry_after
+        self.code = last.code  # the upstream error's own code
         self.passthrough = passthrough
         self.reason: FailureReason
         # A tier that is not configured never could answer: it does not decide the reason
         # while a configured one tried.
         tried = [error for error in errors if not error.unconfigured] or errors
         kinds = {error.kind for error in tried}
-        if kinds == {"shed"}:
+        if is_refusal(last):
+            self.reason = "refused"  # the provider's content policy: the client's answer
+        elif kinds == {"shed"}:
             self.reason = "saturated"  # every tier is busy: retry later
         elif kinds == {"rejected"}:
             self.reason = "rejected"  # too large for every tier that could take it

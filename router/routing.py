@@ -50,6 +50,7 @@ class Plan:
     reference_tier: str
     fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     stream: Literal["verify", "live"] = "verify"
+    route_around_refusals: bool = False  # a content-policy refusal: try the next tier
 
     @property
     def label(self) -> str:
@@ -190,7 +191,9 @@ def resolve(policy: Policy, model: str, tuned: Thresholds | None = None) -> Plan
         else:
             steps = tuple(Step(s.tier, s.acceptance) for s in route.cascade)
         fallbacks = {tier: tuple(targets) for tier, targets in route.fallbacks.items()}
-        return Plan(model, steps, route.reference, fallbacks, route.stream)
+        return Plan(
+            model, steps, route.reference, fallbacks, route.stream, route.route_around_refusals
+        )
     if model in policy.tiers:
         return Plan(None, (Step(model, None),), model)
     return None

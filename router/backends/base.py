@@ -193,6 +193,22 @@ class BackendError(Exception):
         self.unconfigured = False  # the tier has no backend (e.g. no api_base set)
         self.retries = 0  # calls retried before giving up (router/backends/guard.py)
         self.retry_after: str | None = None  # an upstream 429's Retry-After, passed on
+        self.retry_after_s: float | None = None  # the delay it advised (Retry-After, -ms)
+        self.code: str | None = None  # the upstream error's own `code` (content_filter, ...)
+
+
+_REFUSAL_CODES = frozenset({"content_filter", "content_policy_violation"})
+
+
+def is_refusal(error: BackendError) -> bool:
+    """A provider's content-policy refusal: a 400 whose code (or, from providers that send
+    none, whose message) says its content filter refused the request."""
+    if error.status != 400:
+        return False
+    text = error.message.lower()
+    return error.code in _REFUSAL_CODES or any(
+        marker in text for marker in ("content_filter", "content management policy")
+    )
 
 
 # ready, or, for a tier behind a circuit breaker, its breaker open (skipped) or half-open.

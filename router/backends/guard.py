@@ -2,9 +2,12 @@
 breaker.
 
 - **Retries**: a failure before the first byte reached anyone (connection refused or reset,
-  an upstream 502/503/504) is retried, at most `retries.max` times per call, and only while
-  retries stay within `retries.budget` of the tier's recent calls (Envoy's retry budget: a
-  struggling upstream is not hit harder). 429 is never retried: it says when to come back.
+  an upstream status in `retries.statuses`: 500/502/503/504 and 429) is retried, at most
+  `retries.max` times per call, and only while retries stay within `retries.budget` of the
+  tier's recent calls (Envoy's retry budget: a struggling upstream is not hit harder), after
+  `backoff_ms` with jitter, or the delay the upstream advised (`Retry-After`,
+  `retry-after-ms`) when that is within `retry_after_max_s`; a longer one, or a 429 that
+  advises nothing, fails over at once. A half-open breaker's probe is never retried.
 - **Breaker**: `consecutive_failures` failures in a row, or a failure rate of at least
   `failure_rate` over the last `window_s` (with `min_calls` calls), open it; while open the
   tier is skipped at once, as an unreachable one (fallbacks, or the best answer so far);
@@ -16,6 +19,7 @@ breaker.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
@@ -34,7 +38,6 @@ from router.backends.spec import BreakerSpec, RetrySpec
 
 BreakerState = Literal["closed", "open", "half_open"]
 _T = TypeVar("_T")
-_RETRIED_STATUSES = frozenset({502, 503, 504})
 _NOT_FAILURES = frozenset({"rejected", "shed"})
 
 
@@ -44,10 +47,19 @@ def is_failure(error: BackendError) -> bool:
     )
 
 
-def retryable(error: BackendError) -> bool:
-    return error.kind == "unavailable" or (
-        error.kind == "error" and error.status in _RETRIED_STATUSES
-    )
+def retry_delay(error: BackendError, spec: RetrySpec) -> float | None:
+    """How long to wait before retrying after `error`; None: not worth retrying (fail over).
+    A connection that failed is retried; an upstream status the tier lists is retried after
+    the delay it advised when that is within `retry_after_max_s` (never retried: a longer
+    one, or a 429 that advised nothing)."""
+    if error.kind == "unavailable":
+        return 0.0
+    if error.kind != "error" or error.status not in spec.statuses:
+        return None
+    advised = error.retry_after_s
+    if advised is None:
+        return None if error.status == 429 else 0.0
+    return advised if advised <= spec.retry_after_max_s else None
 
 
 class _Window:
@@ -178,33 +190,39 @@ class GuardedBackend:
                 f"(retry in {self.breaker.retry_in():.1f} s)",
             )
 
-    def _may_retry(self, error: BackendError, attempt: int) -> bool:
-        if attempt >= self.retries.max or not retryable(error):
-            return False
+    def _retry_in(self, error: BackendError, attempt: int, probe: bool) -> float | None:
+        """Seconds before the call is retried; None: it is not (a half-open breaker's probe
+        never is: one call says whether the tier is back)."""
+        delay = retry_delay(error, self.retries)
+        if probe or attempt >= self.retries.max or delay is None:
+            return None
         calls, retries = self._calls.counts()
         allowed = max(self.retries.min_budget, self.retries.budget * (calls - retries))
-        return retries < allowed
+        return delay if retries < allowed else None
 
-    async def _backoff(self) -> None:
+    async def _backoff(self, advised: float) -> None:
         self.retried += 1
         self._calls.add(True)
-        if self.retries.backoff_ms:
-            await asyncio.sleep(self.retries.backoff_ms / 1000)
+        jittered = self.retries.backoff_ms / 1000 * random.uniform(0.5, 1.5)  # noqa: S311
+        if wait := max(advised, jittered):
+            await asyncio.sleep(wait)
 
     async def _retried(self, call: Callable[[], Awaitable[_T]]) -> tuple[_T, int]:
         """`call` until it succeeds, fails in a way not worth retrying, or the budget says
         no; returns its result and the retries made. The breaker hears each final failure
         (the caller records a success once it knows it is one)."""
         self._admit()
+        probe = self.breaker.state == "half_open"
         self._calls.add(False)
         attempt = 0
         while True:
             try:
                 return await call(), attempt
             except BackendError as exc:
-                if self._may_retry(exc, attempt):
+                delay = self._retry_in(exc, attempt, probe)
+                if delay is not None:
                     attempt += 1
-                    await self._backoff()
+                    await self._backoff(delay)
                     continue
                 self.breaker.record(is_failure(exc))
                 exc.retries = attempt

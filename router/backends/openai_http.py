@@ -27,6 +27,7 @@ from router.backends.base import (
     Usage,
 )
 from router.backends.native_responses import native_body, native_completion, native_event
+from router.backends.retry_after import advised_delay
 from router.backends.slots import FairSlots, Saturated
 from router.backends.spec import RemoteTierSpec
 from router.backends.upstream import request_body
@@ -64,6 +65,40 @@ def _error_message(status: int, raw: bytes) -> str:
     return f"upstream answered {status}: {message}"
 
 
+def _error_code(raw: bytes) -> str | None:
+    """An upstream error's `code` (OpenAI's shape), bounded; None when it has none."""
+    try:
+        detail = orjson.loads(raw)["error"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    code = detail.get("code") if isinstance(detail, dict) else None
+    return code[:64] if isinstance(code, str) else None
+
+
+async def _chunks(
+    response: aiohttp.ClientResponse, done: list[bool]
+) -> AsyncGenerator[dict[str, Any], None]:
+    """The JSON objects of a chat completions event stream, up to `[DONE]` (then `done[0]`
+    is set). A malformed event among whole ones is skipped; more than a few are an error."""
+    malformed = 0
+    async for line in response.content:
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            done[0] = True
+            return
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            malformed += 1
+            if malformed > _MALFORMED_MOST:
+                raise
+            continue
+        if isinstance(chunk, dict):
+            yield chunk
+
+
 def _upstream_id(body: Mapping[str, Any]) -> str | None:
     """The provider's id of an answer (`chatcmpl-...`), at most 128 characters."""
     found = body.get("id")
@@ -78,7 +113,22 @@ def _choice_text(choice: dict[str, Any], chat: bool, delta: bool) -> str:
 
 
 class _FirstByteTimeout(Exception):
-    """No response headers within the tier's first-byte timeout."""
+    """No response headers (or no first stream event) within the tier's limit."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+class _Stalled(Exception):
+    """A stream that sent nothing for the tier's idle limit."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+_MALFORMED_MOST = 3  # malformed events a stream may skip before it counts as broken
 
 
 @contextlib.contextmanager
@@ -88,8 +138,11 @@ def _upstream_errors(tier: str, spec: OpenAITier, doing: str) -> Iterator[None]:
     which, a stream broken off is `truncated`, anything else once connected is `error`."""
     try:
         yield
-    except _FirstByteTimeout:
-        message = f"tier '{tier}' sent no response within {spec.first_byte_s:g} s"
+    except _FirstByteTimeout as exc:
+        message = f"tier '{tier}' sent no response within {exc.seconds:g} s"
+        raise BackendError("timeout", message) from None
+    except _Stalled as exc:
+        message = f"tier '{tier}' stalled: nothing for {exc.seconds:g} s {doing}"
         raise BackendError("timeout", message) from None
     except aiohttp.ConnectionTimeoutError:
         message = f"tier '{tier}' timed out connecting ({spec.connect_timeout_s:g} s)"
@@ -128,6 +181,10 @@ class OpenAIHTTPBackend:
         self._timeout = aiohttp.ClientTimeout(
             total=spec.timeout_s, sock_connect=spec.connect_timeout_s
         )
+        # a stream is bounded by its first-event and idle limits, not by a total
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=spec.connect_timeout_s
+        )
         self._slots = FairSlots(spec.max_concurrency, spec.max_queue)
 
     @property
@@ -148,21 +205,24 @@ class OpenAIHTTPBackend:
     async def _post_prompt(
         self, prompt: Prompt, params: GenerationParams, stream: bool
     ) -> aiohttp.ClientResponse:
+        timeout = self._stream_timeout if stream else self._timeout
         if self._native(params):
-            return await self._post(self._responses_url, native_body(self.model, params, stream))
+            body = native_body(self.model, params, stream)
+            return await self._post(self._responses_url, body, timeout)
         url = self._chat_url if prompt.is_chat else self._completions_url
-        return await self._post(
-            url, request_body(self.model, prompt, params, stream=stream, chat=False)
-        )
+        body = request_body(self.model, prompt, params, stream=stream, chat=False)
+        return await self._post(url, body, timeout)
 
-    async def _post(self, url: yarl.URL, body: Mapping[str, Any]) -> aiohttp.ClientResponse:
+    async def _post(
+        self, url: yarl.URL, body: Mapping[str, Any], limits: aiohttp.ClientTimeout | None = None
+    ) -> aiohttp.ClientResponse:
         """POST to the upstream; an error status raises BackendError with its message and
         Retry-After, a connection closed before any answer is `unavailable`."""
         try:
             traced = OUTBOUND.get()  # the request's traceparent (router/observe/tracing.py)
             headers = {**self._headers, **traced} if traced else self._headers
             response = await self._session.post(
-                url, data=orjson.dumps(body), headers=headers, timeout=self._timeout
+                url, data=orjson.dumps(body), headers=headers, timeout=limits or self._timeout
             )
         except aiohttp.ServerDisconnectedError:  # nothing came back: as if it were down
             message = f"tier '{self.name}' closed the connection before answering"
@@ -172,19 +232,22 @@ class OpenAIHTTPBackend:
             response.release()
             error = BackendError("error", _error_message(response.status, raw), response.status)
             error.retry_after = response.headers.get("Retry-After")
+            error.retry_after_s = advised_delay(response.headers)
+            error.code = _error_code(raw)
             raise error
         return response
 
     @contextlib.asynccontextmanager
-    async def _first_byte(self) -> AsyncIterator[None]:
+    async def _first_byte(self, limit: float | None = None) -> AsyncIterator[None]:
         """The tier's first-byte timeout around what must arrive first: a whole answer's
-        response, or a stream's first event."""
-        async with asyncio.timeout(self._spec.first_byte_s) as deadline:
+        response (`first_byte_s`), or a stream's first event (`limit`)."""
+        seconds = self._spec.first_byte_s if limit is None else limit
+        async with asyncio.timeout(seconds) as deadline:
             try:
                 yield
             except TimeoutError:
-                if deadline.expired():
-                    raise _FirstByteTimeout from None
+                if deadline.expired() and seconds is not None:
+                    raise _FirstByteTimeout(seconds) from None
                 raise
 
     async def _admit(self, team: str, cap: int | None) -> float:
@@ -241,13 +304,21 @@ class OpenAIHTTPBackend:
             with _upstream_errors(self.name, self._spec, "streaming"):
                 async with contextlib.aclosing(self._events(prompt, params)) as events:
                     try:
-                        async with self._first_byte():
+                        async with self._first_byte(self._spec.stream_first_s):
                             first = await anext(events)
                     except StopAsyncIteration:
                         return
                     first.queued_ms = queued_ms
                     yield first
-                    async for event in events:
+                    idle = self._spec.stream_idle_s
+                    while True:
+                        try:
+                            async with asyncio.timeout(idle):
+                                event = await anext(events)
+                        except StopAsyncIteration:
+                            return
+                        except TimeoutError:
+                            raise _Stalled(idle) from None
                         yield event
         finally:
             self._slots.release(params.tenant)
@@ -272,17 +343,10 @@ class OpenAIHTTPBackend:
             answer_id: str | None = None
             pieces = 0
             model = self.model
-            done = False
-            async for line in response.content:
-                if not line.startswith(b"data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    done = True
-                    break
-                chunk = orjson.loads(payload)
+            done = [False]
+            async for chunk in _chunks(response, done):
                 if "error" in chunk:
-                    raise BackendError("error", _error_message(502, payload))
+                    raise BackendError("error", _error_message(502, orjson.dumps(chunk)))
                 model = str(chunk.get("model") or model)
                 answer_id = answer_id or _upstream_id(chunk)
                 event = StreamEvent(raw=chunk)  # tool-call deltas and all
@@ -297,7 +361,7 @@ class OpenAIHTTPBackend:
                 yield event
             # Without its end marker, a stream that said how it finished is still whole (its
             # usage, asked for, comes after the finish); one that did not was cut off.
-            if not done and finish is None:
+            if not done[0] and finish is None:
                 raise BackendError(
                     "truncated", f"tier '{self.name}' ended its stream before [DONE]"
                 )

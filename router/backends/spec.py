@@ -61,8 +61,29 @@ class RetrySpec(StrictSpec):
         0.2, ge=0, le=1, description="Retries at most this share of the tier's recent calls."
     )
     min_budget: int = Field(3, ge=0, description="Retries allowed in a window whatever the share.")
-    backoff_ms: float = Field(25.0, ge=0, le=10_000, description="Wait before a retry.")
+    backoff_ms: float = Field(
+        25.0, ge=0, le=10_000, description="Wait before a retry (with jitter: 50-150% of it)."
+    )
     window_s: float = Field(10.0, gt=0, le=3600)
+    statuses: list[int] = Field(
+        default_factory=lambda: [429, 500, 502, 503, 504],
+        description="Upstream statuses retried before the first byte (connection failures "
+        "always are); a 429 only with a Retry-After within retry_after_max_s.",
+    )
+    retry_after_max_s: float = Field(
+        5.0,
+        ge=0,
+        le=600,
+        description="An upstream's Retry-After (or retry-after-ms) up to this is waited out and "
+        "the call retried; a longer one fails over at once.",
+    )
+
+    @field_validator("statuses")
+    @classmethod
+    def _error_statuses(cls, value: list[int]) -> list[int]:
+        if any(not 400 <= status <= 599 for status in value):
+            raise ValueError("retried statuses are 4xx or 5xx")
+        return value
 
 
 class BreakerSpec(StrictSpec):
@@ -145,6 +166,22 @@ class RemoteTierSpec(TierSpecBase):
         description="Response headers within this (a stream's first byte; a whole answer "
         "when not streamed); default: `timeout_s`.",
     )
+    first_token_timeout_s: float | None = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="A stream's first event within this, else it fails over: a stalled "
+        "provider costs 15 s, not the whole timeout (a prompt your provider takes longer to "
+        "read needs more); none: first_byte_timeout_s.",
+    )
+    idle_timeout_s: float | None = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="At most this between a stream's events: a stream that stalls is cut in "
+        "seconds, while a healthy long one is never cut by a total (timeout_s bounds whole "
+        "answers, and each wait of a stream).",
+    )
     on_client_gone: Literal["cancel", "finish"] = Field(
         "cancel",
         description="A whole (not streamed) answer whose client left: `cancel` the call (its "
@@ -164,6 +201,17 @@ class RemoteTierSpec(TierSpecBase):
     @property
     def served_model(self) -> str:
         return self.model
+
+    @property
+    def stream_first_s(self) -> float:
+        """How long a stream's first event may take: the tightest of its limits."""
+        limits = (self.first_byte_timeout_s, self.first_token_timeout_s, self.timeout_s)
+        return min(limit for limit in limits if limit is not None)
+
+    @property
+    def stream_idle_s(self) -> float:
+        """How long a stream may go without an event after its first."""
+        return min(self.idle_timeout_s or self.timeout_s, self.timeout_s)
 
     @property
     def first_byte_s(self) -> float | None:

@@ -222,6 +222,12 @@ class RouteSpec(_Strict):
         description="Streaming requests: 'verify' generates an answer that may be rejected in "
         "full before streaming it; 'live' streams the first step live and keeps it.",
     )
+    route_around_refusals: bool = Field(
+        False,
+        description="A provider's content-policy refusal (a 400 with code content_filter or "
+        "content_policy_violation) is the client's answer, with the provider's code and "
+        "message; true: the next tier is tried instead.",
+    )
     reference_tier: str | None = Field(
         None, description="Tier used for the counterfactual cost; default the last step."
     )

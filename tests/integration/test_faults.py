@@ -30,7 +30,10 @@ def seen(fake: ServerProcess) -> dict[str, Any]:
 
 
 def policy(
-    flaky: str, spare: str, breaker: str = "{consecutive_failures: 1000, min_calls: 1000}"
+    flaky: str,
+    spare: str,
+    breaker: str = "{consecutive_failures: 1000, min_calls: 1000}",
+    retries: str = "{max: 1, backoff_ms: 0}",
 ) -> str:
     return f"""
 tiers:
@@ -41,7 +44,7 @@ tiers:
     timeout_s: 2
     first_byte_timeout_s: 0.5
     connect_timeout_s: 0.5
-    retries: {{max: 1, backoff_ms: 0}}
+    retries: {retries}
     breaker: {breaker}
   spare: {{type: openai, api_base: "{spare}/v1", model: fake}}
 routes:
@@ -186,7 +189,7 @@ def test_the_breaker_opens_spares_the_upstream_and_recovers(
     for _ in range(10):
         status, headers, _ = ask(cascade, "guarded", stream=False)
         assert (status, headers["x-cascade-tier"]) == (200, "spare")
-    assert seen(flaky)["requests"] == 3  # 500 is not retried; then the breaker opened
+    assert seen(flaky)["requests"] == 6  # three calls, each retried once; then it opened
     record = cascade.record(headers["x-request-id"])
     assert "circuit breaker is open" in record["attempts"][0]["error"]
     assert record["attempts"][0]["breaker"] == "open"
@@ -198,5 +201,91 @@ def test_the_breaker_opens_spares_the_upstream_and_recovers(
     time.sleep(1.1)  # the cooldown
     status, headers, _ = ask(cascade, "guarded", stream=True)
     assert (status, headers["x-cascade-tier"]) == (200, "flaky")  # the probe, and it closed
-    assert seen(flaky)["requests"] == 4
+    assert seen(flaky)["requests"] == 7  # the probe: one call, never retried
     assert requests.get(f"{cascade.url}/readyz", timeout=10).json()["tiers"]["flaky"] == "ready"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize(
+    "faults",
+    [{"status": 500, "status_times": 1}, {"status": 429, "retry_after": 1, "status_times": 1}],
+    ids=["500 once", "429 with a short Retry-After"],
+)
+def test_a_passing_failure_is_retried_on_the_same_tier(
+    start_cascade: StartCascade,
+    upstreams: tuple[ServerProcess, ServerProcess],
+    faults: dict[str, Any],
+    stream: bool,
+) -> None:
+    """(Its own server: the module's other faults spend the shared tier's retry budget.)"""
+    flaky, spare = upstreams
+    cascade = start_cascade(
+        policy(flaky.url, spare.url, retries="{max: 1, backoff_ms: 0, budget: 1.0}")
+    )
+    spare_before = seen(spare)["requests"]
+    set_faults(flaky, **faults)
+    try:
+        started = time.monotonic()
+        status, headers, text = ask(cascade, "guarded", stream=stream)
+        took = time.monotonic() - started
+    finally:
+        set_faults(flaky)
+    assert (status, text) == (200, "Hello from the fake upstream.")
+    (attempt,) = cascade.record(headers["x-request-id"])["attempts"]
+    assert (attempt["tier"], attempt["outcome"], attempt["retries"]) == ("flaky", "accepted", 1)
+    assert seen(spare)["requests"] == spare_before
+    if "retry_after" in faults:
+        assert took >= 1.0  # the advised second was waited out
+
+
+def test_one_malformed_event_among_whole_ones_is_skipped(
+    cascade: Cascade, upstreams: tuple[ServerProcess, ServerProcess]
+) -> None:
+    flaky, _ = upstreams
+    set_faults(flaky, malformed_at=2)
+    try:
+        status, headers, text = ask(cascade, "guarded", stream=True)
+    finally:
+        set_faults(flaky)
+    assert (status, text) == (200, "Hello from the fake upstream.")
+    (attempt,) = cascade.record(headers["x-request-id"])["attempts"]
+    assert (attempt["tier"], attempt["outcome"]) == ("flaky", "accepted")
+
+
+def test_a_stream_that_stalls_mid_answer_is_cut_by_its_idle_limit(
+    cascade: Cascade, upstreams: tuple[ServerProcess, ServerProcess]
+) -> None:
+    """Silent after two events: cut within the tier's idle limit (here its 2 s timeout), not
+    held; the client gets what came and an error event (stream repair is not built yet)."""
+    flaky, _ = upstreams
+    set_faults(flaky, stall_after=2)
+    try:
+        started = time.monotonic()
+        status, headers, text = ask(cascade, "guarded", stream=True)
+        took = time.monotonic() - started
+    finally:
+        set_faults(flaky)
+    assert status == 200 and text.startswith("error event: ") and "stalled" in text
+    assert took < 10
+    record = cascade.record(headers["x-request-id"])
+    assert [(a["tier"], a["outcome"]) for a in record["attempts"]] == [("flaky", "timeout")]
+    assert record["attempts"][0]["usage_source"] == "estimated"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_content_policy_refusal_is_the_clients_answer_not_routed_around(
+    cascade: Cascade, upstreams: tuple[ServerProcess, ServerProcess], stream: bool
+) -> None:
+    flaky, spare = upstreams
+    spare_before = seen(spare)["requests"]
+    set_faults(flaky, content_filter=True)
+    try:
+        status, headers, body = ask(cascade, "guarded", stream=stream)
+    finally:
+        set_faults(flaky)
+    assert status == 400
+    error = json.loads(body)["error"]
+    assert error["code"] == "content_filter" and "content management policy" in error["message"]
+    assert seen(spare)["requests"] == spare_before  # the fallback was not asked
+    record = cascade.record(headers["x-request-id"])
+    assert [(a["tier"], a["outcome"]) for a in record["attempts"]] == [("flaky", "error")]

@@ -15,7 +15,10 @@ upstreams do; `retry_after` adds that header), `delay_ms` (before the response h
 `first_byte_ms` (after the headers of a stream, before its first event), `drop_after` (reset
 the connection after N stream events), `end_after` (end the stream cleanly after N events,
 without `[DONE]`), `no_done` (the whole stream, finish and usage included, but no `[DONE]`),
-`no_usage` (no usage object), `html` (a 200 text/html page instead of JSON or events).
+`no_usage` (no usage object), `status_times` (the `status` fault for that many requests,
+then healthy), `malformed_at` (one malformed event before the Nth), `stall_after` (a stream
+that goes silent after N events), `content_filter` (a 400 with code `content_filter`, as a
+provider's content policy answers), `html` (a 200 text/html page instead of JSON or events).
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ class Faults:
     retry_after: int | None = None
     no_done: bool = False  # a whole stream, its finish and usage sent, but no [DONE]
     no_usage: bool = False  # answers (whole or streamed) without a usage object
+    status_times: int | None = None  # `status` for this many requests only, then healthy
+    malformed_at: int | None = None  # one malformed event before the stream's Nth
+    stall_after: int | None = None  # a stream that sends N events, then nothing
+    content_filter: bool = False  # a 400 with code content_filter (a provider's refusal)
 
     def reset(self, **values: Any) -> None:
         """Every fault as given, the rest healthy."""
@@ -103,7 +110,7 @@ def _error(status: int, echoed: str, retry_after: int | None) -> web.Response:
     )
 
 
-async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:  # noqa: PLR0911 - one return per fault
+async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:  # noqa: PLR0911, PLR0912 - one branch per fault
     body = orjson.loads(await request.read())
     counters = request.app[COUNTERS]
     counters.bodies = [*counters.bodies[-9:], body]
@@ -111,7 +118,20 @@ async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:  
         counters.traceparents = [*counters.traceparents[-9:], request.headers["traceparent"]]
     if faults.delay_ms:
         await asyncio.sleep(faults.delay_ms / 1000)
-    if faults.status != 200:
+    if faults.content_filter:
+        refusal = {
+            "error": {
+                "message": "The response was filtered due to the prompt triggering the "
+                "content management policy.",
+                "type": "invalid_request_error",
+                "param": "prompt",
+                "code": "content_filter",
+            }
+        }
+        return web.json_response(refusal, status=400)
+    if faults.status != 200 and faults.status_times != 0:
+        if faults.status_times is not None:
+            faults.status_times -= 1
         # Like a careless upstream, echo the credentials it was sent.
         return _error(faults.status, request.headers.get("Authorization", ""), faults.retry_after)
     if faults.html:
@@ -158,6 +178,10 @@ async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:  
         if faults.end_after is not None and index >= faults.end_after:
             await response.write_eof()  # a clean end, but no [DONE]: cut off
             return response
+        if faults.stall_after is not None and index >= faults.stall_after:
+            await asyncio.sleep(3600)  # silent until the client gives up
+        if faults.malformed_at is not None and index == faults.malformed_at:
+            await response.write(b'data: {"choices": [{"delta": {"content": "bro\n\n')
         delta = {"content": piece}
         await response.write(
             _chunk(created, model, choices=[{"index": 0, "delta": delta, "finish_reason": None}])

@@ -42,12 +42,56 @@ async def test_a_refused_connection_is_retried_once_and_recorded() -> None:
     assert (completion.text, completion.retries, inner.calls) == ("ok", 1, 2)
 
 
-@pytest.mark.parametrize("script", [SERVER_ERROR, TOO_LONG, RATE_LIMITED])
+@pytest.mark.parametrize("script", [TOO_LONG, RATE_LIMITED])
 async def test_what_is_not_retried(script: Script) -> None:
+    """A request too large for the tier, and a 429 that advises no delay: fail over at once."""
     guard, inner = guarded([script, Script("ok")], Clock())
     with pytest.raises(BackendError) as error:
         await guard.complete(PROMPT, PARAMS)
     assert inner.calls == 1 and error.value.retries == 0
+
+
+def _advised(status: int, seconds: float | None) -> Script:
+    error = BackendError("error", f"upstream answered {status}", status)
+    error.retry_after_s = seconds
+    return Script(error=error)
+
+
+async def test_a_500_once_is_retried() -> None:
+    guard, inner = guarded([SERVER_ERROR, Script("ok")], Clock())
+    completion = await guard.complete(PROMPT, PARAMS)
+    assert (completion.text, completion.retries, inner.calls) == ("ok", 1, 2)
+
+
+async def test_a_retry_after_is_waited_out_when_short_and_failed_over_when_long() -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    for status in (429, 503):
+        guard, inner = guarded([_advised(status, 0.5), Script("ok")], Clock())
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("router.backends.guard.asyncio.sleep", sleep)
+            completion = await guard.complete(PROMPT, PARAMS)
+        assert (completion.text, inner.calls, slept[-1]) == ("ok", 2, 0.5)
+        guard, inner = guarded([_advised(status, 30), Script("ok")], Clock())
+        with pytest.raises(BackendError) as error:
+            await guard.complete(PROMPT, PARAMS)  # 30 s > retry_after_max_s: fail over now
+        assert inner.calls == 1 and error.value.retries == 0
+
+
+async def test_a_half_open_probe_is_never_retried() -> None:
+    clock = Clock()
+    guard, inner = guarded([DOWN] * 5 + [Script("ok")], clock, consecutive_failures=1)
+    with pytest.raises(BackendError):
+        await guard.complete(PROMPT, PARAMS)  # tried, retried once, failed: open
+    assert (guard.breaker.state, inner.calls) == ("open", 2)
+    clock.now += 11  # the cool-down passed: the next call is the probe
+    with pytest.raises(BackendError):
+        await guard.complete(PROMPT, PARAMS)
+    assert inner.calls == 3  # one hit on a provider known to be down, not two
+    assert guard.breaker.state == "open"
 
 
 async def test_retries_stay_within_the_budget() -> None:
