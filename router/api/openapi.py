@@ -37,6 +37,8 @@ _CASCADE_HEADERS = {
     "x-cascade-policy": "First 12 hex chars of the active policy's sha256.",
     "x-cascade-cache": "On a cached route: hit, miss, bypass (Cache-Control), skip (not "
     "deterministic) or error (docs/cache.md).",
+    "x-cascade-reason": "Why it went where it did: the rule, the budget, the pre-router's "
+    "skip, and each tier tried (skipped, failed, escalated on its confidence, or kept).",
 }
 _ERROR = {
     "type": "object",

@@ -11,6 +11,7 @@ from router.backends.base import EMBEDDINGS_REQUEST
 from router.errors import clip
 from router.failures import failure_error
 from router.outcomes import CascadeFailure
+from router.reasons import reason
 from router.routing import Facts
 from router.server import intake, lifecycle
 from router.server.state import CALLER, INTAKE, Runtime
@@ -44,7 +45,9 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
             attempts, tier, answer = await runtime.cascade.embed(decision, body)
         except CascadeFailure as failure:
             record.attempts = failure.attempts
-            raise failure_error(failure, prompt_param="input", route=decision.route) from None
+            error = failure_error(failure, prompt_param="input", route=decision.route)
+            error.headers["x-cascade-reason"] = reason(decision, failure.attempts)
+            raise error from None
         record.attempts, record.final_tier = attempts, tier
         record.final_model = attempts[-1].model
         headers = lifecycle.answer_headers(
@@ -56,6 +59,7 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
             degraded=False,
         )
         headers.update(handled.admission.answer_headers())
+        headers["x-cascade-reason"] = reason(decision, attempts)
         return web.Response(
             body=orjson.dumps(answer), content_type="application/json", headers=headers
         )

@@ -14,6 +14,7 @@ from router.api.surfaces import CHAT, COMPLETIONS, RESPONSES, Exchange, Surface
 from router.cache import Fold
 from router.keys.index import Caller
 from router.outcomes import CascadeFailure, Outcome
+from router.reasons import reason
 from router.request import ClientRequest
 from router.routing import Facts
 from router.server import caching, intake, lifecycle
@@ -80,7 +81,9 @@ async def _complete_on(
             except CascadeFailure as failure:
                 record.attempts = failure.attempts
                 handled.refused = "saturated" if failure.reason == "saturated" else None
-                raise exchange.failure(failure, decision.route) from None
+                error = exchange.failure(failure, decision.route)
+                error.headers["x-cascade-reason"] = reason(decision, failure.attempts)
+                raise error from None
         return await _answer(request, runtime, handled, exchange, outcome)
 
 
@@ -115,6 +118,14 @@ async def _answer(
         degraded=degraded,
     )
     headers.update(admission.answer_headers())
+    headers["x-cascade-reason"] = reason(
+        decision,
+        outcome.attempts,
+        live_tier=outcome.tier if outcome.live is not None else None,
+        budget=admission.decision,
+        budget_share=admission.share,
+        cache_hit=handled.hit is not None,
+    )
     if (lookup := handled.lookup) is not None:
         headers["x-cascade-cache"] = lookup.status
     if client.stream:

@@ -1,0 +1,64 @@
+"""`x-cascade-reason`: why an answer went where it did, the same on whole and streamed
+answers, and on errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.backends.base import BackendError
+from router.reasons import reason
+from router.records import Attempt
+from router.routing import Decision, Plan, Step, Verdict
+from tests.support.app import CHAT, Serve, sse
+from tests.support.fakes import UNSURE, FakeBackend, Script
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_escalation_says_why_on_both_paths(serve: Serve, stream: bool) -> None:
+    small = FakeBackend("small", [Script("maybe five", UNSURE)], local=True)
+    large = FakeBackend("large", [Script("four", None)])
+    client, _ = await serve(small=small, large=large)
+    response = await client.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+    if stream:
+        await sse(response)
+    said = response.headers["x-cascade-reason"]
+    assert said.startswith("small escalated (mean_prob ") and "< 0.5)" in said
+    # the last step is always kept: a streamed request gets it live
+    kept = (
+        "large streaming its answer live (kept as it comes)" if stream else "large kept its answer"
+    )
+    assert said.endswith(f"; {kept}")
+
+
+async def test_a_failure_says_what_each_tier_did(serve: Serve) -> None:
+    small = FakeBackend("small", [Script("maybe", UNSURE)], local=True)
+    large = FakeBackend("large", [Script(error=BackendError("unavailable", "refused"))])
+    client, _ = await serve(small=small, large=large)
+    body = {**CHAT, "model": "large"}
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status == 503
+    assert response.headers["x-cascade-reason"] == "large error"
+
+
+def _attempt(tier: str, outcome: str, **extra: object) -> Attempt:
+    return Attempt(tier, "openai", "m", "2026-12-05T10:00:00.000Z", 1.0, outcome=outcome, **extra)  # type: ignore[arg-type]
+
+
+def test_rules_budgets_skips_and_features_are_named() -> None:
+    plan = Plan("auto", (Step("small", None), Step("large", None)), "large")
+    verdict = Verdict("prerouter", "prerouter", "v1", 0.08, 0.13)
+    decision = Decision("auto", plan, rule="critical", verdicts=(verdict,))
+    attempts = [
+        _attempt("small", "skipped", error="skipped: image, tools"),
+        _attempt("large", "accepted"),
+    ]
+    said = reason(decision, attempts, budget="degraded", budget_share=0.85)
+    assert said == (
+        "rule 'critical' chose auto; budget degraded at 85% of budget spent; "
+        "pre-router skipped small (prerouter 0.08 < 0.13); small skipped: does not serve "
+        "image, tools; large kept its answer"
+    )
+    assert reason(decision, [], cache_hit=True).endswith("served from the response cache")
+    assert reason(Decision("x", plan), [], live_tier="large") == (
+        "large streaming its answer live (kept as it comes)"
+    )
