@@ -113,6 +113,24 @@ def _ledger_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger_show(args: argparse.Namespace) -> int:
+    """`cascade ledger show REQUEST_ID`: one record, as JSON (exit 1 when there is none)."""
+    if (ledger := _open_ledger(args, "ledger show")) is None:
+        return 1
+    try:
+        body = ledger.reader.record(args.request_id)
+    finally:
+        ledger.reader.close()
+    if body is None:
+        print(
+            f"cascade ledger show: no record {args.request_id!r} in {ledger.source}",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(json.loads(body), indent=2))
+    return 0
+
+
 def _audit(args: argparse.Namespace) -> int:
     from router.audit import build_report
     from router.audit.html import render_html
@@ -220,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--until", help="before this time (same forms)")
     export.add_argument("--out", type=Path, help="file to write (default: stdout)")
     export.set_defaults(run=_ledger_export)
+    show = ledger_commands.add_parser(
+        "show", help="print one request's decision record (its x-request-id) as JSON"
+    )
+    show.add_argument("request_id", help="the gateway's id of the request (x-request-id)")
+    show.add_argument(
+        "--ledger", help="ledger URL (default: CASCADE_LEDGER, else sqlite:///var/ledger.db)"
+    )
+    show.set_defaults(run=_ledger_show, since=None, until=None)
 
     audit = commands.add_parser("audit", help="route-audit report from the ledger")
     audit.add_argument(

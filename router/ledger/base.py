@@ -67,7 +67,20 @@ class Reader(Protocol):
 
     def records(self, since: str | None = None, until: str | None = None) -> Iterator[bytes]: ...
 
+    def record(self, request_id: str) -> bytes | None:
+        """The record of one request (the gateway's id), or None."""
+        ...
+
     def close(self) -> None: ...
+
+
+def scan_for(records: Iterator[bytes], request_id: str) -> bytes | None:
+    """The record of `request_id` among `records` (a reader without an index on it)."""
+    needle = orjson.dumps(request_id)  # the quoted id: parsed only where it appears
+    for body in records:
+        if needle in body and orjson.loads(body).get("request_id") == request_id:
+            return body
+    return None
 
 
 class SeenWindow:

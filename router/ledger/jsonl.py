@@ -17,6 +17,7 @@ from router.ledger.base import (
     SinkUnavailable,
     in_window,
     private_file,
+    scan_for,
 )
 
 
@@ -75,6 +76,9 @@ class JSONLReader:
             raise LedgerError(f"no ledger at {path}")
         self._file = path.open("rb")
         self._window = dedupe_window
+
+    def record(self, request_id: str) -> bytes | None:
+        return scan_for(self.records(), request_id)
 
     def records(self, since: str | None = None, until: str | None = None) -> Iterator[bytes]:
         """File order (the order records were written), each request once."""

@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 
-from router.ledger.base import Entry, LedgerError, SeenWindow, SinkUnavailable, in_window
+from router.ledger.base import (
+    Entry,
+    LedgerError,
+    SeenWindow,
+    SinkUnavailable,
+    in_window,
+    scan_for,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -79,6 +86,9 @@ class RedisStreamReader:
             self._client.ping()
         except redis.RedisError as exc:
             raise LedgerError(f"cannot read the Redis ledger: {exc}") from None
+
+    def record(self, request_id: str) -> bytes | None:
+        return scan_for(self.records(), request_id)
 
     def records(self, since: str | None = None, until: str | None = None) -> Iterator[bytes]:
         """Stream order (close to time order; replayed records come later), each id once."""

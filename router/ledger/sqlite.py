@@ -178,5 +178,11 @@ class SQLiteReader:
             for (body,) in rows:
                 yield body
 
+    def record(self, request_id: str) -> bytes | None:
+        found = self._connection.execute(
+            "SELECT body FROM records WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        return None if found is None else bytes(found[0])
+
     def close(self) -> None:
         self._connection.close()

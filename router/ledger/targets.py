@@ -58,6 +58,9 @@ class _EmptyReader:
     def records(self, since: str | None = None, until: str | None = None) -> Iterator[bytes]:
         return iter(())
 
+    def record(self, request_id: str) -> bytes | None:
+        return None
+
     def close(self) -> None:
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import signal
@@ -10,8 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
+from router.ledger import open_sink, parse_ledger_url
+from router.ledger.base import Entry
 from tests.support.cascade import StartCascade, policy_yaml
 from tests.support.processes import start_cascade as start_cascade_process
 
@@ -120,3 +124,32 @@ def test_workers_share_the_port_and_reload_on_sighup(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert server.process.returncode == 0
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "jsonl"])
+def test_ledger_show_prints_one_record(tmp_path: Path, scheme: str) -> None:
+    url = f"{scheme}:///{tmp_path / f'ledger.{scheme}'}"
+    sink = open_sink(parse_ledger_url(url))
+    records = [
+        {"request_id": f"req-{i}", "ts": f"2026-12-05T10:00:0{i}.000Z", "team": "t", "cost_usd": i}
+        for i in range(3)
+    ]
+
+    async def write() -> None:
+        entries = [
+            Entry(r["request_id"], r["ts"], r["team"], json.dumps(r).encode())  # type: ignore[arg-type]
+            for r in records
+        ]
+        await sink.write(entries)
+        await sink.aclose()
+
+    asyncio.run(write())
+    show = [sys.executable, "-m", "router", "ledger", "show"]
+    found = subprocess.run(
+        [*show, "req-1", "--ledger", url], capture_output=True, text=True, check=True
+    )
+    assert json.loads(found.stdout) == records[1]
+    missing = subprocess.run(
+        [*show, "req-9", "--ledger", url], capture_output=True, text=True, check=False
+    )
+    assert missing.returncode == 1 and "no record 'req-9'" in missing.stderr
