@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import difflib
 import fcntl
 import json
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from router.keys.file import KeyRecord, KeysError, new_key, read_keys, write_keys
-from router.policy.model import SpendLimits
+from router.policy.model import DEFAULT_TEAM, SpendLimits
 
 _SPAN = re.compile(r"^(\d+)([hd])$")
 
@@ -82,8 +83,34 @@ def _create(args: argparse.Namespace) -> int:
         f"{expires}) in {path}; it is shown once:",
         file=sys.stderr,
     )
+    _warn_unknown_team(args.team, args.policy or os.environ.get("CASCADE_POLICY"))
     print(key)
     return 0
+
+
+def _warn_unknown_team(team: str, policy: str | None) -> None:
+    """A team the policy does not define gets no limits and no budget: say so (a typo in
+    `--team` would otherwise go unnoticed)."""
+    if not policy:
+        return
+    from router.policy import PolicyError, load_policy
+
+    try:
+        teams = load_policy(Path(policy)).policy.teams
+    except (PolicyError, OSError):
+        print(
+            f"warning: could not read the policy {policy} to check team {team!r}", file=sys.stderr
+        )
+        return
+    if team in teams or team == DEFAULT_TEAM:
+        return
+    close = difflib.get_close_matches(team, list(teams), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    print(
+        f"warning: team {team!r} is not in {policy}{hint}: its keys work, but the team has "
+        "no limits, no budget and no budget routing there",
+        file=sys.stderr,
+    )
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -154,6 +181,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     create = command("create", "make a key; prints it once, alone on the last line")
     create.add_argument("--team", required=True)
+    create.add_argument(
+        "--policy", help="warn when it does not define the team (default: env CASCADE_POLICY)"
+    )
     create.add_argument("--role", choices=("user", "admin"), default="user")
     create.add_argument("--models", help="comma-separated routes and tiers it may use")
     create.add_argument("--tags", help="comma-separated tags its requests carry")

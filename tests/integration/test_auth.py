@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -234,3 +235,31 @@ def test_no_keys_and_an_open_address_refuses_to_start_unless_allowed(tmp_path: P
 def test_the_keys_file_holds_no_key(keys: Path, made: dict[str, str]) -> None:
     text = keys.read_text()
     assert not any(key in text for key in made.values())
+
+
+def test_keys_create_warns_of_a_team_the_policy_does_not_define(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "tiers: {large: {type: openai, model: m}}\n"
+        "routes: {auto: {cascade: [{tier: large}]}}\n"
+        "teams: {search: {limits: {usd_per_day: 5}}}\n"
+    )
+    command = [sys.executable, "-m", "router", "keys", "create", "--keys", str(tmp_path / "k")]
+    typo = subprocess.run(
+        [*command, "--team", "serach", "--policy", str(policy)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "team 'serach' is not in" in typo.stderr and "did you mean 'search'?" in typo.stderr
+    assert typo.stdout.strip().startswith("sk-")  # the key is still made, on its last line
+    known = subprocess.run(
+        [*command, "--team", "search"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "CASCADE_POLICY": str(policy)},
+    )
+    assert "warning" not in known.stderr
