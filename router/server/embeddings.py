@@ -7,11 +7,11 @@ import orjson
 from aiohttp import web
 
 from router.api.bodies import parse_embeddings
+from router.api.reasons import reason
 from router.backends.base import EMBEDDINGS_REQUEST
 from router.errors import clip
 from router.failures import failure_error
 from router.outcomes import CascadeFailure
-from router.reasons import reason
 from router.routing import Facts
 from router.server import intake, lifecycle
 from router.server.state import CALLER, INTAKE, Runtime

@@ -10,11 +10,11 @@ import orjson
 from aiohttp import web
 
 from router.api.bodies import prepare_output
+from router.api.reasons import reason
 from router.api.surfaces import CHAT, COMPLETIONS, RESPONSES, Exchange, Surface
 from router.cache import Fold
 from router.keys.index import Caller
 from router.outcomes import CascadeFailure, Outcome
-from router.reasons import reason
 from router.request import ClientRequest
 from router.routing import Facts
 from router.server import caching, intake, lifecycle

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from router.api.reasons import reason
 from router.backends.base import BackendError
-from router.reasons import reason
 from router.records import Attempt
 from router.routing import Decision, Plan, Step, Verdict
 from tests.support.app import CHAT, Serve, sse
