@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
 from collections import Counter
@@ -43,6 +44,7 @@ from router.outcomes import (
 )
 from router.policy.model import Policy
 from router.records import Attempt, AttemptOutcome, ended
+from router.repair import Continuation, Sent, repair_stream
 from router.request import ClientRequest
 from router.routing import Decision, Step
 from router.usage import Meter, UsageModel
@@ -99,6 +101,7 @@ class _Tier:
     local: bool
     features: frozenset[str]  # request features it serves
     finish_when_left: bool = False  # a whole answer its client left is finished anyway
+    continuation: Continuation = "regenerate"  # how it continues a broken stream
 
 
 def _output_check(request: ClientRequest, completion: Completion) -> str | None:
@@ -135,6 +138,7 @@ class Cascade:
                 name in local,
                 spec.serves(TYPES[spec.type].features),
                 spec.finishes_when_left,
+                spec.continuation,
             )
             for name, spec in policy.tiers.items()
         }
@@ -168,8 +172,10 @@ class Cascade:
             if item.rescue and (run.best is not None or not run.errors):
                 break  # a skipped step runs only when every later step failed outright
             last = not item.rescue and (item.index == len(plan.steps) - 1 or live_first)
-            for tier in plan.candidates(item.step.tier):
-                result = await self._try(tier, item.step, run, request, last=last)
+            candidates = plan.candidates(item.step.tier)
+            for position, tier in enumerate(candidates):
+                spares = tuple(candidates[position + 1 :])  # what may continue its stream
+                result = await self._try(tier, item.step, run, request, last=last, spares=spares)
                 if isinstance(result, Outcome):
                     return result
                 if result == "rejected":
@@ -265,7 +271,14 @@ class Cascade:
         )
 
     async def _try(
-        self, tier: str, step: Step, run: _Run, request: ClientRequest, *, last: bool
+        self,
+        tier: str,
+        step: Step,
+        run: _Run,
+        request: ClientRequest,
+        *,
+        last: bool,
+        spares: tuple[str, ...] = (),
     ) -> Outcome | Literal["rejected", "failed"]:
         """One tier's try at a step: the Outcome when its answer is served; else whether it
         answered and was rejected (an escalated attempt) or failed (an error attempt)."""
@@ -278,7 +291,7 @@ class Cascade:
         live: LiveStream | None = None
         try:
             if request.stream and keep_always:
-                live = await self._open_live(tier, backend, request, started)
+                live = await self._open_live(tier, backend, request, started, spares)
                 return run.outcome(tier, backend.model, live=live)
             if self._tiers[tier].finish_when_left:
                 completion = await self._finished(tier, backend, request, started, run)
@@ -415,7 +428,12 @@ class Cascade:
         return None
 
     async def _open_live(
-        self, tier: str, backend: Backend, request: ClientRequest, started: float
+        self,
+        tier: str,
+        backend: Backend,
+        request: ClientRequest,
+        started: float,
+        spares: tuple[str, ...] = (),
     ) -> LiveStream:
         stream = backend.stream(request.prompt, request.params)
         try:
@@ -437,7 +455,14 @@ class Cascade:
 
         live = LiveStream(tier, stream, abandoned, release)
         live.events = self._follow(
-            live, backend, stream, first=first, started=started, ttft_ms=ttft_ms, meter=meter
+            live,
+            backend,
+            stream,
+            first=first,
+            started=started,
+            ttft_ms=ttft_ms,
+            meter=meter,
+            spares=spares,
         )
         return live
 
@@ -451,19 +476,25 @@ class Cascade:
         started: float,
         ttft_ms: float,
         meter: Meter,
+        spares: tuple[str, ...] = (),
     ) -> AsyncGenerator[StreamEvent, None]:
         """Pass a live stream through; its attempt is set when it ends, breaks or is left,
-        with the tokens the tier will bill: its usage, or what the meter counted."""
+        with the tokens the tier will bill: its usage, or what the meter counted. A stream
+        that breaks after part of its answer went out is continued by a spare tier when one
+        can (router/repair.py)."""
         final: StreamEvent | None = first if first.finish_reason else None
         error: BackendError | None = None
+        sent = Sent(chat=meter.request.prompt.is_chat)
         try:
             async with contextlib.aclosing(stream):
                 try:
+                    sent.add(first)
                     yield first
                     async for event in stream:
                         meter.add(event)
                         if event.finish_reason:
                             final = event
+                        sent.add(event)
                         yield event
                 except GeneratorExit:  # closed early: the client left
                     if final is None:
@@ -473,7 +504,22 @@ class Cascade:
                     raise
         except BackendError as exc:
             error = exc
-            raise
+            if not spares or not sent.text:
+                raise
+            spare = functools.partial(self._spare, request=meter.request)
+            found = repair_stream(
+                live,
+                meter.request,
+                sent,
+                spares=spares,
+                spare=spare,
+                attempt=self._attempt,
+                meter_for=lambda tier: Meter(meter.request, self.usage.of(tier)),
+            )
+            async for event in found:
+                yield event
+            if not live.repairs or live.repairs[-1].outcome != "accepted":
+                raise
         finally:
             live.released()
             live.attempt = self._streamed(
@@ -485,6 +531,16 @@ class Cascade:
                 error=error,
                 meter=meter,
             )
+
+    def _spare(self, tier: str, request: ClientRequest) -> tuple[Backend, Continuation] | None:
+        """A tier that may continue a broken stream: configured, its breaker not open, and
+        serving what the request uses."""
+        backend, kind = self._backends.get(tier), self._tiers.get(tier)
+        if backend is None or kind is None or backend.state == "open":
+            return None
+        if request.features - kind.features:
+            return None
+        return backend, kind.continuation
 
     def _streamed(
         self,

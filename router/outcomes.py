@@ -31,6 +31,7 @@ class LiveStream:
         self.source = source
         self.events: AsyncGenerator[StreamEvent, None] = source
         self.attempt: Attempt | None = None
+        self.repairs: list[Attempt] = []  # tiers that continued it after it broke
         self._abandoned = abandoned
         self._release: Callable[[], None] | None = release  # the tier's in-flight count
 
@@ -68,8 +69,18 @@ class Outcome:
         return max(tried - 1, 0)  # none tried: answered from the response cache
 
     def all_attempts(self) -> list[Attempt]:
-        live = self.live.attempt if self.live is not None else None
-        return [*self.attempts, live] if live is not None else list(self.attempts)
+        if self.live is None:
+            return list(self.attempts)
+        live = [self.live.attempt] if self.live.attempt is not None else []
+        return [*self.attempts, *live, *self.live.repairs]
+
+    @property
+    def served_by(self) -> tuple[str, str]:
+        """The tier and model that finished the answer (a repair's, when one continued it)."""
+        repairs = self.live.repairs if self.live is not None else []
+        if repairs and repairs[-1].outcome == "accepted":
+            return repairs[-1].tier, repairs[-1].model
+        return self.tier, self.model
 
 
 FailureReason = Literal[

@@ -57,6 +57,9 @@ class Attempt:
     usage_source: UsageSource = "counted"
     upstream_id: str | None = None  # the provider's id of its answer (usage exports name it)
     queued_ms: float = 0.0  # waited for a slot of the tier (shared fairly among teams)
+    # a tier that continued another's stream after it broke: how, after how many characters
+    # of the answer, and which tier's stream (router/repair.py)
+    repair: dict[str, object] | None = None
 
 
 def ended(tier: str, backend: str, model: str, started: float, **values: Any) -> Attempt:

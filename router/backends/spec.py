@@ -106,6 +106,13 @@ class TierSpecBase(StrictSpec):
     )
     max_concurrency: int = Field(64, ge=1, le=4096)
     max_queue: int = Field(256, ge=0, le=100_000)
+    continuation: Literal["regenerate", "prefill", "none"] = Field(
+        "regenerate",
+        description="How this tier continues another tier's stream that broke mid-answer "
+        "(router/repair.py): `prefill` (it continues the assistant message sent so far), "
+        "`regenerate` (it answers again at temperature 0 and what was sent is skipped when "
+        "the new answer begins with it), `none`.",
+    )
     temperature: float | None = Field(
         None, ge=0, le=2, description="Used when the client sends no temperature."
     )

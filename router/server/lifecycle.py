@@ -224,7 +224,7 @@ async def settle(app: web.Application, runtime: Runtime, handled: Handled) -> No
         if outcome.live is not None:
             await outcome.live.aclose()  # its attempt is known even if it never started
         record.attempts = outcome.all_attempts()
-        record.final_tier, record.final_model = outcome.tier, outcome.model
+        record.final_tier, record.final_model = outcome.served_by
     reference = decision.plan.reference_tier if decision is not None else None
     record.finish(runtime.loaded.policy, reference)
     caching.keep(

@@ -132,13 +132,46 @@ def test_a_fault_behind_a_fallback_is_answered_by_the_fallback(
         assert cascade.record(direct_headers["x-request-id"])["status"] == "error"
 
 
-def test_a_stream_cut_off_after_it_began_is_an_error_to_the_client(
+@pytest.mark.parametrize(
+    "fault",
+    [{"end_after": 2}, {"drop_after": 2}, {"stall_after": 2}],
+    ids=["cut", "reset", "stall"],
+)
+def test_a_stream_broken_mid_answer_is_continued_on_the_fallback(
+    cascade: Cascade, upstreams: tuple[ServerProcess, ServerProcess], fault: dict[str, Any]
+) -> None:
+    """Two events reached the client, then the stream broke (cut, reset, or silent past its
+    idle limit): the fallback answers again (temperature 0), the part already sent is
+    skipped, and the client gets one whole answer, exactly."""
+    flaky, _ = upstreams
+    set_faults(flaky, **fault)
+    try:
+        started = time.monotonic()
+        status, headers, text = ask(cascade, "guarded", stream=True)
+        took = time.monotonic() - started
+    finally:
+        set_faults(flaky)
+    assert (status, text) == (200, "Hello from the fake upstream.")
+    assert took < 10  # a stall is cut by the idle limit (here the tier's 2 s timeout)
+    record = cascade.record(headers["x-request-id"])
+    assert record["status"] == "ok" and record["final_tier"] == "spare"
+    broken, repair = record["attempts"]
+    assert (broken["tier"], broken["outcome"], broken["usage_source"]) == (
+        "flaky",
+        "timeout" if "stall_after" in fault else "error",
+        "estimated",
+    )
+    assert (repair["tier"], repair["outcome"]) == ("spare", "accepted")
+    assert repair["repair"] == {"method": "regenerate", "after_chars": 10, "of": "flaky"}
+
+
+def test_a_broken_stream_with_no_fallback_ends_in_an_error_event(
     cascade: Cascade, upstreams: tuple[ServerProcess, ServerProcess]
 ) -> None:
     flaky, _ = upstreams
     set_faults(flaky, end_after=2)
     try:
-        status, headers, text = ask(cascade, "guarded", stream=True)
+        status, headers, text = ask(cascade, "flaky", stream=True)
     finally:
         set_faults(flaky)
     assert status == 200 and text.startswith("error event: ")  # never finish_reason: stop
@@ -250,26 +283,6 @@ def test_one_malformed_event_among_whole_ones_is_skipped(
     assert (status, text) == (200, "Hello from the fake upstream.")
     (attempt,) = cascade.record(headers["x-request-id"])["attempts"]
     assert (attempt["tier"], attempt["outcome"]) == ("flaky", "accepted")
-
-
-def test_a_stream_that_stalls_mid_answer_is_cut_by_its_idle_limit(
-    cascade: Cascade, upstreams: tuple[ServerProcess, ServerProcess]
-) -> None:
-    """Silent after two events: cut within the tier's idle limit (here its 2 s timeout), not
-    held; the client gets what came and an error event (stream repair is not built yet)."""
-    flaky, _ = upstreams
-    set_faults(flaky, stall_after=2)
-    try:
-        started = time.monotonic()
-        status, headers, text = ask(cascade, "guarded", stream=True)
-        took = time.monotonic() - started
-    finally:
-        set_faults(flaky)
-    assert status == 200 and text.startswith("error event: ") and "stalled" in text
-    assert took < 10
-    record = cascade.record(headers["x-request-id"])
-    assert [(a["tier"], a["outcome"]) for a in record["attempts"]] == [("flaky", "timeout")]
-    assert record["attempts"][0]["usage_source"] == "estimated"
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])

@@ -1,0 +1,103 @@
+"""Stream repair in the executor (router/repair.py) over in-memory backends: a live stream
+that breaks mid-answer is continued on the step's fallback, by prefill or by regenerating,
+or, when that cannot be proven right, ends in the original error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from router.backends.base import BackendError, GenerationParams, Message, Prompt, StreamEvent
+from router.cascade import Cascade
+from router.policy import parse_policy
+from router.request import ClientRequest
+from router.routing import Facts, decide
+from tests.support.fakes import FakeBackend, Script
+
+ANSWER = "the quick brown fox jumps over the lazy dog"
+
+
+def _cascade(continuation: str, **backends: FakeBackend) -> tuple[Cascade, Any]:
+    loaded = parse_policy(
+        f"""
+tiers:
+  primary: {{type: openai, model: p}}
+  spare: {{type: openai, model: s, continuation: {continuation}}}
+routes:
+  live: {{cascade: [{{tier: primary}}], fallbacks: {{primary: [spare]}}}}
+""".encode(),
+        env={},
+    )
+    decision = decide(loaded.policy, {}, Facts(model="live"))
+    return Cascade(loaded.policy, dict(backends)), decision
+
+
+def _request(temperature: float | None = None) -> ClientRequest:
+    prompt = Prompt(messages=(Message("user", "a pangram?"),))
+    params = GenerationParams(max_tokens=32, temperature=temperature)
+    return ClientRequest("live", prompt, params, True, False)
+
+
+async def _read(cascade: Cascade, decision: Any, request: ClientRequest) -> tuple[str, Any]:
+    outcome = await cascade.run(decision, request)
+    assert outcome.live is not None
+    text = ""
+    try:
+        async for event in outcome.live.events:
+            text += event.text
+    except BackendError as exc:
+        text += f"<error: {exc.message}>"
+    await outcome.live.aclose()
+    return text, outcome
+
+
+class _Prefilled(FakeBackend):
+    """A tier that continues the assistant message it is given."""
+
+    async def stream(self, prompt: Prompt, params: GenerationParams) -> Any:
+        self.calls += 1
+        assert prompt.messages[-1].role == "assistant"
+        rest = ANSWER[len(prompt.messages[-1].content) :]
+        yield StreamEvent(text=rest)
+        yield StreamEvent(finish_reason="stop", prompt_tokens=9, completion_tokens=5, model="s")
+
+
+async def test_a_regenerated_answer_is_spliced_after_what_was_sent() -> None:
+    primary = FakeBackend("primary", [Script(ANSWER, None, break_after=3)])
+    spare = FakeBackend("spare", [Script(ANSWER, None)])
+    cascade, decision = _cascade("regenerate", primary=primary, spare=spare)
+    text, outcome = await _read(cascade, decision, _request())
+    assert text == ANSWER
+    broken, repair = outcome.all_attempts()
+    assert (broken.outcome, repair.outcome, repair.tier) == ("error", "accepted", "spare")
+    assert repair.repair == {"method": "regenerate", "after_chars": 15, "of": "primary"}
+    assert outcome.served_by == ("spare", "spare-model")
+
+
+async def test_a_prefill_tier_continues_the_message() -> None:
+    primary = FakeBackend("primary", [Script(ANSWER, None, break_after=3)])
+    cascade, decision = _cascade("prefill", primary=primary, spare=_Prefilled("spare"))
+    text, outcome = await _read(cascade, decision, _request())
+    assert text == ANSWER
+    assert outcome.all_attempts()[-1].repair["method"] == "prefill"
+
+
+@pytest.mark.parametrize(
+    ("spare_answer", "temperature"),
+    [("the quick red fox", None), (ANSWER, 0.9)],
+    ids=["departs from what was sent", "a sampled answer"],
+)
+async def test_what_cannot_be_proven_ends_in_the_original_error(
+    spare_answer: str, temperature: float | None
+) -> None:
+    primary = FakeBackend("primary", [Script(ANSWER, None, break_after=3)])
+    spare = FakeBackend("spare", [Script(spare_answer, None)])
+    cascade, decision = _cascade("regenerate", primary=primary, spare=spare)
+    text, outcome = await _read(cascade, decision, _request(temperature))
+    assert text == "the quick brown<error: tier 'primary' broke mid-stream>"
+    if temperature is None:  # asked, and billed: its attempt says so
+        assert [a.tier for a in outcome.all_attempts()] == ["primary", "spare"]
+        assert outcome.all_attempts()[-1].outcome == "error"
+    else:  # nothing asked of the spare
+        assert spare.calls == 0
