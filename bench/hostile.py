@@ -1,12 +1,13 @@
 """Benchmark (q): no client can stall the gateway or starve another team.
 
-One `cascade serve` in front of a billing upstream (tests/support/billing_upstream.py, one
-token a millisecond). Two canaries run throughout: `GET /healthz` every 50 ms, and a
-completion from team `canary` once every 100 ms. First unloaded, then while team `hostile`
-sends, together and in a loop: a 4,000-value draft-04 enum schema, a backtracking `pattern`,
-a 1 MB body of 2,048 messages, 5,000 tools, JSON nested 100,000 deep, and 240 streams it
-holds open. Targets: `/healthz` never waits over 250 ms; the canary completion's p99 under
-attack within 2x its unloaded p99.
+One `cascade serve`; team `hostile` uses a billing upstream (tests/support/billing_upstream.py,
+one token a millisecond), team `canary` a fake upstream of its own (so what is measured is
+the gateway, not a provider both would share). Two canaries run throughout: `GET /healthz`
+every 50 ms, and a completion from team `canary` once every 100 ms. First unloaded, then
+while team `hostile` sends, together and in a loop: a 4,000-value draft-04 enum schema, a
+backtracking `pattern`, a 1 MB body of 2,048 messages, 5,000 tools, JSON nested 100,000
+deep, and 240 streams it holds open. Targets: `/healthz` never waits over 250 ms; the canary
+completion's p99 under attack within 2x its unloaded p99.
 
     python -m bench.hostile [--seconds 15]
 """
@@ -27,7 +28,7 @@ from bench.common import WORK, append_results
 from router.records import iso_time
 from tests.integration.test_hostile import _attack
 from tests.support.cascade import read_ledger
-from tests.support.processes import free_port, start, start_cascade
+from tests.support.processes import free_port, start, start_cascade, start_fake_upstream
 
 KEYS = {"canary": "sk-canary-team", "hostile": "sk-hostile-team"}
 
@@ -35,7 +36,7 @@ KEYS = {"canary": "sk-canary-team", "hostile": "sk-hostile-team"}
 def _canaries(url: str, stop: threading.Event) -> tuple[list[float], list[float]]:
     health: list[float] = []
     completions: list[float] = []
-    ask = {"model": "remote", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
+    ask = {"model": "canary", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
     headers = {"Authorization": f"Bearer {KEYS['canary']}"}
 
     def poll() -> None:
@@ -86,6 +87,8 @@ def main() -> None:
         "/v1/models",
         WORK / "hostile-upstream.log",
     )
+    # the canary's own provider: what is measured is the gateway, not a provider both share
+    fast = start_fake_upstream(WORK / "hostile-fast.log")
     teams = "\n".join(
         f"  {team}: {{keys: [{{sha256: {hashlib.sha256(key.encode()).hexdigest()}}}]}}"
         for team, key in KEYS.items()
@@ -95,8 +98,10 @@ def main() -> None:
 tiers:
   large: {{type: openai, api_base: "{upstream.url}/v1", model: billed, timeout_s: 60,
           max_concurrency: 512, max_queue: 1024}}
+  fast: {{type: openai, api_base: "{fast.url}/v1", model: fake}}
 routes:
   remote: {{cascade: [{{tier: large}}]}}
+  canary: {{cascade: [{{tier: fast}}]}}
 teams:
 {teams}
 """)
@@ -126,6 +131,7 @@ teams:
     finally:
         server.stop()
         upstream.stop()
+        fast.stop()
     gateway = [
         record["latency_ms"] / 1000
         for record in read_ledger(f"sqlite:///{ledger}")
