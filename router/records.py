@@ -117,7 +117,9 @@ class DecisionRecord:
         """Price every attempt, then the counterfactual on the reference tier.
 
         The counterfactual is what the served answer's prompt and completion tokens (and, for
-        a tier priced by time, its latency) would have cost on `reference_tier`.
+        a tier priced by time, its latency) would have cost on `reference_tier`. A degraded
+        answer (served because no tier after it answered) saved nothing: its counterfactual
+        is what it cost.
         """
         for attempt in self.attempts:
             spec = policy.tiers.get(attempt.tier)
@@ -136,6 +138,10 @@ class DecisionRecord:
             (a for a in reversed(self.attempts) if a.outcome in ("accepted", "degraded")), None
         )
         reference = policy.tiers.get(reference_tier) if reference_tier else None
+        if served is not None and served.outcome == "degraded":
+            # the escalation failed: nothing was saved by not asking the reference tier
+            self.counterfactual_cost_usd, self.saved_usd = self.cost_usd, 0.0
+            return
         if served is not None and reference is not None:
             self.counterfactual_cost_usd = round(
                 reference.price.cost(

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from router.policy import parse_policy
-from router.records import DecisionRecord, ended
+from router.records import Attempt, DecisionRecord, ended
 
 POLICY = parse_policy(
     b"""
@@ -101,3 +101,16 @@ def test_cached_prompt_tokens_at_the_cached_price_and_never_more_than_the_prompt
         }
     )
     assert usage == Usage(prompt_tokens=9)  # hostile counts read as 0, never trusted
+
+
+def test_a_degraded_answer_claims_no_savings() -> None:
+    """Its escalation failed: it was served for want of the reference tier, not instead of it."""
+    record = DecisionRecord(request_id="r", endpoint="/v1/chat/completions", policy_version="v")
+    record.attempts = [
+        Attempt("small", "llama_cpp", "m", "2026-12-05T10:00:00.000Z", 100.0, prompt_tokens=10,
+                completion_tokens=5, outcome="degraded"),
+        Attempt("large", "openai", "m", "2026-12-05T10:00:00.000Z", 1.0, outcome="error"),
+    ]  # fmt: skip
+    record.finish(POLICY, "large")
+    assert record.saved_usd == 0.0
+    assert record.counterfactual_cost_usd == record.cost_usd
