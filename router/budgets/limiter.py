@@ -246,9 +246,19 @@ class Limiter:
             "usd_per_day": windows.day_reset_s,
             "usd_per_month": windows.month_reset_s,
         }[reason]
+        why = ""
+        if reason in ("usd_per_day", "usd_per_month"):  # say what holds it: spend, or requests
+            daily = reason == "usd_per_day"
+            cap = caps.nano_per_day if daily else caps.nano_per_month
+            spent = standing.spent_day_nano if daily else standing.spent_month_nano
+            why = (
+                f" (${cap / NANO:.4f}): ${spent / NANO:.4f} spent, "
+                f"${standing.reserved_nano / NANO:.4f} held for requests in progress, and "
+                "this request's most it could cost does not fit in what is left"
+            )
         error = APIError(
             429,
-            f"{who} has reached its {_REFUSALS[reason]}; retry in {math.ceil(wait)} s",
+            f"{who} has reached its {_REFUSALS[reason]}{why}; retry in {math.ceil(wait)} s",
             type_="requests" if rate else "insufficient_quota",
             code="rate_limit_exceeded" if rate else "budget_exceeded",
         )

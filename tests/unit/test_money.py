@@ -80,7 +80,10 @@ async def test_a_request_that_could_overspend_is_refused_before_any_tier(
     client, _ = await serve(POLICY, large=large)
     response = await client.post("/v1/chat/completions", json=_chat(**shape))
     assert response.status == 429, await response.text()
-    assert (await response.json())["error"]["type"] == "insufficient_quota"
+    error = (await response.json())["error"]
+    assert error["type"] == "insufficient_quota"
+    # the refusal says what holds the budget: what was spent, and what is held in flight
+    assert "($0.0100): $0.0000 spent, $0.0000 held for requests in progress" in error["message"]
     assert large.calls == 0
     plain = await client.post("/v1/chat/completions", json=_chat())
     assert plain.status == 200 and large.calls == 1  # the team's day is not spent
