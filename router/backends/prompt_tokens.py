@@ -7,6 +7,10 @@ alone), so all three count the same tokens.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,10 +26,14 @@ class PromptTokenizer:
 
     @classmethod
     def from_gguf(cls, path: Path, chat_format: Literal["chatml", "gguf"]) -> PromptTokenizer:
-        """Vocabulary only: no weights are loaded."""
+        """Vocabulary only: no weights are loaded. (For command-line tools: llama.cpp's own
+        notes on a vocabulary-only context, written to the process's stderr by C code, are
+        silenced while it loads.)"""
         import llama_cpp
 
-        return cls(llama_cpp.Llama(str(path), vocab_only=True, verbose=False), chat_format)
+        with _c_stderr_silenced():
+            llama = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+        return cls(llama, chat_format)
 
     def _tokens(self, text: str, *, special: bool) -> list[int]:
         return list(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=special))
@@ -61,6 +69,20 @@ class PromptTokenizer:
         formatter = Jinja2ChatFormatter(template=template, **special)
         chat: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
         return str(formatter(messages=chat).prompt)
+
+
+@contextlib.contextmanager
+def _c_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 pointed at /dev/null (what C libraries write there too)."""
+    sys.stderr.flush()
+    saved, quiet = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(quiet, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(quiet)
 
 
 def estimate_tokens(prompt: Prompt) -> int:

@@ -288,3 +288,17 @@ routes: {auto: {cascade: [{tier: small, acceptance: {method: mean_prob, threshol
     command += ["--prompt", "Hi", "--server", "http://127.0.0.1:9"]
     refused = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert refused.returncode == 1 and "admin/policy" in refused.stderr
+
+
+def test_explain_prints_no_llama_cpp_notes() -> None:
+    """Counting with the local model's vocabulary says nothing on stderr (llama.cpp's C code
+    noted a vocabulary-only context on every run)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "router", "policy", "explain", "--policy", "policies/default.yaml",
+         "--prompt", "What is 2 + 2?"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.stderr == "" and "prompt" in done.stdout
