@@ -104,6 +104,7 @@ class DecisionRecord:
     counterfactual_cost_usd: float = 0.0
     saved_usd: float = 0.0
     cache_hit: bool = False  # answered from the response cache (no attempts, cost 0)
+    reason: str | None = None  # why it went where it did (x-cascade-reason's vocabulary)
     # the response cache for this request: hit, miss, bypass (the client's Cache-Control),
     # skip (not deterministic), error (its store did not answer); None: route not cached
     cache: str | None = None

@@ -37,8 +37,10 @@ _CASCADE_HEADERS = {
     "x-cascade-policy": "First 12 hex chars of the active policy's sha256.",
     "x-cascade-cache": "On a cached route: hit, miss, bypass (Cache-Control), skip (not "
     "deterministic) or error (docs/cache.md).",
-    "x-cascade-reason": "Why it went where it did: the rule, the budget, the pre-router's "
-    "skip, and each tier tried (skipped, failed, escalated on its confidence, or kept).",
+    "x-cascade-reason": "Why it went where it did, `; `-separated: rule:NAME->ROUTE, "
+    "budget_degraded, prerouter_skip:TIER, cache_hit, skipped:TIER:FEATURES, "
+    "tier_unconfigured:TIER, failed:TIER:KIND, low_confidence:TIER V<T, invalid_output:TIER, "
+    "accepted:TIER, degraded:TIER, repaired:TIER, live:TIER.",
 }
 _ERROR = {
     "type": "object",

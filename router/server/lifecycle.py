@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from router.api.reasons import reason
 from router.budgets import Admission
 from router.budgets.limiter import BudgetDecision
 from router.budgets.shaping import apply, shaped
@@ -227,6 +228,14 @@ async def settle(app: web.Application, runtime: Runtime, handled: Handled) -> No
         record.final_tier, record.final_model = outcome.served_by
     reference = decision.plan.reference_tier if decision is not None else None
     record.finish(runtime.loaded.policy, reference)
+    if decision is not None:  # as the header said it, now with every attempt known
+        record.reason = reason(
+            decision,
+            record.attempts,
+            budget=handled.admission.decision,
+            budget_share=handled.admission.share,
+            cache_hit=handled.hit is not None,
+        )
     caching.keep(
         runtime,
         record,

@@ -9,7 +9,7 @@ from router.api.reasons import reason
 from router.backends.base import BackendError
 from router.records import Attempt
 from router.routing import Decision, Plan, Step, Verdict
-from tests.support.app import CHAT, Serve, sse
+from tests.support.app import CHAT, Serve, record_of, sse
 from tests.support.fakes import UNSURE, FakeBackend, Script
 
 
@@ -17,17 +17,16 @@ from tests.support.fakes import UNSURE, FakeBackend, Script
 async def test_an_escalation_says_why_on_both_paths(serve: Serve, stream: bool) -> None:
     small = FakeBackend("small", [Script("maybe five", UNSURE)], local=True)
     large = FakeBackend("large", [Script("four", None)])
-    client, _ = await serve(small=small, large=large)
+    client, ledger = await serve(small=small, large=large)
     response = await client.post("/v1/chat/completions", json={**CHAT, "stream": stream})
     if stream:
         await sse(response)
     said = response.headers["x-cascade-reason"]
-    assert said.startswith("small escalated (mean_prob ") and "< 0.5)" in said
     # the last step is always kept: a streamed request gets it live
-    kept = (
-        "large streaming its answer live (kept as it comes)" if stream else "large kept its answer"
-    )
-    assert said.endswith(f"; {kept}")
+    assert said == f"low_confidence:small 0.08<0.5; {'live' if stream else 'accepted'}:large"
+    await client.close()
+    record = record_of(ledger, response.headers["x-request-id"])
+    assert record["reason"] == "low_confidence:small 0.08<0.5; accepted:large"  # once it ended
 
 
 async def test_a_failure_says_what_each_tier_did(serve: Serve) -> None:
@@ -37,7 +36,7 @@ async def test_a_failure_says_what_each_tier_did(serve: Serve) -> None:
     body = {**CHAT, "model": "large"}
     response = await client.post("/v1/chat/completions", json=body)
     assert response.status == 503
-    assert response.headers["x-cascade-reason"] == "large error"
+    assert response.headers["x-cascade-reason"] == "failed:large:error"
 
 
 def _attempt(tier: str, outcome: str, **extra: object) -> Attempt:
@@ -54,11 +53,8 @@ def test_rules_budgets_skips_and_features_are_named() -> None:
     ]
     said = reason(decision, attempts, budget="degraded", budget_share=0.85)
     assert said == (
-        "rule 'critical' chose auto; budget degraded at 85% of budget spent; "
-        "pre-router skipped small (prerouter 0.08 < 0.13); small skipped: does not serve "
-        "image, tools; large kept its answer"
+        "rule:critical->auto; budget_degraded 85%; prerouter_skip:small 0.08<0.13; "
+        "skipped:small:image,tools; accepted:large"
     )
-    assert reason(decision, [], cache_hit=True).endswith("served from the response cache")
-    assert reason(Decision("x", plan), [], live_tier="large") == (
-        "large streaming its answer live (kept as it comes)"
-    )
+    assert reason(decision, [], cache_hit=True).endswith("; cache_hit")
+    assert reason(Decision("x", plan), [], live_tier="large") == "live:large"
