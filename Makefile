@@ -83,7 +83,7 @@ artifacts: $(VENV)/.dev-installed
 # The default policy's thresholds, from the held-out quarter of the bundled label run: the
 # pre-router skips the small tier for the half of prompts least likely to suit it; the
 # acceptance model keeps a small answer while routed accuracy stays at 0.95 (the large tier
-# taken as correct). docs/classifiers.md records what these escalate.
+# taken as correct). classifiers/README.md records what these escalate.
 calibrate-default: $(VENV)/.dev-installed
 	$(BIN)/cascade classify calibrate --model prerouter --labels $(LOCAL_LABELS) --held-out \
 	    --target-strong-share 0.5 --policy policies/default.yaml --route auto --write
