@@ -9,9 +9,29 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from router.policy import LoadedPolicy
 
 _SERVER_TIMEOUT_S = 10
+
+
+def _serving_problems(loaded: LoadedPolicy) -> list[str]:
+    """What serving would refuse that the file alone does not show: a model file missing."""
+    from router.backends.local_llama import LlamaCppTier
+
+    problems = []
+    for name, spec in loaded.policy.tiers.items():
+        if isinstance(spec, LlamaCppTier):
+            try:
+                found = spec.gguf
+            except (FileNotFoundError, RuntimeError, ValueError) as exc:
+                problems.append(f"tiers.{name}: the bundled model cannot be found ({exc})")
+                continue
+            if not found.is_file():
+                problems.append(f"tiers.{name}.model_path: no such file: {found}")
+    return problems
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -25,7 +45,12 @@ def _validate(args: argparse.Namespace) -> int:
             failed += 1
             for error in exc.errors:
                 print(f"{exc.source}: {error}")
-        else:
+            continue
+        problems = [] if args.offline else _serving_problems(loaded)
+        for problem in problems:
+            print(f"{path}: {problem}")
+        failed += bool(problems)
+        if not problems:
             print(f"{path}: ok (version {loaded.version})")
     return 1 if failed else 0
 
@@ -97,6 +122,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     validate = policy_commands.add_parser("validate", help="check policy files; exit 1 on error")
     validate.add_argument("files", nargs="+")
+    validate.add_argument(
+        "--offline",
+        action="store_true",
+        help="check the files alone, not what only the serving machine has (model files)",
+    )
     validate.set_defaults(run=_validate)
     explain = policy_commands.add_parser(
         "explain",

@@ -197,7 +197,14 @@ def _rule_errors(
                 errors.append(Problem((*at, "name"), f"another rule is already named '{name}'"))
             names.add(name)
         if (route := rule.get("route")) is not None and route not in routes:
-            errors.append(Problem((*at, "route"), _unknown("route", route, routes)))
+            message = _unknown("route", route, routes)
+            if route in tiers:  # a tier where a route belongs
+                message = (
+                    f"'{route}' is a tier, not a route: a rule sends requests to a route "
+                    f"(routes: {', '.join(routes) or 'none'}); add one whose cascade is "
+                    f"[{{tier: {route}}}]"
+                )
+            errors.append(Problem((*at, "route"), message))
         match = _mapping(rule.get("match"))
         for field_name, known, kind in (
             ("teams", known_teams, "team"),
@@ -216,6 +223,25 @@ def _rule_errors(
     return errors
 
 
+def _field_names() -> set[str]:
+    """Every field name a policy may use, anywhere (for "did you mean" on a typo)."""
+    names: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            properties = node.get("properties")
+            if isinstance(properties, dict):
+                names.update(properties)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(Policy.model_json_schema())
+    return names
+
+
 def _validation_problems(exc: ValidationError) -> list[Problem]:
     problems = []
     for error in exc.errors():
@@ -232,7 +258,7 @@ def _validation_problems(exc: ValidationError) -> list[Problem]:
             message = f"{_unknown('tier type', tag, expected)} (one of {', '.join(expected)})"
             path = (*path, "type")
         elif error["type"] == "extra_forbidden":
-            message = f"unknown field '{path[-1]}'"
+            message = _unknown("field", path[-1], _field_names())
             path = (*path, "<key>")
         problems.append(Problem(path, message))
     return problems

@@ -153,3 +153,19 @@ def test_ledger_show_prints_one_record(tmp_path: Path, scheme: str) -> None:
         [*show, "req-9", "--ledger", url], capture_output=True, text=True, check=False
     )
     assert missing.returncode == 1 and "no record 'req-9'" in missing.stderr
+
+
+def test_validate_checks_the_model_file_unless_offline(tmp_path: Path) -> None:
+    policy = tmp_path / "local.yaml"
+    policy.write_text(
+        "tiers: {small: {type: llama_cpp, model_path: /nope.gguf}}\n"
+        "routes: {auto: {cascade: [{tier: small}]}}\n"
+    )
+    validate = [sys.executable, "-m", "router", "policy", "validate", str(policy)]
+    missing = subprocess.run(validate, capture_output=True, text=True, check=False, timeout=60)
+    assert missing.returncode == 1
+    assert "tiers.small.model_path: no such file: /nope.gguf" in missing.stdout
+    offline = subprocess.run(
+        [*validate, "--offline"], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert offline.returncode == 0 and ": ok (version" in offline.stdout

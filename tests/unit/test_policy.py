@@ -207,3 +207,14 @@ def test_bad_litellm_prices_are_errors(tier: bytes, expected: str) -> None:
     text = b"tiers:\n  large: " + tier + b"\nroutes:\n  auto: {cascade: [{tier: large}]}\n"
     errors = errors_of(text)
     assert any(e.endswith(expected) and "tiers.large.price_from_litellm" in e for e in errors)
+
+
+def test_a_tier_where_a_route_belongs_and_a_misspelt_field_get_hints() -> None:
+    base = b"tiers: {large: {type: openai, model: m}}\nroutes: {auto: {cascade: [{tier: large}]}}\n"
+    with pytest.raises(PolicyError) as tier:
+        parse_policy(base + b"rules: [{name: r, route: large}]\n")
+    assert "'large' is a tier, not a route" in tier.value.errors[0]
+    typo = base.replace(b"{tier: large}", b"{tier: large, acceptence: {threshold: 0.5}}")
+    with pytest.raises(PolicyError) as field:
+        parse_policy(typo)
+    assert field.value.errors[0].endswith("unknown field 'acceptence' — did you mean 'acceptance'?")
