@@ -17,10 +17,13 @@ from router.policy.model import Policy
 AttemptOutcome = Literal[
     "accepted", "escalated", "error", "timeout", "shed", "degraded", "client_gone", "skipped"
 ]
-# What the client got: an answer (ok, degraded), a 4xx (invalid), a 5xx or an error event
-# (error), a stream cut off by its upstream after it began (upstream_truncated), or nothing,
-# because it left first (client_gone).
-Status = Literal["ok", "degraded", "error", "invalid", "client_gone", "upstream_truncated"]
+# What the client got: an answer (ok, degraded), a 4xx (invalid), a 429 for its team's or
+# key's rate or budget (refused), a 5xx or an error event (error), a stream cut off by its
+# upstream after it began (upstream_truncated), or nothing, because it left first
+# (client_gone).
+Status = Literal[
+    "ok", "degraded", "error", "invalid", "refused", "client_gone", "upstream_truncated"
+]
 
 
 def iso_time(epoch: float) -> str:

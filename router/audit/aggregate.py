@@ -66,12 +66,16 @@ class Group:
         "local_accepted",
         "local_answered",
         "prompt_tokens",
+        "refused",
         "requests",
         "shed",
     )
 
     def __init__(self) -> None:
         self.requests = self.prompt_tokens = self.completion_tokens = 0
+        # refused for rate, budget or saturation: full records (status refused) and the
+        # per-second summaries (kind rejections) alike, by reason
+        self.refused: Counter[str] = Counter()
         self.cost = self.counterfactual = self.always_small = 0.0
         self.escalated = self.local_answered = self.local_accepted = 0
         self.degraded = self.errors = self.invalid = self.shed = self.gone = 0
@@ -109,6 +113,8 @@ class Group:
         self.errors += status in _ERRORS
         self.invalid += status == "invalid"
         self.gone += status == "client_gone"
+        if status == "refused":  # a full record (ledger.rejections: full)
+            self.refused["rate_or_budget"] += 1
         self.latency.add(record.get("latency_ms") or 0.0)
 
 
@@ -259,6 +265,13 @@ class Aggregator:
             return
         if record.get("kind") == "tune":  # a threshold autotune changed
             self.tunes.append(record)
+            return
+        if record.get("kind") == "rejections":  # a second's refusals of one team, summed
+            for found in record.get("counts") or ():
+                key = self._key({**record, "route": found.get("route")})
+                reason = str(found.get("reason") or "refused")
+                self._group(key).refused[reason] += int(found.get("count") or 0)
+                self.total.refused[reason] += int(found.get("count") or 0)
             return
         ts: str = record["ts"]
         if self.first_ts is None or ts < self.first_ts:

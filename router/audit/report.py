@@ -100,6 +100,9 @@ def figures(group: Group) -> dict[str, Any]:
         "errors": group.errors,
         "invalid": group.invalid,
         "client_gone": group.gone,
+        # refused for the team's rate or budget, or because every tier was saturated
+        "refused": sum(group.refused.values()),
+        "refused_by_reason": dict(sorted(group.refused.items())),
         "shed": group.shed,
         "budget_decisions": dict(group.budget),
         "cache_hits": group.cache_hits,

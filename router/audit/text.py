@@ -24,6 +24,7 @@ COLUMNS = (
     ("degraded", "degraded"),
     ("errors", "errors"),
     ("shed", "shed"),
+    ("refused", "refused"),
     ("cache_hit_rate", "cache hits"),
     ("cache_saved_usd", "cache saved $"),
     ("local_quality", "local agrees (95%)"),

@@ -79,6 +79,7 @@ async def _ledger(app: web.Application) -> AsyncIterator[None]:
     if target.scheme == "none":
         app[LOGGER].warning("ledger_off", detail="CASCADE_LEDGER=none: records are discarded")
     app[LEDGER] = ledger
+    app[REJECTIONS].submit = ledger.submit  # refusals' summaries go to the ledger too
     ledger.start()
     yield
     await ledger.aclose()

@@ -183,6 +183,8 @@ def _record_failure(record: DecisionRecord, runtime: Runtime, exc: BaseException
     left (`client_gone`), or an internal error (500). Attempts the cascade made go along."""
     if isinstance(exc, APIError):
         record.status = "invalid" if exc.status < 500 and not upstream_ours(exc) else "error"
+        if _limited(exc):
+            record.status = "refused"  # its team's or key's rate or budget
         record.http_status, record.error = exc.status, clip(exc.message, ERROR_TEXT)
         exc.headers.setdefault("x-cascade-policy", runtime.loaded.version)
     elif isinstance(exc, asyncio.CancelledError):  # aiohttp cancels a handler on disconnect

@@ -78,9 +78,12 @@ budgets: {{store: redis}}
             server.stop()
     admitted = statuses.count(200)
     assert admitted == 100 and statuses.count(429) == 900
-    records = [r for i in range(2) for r in read_ledger(f"sqlite:///{tmp_path / f'ledger{i}.db'}")]
+    found = [r for i in range(2) for r in read_ledger(f"sqlite:///{tmp_path / f'ledger{i}.db'}")]
+    records = [r for r in found if r.get("kind") is None]
     spent = sum(r["cost_usd"] for r in records)
-    assert len(records) == admitted  # refusals are counted, not recorded
+    assert len(records) == admitted  # refusals are counted, not recorded one by one:
+    summaries = [c for r in found if r.get("kind") == "rejections" for c in r["counts"]]
+    assert sum(c["count"] for c in summaries) == 900  # a summary a second per team
     assert spent <= cap + COST + 1e-12
     day = time.strftime("%Y-%m-%d", time.gmtime())  # the ledger agrees with redis
     key = f"cascade:lim:{{team:search}}:usd:d:{day}"

@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 
+from router.audit.aggregate import Aggregator
+from router.audit.report import figures
 from tests.support.app import Serve, record_of
+from tests.support.cascade import read_ledger
 from tests.support.fakes import FakeBackend, Script
 
 # $1 per 1M tokens in and out: a $0.01 day is 10,000 tokens.
@@ -136,3 +139,34 @@ async def test_a_cache_hit_counts_as_a_request_and_spends_nothing(serve: Serve) 
     assert spend["reserved_usd"] == 0
     tokens = sum(a["prompt_tokens"] + a["completion_tokens"] for a in paid["attempts"])
     assert spend["this_minute"] == {"requests": 2, "tokens": tokens}
+
+
+RATED = """
+tiers:
+  large: {type: openai, model: m, price: {input_per_1m: 1.0, output_per_1m: 1.0}}
+routes:
+  remote: {cascade: [{tier: large}]}
+teams:
+  default: {limits: {requests_per_minute: 1}}
+"""
+
+
+async def test_refusals_are_counted_as_such_and_summed_per_team_in_the_ledger(
+    serve: Serve,
+) -> None:
+    """A 429 for a team's rate is `refused` (not `invalid`) in /metrics, and its per-second
+    summary is a ledger record the audit reads per team."""
+    large = FakeBackend("large", [Script("ok", None)])
+    client, ledger = await serve(RATED, large=large)
+    assert (await client.post("/v1/chat/completions", json=_chat())).status == 200
+    assert (await client.post("/v1/chat/completions", json=_chat())).status == 429
+    metrics = await (await client.get("/metrics")).text()
+    assert 'cascade_requests_total{route="remote",status="refused",tier="-"} 1.0' in metrics
+    await client.close()  # the summary is flushed as the server stops
+    (summary,) = [r for r in read_ledger(ledger) if r.get("kind") == "rejections"]
+    assert summary["team"] == "default"
+    assert summary["counts"] == [{"route": "remote", "reason": "rate_limit_exceeded", "count": 1}]
+    agg = Aggregator(["team"])
+    for found in read_ledger(ledger):
+        agg.add(found)
+    assert figures(agg.groups[("default",)])["refused"] == 1
