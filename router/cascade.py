@@ -47,7 +47,7 @@ from router.records import Attempt, AttemptOutcome, ended
 from router.repair import Continuation, Sent, repair_stream
 from router.request import ClientRequest
 from router.routing import Decision, Step
-from router.usage import Meter, UsageModel
+from router.usage import Meter, UsageModel, overflow
 
 
 @dataclass(slots=True)
@@ -102,6 +102,7 @@ class _Tier:
     features: frozenset[str]  # request features it serves
     finish_when_left: bool = False  # a whole answer its client left is finished anyway
     continuation: Continuation = "regenerate"  # how it continues a broken stream
+    window: int | None = None  # its context window, when declared
 
 
 def _output_check(request: ClientRequest, completion: Completion) -> str | None:
@@ -139,6 +140,7 @@ class Cascade:
                 spec.serves(TYPES[spec.type].features),
                 spec.finishes_when_left,
                 spec.continuation,
+                spec.context_window,
             )
             for name, spec in policy.tiers.items()
         }
@@ -236,7 +238,12 @@ class Cascade:
         raise CascadeFailure(tally.attempts, tally.errors, passthrough=plan.passthrough)
 
     def _ready(
-        self, tier: str, needs: frozenset[str], tally: _Tally, started: float
+        self,
+        tier: str,
+        needs: frozenset[str],
+        tally: _Tally,
+        started: float,
+        request: ClientRequest | None = None,
     ) -> Backend | None:
         """The tier's backend when it can take the request; else None, with why recorded: not
         configured (an error), or lacking a feature the request uses (skipped)."""
@@ -248,10 +255,13 @@ class Cascade:
             tally.attempts.append(self._attempt(tier, "", started, "error", error=error.message))
             return None
         missing = needs - self._tiers[tier].features
-        if missing:  # e.g. tools for a local model: the next tier answers, the record says why
-            skipped = ", ".join(sorted(missing))
+        too_long = overflow(request, self._tiers[tier].window) if request else None
+        if missing or too_long:  # e.g. tools for a local model: the record says why
+            skipped = ", ".join(sorted(missing)) or str(too_long)
             tally.errors.append(
                 BackendError("unsupported", f"tier '{tier}' does not serve {skipped}")
+                if missing
+                else BackendError("rejected", f"tier '{tier}' cannot fit the request: {skipped}")
             )
             tally.attempts.append(
                 self._attempt(tier, backend.model, started, "skipped", error=f"skipped: {skipped}")
@@ -283,7 +293,7 @@ class Cascade:
         """One tier's try at a step: the Outcome when its answer is served; else whether it
         answered and was rejected (an escalated attempt) or failed (an error attempt)."""
         started = time.perf_counter()
-        backend = self._ready(tier, request.features, run, started)
+        backend = self._ready(tier, request.features, run, started, request)
         if backend is None:
             return "failed"
         keep_always = last or step.acceptance is None

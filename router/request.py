@@ -30,6 +30,7 @@ class ClientRequest:
     features: frozenset[str] = frozenset()  # what a tier must serve to answer it
     billable: BillableInput = BillableInput()  # input billed beyond the prompt's text
     choices: int = 1  # `n`: answers generated, each up to max_tokens
+    prompt_tokens: int | None = None  # counted by the gateway, when it counted them
 
     @property
     def output_bound(self) -> int:

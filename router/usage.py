@@ -55,6 +55,15 @@ def prompt_basis(request: ClientRequest) -> int:
     return estimate_tokens(prompt) + framing + text + billable.media_tokens
 
 
+def overflow(request: ClientRequest, window: int | None) -> str | None:
+    """Why the request cannot fit a tier's context window (its prompt, counted or estimated,
+    and its output bound), or None when it fits or the tier declares no window."""
+    if window is None:
+        return None
+    needed = (request.prompt_tokens or prompt_basis(request)) + request.output_bound
+    return None if needed <= window else f"context_window ({needed} > {window} tokens)"
+
+
 @dataclass(slots=True)
 class TierUsage:
     """What one tier's reported usage taught: a window of prompts, running averages."""

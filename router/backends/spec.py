@@ -106,6 +106,12 @@ class TierSpecBase(StrictSpec):
     )
     max_concurrency: int = Field(64, ge=1, le=4096)
     max_queue: int = Field(256, ge=0, le=100_000)
+    context_window: int | None = Field(
+        None,
+        ge=1,
+        description="Tokens the model takes at most, prompt and answer together: a request "
+        "that cannot fit skips this tier before it is called (for the next that can).",
+    )
     continuation: Literal["regenerate", "prefill", "none"] = Field(
         "regenerate",
         description="How this tier continues another tier's stream that broke mid-answer "

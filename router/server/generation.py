@@ -56,6 +56,7 @@ async def _complete_on(
             client = handled.client = _for_team(exchange.client, caller, runtime)
             caller.allow(client.model)
             tokens, handled.bound = await intake.prompt_tokens(runtime, client)
+            client = handled.client = replace(client, prompt_tokens=tokens)
         facts = Facts(
             client.model, caller.team, tags, tokens, client.prompt.question, client.features
         )
