@@ -44,12 +44,34 @@ def unreadable() -> APIError:
     return invalid("could not read the request body (its framing or content encoding is broken)")
 
 
-def json_body(data: bytes) -> object:
-    """The body's JSON, or 400."""
+def json_body(data: bytes, max_depth: int = 128) -> object:
+    """The body's JSON, or 400; nested at most `max_depth` levels (every part of the gateway
+    that writes JSON again, upstream or to the ledger, can then write it)."""
     try:
-        return orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise invalid(f"could not parse the JSON body: {exc}") from None
+    if json_depth(value, max_depth) > max_depth:
+        raise invalid(
+            f"the JSON body is nested more than {max_depth} levels deep", None, "json_too_deep"
+        )
+    return value
+
+
+def json_depth(value: object, most: int) -> int:
+    """How deeply `value` nests (stopping once past `most`), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > most:
+            return deepest
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
 
 
 def header_tags(raw: str) -> frozenset[str]:
@@ -93,11 +115,8 @@ def _too_big(what: str, found: int, limit: int, param: str) -> APIError:
 
 
 def schema_shape(schema: object, limits: LimitsSpec, param: str) -> None:
-    """Bound a client's JSON Schema before anything compiles it: its bytes, its depth, and
-    its enum values and properties (OpenAI bounds the last two alike). Linear in its size."""
-    size = len(orjson.dumps(schema))
-    if size > limits.max_schema_bytes:
-        raise _too_big("bytes", size, limits.max_schema_bytes, param)
+    """Bound a client's JSON Schema before anything compiles it: its depth, its enum values
+    and properties (OpenAI bounds the last two alike), then its bytes. Linear in its size."""
     enum_values = properties = 0
     stack: list[tuple[object, int]] = [(schema, 1)]
     while stack:
@@ -116,6 +135,9 @@ def schema_shape(schema: object, limits: LimitsSpec, param: str) -> None:
         raise _too_big("enum values", enum_values, limits.max_schema_enum_values, param)
     if properties > limits.max_schema_properties:
         raise _too_big("properties", properties, limits.max_schema_properties, param)
+    size = len(orjson.dumps(schema))  # (its depth is bounded by now)
+    if size > limits.max_schema_bytes:
+        raise _too_big("bytes", size, limits.max_schema_bytes, param)
 
 
 def prompt_too_long(tokens: int, limit: int, param: str) -> APIError:

@@ -257,12 +257,15 @@ class LimitsSpec(_Strict):
     max_prompt_tokens: int = Field(4096, ge=1)
     max_output_tokens: int = Field(1024, ge=1)
     default_max_tokens: int = Field(256, ge=1)
+    max_json_depth: int = Field(
+        128, ge=8, le=200, description="Levels a request body's JSON may nest (400 beyond)."
+    )
     # a client's JSON Schema (response_format, tools' parameters are the provider's to check)
     max_schema_bytes: int = Field(
         65_536, ge=256, le=4 * 1024 * 1024, description="A response_format schema, as JSON."
     )
     max_schema_depth: int = Field(
-        32, ge=2, le=256, description="Nesting of a response_format schema's objects and lists."
+        32, ge=2, le=200, description="Nesting of a response_format schema's objects and lists."
     )
     max_schema_enum_values: int = Field(
         1000, ge=1, le=100_000, description="enum values in a schema, all its enums together."

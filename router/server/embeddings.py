@@ -30,7 +30,9 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
         tags = intake.tags(request, record)
         async with request.app[INTAKE].of(caller.team):  # a team's heavy steps, in turn
             parsed, body = parse_embeddings(
-                await intake.read_json(request, policy.limits.max_body_bytes)
+                await intake.read_json(
+                    request, policy.limits.max_body_bytes, policy.limits.max_json_depth
+                )
             )
         record.requested_model = clip(parsed.model)
         record.user = clip(parsed.user) if parsed.user is not None else None

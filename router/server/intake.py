@@ -56,7 +56,7 @@ def tags(request: web.Request, record: DecisionRecord) -> frozenset[str]:
     return found
 
 
-async def read_json(request: web.Request, limit: int) -> object:
+async def read_json(request: web.Request, limit: int, max_depth: int = 128) -> object:
     """The body as JSON: at most `limit` bytes, arrived within the settings' body timeout."""
     if request.content_length is not None and request.content_length > limit:
         raise validation.too_large(limit)
@@ -73,7 +73,7 @@ async def read_json(request: web.Request, limit: int) -> object:
         raise validation.too_slow(timeout) from None
     except RequestPayloadError:  # e.g. a body that is not the gzip it claims to be
         raise validation.unreadable() from None
-    return validation.json_body(b"".join(chunks))
+    return validation.json_body(b"".join(chunks), max_depth)
 
 
 async def read_client(
@@ -82,7 +82,7 @@ async def read_client(
     """The validated body (and the JSON it came as); what the record keeps of it is written
     as soon as it is known."""
     policy = runtime.loaded.policy
-    raw = await read_json(request, policy.limits.max_body_bytes)
+    raw = await read_json(request, policy.limits.max_body_bytes, policy.limits.max_json_depth)
     exchange = surface.read(raw, policy.limits)
     client = exchange.client
     record.requested_model, record.stream = clip(client.model), client.stream

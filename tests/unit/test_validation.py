@@ -157,3 +157,28 @@ def test_the_default_limits_refuse_a_4000_value_enum_and_deep_nesting() -> None:
         node = node["items"]  # type: ignore[assignment]
     with pytest.raises(APIError, match="levels of nesting"):
         validation.schema_shape(deep, LimitsSpec(), "s")
+
+
+def _nested(levels: int) -> bytes:
+    return b'{"a":' * (levels - 1) + b"1" + b"}" * (levels - 1)
+
+
+def test_a_body_nested_to_the_limit_passes_and_one_level_more_is_400() -> None:
+    """orjson reads 1,024 levels but writes 255: a body the gateway could not send on (or
+    record) is refused up front, not a 500 later."""
+    assert validation.json_depth(validation.json_body(_nested(128), 128), 1000) == 128
+    with pytest.raises(APIError) as bad:
+        validation.json_body(_nested(129), 128)
+    assert (bad.value.status, bad.value.code) == (400, "json_too_deep")
+    with pytest.raises(APIError, match="could not parse"):
+        validation.json_body(_nested(5000), 128)  # past what any parser here reads
+
+
+def test_a_schema_deeper_than_json_writers_go_is_a_400_not_a_crash() -> None:
+    deep: dict[str, object] = {}
+    node = deep
+    for _ in range(400):
+        node["items"] = {}
+        node = node["items"]  # type: ignore[assignment]
+    with pytest.raises(APIError, match="levels of nesting"):
+        validation.schema_shape(deep, LimitsSpec(max_schema_depth=200), "s")
