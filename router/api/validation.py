@@ -12,7 +12,7 @@ request: `prompt_tokens`).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import orjson
 
@@ -58,19 +58,25 @@ def json_body(data: bytes, max_depth: int = 128) -> object:
     return value
 
 
-def json_depth(value: object, most: int) -> int:
-    """How deeply `value` nests (stopping once past `most`), without recursion."""
-    deepest = 0
+def nested(value: object) -> Iterator[tuple[object, int]]:
+    """Every value inside `value` (itself included) with its depth, without recursion."""
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > most:
-            return deepest
+        yield node, depth
         if isinstance(node, dict):
             stack.extend((child, depth + 1) for child in node.values())
         elif isinstance(node, list):
             stack.extend((child, depth + 1) for child in node)
+
+
+def json_depth(value: object, most: int) -> int:
+    """How deeply `value` nests (stopping once past `most`)."""
+    deepest = 0
+    for _, depth in nested(value):
+        deepest = max(deepest, depth)
+        if deepest > most:
+            break
     return deepest
 
 
@@ -118,9 +124,7 @@ def schema_shape(schema: object, limits: LimitsSpec, param: str) -> None:
     """Bound a client's JSON Schema before anything compiles it: its depth, its enum values
     and properties (OpenAI bounds the last two alike), then its bytes. Linear in its size."""
     enum_values = properties = 0
-    stack: list[tuple[object, int]] = [(schema, 1)]
-    while stack:
-        node, depth = stack.pop()
+    for node, depth in nested(schema):
         if depth > limits.max_schema_depth:
             raise _too_big("levels of nesting", depth, limits.max_schema_depth, param)
         if isinstance(node, dict):
@@ -128,9 +132,6 @@ def schema_shape(schema: object, limits: LimitsSpec, param: str) -> None:
                 enum_values += len(node["enum"])
             if isinstance(node.get("properties"), dict):
                 properties += len(node["properties"])
-            stack.extend((value, depth + 1) for value in node.values())
-        elif isinstance(node, list):
-            stack.extend((value, depth + 1) for value in node)
     if enum_values > limits.max_schema_enum_values:
         raise _too_big("enum values", enum_values, limits.max_schema_enum_values, param)
     if properties > limits.max_schema_properties:

@@ -56,7 +56,7 @@ def tags(request: web.Request, record: DecisionRecord) -> frozenset[str]:
     return found
 
 
-async def read_json(request: web.Request, limit: int, max_depth: int = 128) -> object:
+async def read_json(request: web.Request, limit: int, max_depth: int) -> object:
     """The body as JSON: at most `limit` bytes, arrived within the settings' body timeout."""
     if request.content_length is not None and request.content_length > limit:
         raise validation.too_large(limit)
