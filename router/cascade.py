@@ -32,6 +32,7 @@ from router.backends.base import (
     StreamEvent,
     Usage,
     is_refusal,
+    upstream_id,
 )
 from router.backends.registry import TYPES, local_tiers
 from router.confidence import AcceptanceModel, Answered, Confidence, judge, score
@@ -231,7 +232,7 @@ class Cascade:
                         "accepted",
                         prompt_tokens=usage.prompt_tokens,
                         usage_source=usage.source,
-                        upstream_id=str(answer.get("id") or "")[:128] or None,
+                        upstream_id=upstream_id(answer),
                     )
                 )
                 return tally.attempts, tier, answer
@@ -568,23 +569,11 @@ class Cascade:
         ttft_ms, retries, queued_ms = first
         values: dict[str, Any] = {"ttft_ms": ttft_ms, "retries": retries}
         values["queued_ms"] = round(queued_ms, 3)
-        model = backend.model
-        if error is None and final is not None:
-            model = final.model or model
-            values.update(
-                prompt_tokens=final.prompt_tokens or 0,
-                completion_tokens=final.completion_tokens or 0,
-                cached_tokens=final.cached_tokens,
-                reasoning_tokens=final.reasoning_tokens,
-                usage_source=final.usage_source,
-            )
-            if final.usage_source == "estimated":
-                values.update(meter.estimate(values["prompt_tokens"], values["completion_tokens"]))
-            else:
-                meter.learn(final, time.perf_counter() - started, ttft_ms / 1000)
-        else:
-            values.update(meter.estimate())
-        values["upstream_id"] = (final.upstream_id if final else None) or meter.answer_id
+        ended = final if error is None else None  # a final event, then a break: metered
+        values.update(meter.billed(ended))
+        if ended is not None and ended.usage_source != "estimated":
+            meter.learn(ended, time.perf_counter() - started, ttft_ms / 1000)
+        model = (ended.model if ended else None) or backend.model
         outcome: AttemptOutcome = "client_gone"
         if error is not None:
             outcome = "timeout" if error.kind == "timeout" else "error"

@@ -221,28 +221,9 @@ class _Try:
         self, make: MakeAttempt, outcome: AttemptOutcome, final: StreamEvent | None
     ) -> Attempt:
         """Its attempt: the tier's usage when it finished, else what its meter counted."""
-        if final is not None:
-            tokens: dict[str, Any] = {
-                "prompt_tokens": final.prompt_tokens or 0,
-                "completion_tokens": final.completion_tokens or 0,
-                "usage_source": final.usage_source,
-            }
-            if final.usage_source == "estimated":
-                counted = self.meter.estimate(tokens["prompt_tokens"], tokens["completion_tokens"])
-                tokens.update(counted)
-        else:
-            tokens = self.meter.estimate()
         model = (final.model if final else None) or self.backend.model
-        upstream_id = (final.upstream_id if final else None) or self.meter.answer_id
-        return make(
-            self.tier,
-            model,
-            self.started,
-            outcome,
-            upstream_id=upstream_id,
-            repair=self.note,
-            **tokens,
-        )
+        billed = self.meter.billed(final)
+        return make(self.tier, model, self.started, outcome, repair=self.note, **billed)
 
 
 async def repair_stream(

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.backends.base import BackendError, StreamEvent
+from router.backends.base import BackendError, StreamEvent, upstream_id
 from router.backends.prompt_tokens import estimate_tokens
 from router.request import ClientRequest
 
@@ -157,8 +157,7 @@ class Meter:
 
     def add(self, event: StreamEvent) -> None:
         if self.answer_id is None and event.raw is not None:
-            found = event.raw.get("id")
-            self.answer_id = found[:128] if isinstance(found, str) and found else None
+            self.answer_id = upstream_id(event.raw)
         if event.finish_reason is None and event.prompt_tokens is not None:
             self.reported = (event.prompt_tokens, event.completion_tokens or 0)
         choices = event.raw.get("choices") if event.raw is not None else None
@@ -185,6 +184,25 @@ class Meter:
             ),
             "usage_source": "estimated",
         }
+
+    def billed(self, final: StreamEvent | None) -> dict[str, Any]:
+        """An attempt's token fields and the provider's answer id: the final event's usage
+        (filled in from what was metered when the tier sent none), or, for a stream that
+        ended without one, what was metered."""
+        if final is None:
+            found = self.estimate()
+        else:
+            found = {
+                "prompt_tokens": final.prompt_tokens or 0,
+                "completion_tokens": final.completion_tokens or 0,
+                "cached_tokens": final.cached_tokens,
+                "reasoning_tokens": final.reasoning_tokens,
+                "usage_source": final.usage_source,
+            }
+            if final.usage_source == "estimated":
+                found.update(self.estimate(found["prompt_tokens"], found["completion_tokens"]))
+        found["upstream_id"] = (final.upstream_id if final else None) or self.answer_id
+        return found
 
     def learn(self, final: StreamEvent, seconds: float, first_token_s: float) -> None:
         """A stream the tier reported usage for: what it teaches about the tier."""

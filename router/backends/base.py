@@ -166,6 +166,13 @@ class Usage:
         )
 
 
+def upstream_id(body: Mapping[str, Any]) -> str | None:
+    """The provider's id of an answer or chunk (`chatcmpl-...`, the key of its usage
+    export), at most 128 characters; None when it sent none."""
+    found = body.get("id")
+    return found[:128] if isinstance(found, str) and found else None
+
+
 def _count(value: Any) -> int:
     """A token count an upstream sent: a non-negative int, else 0 (never trusted blindly)."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -20,6 +20,7 @@ from router.backends.base import (
     StreamEvent,
     TierState,
     Usage,
+    upstream_id,
 )
 from router.backends.spec import RemoteTierSpec
 from router.backends.upstream import request_body
@@ -134,7 +135,7 @@ class LiteLLMBackend:
             cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             usage_source=usage.source,
-            upstream_id=str(body.get("id") or "")[:128] or None,
+            upstream_id=upstream_id(body),
         )
 
     async def stream(

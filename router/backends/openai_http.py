@@ -25,6 +25,7 @@ from router.backends.base import (
     StreamEvent,
     TierState,
     Usage,
+    upstream_id,
 )
 from router.backends.native_responses import native_body, native_completion, native_event
 from router.backends.retry_after import advised_delay
@@ -56,37 +57,42 @@ class OpenAITier(RemoteTierSpec):
         return served | {"responses"} if self.responses_api else served
 
 
-def _error_message(status: int, raw: bytes) -> str:
+def _error_detail(raw: bytes) -> object:
+    """The `error` of an upstream's error body (OpenAI's shape); None when it has none."""
     try:
-        detail = orjson.loads(raw)["error"]
-        message = detail["message"] if isinstance(detail, dict) else str(detail)
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        found = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return found.get("error") if isinstance(found, dict) else None
+
+
+def _error_message(status: int, detail: object, raw: bytes) -> str:
+    if isinstance(detail, dict) and "message" in detail:
+        message = str(detail["message"])
+    elif detail is not None and not isinstance(detail, dict):
+        message = str(detail)
+    else:
         message = raw[:200].decode("utf-8", "replace")
     return f"upstream answered {status}: {message}"
 
 
-def _error_code(raw: bytes) -> str | None:
-    """An upstream error's `code` (OpenAI's shape), bounded; None when it has none."""
-    try:
-        detail = orjson.loads(raw)["error"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
+def _error_code(detail: object) -> str | None:
+    """An upstream error's `code`, bounded; None when it has none."""
     code = detail.get("code") if isinstance(detail, dict) else None
     return code[:64] if isinstance(code, str) else None
 
 
-async def _chunks(
-    response: aiohttp.ClientResponse, done: list[bool]
-) -> AsyncGenerator[dict[str, Any], None]:
-    """The JSON objects of a chat completions event stream, up to `[DONE]` (then `done[0]`
-    is set). A malformed event among whole ones is skipped; more than a few are an error."""
+async def _chunks(response: aiohttp.ClientResponse) -> AsyncGenerator[dict[str, Any] | None, None]:
+    """The JSON objects of a chat completions event stream, then None for its `[DONE]` (a
+    stream cut off ends without it). A malformed event among whole ones is skipped; more
+    than a few are an error."""
     malformed = 0
     async for line in response.content:
         if not line.startswith(b"data:"):
             continue
         payload = line[5:].strip()
         if payload == b"[DONE]":
-            done[0] = True
+            yield None
             return
         try:
             chunk = orjson.loads(payload)
@@ -97,12 +103,6 @@ async def _chunks(
             continue
         if isinstance(chunk, dict):
             yield chunk
-
-
-def _upstream_id(body: Mapping[str, Any]) -> str | None:
-    """The provider's id of an answer (`chatcmpl-...`), at most 128 characters."""
-    found = body.get("id")
-    return found[:128] if isinstance(found, str) and found else None
 
 
 def _choice_text(choice: dict[str, Any], chat: bool, delta: bool) -> str:
@@ -230,10 +230,12 @@ class OpenAIHTTPBackend:
         if response.status >= 400:
             raw = await response.content.read(_MAX_ERROR_BYTES)
             response.release()
-            error = BackendError("error", _error_message(response.status, raw), response.status)
+            detail = _error_detail(raw)
+            message = _error_message(response.status, detail, raw)
+            error = BackendError("error", message, response.status)
             error.retry_after = response.headers.get("Retry-After")
             error.retry_after_s = advised_delay(response.headers)
-            error.code = _error_code(raw)
+            error.code = _error_code(detail)
             raise error
         return response
 
@@ -290,7 +292,7 @@ class OpenAIHTTPBackend:
             cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             usage_source=usage.source,
-            upstream_id=_upstream_id(body),
+            upstream_id=upstream_id(body),
             queued_ms=queued_ms,
         )
 
@@ -343,12 +345,16 @@ class OpenAIHTTPBackend:
             answer_id: str | None = None
             pieces = 0
             model = self.model
-            done = [False]
-            async for chunk in _chunks(response, done):
+            done = False
+            async for chunk in _chunks(response):
+                if chunk is None:
+                    done = True
+                    break
                 if "error" in chunk:
-                    raise BackendError("error", _error_message(502, orjson.dumps(chunk)))
+                    message = _error_message(502, chunk["error"], orjson.dumps(chunk))
+                    raise BackendError("error", message)
                 model = str(chunk.get("model") or model)
-                answer_id = answer_id or _upstream_id(chunk)
+                answer_id = answer_id or upstream_id(chunk)
                 event = StreamEvent(raw=chunk)  # tool-call deltas and all
                 if chunk.get("usage"):
                     usage = Usage.of(chunk["usage"])
@@ -361,7 +367,7 @@ class OpenAIHTTPBackend:
                 yield event
             # Without its end marker, a stream that said how it finished is still whole (its
             # usage, asked for, comes after the finish); one that did not was cut off.
-            if not done[0] and finish is None:
+            if not done and finish is None:
                 raise BackendError(
                     "truncated", f"tier '{self.name}' ended its stream before [DONE]"
                 )
