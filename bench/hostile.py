@@ -26,8 +26,8 @@ import requests
 
 from bench.common import WORK, append_results
 from router.records import iso_time
-from tests.integration.test_hostile import _attack
 from tests.support.cascade import read_ledger
+from tests.support.hostile import attack
 from tests.support.processes import free_port, start, start_cascade, start_fake_upstream
 
 KEYS = {"canary": "sk-canary-team", "hostile": "sk-hostile-team"}
@@ -68,7 +68,7 @@ def _canaries(url: str, stop: threading.Event) -> tuple[list[float], list[float]
 
 
 def _attacked(url: str, seconds: float) -> dict[int, int]:
-    return asyncio.run(_attack(f"{url}/v1/chat/completions", seconds, key=KEYS["hostile"]))
+    return asyncio.run(attack(f"{url}/v1/chat/completions", seconds, key=KEYS["hostile"]))
 
 
 def _p99(values: list[float]) -> float:

@@ -11,70 +11,11 @@ import threading
 import time
 from pathlib import Path
 
-import aiohttp
-import orjson
 import requests
 
+from tests.support.hostile import attack
 from tests.support.processes import ServerProcess, free_port, start
 from tests.support.processes import start_cascade as start_cascade_process
-
-
-def _hostile_bodies() -> list[bytes]:
-    draft4 = "http://json-schema.org/draft-04/schema#"
-    values = [{"k": i} for i in range(4000)]
-    enum = {"$schema": draft4, "type": "object", "properties": {"x": {"enum": values}}}
-    pattern = {"type": "object", "properties": {"a": {"type": "string", "pattern": "^(a+)+$"}}}
-    ask = [{"role": "user", "content": "a" * 28 + "!"}]
-
-    def schema(found: dict[str, object]) -> bytes:
-        format_ = {"type": "json_schema", "json_schema": {"name": "s", "schema": found}}
-        return orjson.dumps({"model": "remote", "messages": ask, "response_format": format_})
-
-    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-    many = [{"role": "user", "content": "x" * 480} for _ in range(2048)]
-    deep = b'{"model": "remote", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    return [
-        schema(enum),
-        schema(pattern),
-        orjson.dumps({"model": "remote", "messages": many}),
-        orjson.dumps({"model": "remote", "messages": ask, "tools": [tool] * 5000}),
-        deep,
-    ]
-
-
-async def _attack(url: str, seconds: float, key: str | None = None) -> dict[int, int]:
-    """Every hostile kind in a loop and 240 held streams, for `seconds`; answers by status."""
-    bodies = _hostile_bodies()
-    statuses: dict[int, int] = {}
-    stream = orjson.dumps(
-        {
-            "model": "remote",
-            "stream": True,
-            "messages": [{"role": "user", "content": "hold on"}],
-            "metadata": {"fault": "stall", "after": "1"},
-        }
-    )
-    headers = {"Content-Type": "application/json"}
-    if key is not None:
-        headers["Authorization"] = f"Bearer {key}"
-    timeout = aiohttp.ClientTimeout(total=seconds + 30)
-    connector = aiohttp.TCPConnector(limit=0)  # the held streams must not queue the others
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-
-        async def hold() -> None:  # a stream held open until the attack ends
-            async with session.post(url, data=stream, headers=headers) as response:
-                await response.content.readline()
-                await asyncio.sleep(seconds)
-
-        async def hostile(body: bytes) -> None:
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    statuses[response.status] = statuses.get(response.status, 0) + 1
-
-        await asyncio.gather(*(hold() for _ in range(240)), *(hostile(b) for b in bodies))
-    return statuses
 
 
 def test_a_canary_is_answered_promptly_under_every_hostile_request(tmp_path: Path) -> None:
@@ -113,7 +54,7 @@ routes:
     watcher = threading.Thread(target=canary)
     try:
         watcher.start()
-        statuses = asyncio.run(_attack(f"{server.url}/v1/chat/completions", seconds=3.0))
+        statuses = asyncio.run(attack(f"{server.url}/v1/chat/completions", seconds=3.0))
     finally:
         done.set()
         watcher.join()
