@@ -53,10 +53,9 @@ async def _complete_on(
         tags = intake.tags(request, record)
         async with request.app[INTAKE].of(caller.team):  # a team's heavy steps, in turn
             exchange, raw = await intake.read_client(request, runtime, record, surface)
-            client = handled.client = _for_team(exchange.client, caller, runtime)
-            caller.allow(client.model)
-            tokens, handled.bound = await intake.prompt_tokens(runtime, client)
-            client = handled.client = replace(client, prompt_tokens=tokens)
+            caller.allow(exchange.client.model)
+            tokens, handled.bound = await intake.prompt_tokens(runtime, exchange.client)
+            client = handled.client = _as_run(exchange.client, caller, runtime, tokens)
         facts = Facts(
             client.model, caller.team, tags, tokens, client.prompt.question, client.features
         )
@@ -88,12 +87,15 @@ async def _complete_on(
         return await _answer(request, runtime, handled, exchange, outcome)
 
 
-def _for_team(client: ClientRequest, caller: Caller, runtime: Runtime) -> ClientRequest:
-    """The request as its team's: the tiers' fair slots and its `limits.max_in_flight`."""
+def _as_run(
+    client: ClientRequest, caller: Caller, runtime: Runtime, tokens: int | None
+) -> ClientRequest:
+    """The request as the cascade runs it: its team's (the tiers' fair slots and its
+    `limits.max_in_flight`) and its prompt tokens when they were counted."""
     team = runtime.loaded.policy.teams.get(caller.team)
     cap = team.limits.max_in_flight if team is not None else None
     params = replace(client.params, tenant=caller.team, tenant_cap=cap)
-    return replace(client, params=params)
+    return replace(client, params=params, prompt_tokens=tokens)
 
 
 async def _answer(
