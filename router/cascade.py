@@ -25,13 +25,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from router.backends.base import (
+    DEFAULT_FALLBACK_ON,
     EMBEDDINGS_REQUEST,
     Backend,
     BackendError,
     Completion,
+    FailureClass,
     StreamEvent,
     Usage,
-    is_refusal,
+    failure_class,
     upstream_id,
 )
 from router.backends.registry import TYPES, local_tiers
@@ -64,7 +66,8 @@ class _Run(_Tally):
     """One completion request's way through the cascade."""
 
     best: tuple[float, int, Completion] | None = None  # (confidence, attempt index, answer)
-    keep_refusals: bool = True  # a content-policy refusal ends the run (route_around_refusals)
+    # the failure classes on which the run goes on to the next tier (the route's fallback_on)
+    fallback_on: frozenset[FailureClass] = frozenset(DEFAULT_FALLBACK_ON)
     rejected: list[tuple[str, Completion]] = field(default_factory=list)
 
     def outcome(
@@ -169,15 +172,25 @@ class Cascade:
 
     async def _run(self, decision: Decision, run: _Run, request: ClientRequest) -> Outcome:
         plan = decision.plan
-        run.keep_refusals = not plan.route_around_refusals
+        run.fallback_on = plan.fallback_on
         live_first = request.stream and plan.stream == "live"
-        for item in decision.schedule():
+        schedule = decision.schedule()
+        for order, item in enumerate(schedule):
             if item.rescue and (run.best is not None or not run.errors):
                 break  # a skipped step runs only when every later step failed outright
             last = not item.rescue and (item.index == len(plan.steps) - 1 or live_first)
             candidates = plan.candidates(item.step.tier)
+            later = [
+                tier
+                for next_item in schedule[order + 1 :]
+                if not next_item.rescue
+                for tier in plan.candidates(next_item.step.tier)
+            ]
             for position, tier in enumerate(candidates):
-                spares = tuple(candidates[position + 1 :])  # what may continue its stream
+                # what may continue its stream: its fallbacks, then the later steps' tiers
+                spares = tuple(
+                    dict.fromkeys(t for t in [*candidates[position + 1 :], *later] if t != tier)
+                )
                 result = await self._try(tier, item.step, run, request, last=last, spares=spares)
                 if isinstance(result, Outcome):
                     return result
@@ -318,7 +331,7 @@ class Cascade:
             raise
         except BackendError as exc:
             self._failed(tier, backend, started, exc, run)
-            if run.keep_refusals and is_refusal(exc):  # not routed around: the client's
+            if failure_class(exc) not in run.fallback_on:  # the client's answer, as it is
                 raise CascadeFailure(run.attempts, [exc], passthrough=True) from None
             return "failed"
         finally:

@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from router.backends.base import BackendError, Completion, StreamEvent, is_refusal
+from router.backends.base import BackendError, Completion, StreamEvent, failure_class, is_refusal
 from router.records import Attempt
 
 
@@ -116,6 +116,8 @@ class CascadeFailure(Exception):
         elif kinds == {"rejected"}:
             self.reason = "rejected"  # too large for every tier that could take it
             self.message = tried[-1].message
+        elif failure_class(last) == "context_length_exceeded":
+            self.reason = "rejected"  # the last tier's provider found the prompt too long
         elif kinds == {"unsupported"}:
             self.reason = "unsupported"  # no tier serves a feature the request uses
             self.message = tried[-1].message

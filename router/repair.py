@@ -6,11 +6,15 @@ Two ways to continue, by the continuing tier's `continuation`:
 
 - `prefill`: the tier is asked to continue the assistant message already sent (the text so
   far as the last, assistant, message; vLLM's `continue_final_message`, llama.cpp's server);
-  what it generates is the rest of the answer.
+  what it generates is the rest of the answer. A tier that refuses the prefill (a 400, as
+  some providers answer an assistant message last) is asked again by `regenerate`.
 - `regenerate` (the default): the tier is asked for the whole answer deterministically
   (temperature 0), and the part already sent is skipped when the new answer begins with it,
   character for character. An answer that departs from it cannot be spliced: the repair
   gives up before anything more is sent.
+
+The tiers that may continue a stream are the broken tier's fallbacks, then the tiers of the
+route's later steps (so a local tier's stream that breaks continues on the next step).
 
 Never repaired (the client gets the error event, as before): a stream that sent tool-call
 deltas, several choices, or logprobs, a sampled request (a temperature above 0 and no seed)
@@ -20,7 +24,7 @@ continued by `regenerate`, and a stream no spare tier continues before its first
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -226,6 +230,19 @@ class _Try:
         return make(self.tier, model, self.started, outcome, repair=self.note, **billed)
 
 
+def _ways(spares: tuple[str, ...], spare: Spare) -> Iterator[tuple[str, Backend, Continuation]]:
+    """Each spare tier that may continue, by its method; a prefill tier, then the same tier
+    regenerating (a provider may refuse an assistant prefill it was declared to take)."""
+    for tier in spares:
+        found = spare(tier)
+        if found is None:
+            continue
+        backend, method = found
+        yield tier, backend, method
+        if method == "prefill":
+            yield tier, backend, "regenerate"
+
+
 async def repair_stream(
     live: LiveStream,
     request: ClientRequest,
@@ -239,11 +256,10 @@ async def repair_stream(
     """The rest of a broken stream's answer from the first spare tier that can give it.
     Every tier asked leaves an attempt in the live stream's `repairs` (what it was billed
     for, even when its answer could not be spliced); nothing is sent when none can."""
-    for tier in spares:
-        found = spare(tier)
-        if found is None:
-            continue
-        backend, method = found
+    prefill_failed: dict[str, bool] = {}  # tier -> whether it refused the prefill (a 400)
+    for tier, backend, method in _ways(spares, spare):
+        if method == "regenerate" and prefill_failed.get(tier, True) is False:
+            continue  # its prefill failed for another reason (down, timed out): next tier
         note: dict[str, object] = {"method": method, "after_chars": len(sent.text), "of": live.tier}
         try:
             question = asked_of(request, sent, method)
@@ -257,7 +273,10 @@ async def repair_stream(
             await events.aclose()
             note["error"] = str(exc)[:200] or "no answer"
             live.repairs.append(asked.attempt(attempt, "error", None))
-            continue
+            if method == "prefill":
+                refused = isinstance(exc, BackendError) and exc.status in (400, 422)
+                prefill_failed[tier] = refused
+            continue  # the next way (a prefill refused: the same tier, regenerating)
         final = first if first.finish_reason else None
         outcome: AttemptOutcome = "client_gone"
         try:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
+from router.backends.base import DEFAULT_FALLBACK_ON, FailureClass
 from router.policy.model import (
     DEFAULT_TEAM,
     AcceptanceSpec,
@@ -50,7 +51,8 @@ class Plan:
     reference_tier: str
     fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     stream: Literal["verify", "live"] = "verify"
-    route_around_refusals: bool = False  # a content-policy refusal: try the next tier
+    # the failure classes on which the next candidate or step is tried (route.fallback_on)
+    fallback_on: frozenset[FailureClass] = frozenset(DEFAULT_FALLBACK_ON)
 
     @property
     def label(self) -> str:
@@ -191,9 +193,7 @@ def resolve(policy: Policy, model: str, tuned: Thresholds | None = None) -> Plan
         else:
             steps = tuple(Step(s.tier, s.acceptance) for s in route.cascade)
         fallbacks = {tier: tuple(targets) for tier, targets in route.fallbacks.items()}
-        return Plan(
-            model, steps, route.reference, fallbacks, route.stream, route.route_around_refusals
-        )
+        return Plan(model, steps, route.reference, fallbacks, route.stream, route.falls_over_on)
     if model in policy.tiers:
         return Plan(None, (Step(model, None),), model)
     return None

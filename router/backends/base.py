@@ -218,6 +218,48 @@ def is_refusal(error: BackendError) -> bool:
     )
 
 
+FailureClass = Literal[
+    "unavailable",
+    "timeout",
+    "rate_limited",
+    "context_length_exceeded",
+    "content_filter",
+    "invalid_request",
+]
+"""Why a tier failed, as a route's `fallback_on` names it."""
+FAILURE_CLASSES: tuple[FailureClass, ...] = get_args(FailureClass)
+DEFAULT_FALLBACK_ON: tuple[FailureClass, ...] = (
+    "unavailable",
+    "timeout",
+    "rate_limited",
+    "context_length_exceeded",
+)
+"""What a route falls over on unless it says otherwise: the provider's trouble, and a prompt
+too long for one tier; never a content-policy refusal or a request the provider refused."""
+
+_CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window")
+
+
+def failure_class(error: BackendError) -> FailureClass:
+    """The class of a tier's failure: a timeout; a request too long for the tier (its declared
+    window, or the provider's own 400); a 429; a content-policy refusal; another 400/413/422
+    (the request as sent, `invalid_request`); anything else - 5xx, resets, unreachable, an open
+    breaker, a full queue, and 401/403/404 (this tier's key or model, not the request) - is
+    `unavailable`."""
+    found: FailureClass = "unavailable"
+    text = f"{error.code or ''} {error.message}".lower()
+    if error.kind in ("timeout", "rejected"):
+        found = "timeout" if error.kind == "timeout" else "context_length_exceeded"
+    elif error.status == 429:
+        found = "rate_limited"
+    elif is_refusal(error):
+        found = "content_filter"
+    elif error.status in (400, 413, 422):
+        too_long = any(marker in text for marker in _CONTEXT_MARKERS)
+        found = "context_length_exceeded" if too_long else "invalid_request"
+    return found
+
+
 # ready, or, for a tier behind a circuit breaker, its breaker open (skipped) or half-open.
 TierState = Literal["ready", "half_open", "open"]
 Feature = Literal[

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
+from router.backends.base import DEFAULT_FALLBACK_ON, FailureClass
 from router.backends.registry import TYPES
 from router.backends.spec import PriceSpec, StrictSpec, TierSpecBase
 from router.confidence import METHODS
@@ -222,12 +223,28 @@ class RouteSpec(_Strict):
         description="Streaming requests: 'verify' generates an answer that may be rejected in "
         "full before streaming it; 'live' streams the first step live and keeps it.",
     )
+    fallback_on: list[FailureClass] = Field(
+        default_factory=lambda: list(DEFAULT_FALLBACK_ON),
+        description="The failure classes on which a tier's fallbacks and the route's next "
+        "steps are tried: unavailable (5xx, reset, unreachable, breaker open, queue full, an "
+        "upstream 401/403/404), timeout, rate_limited (429), context_length_exceeded, "
+        "content_filter (a provider's content-policy refusal), invalid_request (another "
+        "400/413/422). Any other failure is the client's answer at once, with the provider's "
+        "status, code and message.",
+    )
     route_around_refusals: bool = Field(
         False,
-        description="A provider's content-policy refusal (a 400 with code content_filter or "
-        "content_policy_violation) is the client's answer, with the provider's code and "
-        "message; true: the next tier is tried instead.",
+        description="Shorthand for adding content_filter to fallback_on: a provider's "
+        "content-policy refusal is routed to the next tier instead of being the client's "
+        "answer.",
     )
+
+    @property
+    def falls_over_on(self) -> frozenset[FailureClass]:
+        """fallback_on, with route_around_refusals's content_filter."""
+        extra: set[FailureClass] = {"content_filter"} if self.route_around_refusals else set()
+        return frozenset(self.fallback_on) | extra
+
     reference_tier: str | None = Field(
         None, description="Tier used for the counterfactual cost; default the last step."
     )

@@ -101,3 +101,71 @@ async def test_what_cannot_be_proven_ends_in_the_original_error(
         assert outcome.all_attempts()[-1].outcome == "error"
     else:  # nothing asked of the spare
         assert spare.calls == 0
+
+
+class _RefusesPrefill(FakeBackend):
+    """A tier declared `continuation: prefill` whose provider refuses an assistant message
+    last (a 400), and answers whole when asked again without it."""
+
+    async def stream(self, prompt: Prompt, params: GenerationParams) -> Any:
+        self.calls += 1
+        if prompt.messages[-1].role == "assistant":
+            raise BackendError("error", "upstream answered 400: assistant prefill unsupported", 400)
+        yield StreamEvent(text=ANSWER)
+        yield StreamEvent(finish_reason="stop", prompt_tokens=9, completion_tokens=9, model="s")
+
+
+async def test_a_tier_that_refuses_the_prefill_regenerates_instead() -> None:
+    primary = FakeBackend("primary", [Script(ANSWER, None, break_after=3)])
+    spare = _RefusesPrefill("spare")
+    cascade, decision = _cascade("prefill", primary=primary, spare=spare)
+    text, outcome = await _read(cascade, decision, _request())
+    assert text == ANSWER
+    broken, refused, repaired = outcome.all_attempts()
+    assert (broken.outcome, refused.outcome, repaired.outcome) == ("error", "error", "accepted")
+    assert refused.repair["method"] == "prefill" and "400" in refused.repair["error"]
+    assert repaired.repair["method"] == "regenerate" and spare.calls == 2
+
+
+class _DownSpare(FakeBackend):
+    async def stream(self, prompt: Prompt, params: GenerationParams) -> Any:
+        self.calls += 1
+        raise BackendError("error", "upstream answered 503: down", 503)
+        yield StreamEvent()  # pragma: no cover - a generator that fails at once
+
+
+async def test_a_prefill_tier_that_is_down_is_not_asked_twice() -> None:
+    primary = FakeBackend("primary", [Script(ANSWER, None, break_after=3)])
+    spare = _DownSpare("spare")
+    cascade, decision = _cascade("prefill", primary=primary, spare=spare)
+    text, _ = await _read(cascade, decision, _request())
+    assert text == "the quick brown<error: tier 'primary' broke mid-stream>"
+    assert spare.calls == 1
+
+
+async def test_a_live_local_step_that_breaks_continues_on_the_next_step() -> None:
+    loaded = parse_policy(
+        b"""
+tiers:
+  small: {type: llama_cpp, continuation: prefill}
+  large: {type: openai, model: l}
+routes:
+  live:
+    stream: live
+    cascade:
+      - {tier: small, acceptance: {threshold: 0.5}}
+      - {tier: large}
+""",
+        env={},
+    )
+    small = FakeBackend("small", [Script(ANSWER, None, break_after=3)], local=True)
+    large = FakeBackend("large", [Script(ANSWER, None)])
+    cascade = Cascade(loaded.policy, {"small": small, "large": large})
+    decision = decide(loaded.policy, {}, Facts(model="live"))
+    text, outcome = await _read(cascade, decision, _request())
+    assert text == ANSWER
+    assert [(a.tier, a.outcome) for a in outcome.all_attempts()] == [
+        ("small", "error"),
+        ("large", "accepted"),
+    ]
+    assert outcome.all_attempts()[-1].repair["of"] == "small"
