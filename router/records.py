@@ -19,8 +19,8 @@ AttemptOutcome = Literal[
 ]
 # What the client got: an answer (ok, degraded), a 4xx (invalid), a 429 for its team's or
 # key's rate or budget (refused), a 5xx or an error event (error), a stream cut off by its
-# upstream after it began (upstream_truncated), or nothing, because it left first
-# (client_gone).
+# upstream (or silent past its idle limit) after it began (upstream_truncated), or nothing,
+# because it left first (client_gone).
 Status = Literal[
     "ok", "degraded", "error", "invalid", "refused", "client_gone", "upstream_truncated"
 ]

@@ -88,7 +88,9 @@ async def _stream_body(
             finish, usage = await _relay(response, writer, outcome.live, fold)
             await _send(response, writer.end(finish, usage))
     except BackendError as exc:  # after the first byte: the client sees an error event
-        record.status = "upstream_truncated" if exc.kind == "truncated" else "error"
+        # cut off or gone silent (past its idle limit) after it began: truncated
+        cut = exc.kind in ("truncated", "timeout")
+        record.status = "upstream_truncated" if cut else "error"
         record.error = exc.message
         message = redactor(exc.message)
         error = APIError(502, message, type_="upstream_error", code="upstream_error")

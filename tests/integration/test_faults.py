@@ -8,25 +8,28 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 
 from tests.support.cascade import Cascade, StartCascade
+from tests.support.faults import ANSWER, ERROR_EVENT, fault_matrix
+from tests.support.faults import ask as ask_at
+from tests.support.faults import seen as seen_at
+from tests.support.faults import set_faults as faults_at
 from tests.support.processes import ServerProcess, free_port
 
 StartFake = Callable[..., ServerProcess]
 
 
 def set_faults(fake: ServerProcess, **faults: Any) -> dict[str, Any]:
-    response = requests.post(f"{fake.url}/_fault", json=faults, timeout=10)
-    response.raise_for_status()
-    return dict(response.json())
+    return faults_at(fake.url, **faults)
 
 
 def seen(fake: ServerProcess) -> dict[str, Any]:
-    return dict(requests.get(f"{fake.url}/_fault", timeout=10).json())
+    return seen_at(fake.url)
 
 
 def policy(
@@ -34,6 +37,7 @@ def policy(
     spare: str,
     breaker: str = "{consecutive_failures: 1000, min_calls: 1000}",
     retries: str = "{max: 1, backoff_ms: 0}",
+    continuation: str = "regenerate",
 ) -> str:
     return f"""
 tiers:
@@ -46,7 +50,13 @@ tiers:
     connect_timeout_s: 0.5
     retries: {retries}
     breaker: {breaker}
-  spare: {{type: openai, api_base: "{spare}/v1", model: fake}}
+    price: {{input_per_1m: 1.0, output_per_1m: 2.0}}
+  spare:
+    type: openai
+    api_base: "{spare}/v1"
+    model: spare-model
+    continuation: {continuation}
+    price: {{input_per_1m: 1.0, output_per_1m: 2.0}}
 routes:
   guarded:
     cascade: [{{tier: flaky}}]
@@ -66,70 +76,81 @@ def cascade(start_cascade: StartCascade, upstreams: tuple[ServerProcess, ServerP
 
 
 def ask(cascade: Cascade, model: str, *, stream: bool) -> tuple[int, dict[str, str], str]:
-    """(status, headers, the answer's text or the error body) as a client sees them."""
-    response = requests.post(
-        f"{cascade.url}/v1/chat/completions",
-        json={"model": model, "stream": stream, "messages": [{"role": "user", "content": "Hi"}]},
-        timeout=30,
-        stream=stream,
-    )
-    if response.status_code != 200:
-        return response.status_code, dict(response.headers), response.text
-    if not stream:
-        message = response.json()["choices"][0]["message"]["content"]
-        return 200, dict(response.headers), message
-    text = ""
-    for line in response.iter_lines():
-        if line.startswith(b"data: {"):
-            chunk = json.loads(line[6:])
-            if "error" in chunk:
-                return 200, dict(response.headers), f"error event: {chunk['error']['message']}"
-            for choice in chunk.get("choices") or ():
-                text += choice["delta"].get("content") or ""
-    return 200, dict(response.headers), text
+    return ask_at(cascade.url, model, stream=stream, timeout=30)
 
 
-# fault -> (direct status not streamed, direct status streamed, flaky attempt outcome)
-FAULTS: dict[str, tuple[dict[str, Any], int, int, str]] = {
-    "500": ({"status": 500}, 502, 502, "error"),
-    "429": ({"status": 429, "retry_after": 7}, 429, 429, "error"),
-    "hang": ({"delay_ms": 5000}, 504, 504, "timeout"),
-    "slow first byte": ({"first_byte_ms": 3000, "delay_ms": 0}, 200, 504, "timeout"),
-    "non-SSE body": ({"html": True}, 502, 502, "error"),
-    "cut off before any event": ({"end_after": 0}, 200, 502, "error"),
-}
+FAULTS = fault_matrix(late_ms=3000)
+LIMIT_S = 10  # the test policy's limits: 0.5 s to the first byte, 2 s in all
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_a_fault_behind_a_fallback_is_answered_by_the_fallback(
+def test_behind_a_healthy_fallback_every_fault_ends_in_the_whole_answer(
     cascade: Cascade, upstreams: tuple[ServerProcess, ServerProcess], fault: str, stream: bool
 ) -> None:
     flaky, _ = upstreams
-    faults, direct_whole, direct_streamed, outcome = FAULTS[fault]
-    set_faults(flaky, **faults)
+    case = FAULTS[fault]
+    set_faults(flaky, **case.faults)
     try:
+        started = time.monotonic()
         status, headers, text = ask(cascade, "guarded", stream=stream)
-        record = cascade.record(headers["x-request-id"])
-        direct_status, direct_headers, body = ask(cascade, "flaky", stream=stream)
+        took = time.monotonic() - started
     finally:
         set_faults(flaky)
-    expected_direct = direct_streamed if stream else direct_whole
-    if expected_direct == 200:  # this fault only touches the other kind of request
-        assert (status, text) == (200, "Hello from the fake upstream.")
+    assert took < LIMIT_S
+    record = cascade.record(headers["x-request-id"])
+    if fault == "content-policy 400":  # the client's answer, never routed around
+        assert (status, json.loads(text)["error"]["code"]) == (400, "content_filter")
+        assert [(a["tier"], a["outcome"]) for a in record["attempts"]] == [("flaky", "error")]
         return
-    assert (status, text) == (200, "Hello from the fake upstream."), body
-    assert headers["x-cascade-tier"] == "spare" and headers["x-cascade-escalations"] == "1"
-    assert [(a["tier"], a["outcome"]) for a in record["attempts"]] == [
-        ("flaky", outcome),
-        ("spare", "accepted"),
-    ]
+    assert (status, text) == (200, ANSWER)
     assert record["status"] == "ok" and record["stream"] is stream
-    assert direct_status == expected_direct, body
-    assert body.startswith('{"error"')
-    if fault == "429":
-        assert direct_headers["Retry-After"] == "7"
-        assert cascade.record(direct_headers["x-request-id"])["status"] == "error"
+    attempts = [(a["tier"], a["outcome"]) for a in record["attempts"]]
+    untouched = (not stream and case.alone_whole == ANSWER) or case.primary == "accepted"
+    if untouched:  # this fault only touches the other kind of request, or is no failure
+        assert attempts == [("flaky", "accepted")]
+        return
+    assert attempts == [("flaky", case.primary), ("spare", "accepted")]
+    assert record["final_tier"] == "spare" and record["final_model"] == "spare-model"
+    primary, spare = record["attempts"]
+    assert spare["cost_usd"] > 0 and spare["usage_source"] == "reported"
+    if stream and case.alone_streamed == ERROR_EVENT:
+        return  # repaired: the headers went out with the primary's first text (below)
+    # which model is reported: the spare's; what is billed: only the spare's answer
+    assert headers["x-cascade-tier"] == "spare" and headers["x-cascade-model"] == "spare-model"
+    assert headers["x-cascade-escalations"] == "1" and primary["cost_usd"] == 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_with_no_fallback_every_fault_ends_in_its_error_within_the_limits(
+    cascade: Cascade, upstreams: tuple[ServerProcess, ServerProcess], fault: str, stream: bool
+) -> None:
+    flaky, _ = upstreams
+    case = FAULTS[fault]
+    set_faults(flaky, **case.faults)
+    try:
+        started = time.monotonic()
+        status, headers, body = ask(cascade, "flaky", stream=stream)
+        took = time.monotonic() - started
+    finally:
+        set_faults(flaky)
+    expected = case.alone_streamed if stream else case.alone_whole
+    assert took < LIMIT_S
+    record = cascade.record(headers["x-request-id"])
+    if expected == ANSWER:
+        assert (status, body) == (200, ANSWER) and record["status"] == "ok"
+    elif expected == ERROR_EVENT:  # text went out; never a finish_reason: stop after it
+        assert status == 200 and body.startswith("error event: ")
+        assert record["status"] == "upstream_truncated"
+    else:
+        assert status == expected, body
+        assert body.startswith('{"error"')
+        assert record["status"] == ("invalid" if status == 400 else "error")
+        if fault == "429 with a long Retry-After":
+            assert headers["Retry-After"] == "7"  # the provider's advice, passed on
+        if fault == "context_length_exceeded":
+            assert json.loads(body)["error"]["code"] == "context_length_exceeded"
 
 
 @pytest.mark.parametrize(
@@ -142,17 +163,14 @@ def test_a_stream_broken_mid_answer_is_continued_on_the_fallback(
 ) -> None:
     """Two events reached the client, then the stream broke (cut, reset, or silent past its
     idle limit): the fallback answers again (temperature 0), the part already sent is
-    skipped, and the client gets one whole answer, exactly."""
+    skipped, and the client gets one whole answer, exactly; both attempts are billed."""
     flaky, _ = upstreams
     set_faults(flaky, **fault)
     try:
-        started = time.monotonic()
         status, headers, text = ask(cascade, "guarded", stream=True)
-        took = time.monotonic() - started
     finally:
         set_faults(flaky)
-    assert (status, text) == (200, "Hello from the fake upstream.")
-    assert took < 10  # a stall is cut by the idle limit (here the tier's 2 s timeout)
+    assert (status, text) == (200, ANSWER)
     record = cascade.record(headers["x-request-id"])
     assert record["status"] == "ok" and record["final_tier"] == "spare"
     broken, repair = record["attempts"]
@@ -161,8 +179,38 @@ def test_a_stream_broken_mid_answer_is_continued_on_the_fallback(
         "timeout" if "stall_after" in fault else "error",
         "estimated",
     )
+    assert broken["completion_tokens"] == 2 and broken["cost_usd"] > 0  # what it sent
     assert (repair["tier"], repair["outcome"]) == ("spare", "accepted")
     assert repair["repair"] == {"method": "regenerate", "after_chars": 10, "of": "flaky"}
+
+
+@pytest.mark.parametrize("refuses", [False, True], ids=["prefill", "prefill refused"])
+def test_a_prefill_fallback_continues_the_message_or_regenerates_when_it_refuses(
+    start_cascade: StartCascade, upstreams: tuple[ServerProcess, ServerProcess], refuses: bool
+) -> None:
+    flaky, spare = upstreams
+    cascade = start_cascade(policy(flaky.url, spare.url, continuation="prefill"))
+    set_faults(flaky, end_after=2)
+    set_faults(spare, refuse_prefill=refuses)
+    try:
+        status, headers, text = ask(cascade, "guarded", stream=True)
+    finally:
+        set_faults(flaky)
+        set_faults(spare)
+    assert (status, text) == (200, ANSWER)
+    attempts = cascade.record(headers["x-request-id"])["attempts"]
+    methods = [(a["tier"], a["outcome"], (a.get("repair") or {}).get("method")) for a in attempts]
+    if refuses:
+        assert methods == [
+            ("flaky", "error", None),
+            ("spare", "error", "prefill"),
+            ("spare", "accepted", "regenerate"),
+        ]
+        assert "prefill" in attempts[1]["repair"]["error"]
+    else:
+        assert methods == [("flaky", "error", None), ("spare", "accepted", "prefill")]
+        asked = seen(spare)["bodies"][-1]["messages"][-1]
+        assert asked == {"role": "assistant", "content": "Hello from"}
 
 
 def test_a_broken_stream_with_no_fallback_ends_in_an_error_event(
@@ -302,3 +350,56 @@ def test_a_content_policy_refusal_is_the_clients_answer_not_routed_around(
     assert seen(spare)["requests"] == spare_before  # the fallback was not asked
     record = cascade.record(headers["x-request-id"])
     assert [(a["tier"], a["outcome"]) for a in record["attempts"]] == [("flaky", "error")]
+
+
+def test_a_primary_down_for_a_while_is_served_by_the_fallback_then_reprobed(
+    start_cascade: StartCascade, start_fake_upstream: StartFake
+) -> None:
+    """The primary answers 503 for 6 s, then is healthy: every request in between gets the
+    whole answer from the fallback, the primary is spared (the breaker opens and probes once
+    per cool-down, probes never retried), and it serves again once healthy. (A minute's
+    outage is bench/failover.py's.)"""
+    flaky, spare = start_fake_upstream(), start_fake_upstream()
+    breaker = "{consecutive_failures: 3, cooldown_s: 1, half_open_probes: 1}"
+    cascade = start_cascade(policy(flaky.url, spare.url, breaker))
+    set_faults(flaky, status=503)
+    outage_s, served = 6.0, []
+    started = time.monotonic()
+    while time.monotonic() - started < outage_s:
+        status, headers, text = ask(cascade, "guarded", stream=len(served) % 2 == 1)
+        served.append((status, text, headers["x-cascade-tier"]))
+        time.sleep(0.2)
+    hits_while_down = seen(flaky)["requests"]
+    set_faults(flaky)  # healthy again
+    time.sleep(1.1)  # one cool-down: the next request is the probe
+    after = [ask(cascade, "guarded", stream=False) for _ in range(3)]
+    assert len(served) >= 20
+    assert all((status, text) == (200, ANSWER) for status, text, _ in served)
+    assert {tier for _, _, tier in served} == {"spare"}
+    # three calls retried once each until the breaker opened, then one probe per cool-down
+    assert hits_while_down <= 3 * 2 + outage_s / 1.0 + 1
+    assert [(status, headers["x-cascade-tier"]) for status, headers, _ in after] == [
+        (200, "flaky")
+    ] * 3
+
+
+def test_with_the_retry_budget_spent_a_failing_tier_is_not_hammered(
+    start_cascade: StartCascade, start_fake_upstream: StartFake
+) -> None:
+    """60 concurrent requests against a primary that always fails, with no breaker to stop
+    them and a retry budget of 10%: at most 10% more calls than requests reach it, each
+    request ends in the fallback's answer in bounded time, and the gateway is healthy after."""
+    flaky, spare = start_fake_upstream("--status", "500"), start_fake_upstream()
+    retries = "{max: 3, backoff_ms: 10, budget: 0.1, min_budget: 0}"
+    cascade = start_cascade(policy(flaky.url, spare.url, retries=retries))
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        results = list(pool.map(lambda _: ask(cascade, "guarded", stream=False), range(60)))
+    took = time.monotonic() - started
+    assert all((status, text) == (200, ANSWER) for status, _, text in results)
+    calls = seen(flaky)["requests"]
+    assert 60 <= calls <= 60 * 1.1 + 1, calls  # the budget, not max: 3 (which would be 240)
+    assert took < 30
+    assert requests.get(f"{cascade.url}/healthz", timeout=5).status_code == 200
+    set_faults(flaky)
+    assert ask(cascade, "guarded", stream=True)[1]["x-cascade-tier"] == "flaky"

@@ -18,7 +18,13 @@ without `[DONE]`), `no_done` (the whole stream, finish and usage included, but n
 `no_usage` (no usage object), `status_times` (the `status` fault for that many requests,
 then healthy), `malformed_at` (one malformed event before the Nth), `stall_after` (a stream
 that goes silent after N events), `content_filter` (a 400 with code `content_filter`, as a
-provider's content policy answers), `html` (a 200 text/html page instead of JSON or events).
+provider's content policy answers), `html` (a 200 text/html page instead of JSON or events),
+`reset_early` (the connection closed before any response), `context_length` (a 400 with code
+`context_length_exceeded`), `refuse_prefill` (a 400 for a request whose last message is the
+assistant's).
+
+A request whose last message is the assistant's (a prefill) is continued: the answer's rest
+after that text, when the answer begins with it.
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ class Faults:
     malformed_at: int | None = None  # one malformed event before the stream's Nth
     stall_after: int | None = None  # a stream that sends N events, then nothing
     content_filter: bool = False  # a 400 with code content_filter (a provider's refusal)
+    reset_early: bool = False  # the connection closed before the response's headers
+    context_length: bool = False  # a 400 with code context_length_exceeded
+    refuse_prefill: bool = False  # a 400 for a last message of the assistant's
 
     def reset(self, **values: Any) -> None:
         """Every fault as given, the rest healthy."""
@@ -118,17 +127,14 @@ async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:  
         counters.traceparents = [*counters.traceparents[-9:], request.headers["traceparent"]]
     if faults.delay_ms:
         await asyncio.sleep(faults.delay_ms / 1000)
-    if faults.content_filter:
-        refusal = {
-            "error": {
-                "message": "The response was filtered due to the prompt triggering the "
-                "content management policy.",
-                "type": "invalid_request_error",
-                "param": "prompt",
-                "code": "content_filter",
-            }
-        }
-        return web.json_response(refusal, status=400)
+    if faults.reset_early:
+        assert request.transport is not None
+        request.transport.close()  # before any byte of a response
+        return web.Response()
+    prefill = _prefill(body)
+    refused = _refusal(faults, prefill is not None)
+    if refused is not None:
+        return web.json_response({"error": refused}, status=400)
     if faults.status != 200 and faults.status_times != 0:
         if faults.status_times is not None:
             faults.status_times -= 1
@@ -150,6 +156,8 @@ async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:  
         "completion_tokens_details": {"reasoning_tokens": REASONING_TOKENS},
     }
     content = _content_for(body)
+    if prefill is not None and content.startswith(prefill):
+        content = content[len(prefill) :]  # the rest of the answer it was asked to continue
     if not body.get("stream"):
         choice: dict[str, Any] = {
             "index": 0,
@@ -168,7 +176,7 @@ async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:  
     await response.prepare(request)
     if faults.first_byte_ms:
         await asyncio.sleep(faults.first_byte_ms / 1000)
-    pieces = _PIECES if content == ANSWER else (content,)
+    pieces = _PIECES if content == ANSWER else _pieces_of(content)
     for index, piece in enumerate(pieces):
         if faults.drop_after is not None and index >= faults.drop_after:
             # Break the connection mid-stream, as a crashing upstream would.
@@ -192,6 +200,53 @@ async def _answer(request: web.Request, faults: Faults) -> web.StreamResponse:  
     )
     await response.write(final if faults.no_done else final + b"data: [DONE]\n\n")
     return response
+
+
+def _prefill(body: dict[str, Any]) -> str | None:
+    """The assistant text a request asks to continue (its last message), else None."""
+    messages = body.get("messages") or []
+    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+    content = last.get("content")
+    return content if last.get("role") == "assistant" and isinstance(content, str) else None
+
+
+def _refusal(faults: Faults, prefilled: bool) -> dict[str, Any] | None:
+    """The 400 error a fault makes of this request, if any."""
+    if faults.content_filter:
+        message = (
+            "The response was filtered due to the prompt triggering the content management policy."
+        )
+        return {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": "prompt",
+            "code": "content_filter",
+        }
+    if faults.context_length:
+        message = "This model's maximum context length is 16 tokens. Please reduce the length."
+        return {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    if faults.refuse_prefill and prefilled:
+        message = "This model does not support assistant message prefill."
+        return {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": None,
+        }
+    return None
+
+
+def _pieces_of(content: str) -> tuple[str, ...]:
+    """A text streamed a word at a time (the answer's own pieces when it is the answer)."""
+    for start in range(len(_PIECES)):
+        if "".join(_PIECES[start:]) == content:
+            return _PIECES[start:]
+    return (content,)
 
 
 def _example(schema: dict[str, Any]) -> Any:
