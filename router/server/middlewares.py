@@ -99,14 +99,14 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     runtime = request.app[RUNTIME].current
     if request.path in _PUBLIC_PATHS or runtime is None:
         return await handler(request)  # before the first policy: handlers answer 503
+    if request.path == "/metrics" and runtime.loaded.policy.auth.metrics == "open":
+        return await handler(request)  # a scraper with no key (auth.metrics: open)
     try:
         caller = runtime.keys.caller(request.headers.get("Authorization"))
-        if runtime.keys.enforced:
-            metrics_open = runtime.loaded.policy.auth.metrics == "open"
-            if request.path.startswith("/admin/") or (
-                request.path == "/metrics" and not metrics_open
-            ):
-                caller.require_admin()
+        if runtime.keys.enforced and (
+            request.path.startswith("/admin/") or request.path == "/metrics"
+        ):
+            caller.require_admin()
     except APIError as exc:
         request.app[METRICS].auth_refusals.labels(exc.code or str(exc.status)).inc()
         raise

@@ -157,6 +157,28 @@ def test_admin_endpoints_and_metrics_need_an_admin_key(
         assert requests.get(f"{cascade.url}{path}", timeout=10).status_code == 200
 
 
+def test_metrics_opened_by_the_policy_need_no_key_while_auth_is_on(
+    start_cascade: StartCascade, keys: Path, made: dict[str, str]
+) -> None:
+    """auth.metrics: open (a scraper with no key, as compose's Prometheus) while every
+    completion still needs a key and /admin an admin key."""
+    opened = start_cascade(
+        """
+tiers:
+  large: {type: openai, api_base: "http://127.0.0.1:9/v1", model: m}
+routes:
+  auto: {cascade: [{tier: large}]}
+auth: {metrics: open}
+""",
+        env={"CASCADE_KEYS": str(keys)},
+    )
+    assert requests.get(f"{opened.url}/metrics", timeout=10).status_code == 200
+    assert requests.get(f"{opened.url}/admin/policy", timeout=10).status_code == 401
+    user = {"Authorization": f"Bearer {made['search']}"}
+    assert requests.get(f"{opened.url}/admin/policy", headers=user, timeout=10).status_code == 403
+    assert post(opened, {}).status_code == 401
+
+
 def wait_for_status(cascade: Cascade, key: str, status: int) -> None:
     deadline = time.monotonic() + 10
     while post(cascade, {"Authorization": f"Bearer {key}"}).status_code != status:

@@ -135,7 +135,7 @@ def test_the_compose_file_refers_only_to_what_exists() -> None:
     (job,) = prometheus["scrape_configs"]
     assert job["dns_sd_configs"][0]["names"] == ["cascade"]
     nginx = (DEPLOY / "nginx.conf").read_text()
-    assert "server cascade:8080" in nginx and "location = /metrics { return 404; }" in nginx
+    assert "http://cascade:8080" in nginx and "location = /metrics { return 404; }" in nginx
     assert "proxy_buffering off" in nginx  # streams go out as they come
 
 
@@ -148,3 +148,42 @@ def test_the_image_is_multi_stage_unprivileged_and_without_a_compiler() -> None:
     assert "HEALTHCHECK" in final and "/readyz" in final
     assert not re.search(r"build-essential|\bgcc\b|\bcmake\b", final)
     assert "COPY --from=build /opt/cascade" in final  # the model comes baked in the venv
+
+
+def test_the_large_model_name_agrees_under_every_profile() -> None:
+    """cascade's large tier asks for CASCADE_LARGE_MODEL; under `--profile gpu` vLLM must
+    answer to that name, whatever it is set to (its default included)."""
+    services = _compose()["services"]
+    asked = services["cascade"]["environment"]["CASCADE_LARGE_MODEL"]
+    command = services["vllm"]["command"]
+    served = command[command.index("--served-model-name") + 1 : command.index("--max-model-len")]
+    assert asked in served  # the same expression, so the same value, set or defaulted
+
+
+def test_what_compose_publishes_is_on_loopback_and_the_policy_comes_from_the_host() -> None:
+    services = _compose()["services"]
+    for name, service in services.items():
+        for port in service.get("ports", ()):
+            assert port.startswith("${CASCADE_PUBLISH_ADDRESS:-127.0.0.1}:"), (name, port)
+    mounts = services["cascade"]["volumes"]
+    assert any(m.startswith("../policies:/etc/cascade/policies") for m in mounts)
+    assert (DEPLOY.parent / "policies" / "default.yaml").exists()
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "${GRAFANA_ANONYMOUS:-false}"
+
+
+def test_every_image_can_be_named_otherwise_with_the_official_one_by_default() -> None:
+    services = _compose()["services"]
+    for name in ("proxy", "redis", "redis-cache", "prometheus", "grafana"):
+        assert re.fullmatch(r"\$\{[A-Z_]+_IMAGE:-[a-z/]+:[\w.-]+\}", services[name]["image"]), name
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in dockerfile
+
+
+def test_the_keys_volume_mounts_where_the_image_made_a_folder_its_user_owns() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    env = _compose()["services"]["cascade"]["environment"]
+    keys_folder = str(Path(env["CASCADE_KEYS"]).parent)
+    assert f"mkdir -p {keys_folder}" in dockerfile or keys_folder in dockerfile
+    assert "chown -R cascade /var/lib/cascade" in dockerfile
+    assert f"cascade-keys:{keys_folder}" in _compose()["services"]["cascade"]["volumes"]
