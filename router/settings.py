@@ -37,6 +37,9 @@ class Settings(BaseModel):
     workers_replaced: int = 0  # set by the supervisor of --workers (router/process/supervisor.py)
     # set by the supervisor of --workers with a SQLite ledger: the node's writer
     ledger_writer_socket: Path | None = None
+    # set by the supervisor of --workers: where each worker serves its own metrics, so one
+    # scrape covers them all (router.server.siblings.py)
+    metrics_folder: Path | None = None
     keys_path: Path | None = Field(
         None,
         json_schema_extra=_env(

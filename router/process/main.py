@@ -18,8 +18,10 @@ import functools
 import gc
 import importlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from router.ledger.targets import parse_ledger_url
@@ -98,9 +100,15 @@ def main(workers: int) -> int:
         path = ledger_socket_path(settings.spool_folder)
         writer = (functools.partial(serve_ledger_writer, settings, path), path)
         settings = settings.model_copy(update={"ledger_writer_socket": path})
+    # each worker's own metrics, for the one a scrape reaches (0700: only this user)
+    metrics_folder = Path(tempfile.mkdtemp(prefix="cascade-metrics-"))
+    settings = settings.model_copy(update={"metrics_folder": metrics_folder})
     worker = functools.partial(serve_worker, settings)
     logger = make_logger(settings.log_level)
-    return Supervisor(worker, workers, logger, writer=writer, start_method="fork").run()
+    try:
+        return Supervisor(worker, workers, logger, writer=writer, start_method="fork").run()
+    finally:
+        shutil.rmtree(metrics_folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,17 @@ from router.api.openapi import document
 from router.records import iso_time
 from router.server.intake import runtime_of as _runtime
 from router.server.reload import RELOADER
-from router.server.state import CACHE, CALLER, LEDGER, METRICS, RUNTIME, SETTINGS, SHADOW
+from router.server.siblings import merged
+from router.server.state import (
+    CACHE,
+    CALLER,
+    LEDGER,
+    LOGGER,
+    METRICS,
+    RUNTIME,
+    SETTINGS,
+    SHADOW,
+)
 
 
 async def models(request: web.Request) -> web.Response:
@@ -113,22 +123,28 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME].current
+def own_metrics(app: web.Application) -> bytes:
+    """This process's exposition."""
+    runtime = app[RUNTIME].current
     depths = runtime.queue_depths() if runtime is not None else {}
     states = runtime.breaker_states() if runtime is not None else {}
-    return web.Response(
-        body=request.app[METRICS].render(
-            depths,
-            request.app[LEDGER].stats(),
-            states,
-            cache_memory=request.app[CACHE].memory_size(),
-            policy_version=runtime.loaded.version if runtime is not None else None,
-            in_flight=runtime.in_flight if runtime is not None else None,
-            thresholds=request.app[SHADOW].tuner.thresholds(runtime.loaded.policy)
-            if runtime is not None
-            else None,
-        ),
-        content_type="text/plain",
-        charset="utf-8",
+    return app[METRICS].render(
+        depths,
+        app[LEDGER].stats(),
+        states,
+        cache_memory=app[CACHE].memory_size(),
+        policy_version=runtime.loaded.version if runtime is not None else None,
+        in_flight=runtime.in_flight if runtime is not None else None,
+        thresholds=app[SHADOW].tuner.thresholds(runtime.loaded.policy)
+        if runtime is not None
+        else None,
     )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """This process's metrics; with --workers, every worker's (router.server.siblings.py)."""
+    body = own_metrics(request.app)
+    folder = request.app[SETTINGS].metrics_folder
+    if folder is not None:
+        body = await merged(folder, body, request.app[LOGGER])
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")

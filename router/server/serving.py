@@ -21,6 +21,8 @@ from aiohttp.web_runner import GracefulExit
 from structlog.typing import FilteringBoundLogger
 
 from router.errors import APIError
+from router.server.info import own_metrics
+from router.server.siblings import serve_own
 from router.settings import Settings
 
 _SHUTDOWN_TIMEOUT_S = 60.0
@@ -145,10 +147,15 @@ async def _serve(
         keepalive_timeout=settings.header_timeout_s,
     )
     await runner.setup()
+    stop_own_metrics = None
     try:
         await web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port).start()
+        if settings.metrics_folder is not None:  # one of --workers: its siblings ask it
+            stop_own_metrics = await serve_own(settings.metrics_folder, lambda: own_metrics(app))
         await asyncio.Event().wait()  # until a signal raises GracefulExit
     finally:
+        if stop_own_metrics is not None:
+            await stop_own_metrics()
         await runner.cleanup()
 
 

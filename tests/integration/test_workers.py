@@ -186,3 +186,49 @@ def test_the_ledger_writer_killed_under_load_loses_nothing(
     assert server.process.returncode == 0
     assert answered and answered <= _ledger_ids(ledger)
     assert replaced
+
+
+def _requests_counted(metrics: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("cascade_requests_total{")
+    )
+
+
+def test_one_scrape_of_three_workers_counts_every_workers_requests(
+    tmp_path: Path, start_fake_upstream: Callable[..., ServerProcess]
+) -> None:
+    """`--workers 3`: whichever worker a scrape reaches, /metrics sums the counters of all
+    three (each serves its own on a private socket), and gauges keep one series per worker."""
+    upstream = start_fake_upstream()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"""
+tiers: {{large: {{type: openai, api_base: "{upstream.url}/v1", model: m}}}}
+routes: {{auto: {{cascade: [{{tier: large}}]}}}}
+""")
+    server = start_cascade_process(
+        policy, f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "server.log", "--workers", "3"
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while len(workers := worker_pids(server.url, tries=40)) < 3:
+            assert time.monotonic() < deadline, f"three workers never came up: {workers}"
+            time.sleep(0.2)
+        for _ in range(60):
+            with requests.Session() as fresh:  # a new connection: any worker
+                fresh.post(f"{server.url}/v1/chat/completions", json=ASK, timeout=10)
+        scrapes = []
+        for _ in range(6):  # different connections, likely different workers: all the same
+            with requests.Session() as fresh:
+                scrapes.append(fresh.get(f"{server.url}/metrics", timeout=10).text)
+        assert {_requests_counted(text) for text in scrapes} == {60.0}
+        memory = [
+            line for line in scrapes[0].splitlines() if line.startswith("process_resident_memory")
+        ]
+        assert {line.split('worker="')[1].split('"')[0] for line in memory} == {
+            str(pid) for pid in workers
+        }
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=60)

@@ -41,5 +41,5 @@ def test_bad_values_name_their_variable(environ: dict[str, str], message: str) -
 
 
 def test_every_setting_but_the_address_has_a_variable() -> None:
-    internal = {"host", "port", "workers_replaced", "ledger_writer_socket"}  # flags; the supervisor
+    internal = {"host", "port", "workers_replaced", "ledger_writer_socket", "metrics_folder"}
     assert set(Settings.variables().values()) == set(Settings.model_fields) - internal
