@@ -83,22 +83,31 @@ FAULTS = fault_matrix(late_ms=3000)
 LIMIT_S = 10  # the test policy's limits: 0.5 s to the first byte, 2 s in all
 
 
+def _asked_under(
+    cascade: Cascade, flaky: ServerProcess, fault: str, model: str, *, stream: bool
+) -> tuple[int, dict[str, str], str, dict[str, Any]]:
+    """(status, headers, text, record) of one request while `flaky` has the fault, which
+    must not take longer than the test policy's limits allow."""
+    set_faults(flaky, **FAULTS[fault].faults)
+    try:
+        started = time.monotonic()
+        status, headers, text = ask(cascade, model, stream=stream)
+        took = time.monotonic() - started
+    finally:
+        set_faults(flaky)
+    assert took < LIMIT_S
+    return status, headers, text, cascade.record(headers["x-request-id"])
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_behind_a_healthy_fallback_every_fault_ends_in_the_whole_answer(
     cascade: Cascade, upstreams: tuple[ServerProcess, ServerProcess], fault: str, stream: bool
 ) -> None:
-    flaky, _ = upstreams
     case = FAULTS[fault]
-    set_faults(flaky, **case.faults)
-    try:
-        started = time.monotonic()
-        status, headers, text = ask(cascade, "guarded", stream=stream)
-        took = time.monotonic() - started
-    finally:
-        set_faults(flaky)
-    assert took < LIMIT_S
-    record = cascade.record(headers["x-request-id"])
+    status, headers, text, record = _asked_under(
+        cascade, upstreams[0], fault, "guarded", stream=stream
+    )
     if fault == "content-policy 400":  # the client's answer, never routed around
         assert (status, json.loads(text)["error"]["code"]) == (400, "content_filter")
         assert [(a["tier"], a["outcome"]) for a in record["attempts"]] == [("flaky", "error")]
@@ -126,18 +135,11 @@ def test_behind_a_healthy_fallback_every_fault_ends_in_the_whole_answer(
 def test_with_no_fallback_every_fault_ends_in_its_error_within_the_limits(
     cascade: Cascade, upstreams: tuple[ServerProcess, ServerProcess], fault: str, stream: bool
 ) -> None:
-    flaky, _ = upstreams
     case = FAULTS[fault]
-    set_faults(flaky, **case.faults)
-    try:
-        started = time.monotonic()
-        status, headers, body = ask(cascade, "flaky", stream=stream)
-        took = time.monotonic() - started
-    finally:
-        set_faults(flaky)
+    status, headers, body, record = _asked_under(
+        cascade, upstreams[0], fault, "flaky", stream=stream
+    )
     expected = case.alone_streamed if stream else case.alone_whole
-    assert took < LIMIT_S
-    record = cascade.record(headers["x-request-id"])
     if expected == ANSWER:
         assert (status, body) == (200, ANSWER) and record["status"] == "ok"
     elif expected == ERROR_EVENT:  # text went out; never a finish_reason: stop after it

@@ -30,18 +30,21 @@ def worker_pids(url: str, tries: int = 200) -> set[int]:
     return pids
 
 
-def test_a_killed_worker_is_replaced_and_serving_goes_on(
-    tmp_path: Path, start_fake_upstream: Callable[..., ServerProcess]
-) -> None:
-    upstream = start_fake_upstream()
+def _workers(tmp_path: Path, upstream: ServerProcess, count: int) -> ServerProcess:
+    """`cascade serve --workers count` of one remote tier, with a SQLite ledger."""
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"""
 tiers: {{large: {{type: openai, api_base: "{upstream.url}/v1", model: m}}}}
 routes: {{auto: {{cascade: [{{tier: large}}]}}}}
 """)
-    server = start_cascade_process(
-        policy, f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "server.log", "--workers", "2"
-    )
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    return start_cascade_process(policy, ledger, tmp_path / "server.log", "--workers", str(count))
+
+
+def test_a_killed_worker_is_replaced_and_serving_goes_on(
+    tmp_path: Path, start_fake_upstream: Callable[..., ServerProcess]
+) -> None:
+    server = _workers(tmp_path, start_fake_upstream(), 2)
     try:
         deadline = time.monotonic() + 60  # the server is ready when one worker is
         while len(before := worker_pids(server.url, tries=40)) < 2:
@@ -201,15 +204,7 @@ def test_one_scrape_of_three_workers_counts_every_workers_requests(
 ) -> None:
     """`--workers 3`: whichever worker a scrape reaches, /metrics sums the counters of all
     three (each serves its own on a private socket), and gauges keep one series per worker."""
-    upstream = start_fake_upstream()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(f"""
-tiers: {{large: {{type: openai, api_base: "{upstream.url}/v1", model: m}}}}
-routes: {{auto: {{cascade: [{{tier: large}}]}}}}
-""")
-    server = start_cascade_process(
-        policy, f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "server.log", "--workers", "3"
-    )
+    server = _workers(tmp_path, start_fake_upstream(), 3)
     try:
         deadline = time.monotonic() + 90
         while len(workers := worker_pids(server.url, tries=40)) < 3:
