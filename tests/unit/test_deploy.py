@@ -187,3 +187,13 @@ def test_the_keys_volume_mounts_where_the_image_made_a_folder_its_user_owns() ->
     assert f"mkdir -p {keys_folder}" in dockerfile or keys_folder in dockerfile
     assert "chown -R cascade /var/lib/cascade" in dockerfile
     assert f"cascade-keys:{keys_folder}" in _compose()["services"]["cascade"]["volumes"]
+
+
+def test_a_build_ca_bundle_stays_in_the_build_stage() -> None:
+    """CA_BUNDLE (a corporate proxy's CA for pip) is read by the build stage only: the final
+    stage neither declares it nor copies anything of it."""
+    stages = re.split(r"^FROM ", (DEPLOY / "Dockerfile").read_text(), flags=re.MULTILINE)[1:]
+    build, final = stages[0], stages[-1]
+    assert "ARG CA_BUNDLE" in build and "rm -f /tmp/extra-ca.pem /tmp/ca.pem" in build
+    assert "CA_BUNDLE" not in final and "ca.pem" not in final
+    assert "--no-index --find-links /wheels" in build  # the wheelhouse, when it has wheels
