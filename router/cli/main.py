@@ -198,6 +198,17 @@ def _openapi(_: argparse.Namespace) -> int:
     return 0
 
 
+def _model_path(_: argparse.Namespace) -> int:
+    from router.backends.local_llama import bundled_model_path
+
+    try:
+        print(bundled_model_path())
+    except FileNotFoundError as exc:
+        print(f"cascade model-path: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cascade", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -221,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     spec = commands.add_parser("openapi", help="print the OpenAPI document of the endpoints")
     spec.set_defaults(run=_openapi)
+
+    bundled = commands.add_parser(
+        "model-path",
+        help="print the bundled local model's path (e.g. for `python -m llama_cpp.server "
+        '--model "$(cascade model-path)"` as a real large tier)',
+    )
+    bundled.set_defaults(run=_model_path)
 
     add_policy_commands(commands)
     add_classify_commands(commands)
