@@ -227,7 +227,6 @@ FailureClass = Literal[
     "invalid_request",
 ]
 """Why a tier failed, as a route's `fallback_on` names it."""
-FAILURE_CLASSES: tuple[FailureClass, ...] = get_args(FailureClass)
 DEFAULT_FALLBACK_ON: tuple[FailureClass, ...] = (
     "unavailable",
     "timeout",
