@@ -9,7 +9,11 @@ backtracking `pattern`, a 1 MB body of 2,048 messages, 5,000 tools, JSON nested 
 deep, and 240 streams it holds open. Targets: `/healthz` never waits over 250 ms; the canary
 completion's p99 under attack within 2x its unloaded p99.
 
-    python -m bench.hostile [--seconds 15]
+With `--pin` (two or more CPUs) the gateway runs alone on CPU 0 and everything else on CPU 1,
+the attacker at a lower priority there: as if the attacker were another machine, so what is
+measured is what the gateway does with its own CPU, not how a shared CPU is scheduled.
+
+    python -m bench.hostile [--seconds 15] [--pin]
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import hashlib
 import multiprocessing
+import os
 import statistics
 import threading
 import time
@@ -67,7 +72,9 @@ def _canaries(url: str, stop: threading.Event) -> tuple[list[float], list[float]
     return health, completions
 
 
-def _attacked(url: str, seconds: float) -> dict[int, int]:
+def _attacked(url: str, seconds: float, pin: bool) -> dict[int, int]:
+    if pin:
+        os.nice(10)  # behind the canaries and their provider on the CPU they share
     return asyncio.run(attack(f"{url}/v1/chat/completions", seconds, key=KEYS["hostile"]))
 
 
@@ -78,8 +85,11 @@ def _p99(values: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--pin", action="store_true", help="the gateway alone on CPU 0")
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
+    if args.pin:  # processes started from here on inherit the CPU they may run on
+        os.sched_setaffinity(0, {1})
     port = free_port()
     upstream = start(
         ["-m", "tests.support.billing_upstream", "--port", str(port), "--name", "stalling"],
@@ -107,7 +117,11 @@ teams:
 """)
     ledger = WORK / "hostile.db"
     ledger.unlink(missing_ok=True)
+    if args.pin:
+        os.sched_setaffinity(0, {0})
     server = start_cascade(policy, f"sqlite:///{ledger}", WORK / "hostile.log")
+    if args.pin:
+        os.sched_setaffinity(0, {1})
     try:
         stop = threading.Event()
         timer = threading.Timer(args.seconds / 3, stop.set)
@@ -125,7 +139,7 @@ teams:
         # the attacker in its own process: the canaries' waits are the gateway's, not this
         # process's (its event loop and GIL)
         with multiprocessing.get_context("spawn").Pool(1) as pool:
-            statuses = pool.apply(_attacked, (server.url, args.seconds))
+            statuses = pool.apply(_attacked, (server.url, args.seconds, args.pin))
         stop.set()
         watcher.join()
     finally:
@@ -150,6 +164,11 @@ teams:
         ],
     ]
     ratio = _p99(loaded) / _p99(quiet)
+    placement = (
+        " (the gateway alone on CPU 0; attacker, canaries and providers on CPU 1)"
+        if args.pin
+        else " (every process on the same CPUs)"
+    )
     append_results(
         "(q) Hostile tenant: a canary's waits while another team attacks",
         [
@@ -160,7 +179,8 @@ teams:
             "hostile answers",
         ],
         rows,
-        notes=f"bench/hostile.py, {args.seconds:g} s under attack: the six hostile kinds in a "
+        notes=f"bench/hostile.py{' --pin' if args.pin else ''}, {args.seconds:g} s under "
+        f"attack{placement}: the six hostile kinds in a "
         f"loop and 240 held streams from team hostile; canary completion p99 under attack / "
         f"unloaded = {ratio:.2f} (target <= 2); /healthz worst target <= 250 ms.",
     )

@@ -111,6 +111,17 @@ class Settings(BaseModel):
             "cannot take the event loop from the other teams.",
         ),
     )
+    intake_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        json_schema_extra=_env(
+            "CASCADE_INTAKE_SHARE",
+            "The share of the event loop one team's parsing and validating may take while "
+            "another team is asking: past it, the team's next request waits its turn (a team "
+            "alone is never slowed).",
+        ),
+    )
     loop_lag_warn_s: float = Field(
         0.1,
         gt=0,

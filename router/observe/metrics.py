@@ -243,6 +243,13 @@ class Metrics:
             ["route", "classifier"],
             registry=self.registry,
         )
+        self.intake_paced = Counter(
+            "cascade_intake_paced_seconds",
+            "Time a team's requests waited before parsing: the team had used more than its "
+            "share of the event loop (CASCADE_INTAKE_SHARE) while another team was asking",
+            ["team"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "cascade_tier_queue_depth",
             "Requests waiting for a tier",

@@ -24,6 +24,7 @@ from router.observe.rejections import Rejections
 from router.observe.tracing import Tracing, tracing_from_env
 from router.redact import Redactor
 from router.server import embeddings, generation, info
+from router.server.fairness import IntakeGates
 from router.server.middlewares import authenticate, request_context
 from router.server.reload import RELOADER, PolicyReloader
 from router.server.state import (
@@ -39,7 +40,6 @@ from router.server.state import (
     SETTINGS,
     SHADOW,
     TRACING,
-    IntakeGates,
     RuntimeSlot,
 )
 from router.settings import Settings
@@ -211,7 +211,12 @@ def create_app(
     app[METRICS].workers_replaced.set(settings.workers_replaced)
     app[REJECTIONS] = Rejections(app[METRICS].registry, app[LOGGER])
     app[RUNTIME] = RuntimeSlot()
-    app[INTAKE] = IntakeGates(settings.intake_per_team)
+    paced = app[METRICS].intake_paced
+    app[INTAKE] = IntakeGates(
+        settings.intake_per_team,
+        share=settings.intake_share,
+        on_paced=lambda team, seconds: paced.labels(team).inc(seconds),
+    )
     app.cleanup_ctx.extend(
         [_tracing, _http_session, _ledger, _shadow, _cache, _policy, _rejections, _loop_lag]
     )

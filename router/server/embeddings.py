@@ -28,12 +28,12 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
     async with lifecycle.handling(request, runtime, "/v1/embeddings") as handled:
         record = handled.record
         tags = intake.tags(request, record)
-        async with request.app[INTAKE].of(caller.team):  # a team's heavy steps, in turn
-            parsed, body = parse_embeddings(
-                await intake.read_json(
-                    request, policy.limits.max_body_bytes, policy.limits.max_json_depth
-                )
+        async with request.app[INTAKE].turn(caller.team) as turn:  # a team's heavy steps
+            raw = await intake.read_json(
+                request, policy.limits.max_body_bytes, policy.limits.max_json_depth, turn
             )
+            with turn.charged():
+                parsed, body = parse_embeddings(raw)
         record.requested_model = clip(parsed.model)
         record.user = clip(parsed.user) if parsed.user is not None else None
         caller.allow(parsed.model)

@@ -51,10 +51,11 @@ async def _complete_on(
     async with lifecycle.handling(request, runtime, surface.endpoint) as handled:
         record = handled.record
         tags = intake.tags(request, record)
-        async with request.app[INTAKE].of(caller.team):  # a team's heavy steps, in turn
-            exchange, raw = await intake.read_client(request, runtime, record, surface)
+        async with request.app[INTAKE].turn(caller.team) as turn:  # a team's heavy steps
+            exchange, raw = await intake.read_client(request, runtime, record, surface, turn)
             caller.allow(exchange.client.model)
-            tokens, handled.bound = await intake.prompt_tokens(runtime, exchange.client)
+            with turn.charged():
+                tokens, handled.bound = await intake.prompt_tokens(runtime, exchange.client)
             client = handled.client = _as_run(exchange.client, caller, runtime, tokens)
         facts = Facts(
             client.model, caller.team, tags, tokens, client.prompt.question, client.features

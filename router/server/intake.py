@@ -14,9 +14,11 @@ from router.api.surfaces import Exchange, Surface
 from router.backends.base import Prompt
 from router.errors import APIError, clip
 from router.keys.index import Caller
+from router.policy import Policy
 from router.records import DecisionRecord
 from router.redact import Redactor
 from router.request import ClientRequest
+from router.server.fairness import Turn
 from router.server.state import (
     CALLER,
     CLIENT_REQUEST_ID,
@@ -56,8 +58,9 @@ def tags(request: web.Request, record: DecisionRecord) -> frozenset[str]:
     return found
 
 
-async def read_json(request: web.Request, limit: int, max_depth: int) -> object:
-    """The body as JSON: at most `limit` bytes, arrived within the settings' body timeout."""
+async def read_json(request: web.Request, limit: int, max_depth: int, turn: Turn) -> object:
+    """The body as JSON: at most `limit` bytes, arrived within the settings' body timeout;
+    its parsing charged to the team's turn."""
     if request.content_length is not None and request.content_length > limit:
         raise validation.too_large(limit)
     chunks, size = [], 0
@@ -73,16 +76,25 @@ async def read_json(request: web.Request, limit: int, max_depth: int) -> object:
         raise validation.too_slow(timeout) from None
     except RequestPayloadError:  # e.g. a body that is not the gzip it claims to be
         raise validation.unreadable() from None
-    return validation.json_body(b"".join(chunks), max_depth)
+    with turn.charged():
+        return validation.json_body(b"".join(chunks), max_depth)
 
 
 async def read_client(
-    request: web.Request, runtime: Runtime, record: DecisionRecord, surface: Surface
+    request: web.Request, runtime: Runtime, record: DecisionRecord, surface: Surface, turn: Turn
 ) -> tuple[Exchange, dict[str, object]]:
     """The validated body (and the JSON it came as); what the record keeps of it is written
-    as soon as it is known."""
+    as soon as it is known. Parsing and validating are charged to the team's turn."""
     policy = runtime.loaded.policy
-    raw = await read_json(request, policy.limits.max_body_bytes, policy.limits.max_json_depth)
+    limits = policy.limits
+    raw = await read_json(request, limits.max_body_bytes, limits.max_json_depth, turn)
+    with turn.charged():
+        return _validated(request, policy, record, surface, raw)
+
+
+def _validated(
+    request: web.Request, policy: Policy, record: DecisionRecord, surface: Surface, raw: object
+) -> tuple[Exchange, dict[str, object]]:
     exchange = surface.read(raw, policy.limits)
     client = exchange.client
     record.requested_model, record.stream = clip(client.model), client.stream

@@ -79,7 +79,8 @@ class PolicyReloader:
         # configured is refused (auth never turns off by a reload).
         self._require_auth = require_auth
         self._redis_url = redis_url
-        self._stores: dict[tuple[str, str], Store] = {}  # by (store, on_store_error)
+        # by what decides how counters are kept (kind, on error, rate window, leases)
+        self._stores: dict[tuple[str, str, int, str], Store] = {}
         self._keys_override = keys_override  # CASCADE_KEYS
         self._keys_file: Path | None = None
         self._keys_seen: tuple[int, int, int] | None = None
@@ -186,11 +187,9 @@ class PolicyReloader:
         """The policy's limits over its store (one store per kind, kept across reloads so
         that counters of this process survive a policy change)."""
         spec = loaded.policy.budgets
-        key = (spec.store, spec.on_store_error)
+        key = (spec.store, spec.on_store_error, spec.rate_window_s, spec.leases.model_dump_json())
         if key not in self._stores:
-            self._stores[key] = open_store(
-                spec.store, spec.on_store_error, self._redis_url, self._store_error
-            )
+            self._stores[key] = open_store(spec, self._redis_url, self._store_error)
         return Limiter(
             loaded.policy, self._stores[key], clock=time.time, on_error=self._store_error
         )

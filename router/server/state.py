@@ -27,6 +27,7 @@ from router.observe.tracing import Tracing
 from router.policy import LoadedPolicy
 from router.redact import Redactor
 from router.routing import Plan, needs_prompt_tokens
+from router.server.fairness import IntakeGates
 from router.settings import Settings
 from router.shadow.runner import ShadowRunner
 
@@ -106,22 +107,6 @@ class RuntimeSlot:
     """Holds the active runtime; a reload replaces `current` in one assignment."""
 
     current: Runtime | None = None
-
-
-@dataclass(slots=True)
-class IntakeGates:
-    """One semaphore per team around a request's CPU-heavy steps (reading, parsing and
-    validating its body): a team's flood queues behind its own gate, not the other teams'.
-    Teams are the policy's and `default`: a bounded set."""
-
-    per_team: int
-    gates: dict[str, asyncio.Semaphore] = field(default_factory=dict)
-
-    def of(self, team: str) -> asyncio.Semaphore:
-        gate = self.gates.get(team)
-        if gate is None:
-            gate = self.gates[team] = asyncio.Semaphore(self.per_team)
-        return gate
 
 
 SETTINGS = web.AppKey("settings", Settings)
