@@ -51,11 +51,30 @@ def json_body(data: bytes, max_depth: int = 128) -> object:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise invalid(f"could not parse the JSON body: {exc}") from None
-    if json_depth(value, max_depth) > max_depth:
+    if bytes_depth(data) > max_depth:
         raise invalid(
             f"the JSON body is nested more than {max_depth} levels deep", None, "json_too_deep"
         )
     return value
+
+
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def bytes_depth(data: bytes) -> int:
+    """How deeply a valid JSON text nests, counted as `json_depth` counts (its containers,
+    and one more for what the deepest holds), read from its bytes in a few passes of C: the
+    escapes dropped, the strings cut out, then the brackets' running sum. A walk of the parsed
+    value in Python took 24 ms for 5,000 tools; this, well under a millisecond."""
+    import numpy as np
+
+    text = data.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in data else data
+    brackets = b"".join(text.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 1
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int32)
+    return int(np.cumsum(steps).max()) + 1
 
 
 def nested(value: object) -> Iterator[tuple[object, int]]:
@@ -124,18 +143,20 @@ def schema_shape(schema: object, limits: LimitsSpec, param: str) -> None:
     """Bound a client's JSON Schema before anything compiles it: its depth, its enum values
     and properties (OpenAI bounds the last two alike), then its bytes. Linear in its size."""
     enum_values = properties = 0
-    for node, depth in nested(schema):
+    for node, depth in nested(schema):  # refused as soon as a bound is passed
         if depth > limits.max_schema_depth:
             raise _too_big("levels of nesting", depth, limits.max_schema_depth, param)
         if isinstance(node, dict):
             if isinstance(node.get("enum"), list):
                 enum_values += len(node["enum"])
+                if enum_values > limits.max_schema_enum_values:
+                    limit = limits.max_schema_enum_values
+                    raise _too_big("enum values", enum_values, limit, param)
             if isinstance(node.get("properties"), dict):
                 properties += len(node["properties"])
-    if enum_values > limits.max_schema_enum_values:
-        raise _too_big("enum values", enum_values, limits.max_schema_enum_values, param)
-    if properties > limits.max_schema_properties:
-        raise _too_big("properties", properties, limits.max_schema_properties, param)
+                if properties > limits.max_schema_properties:
+                    limit = limits.max_schema_properties
+                    raise _too_big("properties", properties, limit, param)
     size = len(orjson.dumps(schema))  # (its depth is bounded by now)
     if size > limits.max_schema_bytes:
         raise _too_big("bytes", size, limits.max_schema_bytes, param)

@@ -135,11 +135,14 @@ class Limiter:
         self._on_error = on_error
         self._ttl = policy.budgets.reservation_ttl_s
         self._window = policy.budgets.rate_window_s
+        self._caps = {  # worked out once per policy version, not per request
+            name: caps_of(spec.limits) for name, spec in policy.teams.items() if spec.limits.limited
+        }
 
     def limits(self, team: str) -> tuple[SpendLimits, BudgetRouting] | None:
-        spec = self._policy.teams.get(team)
-        if spec is None or not spec.limits.limited:
+        if team not in self._caps:
             return None
+        spec = self._policy.teams[team]
         return spec.limits, spec.budget_routing
 
     async def admit(
@@ -191,8 +194,8 @@ class Limiter:
         found = self.limits(team)
         if found is None:
             return Admission(team)
-        limits, routing = found
-        caps = caps_of(limits)
+        _, routing = found
+        caps = self._caps[team]
         windows = Windows.at(self._clock(), self._window)
         scope = f"team:{team}"
         decision: BudgetDecision = "ok"

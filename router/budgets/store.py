@@ -11,6 +11,7 @@ counted in integer nano-USD so that sums are exact.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from router.redis_pool import bounded_client
 NANO = 1_000_000_000  # nano-USD per USD
 Refusal = Literal["requests", "tokens", "usd_per_day", "usd_per_month"]
 NO_LIMIT = -1
-_REASONS: tuple[Refusal, ...] = ("requests", "tokens", "usd_per_day", "usd_per_month")
+REFUSALS: tuple[Refusal, ...] = ("requests", "tokens", "usd_per_day", "usd_per_month")
 
 
 class StoreUnavailable(Exception):
@@ -42,18 +43,30 @@ class Windows:
 
     @classmethod
     def at(cls, epoch: float, rate_window_s: int = 60) -> Windows:
-        now = dt.datetime.fromtimestamp(epoch, dt.UTC)
-        tomorrow = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-        first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        next_month = (first + dt.timedelta(days=32)).replace(day=1)
+        day, month, day_end, month_end = _calendar(int(epoch // 86_400))
         return cls(
-            day=now.strftime("%Y-%m-%d"),
-            month=now.strftime("%Y-%m"),
+            day=day,
+            month=month,
             minute=int(epoch // rate_window_s),
-            day_reset_s=(tomorrow - now).total_seconds(),
-            month_reset_s=(next_month - now).total_seconds(),
+            day_reset_s=day_end - epoch,
+            month_reset_s=month_end - epoch,
             minute_reset_s=rate_window_s - epoch % rate_window_s,
         )
+
+
+@functools.lru_cache(maxsize=4)
+def _calendar(day_index: int) -> tuple[str, str, float, float]:
+    """A UTC day's name, its month's, and when each ends (epoch seconds): worked out once a
+    day, not on every request."""
+    start = dt.datetime.fromtimestamp(day_index * 86_400, dt.UTC)
+    first = start.replace(day=1)
+    next_month = (first + dt.timedelta(days=32)).replace(day=1)
+    return (
+        start.strftime("%Y-%m-%d"),
+        start.strftime("%Y-%m"),
+        (day_index + 1) * 86_400.0,
+        next_month.timestamp(),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +329,7 @@ class RedisStore:
         )
         refused = found[1].decode() if isinstance(found[1], bytes) else str(found[1])
         day, month, reserved, requests, tokens = (int(value) for value in found[2:7])
-        reason = next((r for r in _REASONS if r == refused), None)
+        reason = next((r for r in REFUSALS if r == refused), None)
         return Standing(bool(found[0]), reason, day, month, reserved, requests, tokens)
 
     async def settle(self, ask: Ask, windows: Windows, cost_nano: int, tokens: int) -> None:

@@ -375,6 +375,43 @@ class TeamSpec(_Strict):
     budget_routing: BudgetRouting = BudgetRouting()
 
 
+class LeaseSpec(_Strict):
+    """Per-process leases on Redis counters (router/budgets/leases.py): a process takes a
+    slice of a scope's budget and rate window in one call and admits from it locally."""
+
+    enabled: bool = Field(
+        True, description="Admit from leases (false: two Redis calls on every request)."
+    )
+    ttl_s: float = Field(
+        15,
+        gt=0,
+        le=3600,
+        description="A dead process's lease (its unused slice and its requests' claims) is "
+        "released this long after its last renewal.",
+    )
+    flush_s: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="How often a process sends what it settled and renews its leases; spend "
+        "seen by other replicas lags by at most this.",
+    )
+    fraction: float = Field(
+        0.125,
+        gt=0,
+        le=1,
+        description="A slice is at most this share of what is left under a cap (so slices "
+        "shrink near it, and requests go to Redis one by one there).",
+    )
+    max_requests: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="A slice holds at most this many requests (and this many times the last "
+        "request's cost and tokens).",
+    )
+
+
 class BudgetsSpec(_Strict):
     """Where spend and rate counters live: in this process, or in Redis (shared by every
     worker and replica; CASCADE_REDIS_URL)."""
@@ -398,6 +435,7 @@ class BudgetsSpec(_Strict):
         le=86_400,
         description="A reservation a crashed process never settled is released after this.",
     )
+    leases: LeaseSpec = LeaseSpec()
 
 
 class TokenRange(_Strict):

@@ -1,5 +1,6 @@
-"""The budget and rate counters' contract, run against both stores: this process's
-(MemoryStore) and a real redis-server (RedisStore, Lua). Concurrent claims never admit more
+"""The budget and rate counters' contract, run against every store: this process's
+(MemoryStore), a real redis-server (RedisStore, Lua) and per-process leases on it
+(LeasedStore; its own behaviour is in test_leases.py). Concurrent claims never admit more
 than a cap allows; settling replaces a reservation with the actual cost; a reservation a
 crashed process never settled expires; fail-open falls back to local counters and never
 charges twice."""
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from router.budgets.leases import LeasedStore
 from router.budgets.store import (
     NANO,
     Ask,
@@ -27,9 +29,25 @@ from router.budgets.store import (
 from tests.support.redis_server import RedisServer
 
 
-@pytest.fixture(params=["memory", "redis"])
+def _open(kind: str, redis: RedisServer) -> Store:
+    if kind == "memory":
+        return MemoryStore()
+    return RedisStore(redis.url) if kind == "redis" else LeasedStore(redis.url)
+
+
+@pytest.fixture(params=["memory", "redis", "leased"])
 async def store(request: pytest.FixtureRequest, redis: RedisServer) -> AsyncIterator[Store]:
-    found: Store = MemoryStore() if request.param == "memory" else RedisStore(redis.url)
+    found = _open(request.param, redis)
+    yield found
+    await found.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def per_request_store(
+    request: pytest.FixtureRequest, redis: RedisServer
+) -> AsyncIterator[Store]:
+    """Stores that hold a reservation per request (a lease's expiry: test_leases.py)."""
+    found = _open(request.param, redis)
     yield found
     await found.aclose()
 
@@ -71,7 +89,8 @@ async def test_rates_count_requests_and_tokens_per_window(store: Store) -> None:
     assert (await store.reserve(Ask(name, "f", 0, 1), caps, later, 60)).admitted
 
 
-async def test_an_unsettled_reservation_expires(store: Store) -> None:
+async def test_an_unsettled_reservation_expires(per_request_store: Store) -> None:
+    store = per_request_store
     caps = Caps(nano_per_day=NANO)
     windows, name = Windows.at(time.time()), scope("crash")
     crashed = await store.reserve(Ask(name, "lost", NANO, 1), caps, windows, ttl_s=0.2)

@@ -4,7 +4,10 @@ tests/integration/test_errors.py and test_malformed.py."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from router.api import validation
 from router.backends.base import Message, Prompt
@@ -182,3 +185,29 @@ def test_a_schema_deeper_than_json_writers_go_is_a_400_not_a_crash() -> None:
         node = node["items"]  # type: ignore[assignment]
     with pytest.raises(APIError, match="levels of nesting"):
         validation.schema_shape(deep, LimitsSpec(max_schema_depth=200), "s")
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.text(alphabet='ab[]{}"\\/\n,:'),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(alphabet='k[]{}"\\', max_size=3), inner, max_size=4)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_depth_read_from_the_bytes_is_the_parsed_values_depth(value: object) -> None:
+    """Brackets, quotes and backslashes inside strings and keys do not count."""
+    data = orjson.dumps(value)
+    parsed = validation.json_depth(value, 10_000)
+    found = validation.bytes_depth(data)
+    # one more than the walk only where the deepest container is empty (it holds no value)
+    assert found in (parsed, parsed + 1)
+    spaced = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    assert validation.bytes_depth(spaced) == found
