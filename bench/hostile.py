@@ -38,9 +38,10 @@ from tests.support.processes import free_port, start, start_cascade, start_fake_
 KEYS = {"canary": "sk-canary-team", "hostile": "sk-hostile-team"}
 
 
-def _canaries(url: str, stop: threading.Event) -> tuple[list[float], list[float]]:
+def _canaries(url: str, stop: threading.Event) -> tuple[list[float], list[tuple[float, float]]]:
+    """/healthz waits, and (when asked, how long) of each canary completion."""
     health: list[float] = []
-    completions: list[float] = []
+    completions: list[tuple[float, float]] = []
     ask = {"model": "canary", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
     headers = {"Authorization": f"Bearer {KEYS['canary']}"}
 
@@ -60,7 +61,7 @@ def _canaries(url: str, stop: threading.Event) -> tuple[list[float], list[float]
                     f"{url}/v1/chat/completions", json=ask, headers=headers, timeout=30
                 )
                 if answer.status_code == 200:
-                    completions.append(time.perf_counter() - asked)
+                    completions.append((time.time(), time.perf_counter() - asked))
                 time.sleep(0.1)
 
     threads = [threading.Thread(target=poll), threading.Thread(target=complete)]
@@ -134,7 +135,8 @@ teams:
             found["health"], found["completions"] = _canaries(server.url, stop)
 
         watcher = threading.Thread(target=canaries)
-        attacked_at = iso_time(time.time())
+        started = time.time()
+        attacked_at = iso_time(started)
         watcher.start()
         # the attacker in its own process: the canaries' waits are the gateway's, not this
         # process's (its event loop and GIL)
@@ -152,9 +154,17 @@ teams:
         if record.get("team") == "canary" and record["ts"] >= attacked_at
     ]
     health: list[float] = found["health"]  # type: ignore[assignment]
-    loaded: list[float] = found["completions"]  # type: ignore[assignment]
+    timed: list[tuple[float, float]] = found["completions"]  # type: ignore[assignment]
+    loaded = [wait for _, wait in timed]
+    settled = [wait for at, wait in timed if at >= started + 1.0]
     rows = [
-        ["unloaded", f"{max(quiet_health) * 1000:.0f}", f"{_p99(quiet) * 1000:.1f}", "—", "—"],
+        [
+            "unloaded",
+            f"{max(quiet_health) * 1000:.0f}",
+            f"{_p99([wait for _, wait in quiet]) * 1000:.1f}",
+            "—",
+            "—",
+        ],
         [
             "under attack",
             f"{max(health) * 1000:.0f}",
@@ -162,8 +172,10 @@ teams:
             f"{_p99(gateway) * 1000:.1f}",
             ", ".join(f"{s}: {n:,}" for s, n in sorted(statuses.items())),
         ],
+        ["under attack, after its first second", "—", f"{_p99(settled) * 1000:.1f}", "—", "—"],
     ]
-    ratio = _p99(loaded) / _p99(quiet)
+    unloaded = _p99([wait for _, wait in quiet])
+    ratio, settled_ratio = _p99(loaded) / unloaded, _p99(settled) / unloaded
     placement = (
         " (the gateway alone on CPU 0; attacker, canaries and providers on CPU 1)"
         if args.pin
@@ -182,7 +194,8 @@ teams:
         notes=f"bench/hostile.py{' --pin' if args.pin else ''}, {args.seconds:g} s under "
         f"attack{placement}: the six hostile kinds in a "
         f"loop and 240 held streams from team hostile; canary completion p99 under attack / "
-        f"unloaded = {ratio:.2f} (target <= 2); /healthz worst target <= 250 ms.",
+        f"unloaded = {ratio:.2f} (target <= 2), {settled_ratio:.2f} after the attack's first "
+        "second (when its 240 streams open at once); /healthz worst target <= 250 ms.",
     )
     print("\n".join(" | ".join(row) for row in rows), f"\nratio {ratio:.2f}")
 

@@ -292,3 +292,60 @@ def test_a_keys_own_limit_refuses_and_gives_its_teams_claim_back(limited: Cascad
     ).json()
     assert spend["reserved_usd"] == 0  # the refused request holds nothing of the team's
     assert spend["spent_usd"]["day"] == pytest.approx(COST)
+
+
+def test_a_killed_servers_lease_is_released_within_its_ttl(
+    tmp_path: Path, redis: RedisServer, upstream: ServerProcess
+) -> None:
+    """SIGKILL a server that holds a lease: its slice (and any claim) is released within
+    `leases.ttl_s`, after which another server admits up to the cap less what Redis counted
+    for the dead one; nothing is counted twice."""
+    cap = 16 * COST
+    key, digest = keyed("killed")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"""
+tiers: {priced(upstream)}
+routes: {{auto: {{cascade: [{{tier: large}}]}}}}
+teams:
+  killed: {{keys: [{{sha256: {digest}}}], limits: {{usd_per_day: {cap}}}}}
+budgets: {{store: redis, leases: {{ttl_s: 1.5}}}}
+""")
+    env = {"CASCADE_REDIS_URL": redis.url}
+    dead, alive = (
+        start_cascade_process(policy, "none", tmp_path / f"{name}.log", env=env)
+        for name in ("dead", "alive")
+    )
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    prefix = "cascade:lim:{team:killed}"
+    body = {"model": "auto", "messages": ASK, "max_tokens": 6}
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        first = requests.post(
+            f"{dead.url}/v1/chat/completions", json=body, headers=headers, timeout=10
+        )
+        assert first.status_code == 200
+        dead.process.kill()  # SIGKILL: no flush, no goodbye
+        dead.process.wait()
+        with redis_client.Redis.from_url(redis.url) as shared:
+            held = int(shared.get(f"{prefix}:reserved") or 0)
+            assert held >= round(COST * 1e9)  # its lease: at least a slice of one request
+            counted_dead = int(shared.get(f"{prefix}:usd:d:{day}") or 0)
+            time.sleep(2.0)  # past ttl_s
+            statuses = [
+                requests.post(
+                    f"{alive.url}/v1/chat/completions", json=body, headers=headers, timeout=10
+                ).status_code
+                for _ in range(20)
+            ]
+        admitted = statuses.count(200)
+        # the dead server's slice is back: the other admits all the cap leaves, less what
+        # the dead one flushed before it died (its one request, or nothing)
+        assert counted_dead in (0, round(COST * 1e9))
+        assert admitted == 16 - counted_dead // round(COST * 1e9)
+        assert statuses.count(429) == 20 - admitted
+    finally:
+        alive.stop()
+    with redis_client.Redis.from_url(redis.url) as shared:
+        counted = int(shared.get(f"{prefix}:usd:d:{day}") or 0)
+        assert int(shared.get(f"{prefix}:reserved") or 0) == 0  # the live one gave its back
+    assert counted == counted_dead + round(admitted * COST * 1e9)  # each counted once
