@@ -135,11 +135,13 @@ class Limiter:
         self._on_error = on_error
         self._ttl = policy.budgets.reservation_ttl_s
         self._window = policy.budgets.rate_window_s
-        self._caps = {  # worked out once per policy version, not per request
-            name: caps_of(spec.limits) for name, spec in policy.teams.items() if spec.limits.limited
-        }
+        # every team the policy names has its spend counted, limits or not (the spend
+        # endpoints show it); worked out once per policy version, not per request
+        self._caps = {name: caps_of(spec.limits) for name, spec in policy.teams.items()}
 
     def limits(self, team: str) -> tuple[SpendLimits, BudgetRouting] | None:
+        """The team's limits and budget routing; None for a team the policy does not name
+        (`default` when auth is off), whose spend is not counted."""
         if team not in self._caps:
             return None
         spec = self._policy.teams[team]
@@ -299,7 +301,7 @@ class Limiter:
         share, left = _share(standing, caps)
         return {
             "team": team,
-            "limits": limits.model_dump(exclude_none=True),
+            "limits": limits.model_dump(exclude_none=True) if limits.limited else None,
             "spent_usd": {
                 "day": standing.spent_day_nano / NANO,
                 "month": standing.spent_month_nano / NANO,

@@ -70,7 +70,8 @@ async def spend(request: web.Request) -> web.Response:
 
 
 async def admin_spend(request: web.Request) -> web.Response:
-    """GET /admin/spend: every team with limits (an admin key, by the middleware)."""
+    """GET /admin/spend: every team the policy names, limits or not (an admin key, by the
+    middleware)."""
     runtime = _runtime(request)
     teams = [
         found

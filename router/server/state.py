@@ -14,8 +14,8 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from router.backends.base import Backend, Prompt
-from router.backends.spec import PriceSpec
 from router.backends.registry import local_tiers
+from router.backends.spec import PriceSpec
 from router.budgets import Limiter
 from router.budgets.store import NANO
 from router.cache import PolicyCache, ResponseCache
@@ -49,9 +49,7 @@ class Runtime:
     rules_need_tokens: bool = field(init=False)
     active: int = 0  # requests running on this runtime
     # the prices of every tier a plan may call, by its route, steps' tiers and fallbacks
-    plan_prices: dict[object, tuple[PriceSpec, ...]] = field(
-        default_factory=dict
-    )
+    plan_prices: dict[object, tuple[PriceSpec, ...]] = field(default_factory=dict)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:

@@ -228,6 +228,26 @@ def test_a_team_at_its_budget_is_refused_until_the_day_ends(limited: Cascade) ->
     assert other.status_code == 403  # a team's key sees its own team only
 
 
+def test_a_team_without_limits_has_its_spend_counted_too(limited: Cascade) -> None:
+    """Every team the policy names is counted, so /v1/spend answers for it."""
+    key = keyed("admin")[0]  # team admin: keys, no limits
+    before = requests.get(
+        f"{limited.url}/v1/spend", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    ).json()
+    with sdk(limited, "admin") as client:
+        client.chat.completions.create(model="large", messages=ASK, max_tokens=6)
+        stream = client.chat.completions.create(
+            model="large", messages=ASK, max_tokens=6, stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    after = requests.get(
+        f"{limited.url}/v1/spend", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    ).json()
+    assert (after["team"], after["limits"], after["remaining_usd"]) == ("admin", None, None)
+    spent = after["spent_usd"]["day"] - before["spent_usd"]["day"]
+    assert spent == pytest.approx(2 * COST)  # whole and streamed, each counted once
+
+
 @pytest.mark.parametrize("mode", ["fail_closed", "fail_open"])
 def test_a_redis_outage_fails_closed_or_open(
     tmp_path: Path, upstream: ServerProcess, mode: str
