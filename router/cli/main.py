@@ -114,7 +114,10 @@ def _ledger_export(args: argparse.Namespace) -> int:
 
 
 def _ledger_show(args: argparse.Namespace) -> int:
-    """`cascade ledger show REQUEST_ID`: one record, as JSON (exit 1 when there is none)."""
+    """`cascade ledger show REQUEST_ID`: one record as a readable story, or as JSON with
+    `--json` (exit 1 when there is none)."""
+    from router.ledger.story import story
+
     if (ledger := _open_ledger(args, "ledger show")) is None:
         return 1
     try:
@@ -127,7 +130,42 @@ def _ledger_show(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(json.dumps(json.loads(body), indent=2))
+    record = json.loads(body)
+    print(json.dumps(record, indent=2) if args.json else story(record))
+    return 0
+
+
+def _ledger_tail(args: argparse.Namespace) -> int:
+    """`cascade ledger tail`: the last records (of a team, route, status), one line each, or
+    each as a story with `--story`."""
+    import collections
+
+    from router.ledger.story import one_line, story
+
+    if args.since is None:
+        args.since = "1h"
+    if (ledger := _open_ledger(args, "ledger tail")) is None:
+        return 1
+    wanted = {
+        field: value
+        for field, value in (("team", args.team), ("route", args.route), ("status", args.status))
+        if value is not None
+    }
+    last: collections.deque[dict[str, object]] = collections.deque(maxlen=args.n)
+    try:
+        for body in ledger.reader.records(ledger.since, ledger.until):
+            record = json.loads(body)
+            if record.get("kind") is None and all(record.get(f) == v for f, v in wanted.items()):
+                last.append(record)
+    finally:
+        ledger.reader.close()
+    try:
+        for record in last:
+            print(story(record) + "\n" if args.story else one_line(record))
+    except BrokenPipeError:
+        return 0
+    if not last:
+        print(f"cascade ledger tail: no matching records in {ledger.source}", file=sys.stderr)
     return 0
 
 
@@ -257,13 +295,34 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, help="file to write (default: stdout)")
     export.set_defaults(run=_ledger_export)
     show = ledger_commands.add_parser(
-        "show", help="print one request's decision record (its x-request-id) as JSON"
+        "show",
+        help="print one request's decision record (its x-request-id): where it went and why, "
+        "each tier tried, what it cost",
     )
     show.add_argument("request_id", help="the gateway's id of the request (x-request-id)")
     show.add_argument(
         "--ledger", help="ledger URL (default: CASCADE_LEDGER, else sqlite:///var/ledger.db)"
     )
+    show.add_argument("--json", action="store_true", help="the record itself, as JSON")
     show.set_defaults(run=_ledger_show, since=None, until=None)
+    tail = ledger_commands.add_parser(
+        "tail",
+        help="the last records, one line each (time, id, team, route, status, tiers, "
+        "cost, latency, reason)",
+    )
+    tail.add_argument(
+        "--ledger", help="ledger URL (default: CASCADE_LEDGER, else sqlite:///var/ledger.db)"
+    )
+    tail.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    tail.add_argument("--since", help="from this time: ISO or a span before now (default 1h)")
+    tail.add_argument("--until", help="before this time (same forms)")
+    tail.add_argument("--team", help="only this team's")
+    tail.add_argument("--route", help="only this route's")
+    tail.add_argument(
+        "--status", help="only this status (ok, degraded, error, invalid, refused, ...)"
+    )
+    tail.add_argument("--story", action="store_true", help="each as `ledger show` tells it")
+    tail.set_defaults(run=_ledger_tail)
 
     audit = commands.add_parser("audit", help="route-audit report from the ledger")
     audit.add_argument(

@@ -146,9 +146,14 @@ def test_ledger_show_prints_one_record(tmp_path: Path, scheme: str) -> None:
     asyncio.run(write())
     show = [sys.executable, "-m", "router", "ledger", "show"]
     found = subprocess.run(
-        [*show, "req-1", "--ledger", url], capture_output=True, text=True, check=True
+        [*show, "req-1", "--ledger", url, "--json"], capture_output=True, text=True, check=True
     )
     assert json.loads(found.stdout) == records[1]
+    told = subprocess.run(
+        [*show, "req-1", "--ledger", url], capture_output=True, text=True, check=True
+    )
+    assert told.stdout.startswith("request req-1 at 2026-12-05T10:00:01.000Z")
+    assert "team t" in told.stdout and "cost $1.00" in told.stdout
     missing = subprocess.run(
         [*show, "req-9", "--ledger", url], capture_output=True, text=True, check=False
     )
