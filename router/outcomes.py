@@ -64,9 +64,15 @@ class Outcome:
 
     @property
     def escalations(self) -> int:
-        """Tiers tried after the first, the one still streaming included."""
-        tried = len(self.attempts) + (1 if self.live is not None else 0)
-        return max(tried - 1, 0)  # none tried: answered from the response cache
+        """Answers a step's acceptance (or output check) rejected, moving the request on: a
+        tier skipped or failed is not one (those are `fallbacks`)."""
+        return sum(1 for a in self.attempts if a.outcome in ("escalated", "degraded"))
+
+    @property
+    def fallbacks(self) -> int:
+        """Tiers asked that failed (an error, a timeout, a full queue, not configured) and
+        were passed over."""
+        return sum(1 for a in self.attempts if a.outcome in ("error", "timeout", "shed"))
 
     def all_attempts(self) -> list[Attempt]:
         if self.live is None:

@@ -32,7 +32,10 @@ _CASCADE_HEADERS = {
     "x-cascade-route": "The route that served it.",
     "x-cascade-tier": "The tier that answered.",
     "x-cascade-model": "The model that answered.",
-    "x-cascade-escalations": "Tiers tried after the first.",
+    "x-cascade-escalations": "Answers a step's acceptance (or output check) rejected, moving "
+    "the request on (a tier skipped or failed is not one).",
+    "x-cascade-fallbacks": "Tiers asked that failed (an error, a timeout, a full queue, not "
+    "configured) and were passed over.",
     "x-cascade-degraded": "true when the answer is served below its confidence threshold.",
     "x-cascade-policy": "First 12 hex chars of the active policy's sha256.",
     "x-cascade-cache": "On a cached route: hit, miss, bypass (Cache-Control), skip (not "

@@ -57,7 +57,8 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
             record.request_id,
             decision.route,
             (tier, attempts[-1].model),
-            escalations=len(attempts) - 1,
+            escalations=0,  # embeddings have no acceptance: a later tier is a fallback
+            fallbacks=len(attempts) - 1,
             degraded=False,
         )
         headers.update(handled.admission.answer_headers())

@@ -119,6 +119,7 @@ async def _answer(
         decision.route,
         (outcome.tier, outcome.model),
         escalations=outcome.escalations,
+        fallbacks=outcome.fallbacks,
         degraded=degraded,
     )
     headers.update(admission.answer_headers())

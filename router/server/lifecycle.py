@@ -157,6 +157,7 @@ def answer_headers(
     answered_by: tuple[str, str],
     *,
     escalations: int,
+    fallbacks: int,
     degraded: bool,
 ) -> dict[str, str]:
     return {
@@ -165,6 +166,7 @@ def answer_headers(
         "x-cascade-tier": answered_by[0],
         "x-cascade-model": answered_by[1],
         "x-cascade-escalations": str(escalations),
+        "x-cascade-fallbacks": str(fallbacks),
         "x-cascade-degraded": "true" if degraded else "false",
         "x-cascade-policy": runtime.loaded.version,
     }

@@ -31,7 +31,9 @@ routes:
     )
     assert response.status_code == 200
     assert response.headers["x-cascade-tier"] == "backup"
-    assert response.headers["x-cascade-escalations"] == "1"
+    # large failed: a fallback, not an escalation (no answer of its was rejected)
+    assert response.headers["x-cascade-escalations"] == "0"
+    assert response.headers["x-cascade-fallbacks"] == "1"
     record = cascade.record(response.headers["x-request-id"])
     assert [(a["tier"], a["outcome"]) for a in record["attempts"]] == [
         ("large", "error"),

@@ -162,7 +162,7 @@ async def test_a_failed_tier_falls_back_within_its_step() -> None:
     outcome = await cascade(small=small, spare=spare, large=FakeBackend("large")).run(
         decision("guarded"), request()
     )
-    assert (outcome.tier, outcome.escalations) == ("spare", 1)
+    assert (outcome.tier, outcome.escalations, outcome.fallbacks) == ("spare", 0, 1)
     # the fallback answered for the step; the step's next tier (also spare) is not retried
     assert outcomes(outcome) == [("small", "shed"), ("spare", "accepted")]
 
@@ -171,7 +171,9 @@ async def test_every_answer_rejected_and_the_last_tier_down_serves_the_best_degr
     small = FakeBackend("small", [Script("five", [-0.9, -0.9])])
     spare = FakeBackend("spare", [Script("six", UNSURE)])
     outcome = await cascade(small=small, spare=spare).run(decision("guarded"), request())
+    # small's answer and spare's were rejected (2 escalations); large failed (a fallback)
     assert (outcome.tier, outcome.degraded, outcome.escalations) == ("small", True, 2)
+    assert outcome.fallbacks == 1
     assert outcomes(outcome) == [
         ("small", "degraded"),  # the most confident rejected answer is the one served
         ("spare", "escalated"),
@@ -250,7 +252,7 @@ async def test_a_tier_that_cannot_serve_a_feature_is_skipped_with_the_reason() -
     outcome = await cascade(small=small, large=large).run(decision(), tools_request())
     assert outcomes(outcome) == [("small", "skipped"), ("large", "accepted")]
     assert outcome.attempts[0].error == "skipped: tools" and small.calls == 0
-    assert outcome.escalations == 1
+    assert (outcome.escalations, outcome.fallbacks) == (0, 0)  # small was never asked
 
 
 async def test_no_tier_serving_a_feature_is_a_typed_failure() -> None:
