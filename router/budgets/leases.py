@@ -40,6 +40,7 @@ from router.budgets.store import (
     REFUSALS,
     Ask,
     Caps,
+    ScopeKeys,
     Standing,
     StoreUnavailable,
     Windows,
@@ -246,22 +247,7 @@ class LeasedStore:
             and self._clock() - lease.granted_at < self._flush_s * 2
         ):
             return self._local_standing(lease)
-        import redis
-
-        base = self._base(scope)
-        keys = [
-            f"{base}:usd:d:{windows.day}",
-            f"{base}:usd:m:{windows.month}",
-            f"{base}:reserved",
-            f"{base}:req:{windows.minute}",
-            f"{base}:tok:{windows.minute}",
-        ]
-        try:
-            values = await self._client.mget(keys)
-        except (redis.RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
-        day, month, reserved, requests, tokens = (int(v or 0) for v in values)
-        return Standing(True, None, day, month, reserved, requests, tokens)
+        return await ScopeKeys.of(self._prefix, scope).standing(self._client, windows)
 
     async def aclose(self) -> None:
         """Flush every lease (its unused slices go back) and close."""
@@ -325,9 +311,6 @@ class LeasedStore:
             tokens - (lease.tokens or 0) + lease.count_tokens,
         )
 
-    def _base(self, scope: str) -> str:
-        return f"{self._prefix}:{{{scope}}}"  # one hash slot per scope (Redis Cluster)
-
     def _outgoing(self, lease: _Lease, windows: Windows) -> list[_Flush]:
         """What the next call sends: flushes whose reply was lost, then what the lease holds
         now (spend; unused rate slices back, or what was counted locally). The lease's free
@@ -366,14 +349,14 @@ class LeasedStore:
         want = ask is not None or lease.used
         lease.used = False
         self._serial += 1
-        base = self._base(scope)
+        names = ScopeKeys.of(self._prefix, scope)
         keys = [
-            f"{base}:reserved",
-            f"{base}:reservations",
-            f"{base}:req:{windows.minute}",
-            f"{base}:tok:{windows.minute}",
-            f"{base}:usd:d:{windows.day}",
-            f"{base}:usd:m:{windows.month}",
+            names.reserved,
+            names.reservations,
+            names.requests(windows.minute),
+            names.tokens(windows.minute),
+            names.day(windows.day),
+            names.month(windows.month),
         ]
         args: list[Any] = [
             self._clock(),
@@ -383,9 +366,9 @@ class LeasedStore:
         ]
         for flush in lease.unsure:
             keys += [
-                f"{base}:flushed:{flush.marker}",
-                f"{base}:usd:d:{flush.day}",
-                f"{base}:usd:m:{flush.month}",
+                f"{names.base}:flushed:{flush.marker}",
+                names.day(flush.day),
+                names.month(flush.month),
             ]
             args += [flush.spent, flush.requests, flush.tokens]
         cost = ask.cost_nano if ask is not None else 0

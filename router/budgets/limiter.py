@@ -290,7 +290,7 @@ class Limiter:
         if found is None:
             return None
         limits, _ = found
-        caps = caps_of(limits)
+        caps = self._caps[team]
         windows = Windows.at(self._clock(), self._window)
         try:
             standing = await self._store.standing(f"team:{team}", windows)

@@ -273,6 +273,55 @@ return 1
 _DAY_MARGIN_S, _MONTH_MARGIN_S = 86_400, 2 * 86_400
 
 
+@dataclass(frozen=True, slots=True)
+class ScopeKeys:
+    """Where a scope's counters live in Redis (every store that keeps them there)."""
+
+    base: str  # `prefix:{scope}`: one hash slot per scope (Redis Cluster)
+
+    @classmethod
+    def of(cls, prefix: str, scope: str) -> ScopeKeys:
+        return cls(f"{prefix}:{{{scope}}}")
+
+    def day(self, day: str) -> str:
+        return f"{self.base}:usd:d:{day}"
+
+    def month(self, month: str) -> str:
+        return f"{self.base}:usd:m:{month}"
+
+    @property
+    def reserved(self) -> str:
+        return f"{self.base}:reserved"
+
+    @property
+    def reservations(self) -> str:
+        return f"{self.base}:reservations"
+
+    def requests(self, minute: int) -> str:
+        return f"{self.base}:req:{minute}"
+
+    def tokens(self, minute: int) -> str:
+        return f"{self.base}:tok:{minute}"
+
+    async def standing(self, client: Any, windows: Windows) -> Standing:
+        """The counters now, in one MGET (nothing reserved)."""
+        import redis
+
+        keys = [
+            self.day(windows.day),
+            self.month(windows.month),
+            self.reserved,
+            self.requests(windows.minute),
+            self.tokens(windows.minute),
+        ]
+        try:
+            values = await client.mget(keys)
+        except (redis.RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        day, month, reserved, requests, tokens = (int(v or 0) for v in values)
+        return Standing(True, None, day, month, reserved, requests, tokens)
+
+
 class RedisStore:
     """Counters in Redis, shared by every worker and replica (one Lua script per step)."""
 
@@ -293,14 +342,14 @@ class RedisStore:
         self._scripts = Pipeliner(self._client, {"reserve": _RESERVE, "settle": _SETTLE})
 
     def _keys(self, scope: str, windows: Windows) -> list[str]:
-        base = f"{self._prefix}:{{{scope}}}"  # one hash slot per scope (Redis Cluster)
+        keys = ScopeKeys.of(self._prefix, scope)
         return [
-            f"{base}:usd:d:{windows.day}",
-            f"{base}:usd:m:{windows.month}",
-            f"{base}:reserved",
-            f"{base}:reservations",
-            f"{base}:req:{windows.minute}",
-            f"{base}:tok:{windows.minute}",
+            keys.day(windows.day),
+            keys.month(windows.month),
+            keys.reserved,
+            keys.reservations,
+            keys.requests(windows.minute),
+            keys.tokens(windows.minute),
         ]
 
     async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
@@ -348,15 +397,7 @@ class RedisStore:
         )
 
     async def standing(self, scope: str, windows: Windows) -> Standing:
-        import redis
-
-        keys = self._keys(scope, windows)
-        try:
-            values = await self._client.mget([keys[0], keys[1], keys[2], keys[4], keys[5]])
-        except (redis.RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
-        day, month, reserved, requests, tokens = (int(v or 0) for v in values)
-        return Standing(True, None, day, month, reserved, requests, tokens)
+        return await ScopeKeys.of(self._prefix, scope).standing(self._client, windows)
 
     async def aclose(self) -> None:
         await self._scripts.drain()

@@ -15,7 +15,6 @@ from structlog.typing import FilteringBoundLogger
 
 from router.backends.base import Backend, Prompt
 from router.backends.registry import local_tiers
-from router.backends.spec import PriceSpec
 from router.budgets import Limiter
 from router.budgets.store import NANO
 from router.cache import PolicyCache, ResponseCache
@@ -48,8 +47,6 @@ class Runtime:
     local_tiers: frozenset[str] = field(init=False)
     rules_need_tokens: bool = field(init=False)
     active: int = 0  # requests running on this runtime
-    # the prices of every tier a plan may call, by its route, steps' tiers and fallbacks
-    plan_prices: dict[object, tuple[PriceSpec, ...]] = field(default_factory=dict)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -64,18 +61,9 @@ class Runtime:
     def max_cost_nano(self, plan: Plan, prompt_tokens: int, output_tokens: int) -> int:
         """What a plan could cost at most: every tier it may call (fallbacks included),
         each at `prompt_tokens` in and `output_tokens` out (what a budget reserves)."""
-        shape = (
-            plan.route,
-            tuple(step.tier for step in plan.steps),
-            tuple(plan.fallbacks.items()),
-        )
-        prices = self.plan_prices.get(shape)
-        if prices is None:  # a plan's tiers are the policy's: worked out once per shape
-            tiers = {name for step in plan.steps for name in plan.candidates(step.tier)}
-            prices = tuple(self.loaded.policy.tiers[name].price for name in sorted(tiers))
-            if len(self.plan_prices) < 1024:
-                self.plan_prices[shape] = prices
-        usd = sum(price.cost(prompt_tokens, output_tokens) for price in prices)
+        tiers = {name for step in plan.steps for name in plan.candidates(step.tier)}
+        policy = self.loaded.policy
+        usd = sum(policy.tiers[name].price.cost(prompt_tokens, output_tokens) for name in tiers)
         return math.ceil(usd * NANO)
 
     @contextlib.contextmanager
