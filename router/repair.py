@@ -23,6 +23,8 @@ continued by `regenerate`, and a stream no spare tier continues before its first
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -220,6 +222,22 @@ class _Try:
     meter: Meter
     note: dict[str, object]
     started: float = field(default_factory=time.perf_counter)
+    chunk: asyncio.Event = field(default_factory=asyncio.Event)  # a first event came
+
+    def seen(self, event: StreamEvent) -> None:
+        """Every event the tier sent: billed, so metered (and the answer named by it)."""
+        self.meter.add(event)
+        self.chunk.set()
+
+    async def named(self, step: asyncio.Future[StreamEvent], within_s: float = 0.25) -> None:
+        """The client left before the tier's first event: the provider bills what it began,
+        so wait (at most `within_s`) for the event that names the answer and counts its
+        first tokens, then stop the tier."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.chunk.wait(), within_s)
+        step.cancel()
+        with contextlib.suppress(BaseException):
+            await step
 
     def attempt(
         self, make: MakeAttempt, outcome: AttemptOutcome, final: StreamEvent | None
@@ -266,9 +284,14 @@ async def repair_stream(
         except Unrepairable:
             continue  # nothing asked of this tier
         asked = _Try(tier, backend, meter_for(tier), note)
-        events = continued(backend, question, sent, method, asked.meter.add)
+        events = continued(backend, question, sent, method, asked.seen)
+        step = asyncio.ensure_future(anext(events))  # shielded: see `_named`
         try:
-            first = await anext(events)
+            first = await asyncio.shield(step)
+        except asyncio.CancelledError:  # the client left while the spare was generating
+            await asked.named(step)
+            live.repairs.append(asked.attempt(attempt, "client_gone", None))
+            raise
         except (Unrepairable, BackendError, StopAsyncIteration) as exc:
             await events.aclose()
             note["error"] = str(exc)[:200] or "no answer"

@@ -4,6 +4,7 @@ or, when that cannot be proven right, ends in the original error."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -169,3 +170,42 @@ routes:
         ("large", "accepted"),
     ]
     assert outcome.all_attempts()[-1].repair["of"] == "small"
+
+
+class _SlowSpare(FakeBackend):
+    """A spare that starts its answer (the provider bills from here on) and then stalls,
+    before its regenerated text gets past what was already sent."""
+
+    async def stream(self, prompt: Prompt, params: GenerationParams) -> Any:
+        self.calls += 1
+        await asyncio.sleep(0.05)  # its first chunk is still on its way when the client leaves
+        yield StreamEvent(text="the qu", raw={"id": "chatcmpl-spare-1"})
+        await asyncio.Event().wait()  # never: the client leaves first
+
+
+async def test_a_client_leaving_while_a_repair_starts_leaves_its_attempt() -> None:
+    """The spare was asked (and bills what it generated): its attempt is in the record,
+    named by the provider's id (its first chunk, waited for briefly), even though the client
+    left before that chunk came."""
+    primary = FakeBackend("primary", [Script(ANSWER, None, break_after=3)])
+    cascade, decision = _cascade("regenerate", primary=primary, spare=_SlowSpare("spare"))
+    outcome = await cascade.run(decision, _request())
+    assert outcome.live is not None
+    live = outcome.live
+
+    async def read() -> None:
+        async for _ in live.events:
+            pass
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0.01)  # the repair is waiting on the spare's first chunk
+    reader.cancel()  # the client is gone
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    await live.aclose()
+    repair = outcome.all_attempts()[-1]
+    assert (repair.tier, repair.outcome, repair.upstream_id) == (
+        "spare",
+        "client_gone",
+        "chatcmpl-spare-1",
+    )
