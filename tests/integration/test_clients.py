@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from tests.support.cascade import Cascade, StartCascade, policy_yaml
+from tests.support.surface import litellm_sync_client
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -83,20 +84,19 @@ def test_models_lists_routes_and_tiers(client: openai.OpenAI) -> None:
 
 
 def test_litellm_as_a_client(cascade: Cascade) -> None:
-    import litellm
-
-    response = litellm.completion(
-        model="openai/auto", api_base=f"{cascade.url}/v1", api_key="sk-x", messages=QUESTION
-    )
-    assert "Paris" in response.choices[0].message.content
-    stream = litellm.completion(
-        model="openai/auto",
-        api_base=f"{cascade.url}/v1",
-        api_key="sk-x",
-        messages=QUESTION,
-        stream=True,
-    )
-    assert "Paris" in "".join(c.choices[0].delta.content or "" for c in stream)
+    with litellm_sync_client() as litellm:
+        response = litellm.completion(
+            model="openai/auto", api_base=f"{cascade.url}/v1", api_key="sk-x", messages=QUESTION
+        )
+        assert "Paris" in response.choices[0].message.content
+        stream = litellm.completion(
+            model="openai/auto",
+            api_base=f"{cascade.url}/v1",
+            api_key="sk-x",
+            messages=QUESTION,
+            stream=True,
+        )
+        assert "Paris" in "".join(c.choices[0].delta.content or "" for c in stream)
 
 
 def test_health_ready_and_metrics(client: openai.OpenAI, cascade: Cascade) -> None:

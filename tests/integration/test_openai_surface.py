@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from tests.support.cascade import Cascade, StartCascade
 from tests.support.fake_upstream import CACHED_TOKENS, REASONING_TOKENS
 from tests.support.processes import ServerProcess
-from tests.support.surface import WEATHER, last_body, local_then_capable
+from tests.support.surface import WEATHER, last_body, litellm_sync_client, local_then_capable
 
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
@@ -78,7 +78,12 @@ def test_tools_reach_a_tier_that_serves_them_as_sent(
     attempts = [(a["tier"], a["outcome"], a["error"]) for a in record["attempts"]]
     if model == "auto":
         assert attempts == [("small", "skipped", "skipped: tools"), ("large", "accepted", None)]
-        assert raw.headers["x-cascade-escalations"] == "1"
+        # small was never asked: neither an escalation nor a fallback; the reason says why
+        assert (raw.headers["x-cascade-escalations"], raw.headers["x-cascade-fallbacks"]) == (
+            "0",
+            "0",
+        )
+        assert raw.headers["x-cascade-reason"].startswith("skipped:small:tools")
     else:
         assert attempts == [("large", "accepted", None)]
     assert record["attempts"][-1]["completion_tokens"] == 9  # the upstream's usage
@@ -103,7 +108,9 @@ def test_streamed_tool_call_deltas_pass_through(client: openai.OpenAI, cascade: 
             finish = choice.finish_reason or finish
     assert (name, json.loads(arguments), finish) == ("get_weather", {"city": "Paris"}, "tool_calls")
     assert usage is not None and usage.total_tokens == 29
-    assert raw.headers["x-cascade-escalations"] == "1" and raw.headers["x-cascade-tier"] == "large"
+    assert raw.headers["x-cascade-tier"] == "large"  # small, skipped, was never asked:
+    assert (raw.headers["x-cascade-escalations"], raw.headers["x-cascade-fallbacks"]) == ("0", "0")
+    assert raw.headers["x-cascade-reason"].startswith("skipped:small:tools")
     record = cascade.record(raw.headers["x-request-id"])
     assert [a["outcome"] for a in record["attempts"]] == ["skipped", "accepted"]
 
@@ -202,15 +209,14 @@ def test_langchain_chat_openai(cascade: Cascade, model: str) -> None:
 
 
 def test_litellm_as_a_client_with_tools(cascade: Cascade) -> None:
-    import litellm
-
-    reply: Any = litellm.completion(
-        model="openai/auto",
-        api_base=f"{cascade.url}/v1",
-        api_key="sk-client",
-        messages=ASK,
-        tools=[WEATHER],
-    )
+    with litellm_sync_client() as litellm:
+        reply: Any = litellm.completion(
+            model="openai/auto",
+            api_base=f"{cascade.url}/v1",
+            api_key="sk-client",
+            messages=ASK,
+            tools=[WEATHER],
+        )
     call = reply.choices[0].message.tool_calls[0]
     assert (call.function.name, json.loads(call.function.arguments)) == (
         "get_weather",

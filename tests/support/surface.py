@@ -63,3 +63,24 @@ def sdk(cascade: Cascade) -> Iterator[openai.OpenAI]:
 def last_body(upstream: ServerProcess) -> dict[str, Any]:
     """The last request body the fake upstream received."""
     return dict(requests.get(f"{upstream.url}/_fault", timeout=10).json()["bodies"][-1])
+
+
+@contextmanager
+def litellm_sync_client() -> Iterator[Any]:
+    """litellm, as a sync client: it sets an event loop of its own as this thread's current
+    one and never closes it, so the next test that runs a loop of its own drops it and its
+    unclosed self-pipe socket is reported there (a ResourceWarning, an error here). The loop
+    it left is closed on the way out, and the thread is left as it was found."""
+    import asyncio
+
+    import litellm
+
+    policy = asyncio.get_event_loop_policy()
+    before = getattr(policy._local, "_loop", None)  # type: ignore[attr-defined]
+    try:
+        yield litellm
+    finally:
+        left = getattr(policy._local, "_loop", None)  # type: ignore[attr-defined]
+        if left is not None and left is not before and not left.is_running():
+            left.close()
+            policy.set_event_loop(before)
