@@ -72,6 +72,7 @@ def _create(args: argparse.Namespace) -> int:
                 "usd_per_month": args.usd_per_month,
                 "requests_per_minute": args.requests_per_minute,
                 "tokens_per_minute": args.tokens_per_minute,
+                "max_in_flight": args.max_in_flight,
             }
         ),
     )
@@ -193,6 +194,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     create.add_argument("--usd-per-month", type=float, help="this key's own monthly budget")
     create.add_argument("--requests-per-minute", type=int)
     create.add_argument("--tokens-per-minute", type=int)
+    create.add_argument(
+        "--max-in-flight", type=int, help="this key's requests in progress at once (per process)"
+    )
     create.set_defaults(keys_run=_create)
     listing = command("list", "the keys: id, team, role, state, expiry (never the key)")
     listing.add_argument("--json", action="store_true")

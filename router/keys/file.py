@@ -139,6 +139,6 @@ def new_key(
         description=description,
         created_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
         expires_at=expires_at,
-        limits=limits if limits is not None and limits.limited else None,
+        limits=limits if limits is not None and (limits.limited or limits.max_in_flight) else None,
     )
     return key, record

@@ -314,8 +314,9 @@ class SpendLimits(_Strict):
     max_in_flight: int | None = Field(
         None,
         ge=1,
-        description="Calls in progress at once on any one remote tier; more wait their turn "
-        "(the tier's slots are shared fairly among teams either way).",
+        description="A team's: calls in progress at once on any one remote tier; more wait "
+        "their turn (the tier's slots are shared fairly among teams either way). A key's: its "
+        "requests in progress at once (per process); more wait their turn before they are read.",
     )
 
     @property

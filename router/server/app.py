@@ -24,12 +24,13 @@ from router.observe.rejections import Rejections
 from router.observe.tracing import Tracing, tracing_from_env
 from router.redact import Redactor
 from router.server import embeddings, generation, info
-from router.server.fairness import IntakeGates
+from router.server.fairness import IntakeGates, KeyGates
 from router.server.middlewares import authenticate, request_context
 from router.server.reload import RELOADER, PolicyReloader
 from router.server.state import (
     CACHE,
     INTAKE,
+    KEY_GATES,
     LEDGER,
     LOGGER,
     METRICS,
@@ -217,6 +218,7 @@ def create_app(
         share=settings.intake_share,
         on_paced=lambda team, seconds: paced.labels(team).inc(seconds),
     )
+    app[KEY_GATES] = KeyGates()
     app.cleanup_ctx.extend(
         [_tracing, _http_session, _ledger, _shadow, _cache, _policy, _rejections, _loop_lag]
     )

@@ -1,6 +1,7 @@
-"""Each team's share of the event loop for its requests' CPU-heavy steps (parsing, validating,
-counting tokens): a few at a time per team, and a team that has used more than its share of
-the loop recently waits while another team is asking too.
+"""Fair shares of the gateway: each team's share of the event loop for its requests'
+CPU-heavy steps (parsing, validating, counting tokens) — a few at a time per team, and a team
+that has used more than its share of the loop recently waits while another team is asking
+too — and each API key's requests in progress (`KeyGates`).
 
 One event loop serves every team, and a request's parsing is synchronous (milliseconds for a
 megabyte of JSON). A semaphore per team bounds how many of a team's requests are parsed at
@@ -107,3 +108,24 @@ class IntakeGates:
         async with team.gate:
             await self._paced(name, team)
             yield Turn(self, team)
+
+
+@dataclass(slots=True)
+class KeyGates:
+    """Requests in progress at once per API key, for a key whose own `limits.max_in_flight`
+    is set (in this process): its requests past the cap wait their turn, first come, first
+    served, before anything of theirs is read or parsed. Keys are the keys file's and the
+    policy's: a bounded set."""
+
+    gates: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+
+    @contextlib.asynccontextmanager
+    async def held(self, key_id: str | None, cap: int | None) -> AsyncIterator[None]:
+        if key_id is None or cap is None:
+            yield
+            return
+        gate = self.gates.get(key_id)
+        if gate is None:
+            gate = self.gates[key_id] = asyncio.Semaphore(cap)
+        async with gate:
+            yield

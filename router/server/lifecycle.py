@@ -30,6 +30,7 @@ from router.server import caching
 from router.server.intake import new_record
 from router.server.state import (
     CALLER,
+    KEY_GATES,
     LEDGER,
     LOGGER,
     METRICS,
@@ -71,8 +72,10 @@ async def handling(request: web.Request, runtime: Runtime, endpoint: str) -> Asy
     trace = request.app[TRACING].begin(request.headers, f"{request.method} {endpoint}")
     handled = Handled(new_record(request, runtime, caller, endpoint), Admission(caller.team), trace)
     passed_on = OUTBOUND.set(trace.outbound)  # for the remote tiers it calls
+    cap = caller.limits.max_in_flight if caller.limits is not None else None
     try:
-        yield handled
+        async with request.app[KEY_GATES].held(caller.key_id, cap):  # the key's own cap
+            yield handled
     except BaseException as exc:
         _record_failure(handled.record, runtime, exc)
         handled.refused = handled.refused or _limited(exc)

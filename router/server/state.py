@@ -27,7 +27,7 @@ from router.observe.tracing import Tracing
 from router.policy import LoadedPolicy
 from router.redact import Redactor
 from router.routing import Plan, needs_prompt_tokens
-from router.server.fairness import IntakeGates
+from router.server.fairness import IntakeGates, KeyGates
 from router.settings import Settings
 from router.shadow.runner import ShadowRunner
 
@@ -111,6 +111,7 @@ class RuntimeSlot:
 
 SETTINGS = web.AppKey("settings", Settings)
 INTAKE = web.AppKey("intake", IntakeGates)
+KEY_GATES = web.AppKey("key_gates", KeyGates)
 RUNTIME = web.AppKey("runtime", RuntimeSlot)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 LEDGER = web.AppKey("ledger", Ledger)

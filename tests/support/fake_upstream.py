@@ -76,6 +76,7 @@ class Counters:
     requests: int = 0
     closed_early: int = 0  # the client went away before the answer was complete
     in_progress: int = 0
+    most_in_progress: int = 0  # the most answers it was giving at once
     bodies: list[dict[str, Any]] = field(default_factory=list)  # the last few request bodies
     traceparents: list[str] = field(default_factory=list)  # the last few (W3C trace context)
 
@@ -389,6 +390,7 @@ def create_app(faults: Faults | None = None) -> web.Application:
         counters = request.app[COUNTERS]
         counters.requests += 1
         counters.in_progress += 1
+        counters.most_in_progress = max(counters.most_in_progress, counters.in_progress)
         try:
             return await _answer(request, request.app[FAULTS])
         except asyncio.CancelledError:
@@ -429,6 +431,7 @@ def create_app(faults: Faults | None = None) -> web.Application:
                 "requests": counters.requests,
                 "closed_early": counters.closed_early,
                 "in_progress": counters.in_progress,
+                "most_in_progress": counters.most_in_progress,
                 "bodies": counters.bodies,
                 "traceparents": counters.traceparents,
             }

@@ -14,6 +14,7 @@ from router.errors import APIError
 from router.keys.file import KEY_PREFIX, KeysError, new_key, read_keys, write_keys
 from router.keys.index import KeyIndex, keys_file_of, load_key_index
 from router.policy import parse_policy
+from router.policy.model import SpendLimits
 
 POLICY_KEY = "sk-team-a-key"
 DIGEST = hashlib.sha256(POLICY_KEY.encode()).hexdigest()
@@ -138,3 +139,14 @@ def test_which_keys_file_is_in_use(tmp_path: Path) -> None:
     assert keys_file_of(found, policy_path, tmp_path / "other.yaml") == tmp_path / "other.yaml"
     index = load_key_index(found, tmp_path / "keys.yaml")
     assert index.enforced and len(index) == 0
+
+
+def test_a_keys_own_concurrency_cap_is_kept_alone(tmp_path: Path) -> None:
+    """A key whose only limit is `max_in_flight` keeps it (it is enforced at the gateway),
+    and one with no limits at all stores none."""
+    capped = new_key("search", limits=SpendLimits(max_in_flight=3))[1]
+    plain = new_key("search", limits=SpendLimits())[1]
+    assert capped.limits is not None and capped.limits.max_in_flight == 3
+    assert plain.limits is None
+    write_keys(tmp_path / "keys.yaml", [capped])
+    assert read_keys(tmp_path / "keys.yaml")[0].limits == SpendLimits(max_in_flight=3)
