@@ -290,6 +290,7 @@ async def repair_stream(
             first = await asyncio.shield(step)
         except asyncio.CancelledError:  # the client left while the spare was generating
             await asked.named(step)
+            await events.aclose()  # (its first event may have come: the tier stops here)
             live.repairs.append(asked.attempt(attempt, "client_gone", None))
             raise
         except (Unrepairable, BackendError, StopAsyncIteration) as exc:

@@ -173,22 +173,32 @@ routes:
 
 
 class _SlowSpare(FakeBackend):
-    """A spare that starts its answer (the provider bills from here on) and then stalls,
-    before its regenerated text gets past what was already sent."""
+    """A spare that starts its answer (the provider bills from here on) and then stalls:
+    its first chunk is still on its way when the client leaves."""
+
+    first: str = "the qu"  # within what was sent: nothing for the client yet
 
     async def stream(self, prompt: Prompt, params: GenerationParams) -> Any:
         self.calls += 1
-        await asyncio.sleep(0.05)  # its first chunk is still on its way when the client leaves
-        yield StreamEvent(text="the qu", raw={"id": "chatcmpl-spare-1"})
-        await asyncio.Event().wait()  # never: the client leaves first
+        try:
+            await asyncio.sleep(0.05)
+            yield StreamEvent(text=self.first, raw={"id": "chatcmpl-spare-1"})
+            await asyncio.Event().wait()  # never: the client leaves first
+        finally:
+            self.streams_closed += 1
 
 
-async def test_a_client_leaving_while_a_repair_starts_leaves_its_attempt() -> None:
+@pytest.mark.parametrize(
+    "first", ["the qu", "the quick brown fox"], ids=["within what was sent", "past it"]
+)
+async def test_a_client_leaving_while_a_repair_starts_leaves_its_attempt(first: str) -> None:
     """The spare was asked (and bills what it generated): its attempt is in the record,
     named by the provider's id (its first chunk, waited for briefly), even though the client
-    left before that chunk came."""
+    left before that chunk came; and the spare is stopped either way."""
     primary = FakeBackend("primary", [Script(ANSWER, None, break_after=3)])
-    cascade, decision = _cascade("regenerate", primary=primary, spare=_SlowSpare("spare"))
+    spare = _SlowSpare("spare")
+    spare.first = first
+    cascade, decision = _cascade("regenerate", primary=primary, spare=spare)
     outcome = await cascade.run(decision, _request())
     assert outcome.live is not None
     live = outcome.live
@@ -209,3 +219,4 @@ async def test_a_client_leaving_while_a_repair_starts_leaves_its_attempt() -> No
         "client_gone",
         "chatcmpl-spare-1",
     )
+    assert spare.streams_closed == 1
