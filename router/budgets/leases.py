@@ -32,7 +32,7 @@ import contextlib
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from router.budgets.pipeline import Pipeliner, ScriptUnavailable
@@ -247,7 +247,19 @@ class LeasedStore:
             and self._clock() - lease.granted_at < self._flush_s * 2
         ):
             return self._local_standing(lease)
-        return await ScopeKeys.of(self._prefix, scope).standing(self._client, windows)
+        found = await ScopeKeys.of(self._prefix, scope).standing(self._client, windows)
+        if lease is None:
+            return found
+        # as `_local_standing` tells it: what this process settled and has not sent yet is
+        # spent all the same, and of its lease only what requests in flight hold is reserved
+        return replace(
+            found,
+            spent_day_nano=found.spent_day_nano
+            + sum(nano for (day, _), nano in lease.spent.items() if day == windows.day),
+            spent_month_nano=found.spent_month_nano
+            + sum(nano for (_, month), nano in lease.spent.items() if month == windows.month),
+            reserved_nano=max(found.reserved_nano - lease.reserved, 0) + sum(lease.held.values()),
+        )
 
     async def aclose(self) -> None:
         """Flush every lease (its unused slices go back) and close."""

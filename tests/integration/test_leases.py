@@ -193,3 +193,26 @@ async def test_slices_shrink_near_the_cap(redis: RedisServer) -> None:
         assert len(calls) == 18
     finally:
         await store.aclose()
+
+
+async def test_spend_settled_but_not_yet_sent_is_in_the_standing(redis: RedisServer) -> None:
+    """Asked after the rate window rolled (the lease is of the last one) and before the next
+    flush: Redis does not have the spend yet, this process does."""
+    now = time.time()
+    store = LeasedStore(redis.url, flush_s=60, rate_window_s=2, clock=lambda: now)
+    caps = Caps(nano_per_day=NANO, requests_per_minute=1000)
+    windows, name = Windows.at(now, 2), scope("unsent")
+    try:
+        ask = Ask(name, "a", 1000, 1)
+        assert (await store.reserve(ask, caps, windows, 60)).admitted
+        await store.settle(ask, windows, 700, 1)
+        later = Windows.at(now + 2, 2)  # the next rate window, the same day (most likely)
+        standing = await store.standing(name, later)
+        if later.day == windows.day:
+            assert standing.spent_day_nano == 700
+        redis_says = await in_redis(redis.url, name, later)
+        assert redis_says.spent_day_nano == 0  # not sent yet
+        # the lease's unused slice is reserved in Redis, but no request holds it
+        assert redis_says.reserved_nano > 0 and standing.reserved_nano == 0
+    finally:
+        await store.aclose()
