@@ -4,7 +4,8 @@
 
 Teams, routes and tiers are fixed; the small tier answers ~70% of requests (confidence
 drawn around its threshold), the rest escalate to the large tier; a few are degraded,
-shed or invalid. Classifier scores drift upward in the last days (to show PSI).
+shed or invalid. Classifier scores drift upward in the last days (to show PSI). Beside the
+requests: shadow checks of some local answers and, now and then, a team's refusals.
 """
 
 from __future__ import annotations
@@ -126,6 +127,47 @@ def record(n: int, ts: float, rng: random.Random, days: int, start: float) -> di
     }  # fmt: skip
 
 
+def extras(n: int, body: dict[str, object], rng: random.Random) -> list[dict[str, object]]:
+    """What the ledger holds beside requests: a shadow check of ~1 in 40 accepted local
+    answers (85% agree), and now and then a second's budget or rate refusals of a team."""
+    out: list[dict[str, object]] = []
+    attempts = body["attempts"]
+    assert isinstance(attempts, list)
+    if attempts and attempts[0]["outcome"] == "accepted" and rng.random() < 0.025:
+        out.append(
+            {
+                "kind": "shadow",
+                "request_id": f"shadow-{n:09d}",
+                "shadow_of": body["request_id"],
+                "team": body["team"],
+                "route": body["route"],
+                "ts": body["ts"],
+                "policy_version": body["policy_version"],
+                "judge": "normalized",
+                "local_tier": "small",
+                "local_model": MODELS["small"],
+                "reference_tier": "large",
+                "reference_model": MODELS["large"],
+                "local_outcome": "accepted",
+                "verdict": "agree" if rng.random() < 0.85 else "disagree",
+                "target_quality": 0.8,
+                "cost_usd": float(body["counterfactual_cost_usd"]),  # type: ignore[arg-type]
+            }
+        )
+    if rng.random() < 0.004:
+        reason = rng.choice(("budget", "rate"))
+        out.append(
+            {
+                "kind": "rejections",
+                "request_id": f"rejections-{n:09d}",
+                "ts": body["ts"],
+                "team": rng.choice(TEAMS[:3]),
+                "counts": [{"route": "auto", "reason": reason, "count": rng.randint(1, 20)}],
+            }
+        )
+    return out  # fmt: skip
+
+
 async def generate(out: Path, records: int, days: int, seed: int) -> None:
     sink = SQLiteSink(out)
     rng = random.Random(seed)
@@ -136,10 +178,13 @@ async def generate(out: Path, records: int, days: int, seed: int) -> None:
     for n in range(records):
         ts = start + n * step
         body = record(n, ts, rng, days, start)
-        batch.append(
-            Entry(str(body["request_id"]), str(body["ts"]), str(body["team"]), orjson.dumps(body))
-        )
-        if len(batch) == 5000:
+        for item in (body, *extras(n, body, rng)):
+            batch.append(
+                Entry(
+                    str(item["request_id"]), str(item["ts"]), str(item["team"]), orjson.dumps(item)
+                )
+            )
+        if len(batch) >= 5000:
             await sink.write(batch)
             batch = []
     if batch:

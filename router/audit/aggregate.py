@@ -236,6 +236,7 @@ class Aggregator:
         self.by = tuple(by)
         self.total = Group()
         self.groups: dict[tuple[str, ...], Group] = {}
+        self.teams: dict[str, Group] = {}  # the headline's, whatever --by is
         self.tiers: dict[str, TierFigures] = {}
         self.hours: dict[str, Bucket] = {}
         self.scores = UnitHistogram(10)  # classifier scores
@@ -262,6 +263,7 @@ class Aggregator:
         if record.get("kind") == "shadow":  # a shadow check, not a request
             self.total.checks.add(record)
             self._group(self._key(record)).checks.add(record)
+            self._team(record).checks.add(record)
             return
         if record.get("kind") == "tune":  # a threshold autotune changed
             self.tunes.append(record)
@@ -270,8 +272,10 @@ class Aggregator:
             for found in record.get("counts") or ():
                 key = self._key({**record, "route": found.get("route")})
                 reason = str(found.get("reason") or "refused")
-                self._group(key).refused[reason] += int(found.get("count") or 0)
-                self.total.refused[reason] += int(found.get("count") or 0)
+                number = int(found.get("count") or 0)
+                self._group(key).refused[reason] += number
+                self._team(record).refused[reason] += number
+                self.total.refused[reason] += number
             return
         ts: str = record["ts"]
         if self.first_ts is None or ts < self.first_ts:
@@ -282,6 +286,7 @@ class Aggregator:
         group = self._group(self._key(record))
         self.total.add(record, outcome)
         group.add(record, outcome)
+        self._team(record).add(record, outcome)
         hour = self.hours.get(ts[:13])
         if hour is None:
             hour = self.hours[ts[:13]] = Bucket()
@@ -294,6 +299,13 @@ class Aggregator:
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = Group()
+        return group
+
+    def _team(self, record: Record) -> Group:
+        team = str(record.get("team") or "-")
+        group = self.teams.get(team)
+        if group is None:
+            group = self.teams[team] = Group()
         return group
 
     def _attempts(self, attempts: list[Record]) -> Outcome:

@@ -113,6 +113,25 @@ def figures(group: Group) -> dict[str, Any]:
     }
 
 
+def _headline(team: str, group: Group) -> dict[str, Any]:
+    """What a manager asks of one team: spent, saved against always-large (and how that is
+    reckoned), refused, what its shadow checks cost, how good its local answers were."""
+    found = figures(group)
+    return {
+        "team": team,
+        "requests": found["requests"],
+        "spent_usd": found["cost_usd"],
+        "estimated_usd": found["estimated_usd"],
+        "always_large_usd": found["counterfactual_cost_usd"],
+        "saved_usd": found["saved_usd"],
+        "saved_pct": found["saved_pct"],
+        "refused": found["refused"],
+        "refused_by_reason": found["refused_by_reason"],
+        "shadow_spend_usd": round(group.checks.cost, 8),
+        "local_quality": found["local_quality"],
+    }
+
+
 def _series(aggregator: Aggregator) -> dict[str, Any]:
     hours = sorted(aggregator.hours)
     by_day = len(hours) > _DAY_BUCKETS_ABOVE_HOURS
@@ -182,6 +201,10 @@ def build_report(
         "groups": [
             {"key": dict(zip(aggregator.by, key, strict=True)), **figures(group)}
             for key, group in groups
+        ],
+        "headline": [
+            _headline(team, group)
+            for team, group in sorted(aggregator.teams.items(), key=lambda i: -i[1].cost)
         ],
         "tiers": [
             {

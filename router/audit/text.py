@@ -10,46 +10,42 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-COLUMNS = (
-    ("requests", "requests"),
-    ("prompt_tokens", "prompt tok"),
-    ("completion_tokens", "compl. tok"),
-    ("cost_usd", "cost $"),
-    ("estimated_usd", "of it estimated $"),
-    ("counterfactual_cost_usd", "always-large $"),
-    ("saved_usd", "saved $"),
-    ("saved_pct", "saved %"),
-    ("escalation_rate", "escalation rate"),
-    ("local_acceptance_rate", "local accepted"),
-    ("degraded", "degraded"),
-    ("errors", "errors"),
-    ("shed", "shed"),
-    ("refused", "refused"),
-    ("cache_hit_rate", "cache hits"),
-    ("cache_saved_usd", "cache saved $"),
-    ("local_quality", "local agrees (95%)"),
-)
-
-
-def _quality(value: dict[str, Any]) -> str:
-    """Shadow checks' agreement: `0.82 [0.75-0.88] n=120`, flagged below the target."""
-    if value["estimate"] is None:
-        return f"— n=0 ({value['inconclusive']} inconclusive, {value['errors']} errors)"
-    low, high = value["interval_95"]
-    text = f"{value['estimate']:.2f} [{low:.2f}-{high:.2f}] n={value['checks']}"
-    return text + (f" BELOW TARGET {value['target']:g}" if value["below_target"] else "")
+from router.audit.columns import COLUMNS, Column, pick
+from router.audit.formats import count, money, pct, quality
 
 
 def cell(value: Any) -> str:
+    """A value without a known kind (the threshold changes' numbers, ids)."""
     if value is None:
         return "—"
     if isinstance(value, dict) and "estimate" in value:
-        return _quality(value)
+        return quality(value)
     if isinstance(value, float):
         return f"{value:.6f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:,.2f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def headline(team: dict[str, Any]) -> str:
+    """One team in a sentence a manager reads: `search spent $12.34 on 5,002 requests; ...`."""
+    spent = f"{team['team']} spent {money(team['spent_usd'])}"
+    parts = [f"{spent} on {count(team['requests'])} requests"]
+    if team["estimated_usd"]:
+        parts[0] += f" ({money(team['estimated_usd'])} of it estimated)"
+    if team["saved_pct"] is not None:
+        parts.append(
+            f"routing saved {money(team['saved_usd'])} ({pct(team['saved_pct'])}) of "
+            f"{money(team['always_large_usd'])}, what every answer from the largest tier would cost"
+        )
+    if team["refused"]:
+        reasons = ", ".join(f"{r} {count(n)}" for r, n in team["refused_by_reason"].items())
+        parts.append(f"{count(team['refused'])} refused ({reasons})")
+    if team["shadow_spend_usd"] or team["local_quality"]:
+        parts.append(f"shadow checks cost {money(team['shadow_spend_usd'])}")
+    if team["local_quality"] is not None:
+        parts.append(f"local answers agreed with the reference: {quality(team['local_quality'])}")
+    return "; ".join(parts) + "."
 
 
 def time_window(report: dict[str, Any]) -> str:
@@ -58,29 +54,31 @@ def time_window(report: dict[str, Any]) -> str:
     return f"{start} → {end}"
 
 
-def _row(key: dict[str, str], figures: dict[str, Any]) -> list[str]:
-    latency = figures["latency_ms"]
-    return [
-        *key.values(),
-        *(cell(figures[name]) for name, _ in COLUMNS),
-        *(cell(latency[p]) for p in ("p50", "p95", "p99")),
-    ]
+def _row(key: dict[str, str], figures: dict[str, Any], columns: tuple[Column, ...]) -> list[str]:
+    return [*key.values(), *(c.text(figures) for c in columns)]
 
 
-def render_table(report: dict[str, Any], width: int = 200) -> str:
+def render_table(
+    report: dict[str, Any], columns: tuple[Column, ...] | None = None, width: int = 120
+) -> str:
+    """The terminal report: a headline per team, the groups (the narrow columns unless
+    `columns` says otherwise), the tiers, threshold changes, baselines and drift."""
+    columns = pick(None) if columns is None else columns
     console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
     window = time_window(report)
-    groups = Table(title=f"cascade audit — {report['ledger']} — {window}", title_justify="left")
+    console.print(Text(f"cascade audit — {report['ledger']} — {window}"))
+    for team in report["headline"]:
+        console.print(Text("• " + headline(team)))
+    groups = Table(title=f"by {', '.join(report['by'])}", title_justify="left")
     for dimension in report["by"]:
         groups.add_column(dimension)  # Text cells below: ledger values are never markup
-    for _, title in COLUMNS:
-        groups.add_column(title, justify="right")
-    for p in ("p50", "p95", "p99"):
-        groups.add_column(f"{p} ms", justify="right")
+    for column in columns:
+        groups.add_column(column.title, justify="right", no_wrap=column.kind != "quality")
     for group in report["groups"]:
-        groups.add_row(*(Text(cell) for cell in _row(group["key"], group)))
+        groups.add_row(*(Text(c) for c in _row(group["key"], group, columns)))
     groups.add_section()
-    groups.add_row(*(Text(c) for c in _row({d: "all" for d in report["by"]}, report["totals"])))
+    all_key = {d: "all" for d in report["by"]}
+    groups.add_row(*(Text(c) for c in _row(all_key, report["totals"], columns)))
     console.print(groups)
 
     tiers = Table(title="tiers", title_justify="left")
@@ -88,7 +86,7 @@ def render_table(report: dict[str, Any], width: int = 200) -> str:
         "tier",
         "attempts",
         "outcomes",
-        "cost $",
+        "spent",
         "latency p50/p95/p99 ms",
         "ttft p50/p95/p99 ms",
         "confidence 0→1 (10 bins)",
@@ -101,11 +99,11 @@ def render_table(report: dict[str, Any], width: int = 200) -> str:
                 Text(c)
                 for c in (
                     tier["tier"],
-                    f"{tier['attempts']:,}",
+                    count(tier["attempts"]),
                     outcomes,
-                    cell(tier["cost_usd"]),
-                    " / ".join(cell(v) for v in tier["latency_ms"].values()),
-                    " / ".join(cell(v) for v in tier["ttft_ms"].values()),
+                    money(tier["cost_usd"]),
+                    " / ".join(_ms(v) for v in tier["latency_ms"].values()),
+                    " / ".join(_ms(v) for v in tier["ttft_ms"].values()),
                     " ".join(str(n) for n in tier["confidence_histogram"]),
                 )
             )
@@ -119,14 +117,21 @@ def render_table(report: dict[str, Any], width: int = 200) -> str:
     drift = classifier["psi"]
     console.print(
         Text(
-            f"baselines: actual ${cell(base['actual_usd'])} · always-small "
-            f"${cell(base['always_small_usd'])} · "
-            f"always-large ${cell(base['always_large_usd'])}\n"
+            f"baselines: spent {money(base['actual_usd'])} · always-large "
+            f"{money(base['always_large_usd'])} · first attempts kept "
+            f"{money(base['always_small_usd'])} (had every request kept its first tier's "
+            "answer; after a pre-router skip that tier is a large one)\n"
             f"classifier: {classifier['scored']:,} scored requests; drift vs the previous window "
             f"(PSI): {'—' if drift is None else f'{drift:.3f}'}"
         )
     )
+    if len(columns) < len(COLUMNS):
+        console.print(Text("more figures: --columns all (or a list: cascade audit --help)"))
     return console.export_text()
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
 
 
 def _changes(changes: list[dict[str, Any]]) -> Table:
@@ -160,14 +165,14 @@ def _changes(changes: list[dict[str, Any]]) -> Table:
 def render_csv(report: dict[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    names = [name for name, _ in COLUMNS]
+    names = [c.name for c in COLUMNS if not c.name.startswith("latency_")]
     writer.writerow([*report["by"], *names, "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"])
     for group in report["groups"]:
         latency = group["latency_ms"]
         writer.writerow(
             [
                 *(_safe(v) for v in group["key"].values()),
-                *(_quality(v) if isinstance(v := group[name], dict) else v for name in names),
+                *(quality(v) if isinstance(v := group[name], dict) else v for name in names),
                 latency["p50"],
                 latency["p95"],
                 latency["p99"],

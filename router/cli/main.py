@@ -6,12 +6,14 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from router.cli import demo
 from router.cli.classify import add_commands as add_classify_commands
 from router.cli.keys import add_commands as add_keys_commands
 from router.cli.policy import add_commands as add_policy_commands
@@ -171,12 +173,18 @@ def _ledger_tail(args: argparse.Namespace) -> int:
 
 def _audit(args: argparse.Namespace) -> int:
     from router.audit import build_report
+    from router.audit.columns import pick
     from router.audit.html import render_html
     from router.audit.text import render_csv, render_table
 
     by = [d.strip() for d in args.by.split(",") if d.strip()]
     if args.reconcile is not None:
         return _reconcile(args)
+    try:
+        columns = pick(args.columns)
+    except ValueError as exc:
+        print(f"cascade audit: {exc}", file=sys.stderr)
+        return 2
     if (ledger := _open_ledger(args, "audit")) is None:
         return 1
     try:
@@ -193,9 +201,9 @@ def _audit(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         text = render_csv(report)
     elif args.format == "html":
-        text = render_html(report)
+        text = render_html(report, columns)
     else:
-        text = render_table(report)
+        text = render_table(report, columns, width=shutil.get_terminal_size((120, 40)).columns)
     if args.out:
         args.out.write_text(text)
         print(f"wrote {args.out} ({report['totals']['requests']:,} requests)", file=sys.stderr)
@@ -324,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--story", action="store_true", help="each as `ledger show` tells it")
     tail.set_defaults(run=_ledger_tail)
 
+    demo.add_parser(commands)
+
     audit = commands.add_parser("audit", help="route-audit report from the ledger")
     audit.add_argument(
         "--ledger", help="ledger URL (default: CASCADE_LEDGER, else sqlite:///var/ledger.db)"
@@ -334,6 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--by", default="team", help="group by any of team,route,tier,model,day (default team)"
     )
     audit.add_argument("--format", choices=("table", "csv", "json", "html"), default="table")
+    audit.add_argument(
+        "--columns",
+        help="the table's and HTML's figures: all, or names separated by commas (default: "
+        "requests,cost_usd,saved_usd,saved_pct,escalation_rate,local_acceptance_rate,refused,"
+        "local_quality,latency_p95; others: prompt_tokens,completion_tokens,estimated_usd,"
+        "counterfactual_cost_usd,degraded,errors,shed,cache_hit_rate,cache_saved_usd,"
+        "latency_p50,latency_p99); CSV and JSON have every figure",
+    )
     audit.add_argument(
         "--reconcile",
         type=Path,

@@ -245,7 +245,7 @@ def test_the_audit_estimates_local_quality_and_flags_a_route_below_its_target() 
     assert b["local_quality"]["below_target"] is False
     assert quality["escalated"]["checks"] == 3 and quality["escalated"]["agree"] == 1
     assert quality["skipped"] is None and b["local_quality"]["escalated"] is None
-    assert cell(quality) == "0.80 [0.49-0.94] n=10 BELOW TARGET 0.9"
+    assert cell(quality) == "80% (49-94%) n=10 below target 90%"
     assert figures(aggregator.total)["local_quality"]["checks"] == 13  # accepted only
     assert figures(Aggregator(["team"]).total)["local_quality"] is None
 
