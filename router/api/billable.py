@@ -12,7 +12,7 @@ budget's reservation and `limits.max_prompt_tokens` count everything a request s
 - Audio: at most 10 tokens per second (OpenAI's audio input rate), bounded from the payload
   by its bitrate floor (8 kbit/s): bytes / 100.
 - Files: their decoded bytes; a file named by id alone cannot be seen (counted as 0; a
-  gap this bound leaves, documented in README's budget section).
+  gap this bound leaves, documented in docs/budgets.md).
 """
 
 from __future__ import annotations

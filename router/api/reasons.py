@@ -13,7 +13,8 @@ the order things happened:
     low_confidence:TIER 0.24<0.30 its answer was judged below the step's threshold
     invalid_output:TIER           its answer failed the structured-output check
     accepted:TIER 0.91>=0.55      its answer was kept (the confidence, when judged)
-    degraded:TIER                 its answer was served for want of a better one
+    degraded:TIER                 its answer was served for want of a better one (said
+                                  last; where it was judged, low_confidence:TIER first)
     repaired:TIER                 it continued another tier's broken stream
     live:TIER                     it is streaming its answer live (always kept)
 """
@@ -49,8 +50,6 @@ def _attempt(attempt: Attempt) -> str:
         said = f"low_confidence:{tier}{_judged(attempt)}"
     elif outcome == "accepted":
         said = f"{'repaired' if attempt.repair else 'accepted'}:{tier}{_judged(attempt)}"
-    elif outcome == "degraded":
-        said = f"degraded:{tier}"
     elif "not configured" in error:
         said = f"tier_unconfigured:{tier}"
     else:
@@ -79,7 +78,16 @@ def reason(
         parts.append(f"prerouter_skip:{first} {verdict.score:.2f}<{verdict.threshold:g}")
     if cache_hit:
         parts.append("cache_hit")
-    parts += [_attempt(attempt) for attempt in attempts]
+    served = []  # a degraded answer: said last, as what the client got
+    for attempt in attempts:
+        if attempt.outcome != "degraded":
+            parts.append(_attempt(attempt))
+            continue
+        judged = _judged(attempt)
+        if "<" in judged:  # where it was judged: why the cascade wanted better
+            parts.append(f"low_confidence:{attempt.tier}{judged}")
+        served.append(f"degraded:{attempt.tier}")
+    parts += served
     if live_tier is not None:
         parts.append(f"live:{live_tier}")
     text = "; ".join(parts) or f"route:{decision.route}"

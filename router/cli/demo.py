@@ -35,8 +35,8 @@ PROMPTS = (
     ),
     (
         "escalated to large",
-        "What gas in the air do we need to breathe in order to live?\nA. nitrogen\nB. oxygen\n"
-        "C. carbon dioxide\nD. hydrogen\nAnswer with the letter of the correct option.",
+        "The period of a 10-Hz wave is\nA. 1/10 s\nB. 1.0 s\nC. 10 s\nD. None of these\n"
+        "Answer with the letter of the correct option.",
     ),
     ("pre-router skip", "What is 2 + 2?"),
     (
@@ -122,7 +122,9 @@ def _ask(url: str, prompt: str, what: str) -> Answer:
 
 def _print(answers: list[Answer]) -> None:
     for answer in answers:
-        print(f"\n{answer.what}: {answer.prompt!r}")
+        lines = answer.prompt.splitlines()
+        shown = lines[0] + (" [A-D options]" if len(lines) > 1 else "")
+        print(f"\n{answer.what}: {shown!r}")
         print(f"  x-request-id: {answer.request_id}")
         print(f"  x-cascade-tier: {answer.tier}   x-cascade-escalations: {answer.escalations}")
         print(f"  x-cascade-reason: {answer.reason}")
@@ -179,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
     url = f"http://127.0.0.1:{port}"
     print(f"starting the large tier (the bundled model, llama.cpp server on :{large_port}) ...")
     try:
-        with _process(large_argv, env, work / "large.log") as large:
+        # llama_cpp.server reads HOST and PORT from the environment over its flags
+        large_env = {k: v for k, v in env.items() if k not in ("HOST", "PORT")}
+        with _process(large_argv, large_env, work / "large.log") as large:
             _wait(f"http://127.0.0.1:{large_port}/v1/models", large, "the large tier", 120)
             print(f"starting cascade serve --policy {policy} on {url} ...")
             with _process(serve_argv, env, work / "cascade.log") as serve:

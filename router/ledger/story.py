@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from router.audit.formats import money as dollars
+
 _OUTCOMES = {
     "accepted": "answered",
     "escalated": "escalated",
@@ -21,12 +23,8 @@ _OUTCOMES = {
 
 
 def usd(value: float) -> str:
-    """Dollars to cents, or to 2 significant digits below a cent ($0.000052)."""
-    if value == 0:
-        return "$0"
-    if abs(value) >= 0.01:
-        return f"${value:,.2f}"
-    return f"${value:.2g}" if abs(value) >= 1e-4 else f"${value:.2e}"
+    """Dollars as the audit prints them: to cents, or three significant digits below one."""
+    return dollars(value)
 
 
 def _attempt(index: int, attempt: Mapping[str, Any]) -> list[str]:

@@ -58,3 +58,20 @@ def test_rules_budgets_skips_and_features_are_named() -> None:
     )
     assert reason(decision, [], cache_hit=True).endswith("; cache_hit")
     assert reason(Decision("x", plan), [], live_tier="large") == "live:large"
+
+
+def test_a_degraded_answer_says_why_it_wanted_better_and_ends_with_what_was_served() -> None:
+    plan = Plan("auto", (Step("small", None), Step("large", None)), "large")
+    unsure = {"method": "learned", "value": 0.21, "threshold": 0.3}
+    attempts = [
+        _attempt("small", "degraded", confidence=unsure),
+        _attempt("large", "error", error="not configured"),
+    ]
+    said = reason(Decision("auto", plan), attempts)
+    assert said == "low_confidence:small 0.21<0.3; tier_unconfigured:large; degraded:small"
+    verdict = Verdict("prerouter", "prerouter", "v1", 0.04, 0.13)
+    skipped = Decision("auto", plan, verdicts=(verdict,))
+    late = [attempts[1], _attempt("small", "degraded")]  # not judged: nothing to say of it
+    assert reason(skipped, late) == (
+        "prerouter_skip:small 0.04<0.13; tier_unconfigured:large; degraded:small"
+    )
