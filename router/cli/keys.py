@@ -58,6 +58,12 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _create(args: argparse.Namespace) -> int:
     path = _keys_path(args)
+    policy = args.policy or os.environ.get("CASCADE_POLICY")
+    problem = _team_problem(args.team, policy)
+    if args.strict and (problem or not policy):
+        said = problem or "--strict needs the policy (--policy or CASCADE_POLICY) to check the team"
+        print(f"cascade keys create: {said}; no key made", file=sys.stderr)
+        return 1
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     key, record = new_key(
         args.team,
@@ -84,33 +90,31 @@ def _create(args: argparse.Namespace) -> int:
         f"{expires}) in {path}; it is shown once:",
         file=sys.stderr,
     )
-    _warn_unknown_team(args.team, args.policy or os.environ.get("CASCADE_POLICY"))
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
     print(key)
     return 0
 
 
-def _warn_unknown_team(team: str, policy: str | None) -> None:
-    """A team the policy does not define gets no limits and no budget: say so (a typo in
-    `--team` would otherwise go unnoticed)."""
+def _team_problem(team: str, policy: str | None) -> str | None:
+    """What is wrong with a team the policy does not define: it gets no limits and no budget
+    (a typo in `--team` would otherwise go unnoticed). None when the policy defines it, or
+    when there is no policy to ask."""
     if not policy:
-        return
+        return None
     from router.policy import PolicyError, load_policy
 
     try:
         teams = load_policy(Path(policy)).policy.teams
     except (PolicyError, OSError):
-        print(
-            f"warning: could not read the policy {policy} to check team {team!r}", file=sys.stderr
-        )
-        return
+        return f"could not read the policy {policy} to check team {team!r}"
     if team in teams or team == DEFAULT_TEAM:
-        return
+        return None
     close = difflib.get_close_matches(team, list(teams), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    print(
-        f"warning: team {team!r} is not in {policy}{hint}: its keys work, but the team has "
-        "no limits, no budget and no budget routing there",
-        file=sys.stderr,
+    return (
+        f"team {team!r} is not in {policy}{hint}: its keys would work, but the team has "
+        "no limits, no budget and no budget routing there"
     )
 
 
@@ -184,6 +188,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     create.add_argument("--team", required=True)
     create.add_argument(
         "--policy", help="warn when it does not define the team (default: env CASCADE_POLICY)"
+    )
+    create.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse (exit 1, no key made) a team the policy does not define",
     )
     create.add_argument("--role", choices=("user", "admin"), default="user")
     create.add_argument("--models", help="comma-separated routes and tiers it may use")

@@ -285,3 +285,20 @@ def test_keys_create_warns_of_a_team_the_policy_does_not_define(tmp_path: Path) 
         env={**os.environ, "CASCADE_POLICY": str(policy)},
     )
     assert "warning" not in known.stderr
+    strict = subprocess.run(
+        [*command, "--team", "serach", "--policy", str(policy), "--strict"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert strict.returncode == 1 and strict.stdout == ""
+    assert "did you mean 'search'?" in strict.stderr and "no key made" in strict.stderr
+    listed = subprocess.run(
+        [*command[:-3], "list", "--keys", str(tmp_path / "k"), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert [k["team"] for k in json.loads(listed.stdout)] == ["serach", "search"]
