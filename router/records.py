@@ -117,6 +117,15 @@ class DecisionRecord:
     prompt: str | None = None  # only when the policy's ledger.log_prompts is on
     prompt_truncated: bool = False
 
+    def owner(self) -> str:
+        """Who asked and what answered, for `POST /v1/feedback` to check and keep:
+        `team<TAB>route<TAB>final tier<TAB>1 when an in-process tier answered`."""
+        served = next(
+            (a for a in reversed(self.attempts) if a.outcome in ("accepted", "degraded")), None
+        )
+        local = "1" if served is not None and served.local else "0"
+        return f"{self.team}\t{self.route or ''}\t{self.final_tier or ''}\t{local}"
+
     def finish(self, policy: Policy, reference_tier: str | None) -> None:
         """Price every attempt, then the counterfactual on the reference tier.
 

@@ -87,6 +87,16 @@ class Settings(BaseModel):
     ledger_batch: int = Field(
         500, ge=1, json_schema_extra=_env("CASCADE_LEDGER_BATCH", "Records per sink write.")
     )
+    feedback_recent: int = Field(
+        100_000,
+        ge=0,
+        le=10_000_000,
+        json_schema_extra=_env(
+            "CASCADE_FEEDBACK_RECENT",
+            "Recent requests whose owner POST /v1/feedback finds in memory (about 150 bytes "
+            "each) before asking the ledger.",
+        ),
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", json_schema_extra=_env("CASCADE_LOG_LEVEL", "Log level of the JSON logs.")
     )

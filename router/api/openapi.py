@@ -175,6 +175,21 @@ def _completion_operation(
     }
 
 
+_FEEDBACK: dict[str, Any] = {
+    "type": "object",
+    "description": "score (0 to 1, 0.5 and above good) or label (good, bad, thumbs_up, ...)",
+    "properties": {
+        "request_id": {"type": "string", "description": "the answer's x-request-id"},
+        "score": {"type": "number", "minimum": 0, "maximum": 1},
+        "label": {"type": "string", "maxLength": 64},
+        "comment": {"type": "string", "maxLength": 1000},
+        "source": {"type": "string", "maxLength": 64},
+    },
+    "required": ["request_id"],
+    "additionalProperties": False,
+}
+
+
 def _get(
     name: str, summary: str, content: dict[str, Any], errors: tuple[str, ...] = ()
 ) -> dict[str, Any]:
@@ -196,6 +211,15 @@ def document(models: list[str] | None = None) -> dict[str, Any]:
         "TextCompletion": _completion(False),
     }
     schemas["Embeddings"] = _EMBEDDINGS
+    schemas["Feedback"] = _FEEDBACK
+    schemas["FeedbackBatch"] = {
+        "type": "object",
+        "properties": {
+            "feedback": {"type": "array", "items": {"$ref": "#/components/schemas/Feedback"}}
+        },
+        "required": ["feedback"],
+        "additionalProperties": False,
+    }
     schemas["Response"] = _RESPONSE
     for model in (ChatBody, CompletionBody, EmbeddingsBody, ResponsesBody):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -237,6 +261,31 @@ def document(models: list[str] | None = None) -> dict[str, Any]:
                         "200": {
                             "description": "The upstream's answer",
                             "content": _json({"$ref": "#/components/schemas/Embeddings"}),
+                        },
+                        **_errors(),
+                    },
+                }
+            },
+            "/v1/feedback": {
+                "post": {
+                    "operationId": "feedback",
+                    "summary": "An application's word on an answer, kept in the ledger",
+                    "requestBody": {
+                        "required": True,
+                        "content": _json(
+                            {
+                                "oneOf": [
+                                    {"$ref": "#/components/schemas/Feedback"},
+                                    {"$ref": "#/components/schemas/FeedbackBatch"},
+                                ]
+                            }
+                        ),
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The feedback stored (one item), or each item's "
+                            "status: stored, forbidden (another team's), not_found (a batch)",
+                            "content": _json(anything),
                         },
                         **_errors(),
                     },

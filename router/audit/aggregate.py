@@ -43,6 +43,23 @@ _ERRORS = frozenset({"error", "upstream_truncated"})  # what reached the client 
 _CACHE_READS = frozenset({"hit", "miss", "error"})  # a cache status where it was looked in
 
 
+class FeedbackFigures:
+    """What applications said of the group's answers (POST /v1/feedback, `kind: feedback`):
+    good, bad or neither, all answers and those an in-process tier served."""
+
+    __slots__ = ("local", "verdicts")
+
+    def __init__(self) -> None:
+        self.verdicts: Counter[str] = Counter()
+        self.local: Counter[str] = Counter()
+
+    def add(self, record: Record) -> None:
+        verdict = str(record.get("verdict") or "neither")
+        self.verdicts[verdict] += 1
+        if record.get("local"):
+            self.local[verdict] += 1
+
+
 class Group:
     """Figures of one group of requests."""
 
@@ -60,6 +77,7 @@ class Group:
         "degraded",
         "errors",
         "escalated",
+        "feedback",
         "gone",
         "invalid",
         "latency",
@@ -84,6 +102,7 @@ class Group:
         self.cache_reads = self.cache_hits = 0  # requests that looked in the cache; found
         self.cache_saved = 0.0  # what the answers served from the cache cost when made
         self.checks = ShadowFigures()  # shadow checks of its accepted local answers
+        self.feedback = FeedbackFigures()  # what applications said of its answers
         # cost by usage_source: reported by the provider, counted here, or estimated
         self.by_source: Counter[str] = Counter()
 
@@ -264,6 +283,11 @@ class Aggregator:
             self.total.checks.add(record)
             self._group(self._key(record)).checks.add(record)
             self._team(record).checks.add(record)
+            return
+        if record.get("kind") == "feedback":  # an application's word on an answer
+            self.total.feedback.add(record)
+            self._group(self._key(record)).feedback.add(record)
+            self._team(record).feedback.add(record)
             return
         if record.get("kind") == "tune":  # a threshold autotune changed
             self.tunes.append(record)

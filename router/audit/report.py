@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from router.audit.aggregate import Aggregator, Group, ShadowFigures, Verdicts
+from router.audit.aggregate import Aggregator, FeedbackFigures, Group, ShadowFigures, Verdicts
 from router.audit.sketch import UnitHistogram, psi
 from router.ledger import Reader
 from router.records import iso_time
@@ -80,6 +81,44 @@ def local_quality(checks: ShadowFigures) -> dict[str, Any] | None:
     }
 
 
+def feedback_figures(found: FeedbackFigures) -> dict[str, Any] | None:
+    """What applications said: counts, and the share good among good and bad (with its 95%
+    interval), of all answers and of those an in-process tier served."""
+    if not found.verdicts:
+        return None
+
+    def share(counts: Counter[str]) -> dict[str, Any]:
+        judged = counts["good"] + counts["bad"]
+        interval = wilson(counts["good"], judged)
+        return {
+            "good": counts["good"],
+            "bad": counts["bad"],
+            "neither": counts["neither"],
+            "estimate": round(counts["good"] / judged, 4) if judged else None,
+            "interval_95": None if interval is None else [round(v, 4) for v in interval],
+        }
+
+    items = sum(found.verdicts.values())
+    return {"items": items, **share(found.verdicts), "local": share(found.local)}
+
+
+def _combined(checks: ShadowFigures, found: FeedbackFigures) -> dict[str, Any] | None:
+    """Served local answers judged good by either evidence: shadow checks that agreed and
+    feedback that said good, over both's conclusive verdicts (an answer both judged counts
+    twice: they are separate evidence)."""
+    accepted = checks.by_outcome.get("accepted")
+    agree = (accepted.agree if accepted else 0) + found.local["good"]
+    judged = agree + (accepted.disagree if accepted else 0) + found.local["bad"]
+    if not judged:
+        return None
+    low, high = wilson(agree, judged) or (0.0, 1.0)
+    return {
+        "judged": judged,
+        "estimate": round(agree / judged, 4),
+        "interval_95": [round(low, 4), round(high, 4)],
+    }
+
+
 def figures(group: Group) -> dict[str, Any]:
     saved = group.counterfactual - group.cost
     return {
@@ -109,6 +148,8 @@ def figures(group: Group) -> dict[str, Any]:
         "cache_hit_rate": _rate(group.cache_hits, group.cache_reads),
         "cache_saved_usd": round(group.cache_saved, 8),
         "local_quality": local_quality(group.checks),
+        "feedback": feedback_figures(group.feedback),
+        "local_quality_combined": _combined(group.checks, group.feedback),
         "latency_ms": _quantiles(group.latency),
     }
 
@@ -129,6 +170,7 @@ def _headline(team: str, group: Group) -> dict[str, Any]:
         "refused_by_reason": found["refused_by_reason"],
         "shadow_spend_usd": round(group.checks.cost, 8),
         "local_quality": found["local_quality"],
+        "feedback": found["feedback"],
     }
 
 

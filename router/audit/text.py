@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from router.audit.columns import COLUMNS, Column, pick
-from router.audit.formats import count, money, pct, quality
+from router.audit.formats import count, money, pct, quality, share
 
 
 def cell(value: Any) -> str:
@@ -45,6 +45,13 @@ def headline(team: dict[str, Any]) -> str:
         parts.append(f"shadow checks cost {money(team['shadow_spend_usd'])}")
     if team["local_quality"] is not None:
         parts.append(f"local answers agreed with the reference: {quality(team['local_quality'])}")
+    said = team.get("feedback")
+    if said is not None and said["estimate"] is not None:
+        low, high = said["interval_95"]
+        parts.append(
+            f"applications called {share(said['estimate'])} of {count(said['good'] + said['bad'])} "
+            f"answers good ({share(low).removesuffix('%')}-{share(high)})"
+        )
     return "; ".join(parts) + "."
 
 

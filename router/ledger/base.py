@@ -34,11 +34,19 @@ class Entry(NamedTuple):
     ts: str
     team: str
     body: bytes  # one JSON object, no newline; orjson escapes control characters
+    owner: str = ""  # a request's DecisionRecord.owner(), for feedback (the Redis sink keeps it)
 
     @classmethod
     def of(cls, record: Recorded) -> Entry:
         # default=str: a value orjson cannot serialise is written as text rather than lost.
-        return cls(record.request_id, record.ts, record.team, orjson.dumps(record, default=str))
+        owner = getattr(record, "owner", None)
+        return cls(
+            record.request_id,
+            record.ts,
+            record.team,
+            orjson.dumps(record, default=str),
+            owner() if callable(owner) else "",
+        )
 
     @classmethod
     def parse(cls, body: bytes) -> Entry:

@@ -9,6 +9,7 @@ does). The stream is never trimmed by cascade: retention is the operator's choic
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 
@@ -28,13 +29,27 @@ if TYPE_CHECKING:
 DEFAULT_STREAM = "cascade:ledger"
 
 
-# KEYS[1] = the stream; ARGV = request_id, ts, record, request_id, ts, record, ...
+# KEYS[1] = the stream, KEYS[2] = today's owners hash; ARGV = request_id, ts, record, owner,
+# ... A request's owner (team, route, tier: router/records.py) goes to a hash per UTC day,
+# kept two days, so POST /v1/feedback on any replica can check whose answer it was.
 _XADD_BATCH = """
-for i = 1, #ARGV, 3 do
+local owners = 0
+for i = 1, #ARGV, 4 do
   redis.call('XADD', KEYS[1], '*', 'request_id', ARGV[i], 'ts', ARGV[i + 1], 'record', ARGV[i + 2])
+  if ARGV[i + 3] ~= '' then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 3])
+    owners = owners + 1
+  end
 end
-return #ARGV / 3
+if owners > 0 then redis.call('EXPIRE', KEYS[2], 172800) end
+return #ARGV / 4
 """
+OWNERS_DAYS = 2
+
+
+def owners_key(stream: str, day: str) -> str:
+    """The hash of the owners of the requests recorded on `day` (YYYY-MM-DD, UTC)."""
+    return f"{stream}:owners:{day}"
 
 
 class RedisStreamSink:
@@ -59,9 +74,10 @@ class RedisStreamSink:
     async def write(self, entries: Sequence[Entry]) -> None:
         import redis
 
-        args = [value for e in entries for value in (e.request_id, e.ts, e.body)]
+        args = [value for e in entries for value in (e.request_id, e.ts, e.body, e.owner)]
+        today = owners_key(self.stream, time.strftime("%Y-%m-%d", time.gmtime()))
         try:
-            await self._xadd_batch(keys=[self.stream], args=args)
+            await self._xadd_batch(keys=[self.stream, today], args=args)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise SinkUnavailable(f"redis: {exc}") from exc
         except redis.RedisError as exc:  # OOM, READONLY replica, ...: spool, retry later

@@ -290,6 +290,9 @@ class LimitsSpec(_Strict):
     max_schema_properties: int = Field(
         5000, ge=1, le=100_000, description="properties in a schema, all its objects together."
     )
+    max_feedback_items: int = Field(
+        100, ge=1, le=10_000, description="Items in one POST /v1/feedback batch (400 above)."
+    )
 
     @model_validator(mode="after")
     def _default_within_max(self) -> LimitsSpec:

@@ -17,18 +17,20 @@ from router.cache import ResponseCache
 from router.keys.index import is_loopback
 from router.ledger import Ledger, open_sink, parse_ledger_url
 from router.ledger.node import NodeSink
+from router.ledger.owners import Owners
 from router.observe.logs import make_logger
 from router.observe.loop_lag import LoopLag
 from router.observe.metrics import Metrics
 from router.observe.rejections import Rejections
 from router.observe.tracing import Tracing, tracing_from_env
 from router.redact import Redactor
-from router.server import embeddings, generation, info
+from router.server import embeddings, feedback, generation, info
 from router.server.fairness import IntakeGates, KeyGates
 from router.server.middlewares import authenticate, request_context
 from router.server.reload import RELOADER, PolicyReloader
 from router.server.state import (
     CACHE,
+    FEEDBACK,
     INTAKE,
     KEY_GATES,
     LEDGER,
@@ -81,8 +83,10 @@ async def _ledger(app: web.Application) -> AsyncIterator[None]:
         app[LOGGER].warning("ledger_off", detail="CASCADE_LEDGER=none: records are discarded")
     app[LEDGER] = ledger
     app[REJECTIONS].submit = ledger.submit  # refusals' summaries go to the ledger too
+    app[FEEDBACK] = Owners(settings.feedback_recent, target)
     ledger.start()
     yield
+    await app[FEEDBACK].aclose()
     await ledger.aclose()
 
 
@@ -233,5 +237,6 @@ def create_app(
     app.router.add_get("/admin/policy", info.admin_policy)
     app.router.add_get("/admin/spend", info.admin_spend)
     app.router.add_get("/v1/spend", info.spend)
+    app.router.add_post("/v1/feedback", feedback.post_feedback)
     app.router.add_get("/openapi.json", info.openapi)
     return app

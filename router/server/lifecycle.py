@@ -30,6 +30,7 @@ from router.server import caching
 from router.server.intake import new_record
 from router.server.state import (
     CALLER,
+    FEEDBACK,
     KEY_GATES,
     LEDGER,
     LOGGER,
@@ -257,6 +258,7 @@ async def settle(app: web.Application, runtime: Runtime, handled: Handled) -> No
     else:
         with handled.trace.ledger():
             app[LEDGER].submit(record)
+        app[FEEDBACK].note(record.request_id, record.owner())
     try:
         app[METRICS].observe(record, seconds)
     except Exception:  # noqa: BLE001 - metrics must not turn a served answer into a 500

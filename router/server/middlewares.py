@@ -29,7 +29,8 @@ def _from_http_exception(exc: web.HTTPException) -> APIError:
     if exc.status == 404:
         message = (
             "Unknown path. This server speaks /v1/chat/completions, /v1/completions, "
-            "/v1/embeddings, /v1/models, /healthz, /readyz, /metrics and /openapi.json."
+            "/v1/embeddings, /v1/responses, /v1/feedback, /v1/models, /v1/spend, /healthz, "
+            "/readyz, /metrics and /openapi.json."
         )
     else:
         message = reason

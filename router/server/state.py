@@ -21,6 +21,7 @@ from router.cache import PolicyCache, ResponseCache
 from router.cascade import Cascade
 from router.keys.index import Caller, KeyIndex
 from router.ledger import Ledger
+from router.ledger.owners import Owners
 from router.observe.metrics import Metrics
 from router.observe.rejections import Rejections
 from router.observe.tracing import Tracing
@@ -122,6 +123,7 @@ REJECTIONS = web.AppKey("rejections", Rejections)
 CACHE = web.AppKey("cache", ResponseCache)
 TRACING = web.AppKey("tracing", Tracing)
 SHADOW = web.AppKey("shadow", ShadowRunner)
+FEEDBACK = web.AppKey("feedback", Owners)
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", Caller)  # who is calling (router/server/middlewares.py)
 CLIENT_REQUEST_ID = web.RequestKey("client_request_id", str)  # set only when the client sent one
