@@ -18,6 +18,7 @@ The README's tour is checked further: the demo sees every reason the README's sa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -143,12 +144,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="module")
-def server(scratch: Path) -> Iterator[int]:
-    """`cascade serve` on the default policy, for blocks that ask a running one."""
-    port = free_port()
+@contextlib.contextmanager
+def _serving(argv: list[str], scratch: Path, port: int, timeout_s: float) -> Iterator[None]:
+    """`argv` started in its own process group, until it answers /readyz on `port`; then
+    (after the block) the whole group stopped."""
     process = subprocess.Popen(
-        ["cascade", "serve", "--policy", "policies/default.yaml", "--port", str(port)],
+        argv,
         cwd=scratch,
         env=_env(port),
         stdout=subprocess.DEVNULL,
@@ -156,27 +157,25 @@ def server(scratch: Path) -> Iterator[int]:
         start_new_session=True,
     )
     try:
-        _wait_ready(f"http://127.0.0.1:{port}/readyz", process, 120)
-        yield port
+        _wait_ready(f"http://127.0.0.1:{port}/readyz", process, timeout_s)
+        yield
     finally:
         _stop(process)
 
 
+@pytest.fixture(scope="module")
+def server(scratch: Path) -> Iterator[int]:
+    """`cascade serve` on the default policy, for blocks that ask a running one."""
+    port = free_port()
+    argv = ["cascade", "serve", "--policy", "policies/default.yaml", "--port", str(port)]
+    with _serving(argv, scratch, port, 120):
+        yield port
+
+
 def run_block(block: Block, scratch: Path, port: int) -> str:
     if block.mode == "serves":
-        process = subprocess.Popen(
-            ["bash", "-c", _script(block, port)],
-            cwd=scratch,
-            env=_env(port),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            _wait_ready(f"http://127.0.0.1:{port}/readyz", process, 180)
-        finally:
-            _stop(process)
-        return ""
+        with _serving(["bash", "-c", _script(block, port)], scratch, port, 180):
+            return ""
     found = subprocess.run(
         ["bash", "-c", _script(block, port)],
         check=False,

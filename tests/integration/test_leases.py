@@ -216,3 +216,36 @@ async def test_spend_settled_but_not_yet_sent_is_in_the_standing(redis: RedisSer
         assert redis_says.reserved_nano > 0 and standing.reserved_nano == 0
     finally:
         await store.aclose()
+
+
+async def test_a_standing_asked_while_a_flush_is_out_counts_what_it_sends(
+    redis: RedisServer,
+) -> None:
+    """A flush takes the settled spend out of the lease before its script call returns; a
+    standing read in that moment waits for it (it once read $0: in neither place yet)."""
+    now = time.time()
+    store = LeasedStore(redis.url, flush_s=60, clock=lambda: now)
+    caps = Caps(nano_per_day=NANO, requests_per_minute=1000)
+    windows, name = Windows.at(now, 60), scope("in-flight")
+    try:
+        ask = Ask(name, "a", 1000, 1)
+        assert (await store.reserve(ask, caps, windows, 60)).admitted
+        await store.settle(ask, windows, 700, 1)
+        real: Callable[..., Any] = store._scripts.call
+        sent = asyncio.Event()
+
+        async def slow(script: str, keys: list[str], args: list[Any]) -> Any:
+            sent.set()
+            await asyncio.sleep(0.2)  # the reply is on its way
+            return await real(script, keys, args)
+
+        store._scripts.call = slow  # type: ignore[method-assign]
+        flushing = asyncio.create_task(store.flush())
+        await sent.wait()
+        later = Windows.at(now + 61, 60)  # a rolled rate window: the standing asks Redis
+        standing = await store.standing(name, later)
+        await flushing
+        if later.day == windows.day:
+            assert standing.spent_day_nano == 700
+    finally:
+        await store.aclose()
