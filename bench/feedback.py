@@ -3,7 +3,7 @@ fake upstream, the SQLite ledger), wrk at c=8 on chat completions: alone, then w
 client posts 10,000 feedback items (`POST /v1/feedback`, 4 at a time) on answers it served.
 Reported: serving p50/p99 and RPS in each phase, and the feedback posts a second.
 
-    python -m bench.feedback [--seconds 10] [--posts 10000]
+    python -m bench.feedback [--seconds 10] [--posts 10000] [--rate 100]
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ from bench.common import WORK, append_results, wrk
 from tests.support.processes import start_cascade, start_fake_upstream
 
 
-async def _post_feedback(url: str, ids: list[str], posts: int) -> tuple[float, int]:
-    """Post `posts` items, 4 at a time; (seconds taken, non-200 answers)."""
+async def _post_feedback(
+    url: str, ids: list[str], posts: int, rate: float | None
+) -> tuple[float, int]:
+    """Post `posts` items, 4 at a time (at most `rate` a second in all); (seconds taken,
+    non-200 answers)."""
     failures = 0
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(posts):
@@ -35,6 +38,8 @@ async def _post_feedback(url: str, ids: list[str], posts: int) -> tuple[float, i
             async with session.post(f"{url}/v1/feedback", json=body) as response:
                 await response.read()
                 failures += response.status != 200
+            if rate is not None:  # item n is due at n / rate seconds
+                await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
 
     started = time.perf_counter()
     async with aiohttp.ClientSession() as session:
@@ -46,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--posts", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, help="feedback posts a second (default: flat out)")
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
     upstream = start_fake_upstream(WORK / "feedback-fake.log")
@@ -73,21 +79,23 @@ def main() -> None:
         posted: dict[str, float] = {}
 
         def feed() -> None:
-            seconds, failures = asyncio.run(_post_feedback(url, ids, args.posts))
+            seconds, failures = asyncio.run(_post_feedback(url, ids, args.posts, args.rate))
             posted.update(seconds=seconds, failures=failures)
 
         feeder = threading.Thread(target=feed)
         feeder.start()
-        loaded = wrk(chat, "auto", connections=8, seconds=args.seconds)
+        span = args.seconds if args.rate is None else round(args.posts / args.rate)
+        loaded = wrk(chat, "auto", connections=8, seconds=span)
         feeder.join()
         rate = args.posts / posted["seconds"]
         rows = [
-            ["chat alone", f"{alone.rps:,.0f}", f"{alone.p50:.2f}", f"{alone.p99:.2f}", "—"],
+            ["chat alone", f"{alone.rps:,.0f}", f"{alone.p50_ms:.2f}", f"{alone.p99_ms:.2f}", "—"],
             [
-                f"chat while {args.posts:,} feedback posts run",
+                f"chat while {args.posts:,} feedback posts run"
+                + ("" if args.rate is None else f" at {args.rate:,.0f}/s"),
                 f"{loaded.rps:,.0f}",
-                f"{loaded.p50:.2f}",
-                f"{loaded.p99:.2f}",
+                f"{loaded.p50_ms:.2f}",
+                f"{loaded.p99_ms:.2f}",
                 f"{rate:,.0f}/s ({posted['failures']:.0f} not 200; took {posted['seconds']:.1f} s)",
             ],
         ]
