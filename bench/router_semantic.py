@@ -169,30 +169,35 @@ def scores(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mmlu-rows", type=int, default=2500)
+    parser.add_argument("--mmlu-rows", type=int, default=2500, help="0: all 9,512")
+    parser.add_argument("--minilm-only", action="store_true", help="skip the local model")
     args = parser.parse_args()
     everything = load_examples(default_root() / "routellm_labels", WEAK, STRONG)
     mmlu = np.flatnonzero(everything.benchmarks() == "mmlu")
     keep = everything.benchmarks() != "mmlu"
     rng = np.random.default_rng(0)
-    keep[rng.choice(mmlu, size=min(args.mmlu_rows, len(mmlu)), replace=False)] = True
+    rows = len(mmlu) if args.mmlu_rows <= 0 else min(args.mmlu_rows, len(mmlu))
+    keep[rng.choice(mmlu, size=rows, replace=False)] = True
     data = everything.subset(keep)
     base = np.array([prompt_features(p) for p in data.prompts])
     minilm, minilm_cost = cached("minilm", data.prompts, minilm_embeddings)
     print("minilm", minilm.shape, minilm_cost, flush=True)
-    local, local_cost = cached("local", data.prompts, local_embeddings)
-    print("local", local.shape, local_cost, flush=True)
     variants: list[tuple[str, np.ndarray, Callable[[], Any], bool, str]] = [
         ("features + LR (bundled recipe)", base, _lr, False, "—"),
         ("MiniLM + LR (= mf)", minilm, _lr_embedding, False, minilm_cost),
         ("MiniLM + LR, own benchmark only", minilm, _lr_embedding, True, minilm_cost),
         ("MiniLM + features + LR", np.hstack([minilm, base]), _lr_embedding, False, minilm_cost),
         ("MiniLM kNN (sw_ranking)", minilm, KNN, False, minilm_cost),
-        ("local embedding + LR (= mf)", local, _lr_embedding, False, local_cost),
-        ("local embedding + LR, own benchmark only", local, _lr_embedding, True, local_cost),
-        ("local + features + LR", np.hstack([local, base]), _lr_embedding, False, local_cost),
-        ("local embedding kNN (sw_ranking)", local, KNN, False, local_cost),
     ]
+    if not args.minilm_only:
+        local, local_cost = cached("local", data.prompts, local_embeddings)
+        print("local", local.shape, local_cost, flush=True)
+        variants += [
+            ("local embedding + LR (= mf)", local, _lr_embedding, False, local_cost),
+            ("local embedding + LR, own benchmark only", local, _lr_embedding, True, local_cost),
+            ("local + features + LR", np.hstack([local, base]), _lr_embedding, False, local_cost),
+            ("local embedding kNN (sw_ranking)", local, KNN, False, local_cost),
+        ]
     table = []
     for label, features, make, same, cost in variants:
         found = {b: scores(data, features, make, b, same) for b in ("mmlu", "gsm8k")}
@@ -214,7 +219,7 @@ def main() -> None:
         ],
         table,
         notes="bench/router_semantic.py, routellm_labels (Mixtral-8x7B vs GPT-4-1106), the folds "
-        f"of (o) on {len(data):,} rows (all of GSM8K, {args.mmlu_rows:,} MMLU rows, seed 0). "
+        f"of (o) on {len(data):,} rows (all of GSM8K, {rows:,} MMLU rows, seed 0). "
         "CPT(x): the share sent to the strong model to reach x of the quality gap (lower "
         "is better; random 0.500 and 0.800); APGR: area under the quality-gap curve (random "
         "0.500); AUROC of P(weak correct). Latency: one prompt at a time on this machine; "
