@@ -80,6 +80,12 @@ def ended(tier: str, backend: str, model: str, started: float, **values: Any) ->
     )
 
 
+def owner_line(team: str, route: str | None, final_tier: str | None, local: bool) -> str:
+    """A request's owner as the feedback index and a Redis ledger keep it:
+    `team<TAB>route<TAB>final tier<TAB>1 when an in-process tier answered`."""
+    return f"{team}\t{route or ''}\t{final_tier or ''}\t{'1' if local else '0'}"
+
+
 @dataclass(slots=True)
 class DecisionRecord:
     request_id: str  # the gateway's own, unpredictable: the ledger's key
@@ -117,14 +123,16 @@ class DecisionRecord:
     prompt: str | None = None  # only when the policy's ledger.log_prompts is on
     prompt_truncated: bool = False
 
-    def owner(self) -> str:
-        """Who asked and what answered, for `POST /v1/feedback` to check and keep:
-        `team<TAB>route<TAB>final tier<TAB>1 when an in-process tier answered`."""
-        served = next(
+    def served(self) -> Attempt | None:
+        """The attempt whose answer the client got (the last accepted or degraded one)."""
+        return next(
             (a for a in reversed(self.attempts) if a.outcome in ("accepted", "degraded")), None
         )
-        local = "1" if served is not None and served.local else "0"
-        return f"{self.team}\t{self.route or ''}\t{self.final_tier or ''}\t{local}"
+
+    def owner(self) -> str:
+        """Who asked and what answered, for `POST /v1/feedback` to check and keep."""
+        served = self.served()
+        return owner_line(self.team, self.route, self.final_tier, bool(served and served.local))
 
     def finish(self, policy: Policy, reference_tier: str | None) -> None:
         """Price every attempt, then the counterfactual on the reference tier.
@@ -147,9 +155,7 @@ class DecisionRecord:
                     10,
                 )
         self.cost_usd = round(sum(a.cost_usd for a in self.attempts), 10)
-        served = next(
-            (a for a in reversed(self.attempts) if a.outcome in ("accepted", "degraded")), None
-        )
+        served = self.served()
         reference = policy.tiers.get(reference_tier) if reference_tier else None
         if served is not None and served.outcome == "degraded":
             # the escalation failed: nothing was saved by not asking the reference tier

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from router.audit.sketch import LogHistogram, UnitHistogram
 
@@ -320,17 +320,10 @@ class Aggregator:
             self.scores.add(classifier["score"])
 
     def _group(self, key: tuple[str, ...]) -> Group:
-        group = self.groups.get(key)
-        if group is None:
-            group = self.groups[key] = Group()
-        return group
+        return _of(self.groups, key)
 
     def _team(self, record: Record) -> Group:
-        team = str(record.get("team") or "-")
-        group = self.teams.get(team)
-        if group is None:
-            group = self.teams[team] = Group()
-        return group
+        return _of(self.teams, str(record.get("team") or "-"))
 
     def _attempts(self, attempts: list[Record]) -> Outcome:
         outcome = Outcome(first_cost=attempts[0]["cost_usd"] if attempts else 0.0)
@@ -349,6 +342,17 @@ class Aggregator:
                 figures = self.tiers[attempt["tier"]] = TierFigures()
             figures.add(attempt, result)
         return outcome
+
+
+_K = TypeVar("_K")
+
+
+def _of(groups: dict[_K, Group], key: _K) -> Group:
+    """The group of `key`, made when it is first seen."""
+    group = groups.get(key)
+    if group is None:
+        group = groups[key] = Group()
+    return group
 
 
 def usage_source(attempt: Record) -> str:

@@ -44,18 +44,25 @@ def wilson(agree: int, checks: int) -> tuple[float, float] | None:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _share(good: int, judged: int) -> dict[str, Any]:
+    """`good` of `judged` as an estimate and its 95% Wilson interval (None when none judged)."""
+    interval = wilson(good, judged)
+    return {
+        "estimate": round(good / judged, 4) if judged else None,
+        "interval_95": None if interval is None else [round(v, 4) for v in interval],
+    }
+
+
 def _agreement(verdicts: Verdicts | None) -> dict[str, Any] | None:
     if verdicts is None:
         return None
     judged = verdicts.agree + verdicts.disagree
-    interval = wilson(verdicts.agree, judged)
     return {
         "checks": judged,
         "agree": verdicts.agree,
         "inconclusive": verdicts.inconclusive,
         "errors": verdicts.errors,
-        "estimate": round(verdicts.agree / judged, 4) if judged else None,
-        "interval_95": None if interval is None else [round(v, 4) for v in interval],
+        **_share(verdicts.agree, judged),
     }
 
 
@@ -88,14 +95,11 @@ def feedback_figures(found: FeedbackFigures) -> dict[str, Any] | None:
         return None
 
     def share(counts: Counter[str]) -> dict[str, Any]:
-        judged = counts["good"] + counts["bad"]
-        interval = wilson(counts["good"], judged)
         return {
             "good": counts["good"],
             "bad": counts["bad"],
             "neither": counts["neither"],
-            "estimate": round(counts["good"] / judged, 4) if judged else None,
-            "interval_95": None if interval is None else [round(v, 4) for v in interval],
+            **_share(counts["good"], counts["good"] + counts["bad"]),
         }
 
     items = sum(found.verdicts.values())
@@ -111,12 +115,7 @@ def _combined(checks: ShadowFigures, found: FeedbackFigures) -> dict[str, Any] |
     judged = agree + (accepted.disagree if accepted else 0) + found.local["bad"]
     if not judged:
         return None
-    low, high = wilson(agree, judged) or (0.0, 1.0)
-    return {
-        "judged": judged,
-        "estimate": round(agree / judged, 4),
-        "interval_95": [round(low, 4), round(high, 4)],
-    }
+    return {"judged": judged, **_share(agree, judged)}
 
 
 def figures(group: Group) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import orjson
 from router.errors import APIError
 from router.ledger.redis_stream import OWNERS_DAYS, owners_key
 from router.ledger.targets import LedgerTarget
+from router.records import owner_line
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -82,9 +83,9 @@ class Owners:
             if self._redis is None:
                 self._redis = redis.asyncio.Redis.from_url(target.url, socket_timeout=2.0)
             now = time.time()
-            days = [time.strftime("%Y-%m-%d", time.gmtime(now - d * 86400)) for d in range(2)]
             async with self._redis.pipeline(transaction=False) as pipe:
-                for day in days[:OWNERS_DAYS]:
+                for back in range(OWNERS_DAYS):
+                    day = time.strftime("%Y-%m-%d", time.gmtime(now - back * 86400))
                     pipe.hget(owners_key(target.stream, day), request_id)
                 found = await pipe.execute()
             return next((v.decode() for v in found if v is not None), None)
@@ -111,10 +112,11 @@ class Owners:
             ),
             None,
         )
-        local = "1" if served is not None and served.get("local") else "0"
-        return (
-            f"{record.get('team') or ''}\t{record.get('route') or ''}\t"
-            f"{record.get('final_tier') or ''}\t{local}"
+        return owner_line(
+            str(record.get("team") or ""),
+            record.get("route"),
+            record.get("final_tier"),
+            bool(served and served.get("local")),
         )
 
     async def aclose(self) -> None:

@@ -29,10 +29,12 @@ if TYPE_CHECKING:
 DEFAULT_STREAM = "cascade:ledger"
 
 
+OWNERS_DAYS = 2  # a request's owner is kept for its UTC day and the next
+
 # KEYS[1] = the stream, KEYS[2] = today's owners hash; ARGV = request_id, ts, record, owner,
 # ... A request's owner (team, route, tier: router/records.py) goes to a hash per UTC day,
-# kept two days, so POST /v1/feedback on any replica can check whose answer it was.
-_XADD_BATCH = """
+# kept OWNERS_DAYS days, so POST /v1/feedback on any replica can check whose answer it was.
+_XADD_BATCH = f"""
 local owners = 0
 for i = 1, #ARGV, 4 do
   redis.call('XADD', KEYS[1], '*', 'request_id', ARGV[i], 'ts', ARGV[i + 1], 'record', ARGV[i + 2])
@@ -41,10 +43,9 @@ for i = 1, #ARGV, 4 do
     owners = owners + 1
   end
 end
-if owners > 0 then redis.call('EXPIRE', KEYS[2], 172800) end
+if owners > 0 then redis.call('EXPIRE', KEYS[2], {OWNERS_DAYS * 86_400}) end
 return #ARGV / 4
 """
-OWNERS_DAYS = 2
 
 
 def owners_key(stream: str, day: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from router.audit.formats import money as dollars
+from router.audit.formats import money as usd  # one way to print money everywhere
 
 _OUTCOMES = {
     "accepted": "answered",
@@ -20,11 +20,6 @@ _OUTCOMES = {
     "client_gone": "stopped: the client left",
     "skipped": "skipped",
 }
-
-
-def usd(value: float) -> str:
-    """Dollars as the audit prints them: to cents, or three significant digits below one."""
-    return dollars(value)
 
 
 def _attempt(index: int, attempt: Mapping[str, Any]) -> list[str]:
