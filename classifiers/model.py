@@ -83,6 +83,11 @@ class Router(_Linear):
     def score(self, prompt: str) -> float:
         return self._score(prompt_features(prompt))
 
+    def score_features(self, features: Sequence[float]) -> float:
+        """The score of a prompt from its feature vector (PROMPT_NAMES order), as shadow
+        checks record it: what `cascade policy simulate` scores a new router on."""
+        return self._score(list(features))
+
 
 class Acceptance(_Linear):
     """P(the small tier's answer is correct | prompt, answer, its token log-probabilities)."""

@@ -49,7 +49,7 @@ from router.policy.model import Policy
 from router.records import Attempt, AttemptOutcome, ended
 from router.repair import Continuation, Sent, repair_stream
 from router.request import ClientRequest
-from router.routing import Decision, Step
+from router.routing import Decision, Step, walk
 from router.usage import Meter, UsageModel, overflow
 
 
@@ -173,29 +173,18 @@ class Cascade:
     async def _run(self, decision: Decision, run: _Run, request: ClientRequest) -> Outcome:
         plan = decision.plan
         run.fallback_on = plan.fallback_on
-        live_first = request.stream and plan.stream == "live"
-        schedule = decision.schedule()
-        for order, item in enumerate(schedule):
-            if item.rescue and (run.best is not None or not run.errors):
-                break  # a skipped step runs only when every later step failed outright
-            last = not item.rescue and (item.index == len(plan.steps) - 1 or live_first)
-            candidates = plan.candidates(item.step.tier)
-            later = [
-                tier
-                for next_item in schedule[order + 1 :]
-                if not next_item.rescue
-                for tier in plan.candidates(next_item.step.tier)
-            ]
-            for position, tier in enumerate(candidates):
-                # what may continue its stream: its fallbacks, then the later steps' tiers
-                spares = tuple(
-                    dict.fromkeys(t for t in [*candidates[position + 1 :], *later] if t != tier)
-                )
-                result = await self._try(tier, item.step, run, request, last=last, spares=spares)
-                if isinstance(result, Outcome):
-                    return result
-                if result == "rejected":
-                    break  # answered, but not confidently: the next step
+        calls = walk(decision, live_first=request.stream and plan.stream == "live")
+        call = next(calls, None)
+        while call is not None:
+            result = await self._try(
+                call.tier, call.step, run, request, last=call.last, spares=call.spares
+            )
+            if isinstance(result, Outcome):
+                return result
+            try:
+                call = calls.send(result)
+            except StopIteration:
+                call = None
         if run.best is None:
             raise CascadeFailure(run.attempts, run.errors, passthrough=plan.passthrough)
         _, index, completion = run.best

@@ -102,6 +102,11 @@ class DecisionRecord:
     route: str | None = None
     rule: str | None = None
     classifier: dict[str, object] | None = None
+    # every classifier's score (name@version) when more than `classifier` scored the prompt:
+    # what `cascade policy simulate` replays rules on
+    scores: dict[str, float] | None = None
+    # the request features it used (tools, image, json_schema, ...): which tiers could serve it
+    features: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     final_tier: str | None = None
     final_model: str | None = None

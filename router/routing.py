@@ -9,7 +9,7 @@ executor only carries a Decision out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
@@ -146,6 +146,12 @@ class Decision:
         verdict = self.prerouter or (self.verdicts[0] if self.verdicts else None)
         return None if verdict is None else verdict.as_record()
 
+    def scores_record(self) -> dict[str, float] | None:
+        """The record's `scores`: each classifier's (name@version) when more than one scored
+        the prompt, so that rules on any of them can be replayed."""
+        scores = {f"{v.name}@{v.version}": round(v.score, 6) for v in self.verdicts}
+        return scores if len(scores) > 1 else None
+
 
 @dataclass(frozen=True, slots=True)
 class Facts:
@@ -157,6 +163,50 @@ class Facts:
     prompt_tokens: int | None = None  # None when no rule needs it
     question: str = ""  # what classifiers score: the last user message
     features: frozenset[str] = frozenset()  # request features used (tools, image, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One tier's try at a step, as `walk` asks for it."""
+
+    tier: str
+    step: Step
+    last: bool  # its answer is kept whatever its confidence
+    spares: tuple[str, ...]  # what may continue its stream: its fallbacks, then later tiers
+
+
+Tried = Literal["rejected", "failed"]  # answered but not kept; did not answer
+
+
+def walk(decision: Decision, *, live_first: bool = False) -> Generator[Call, Tried, None]:
+    """The order a decision's tiers are tried in: each step on its tier, then (when that
+    fails) on the tier's fallbacks; an answer rejected moves on to the next step. The caller
+    sends back how each call went and stops at the first answer kept; the walk ends when no
+    call is left. A skipped step is the last resort: tried only when every later step failed
+    outright. The cascade executor and `cascade policy simulate` both walk plans with it."""
+    plan = decision.plan
+    schedule = decision.schedule()
+    rejected = failed = False
+    for order, item in enumerate(schedule):
+        if item.rescue and (rejected or not failed):
+            return  # a skipped step runs only when every later step failed outright
+        last = not item.rescue and (item.index == len(plan.steps) - 1 or live_first)
+        candidates = plan.candidates(item.step.tier)
+        later = [
+            tier
+            for next_item in schedule[order + 1 :]
+            if not next_item.rescue
+            for tier in plan.candidates(next_item.step.tier)
+        ]
+        for position, tier in enumerate(candidates):
+            spares = tuple(
+                dict.fromkeys(t for t in [*candidates[position + 1 :], *later] if t != tier)
+            )
+            result = yield Call(tier, item.step, last, spares)
+            if result == "rejected":
+                rejected = True
+                break  # answered, but not confidently: the next step
+            failed = True
 
 
 def needs_prompt_tokens(policy: Policy) -> bool:

@@ -334,7 +334,7 @@ class Aggregator:
             outcome.by_source[usage_source(attempt)] += attempt["cost_usd"]
             outcome.escalated = outcome.escalated or result == "escalated"
             outcome.shed = outcome.shed or result == "shed"
-            if _local(attempt) and result in _ANSWERED:
+            if is_local(attempt) and result in _ANSWERED:
                 outcome.local_answered = True
                 outcome.local_accepted = outcome.local_accepted or result == "accepted"
             figures = self.tiers.get(attempt["tier"])
@@ -360,11 +360,11 @@ def usage_source(attempt: Record) -> str:
     tier's were counted, a remote tier's reported."""
     found = attempt.get("usage_source")
     if found is None:
-        return "counted" if _local(attempt) else "reported"
+        return "counted" if is_local(attempt) else "reported"
     return str(found)
 
 
-def _local(attempt: Record) -> bool:
+def is_local(attempt: Record) -> bool:
     """Whether the attempt ran in the gateway's process. Records written before attempts
     carried `local` knew only one local backend type, llama_cpp."""
     return bool(attempt.get("local", attempt["backend"] == "llama_cpp"))

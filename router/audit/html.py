@@ -15,7 +15,7 @@ _W, _H, _PAD = 640, 220, 40  # the chart, and the room under it for the x labels
 _LEFT, _RIGHT, _TOP = 64, 12, 10  # room for the y labels; margins
 _CHAR_PX, _GAP_PX = 6.5, 10  # an x label's width per character at 10px, and between labels
 
-_STYLE = """
+STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(660px,1fr));gap:16px}
@@ -31,7 +31,7 @@ ul.headline li{margin:4px 0}dl.glossary dt{font-weight:600}dl.glossary dd{margin
 """
 
 # Marks each chart with data-drawn=yes|no after layout, so a browser test can tell.
-_SCRIPT = """
+SCRIPT = """
 window.addEventListener('load', function () {
   var charts = document.querySelectorAll('svg.chart'), drawn = 0;
   charts.forEach(function (chart) {
@@ -106,9 +106,7 @@ def _axes(labels: list[str], top: float, kind: Kind) -> str:
     return "".join(parts)
 
 
-def _stacked(
-    labels: list[str], stacks: list[dict[str, float]], names: list[str], kind: Kind
-) -> str:
+def stacked(labels: list[str], stacks: list[dict[str, float]], names: list[str], kind: Kind) -> str:
     top = max((sum(s.values()) for s in stacks), default=0.0) or 1.0
     width = (_W - _LEFT - _RIGHT) / max(1, len(labels))
     scale = (_H - _PAD - _TOP) / top
@@ -161,7 +159,7 @@ def _svg(body: str) -> str:
     return f'<svg class="chart" viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}">{body}</svg>'
 
 
-def _figure(caption: str, svg: str, legend: list[str]) -> str:
+def figure(caption: str, svg: str, legend: list[str]) -> str:
     return f"<figure><figcaption>{escape(caption)}</figcaption>{svg}{_legend(legend)}</figure>"
 
 
@@ -171,14 +169,14 @@ def _charts(report: dict[str, Any]) -> list[str]:
     teams = sorted({t for p in points for t in p["cost_by_team"]})
     tiers = sorted({t for p in points for t in p["tiers"]})
     figures = [
-        _figure(
+        figure(
             f"Spent by team over time (USD per {report['series']['bucket']})",
-            _stacked(labels, [p["cost_by_team"] for p in points], teams, "money"),
+            stacked(labels, [p["cost_by_team"] for p in points], teams, "money"),
             teams,
         ),
-        _figure(
+        figure(
             "Tier mix (share of requests answered by each tier)",
-            _stacked(
+            stacked(
                 labels,
                 [{t: n / p["requests"] for t, n in p["tiers"].items()} for p in points],
                 tiers,
@@ -186,7 +184,7 @@ def _charts(report: dict[str, Any]) -> list[str]:
             ),
             tiers,
         ),
-        _figure(
+        figure(
             "Escalation rate over time",
             _lines(labels, {"escalated": [p["escalation_rate"] or 0.0 for p in points]}, "share"),
             ["escalated"],
@@ -200,7 +198,7 @@ def _charts(report: dict[str, Any]) -> list[str]:
         cumulative["always-large"].append(large)
         cumulative["spent"].append(actual)
     figures.append(
-        _figure(
+        figure(
             "Spent against always-large (cumulative USD; the gap is what routing saved)",
             _lines(labels, cumulative, "money"),
             list(cumulative),
@@ -211,9 +209,9 @@ def _charts(report: dict[str, Any]) -> list[str]:
         counts = tier["confidence_histogram"]
         if sum(counts):
             figures.append(
-                _figure(
+                figure(
                     f"Confidence of tier {tier['tier']}'s answers (answers per bin)",
-                    _stacked(bins, [{"answers": float(n)} for n in counts], ["answers"], "count"),
+                    stacked(bins, [{"answers": float(n)} for n in counts], ["answers"], "count"),
                     ["answers"],
                 )
             )
@@ -223,7 +221,7 @@ def _charts(report: dict[str, Any]) -> list[str]:
         if classifier["previous_window_histogram"]:
             series["previous window"] = [float(n) for n in classifier["previous_window_histogram"]]
         figures.append(
-            _figure(
+            figure(
                 "Classifier score distribution (requests per bin)",
                 _lines(bins, series, "count"),
                 list(series),
@@ -354,11 +352,11 @@ def render_html(report: dict[str, Any], columns: tuple[Column, ...] | None = Non
     )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>cascade audit</title><style>{_STYLE}</style></head><body>"
+        f"<title>cascade audit</title><style>{STYLE}</style></head><body>"
         f"<h1>cascade route audit</h1><p>{escape(report['ledger'])} · {escape(window)}</p>"
         f'<p class="summary">{escape(summary)}</p>{_headlines(report)}'
         f'<div class="grid">{"".join(_charts(report))}</div>'
         f"<h2>By {escape(', '.join(report['by']))}</h2>{_table(report, columns)}"
         f"{_changes(report)}{_glossary(columns)}"
-        f"<script>{_SCRIPT}</script></body></html>"
+        f"<script>{SCRIPT}</script></body></html>"
     )

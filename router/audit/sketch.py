@@ -27,6 +27,11 @@ class LogHistogram:
         else:
             self.buckets[math.floor(math.log(value) / _LOG_RATIO)] += 1
 
+    def merge(self, other: LogHistogram) -> None:
+        self.buckets.update(other.buckets)
+        self.count += other.count
+        self.zeros += other.zeros
+
     def quantile(self, q: float) -> float | None:
         """The value at quantile q (bucket midpoint, geometric); None when empty."""
         if not self.count:

@@ -30,6 +30,7 @@ from router.budgets.store import (
 )
 from router.errors import APIError
 from router.policy.model import BudgetRouting, Policy, SpendLimits
+from router.routing import Plan
 
 BudgetDecision = Literal["ok", "degraded", "rerouted", "local_only"]
 _REFUSALS = {
@@ -38,6 +39,14 @@ _REFUSALS = {
     "usd_per_day": "daily budget",
     "usd_per_month": "monthly budget",
 }
+
+
+def max_cost_nano(policy: Policy, plan: Plan, prompt_tokens: int, output_tokens: int) -> int:
+    """What a plan could cost at most: every tier it may call (fallbacks included), each at
+    `prompt_tokens` in and `output_tokens` out (what a budget reserves)."""
+    tiers = {name for step in plan.steps for name in plan.candidates(step.tier)}
+    usd = sum(policy.tiers[name].price.cost(prompt_tokens, output_tokens) for name in tiers)
+    return math.ceil(usd * NANO)
 
 
 def caps_of(limits: SpendLimits) -> Caps:

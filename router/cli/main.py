@@ -21,6 +21,7 @@ from router.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from router.ledger import Reader
+    from router.ledger.targets import LedgerTarget
 
 
 def _preflight(settings: Settings) -> str | None:
@@ -79,9 +80,10 @@ class _LedgerWindow:
     reader: Reader
     since: str | None
     until: str | None
+    target: LedgerTarget
 
 
-def _open_ledger(args: argparse.Namespace, command: str) -> _LedgerWindow | None:
+def open_ledger(args: argparse.Namespace, command: str) -> _LedgerWindow | None:
     """The reader and time window of `--ledger/--since/--until`; None (said why) on error."""
     from router.ledger import LedgerError, open_reader, parse_ledger_url
     from router.ledger.times import parse_time
@@ -91,14 +93,14 @@ def _open_ledger(args: argparse.Namespace, command: str) -> _LedgerWindow | None
         target = parse_ledger_url(settings.ledger_url, settings.redis_url)
         since = parse_time(args.since) if args.since else None
         until = parse_time(args.until) if args.until else None
-        return _LedgerWindow(str(target), open_reader(target), since, until)
+        return _LedgerWindow(str(target), open_reader(target), since, until, target)
     except (LedgerError, ValueError) as exc:  # SettingsError is a ValueError
         print(f"cascade {command}: {exc}", file=sys.stderr)
         return None
 
 
 def _ledger_export(args: argparse.Namespace) -> int:
-    if (ledger := _open_ledger(args, "ledger export")) is None:
+    if (ledger := open_ledger(args, "ledger export")) is None:
         return 1
     reader, since, until, target = ledger.reader, ledger.since, ledger.until, ledger.source
     count = 0
@@ -120,7 +122,7 @@ def _ledger_show(args: argparse.Namespace) -> int:
     `--json` (exit 1 when there is none)."""
     from router.ledger.story import story
 
-    if (ledger := _open_ledger(args, "ledger show")) is None:
+    if (ledger := open_ledger(args, "ledger show")) is None:
         return 1
     try:
         body = ledger.reader.record(args.request_id)
@@ -146,7 +148,7 @@ def _ledger_tail(args: argparse.Namespace) -> int:
 
     if args.since is None:
         args.since = "1h"
-    if (ledger := _open_ledger(args, "ledger tail")) is None:
+    if (ledger := open_ledger(args, "ledger tail")) is None:
         return 1
     wanted = {
         field: value
@@ -185,7 +187,7 @@ def _audit(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"cascade audit: {exc}", file=sys.stderr)
         return 2
-    if (ledger := _open_ledger(args, "audit")) is None:
+    if (ledger := open_ledger(args, "audit")) is None:
         return 1
     try:
         report = build_report(
@@ -218,7 +220,7 @@ def _reconcile(args: argparse.Namespace) -> int:
 
     from router.audit.reconcile import ledger_attempts, read_export, reconcile, render
 
-    if (ledger := _open_ledger(args, "audit")) is None:
+    if (ledger := open_ledger(args, "audit")) is None:
         return 1
     try:
         rows = read_export(args.reconcile.read_text())

@@ -110,6 +110,49 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from router.cli.main import open_ledger
+    from router.ledger import LedgerError, open_reader
+    from router.policy import PolicyError, load_policy
+    from router.simulate import Scope, simulate
+    from router.simulate.html import render_html
+    from router.simulate.render import render_markdown, render_table
+
+    try:
+        loaded = load_policy(args.policy)
+    except PolicyError as exc:
+        print("\n".join(f"{exc.source}: {e}" for e in exc.errors), file=sys.stderr)
+        return 1
+    if (ledger := open_ledger(args, "policy simulate")) is None:
+        return 1
+    ledger.reader.close()  # each pass (and each process of the second) opens its own
+    target = ledger.target
+    try:
+        report = simulate(
+            lambda: open_reader(target),
+            loaded,
+            source=ledger.source,
+            scope=Scope(ledger.since, ledger.until, args.team, args.route),
+            workers=args.workers,
+        )
+    except (LedgerError, ValueError) as exc:
+        print(f"cascade policy simulate: {exc}", file=sys.stderr)
+        return 1
+    renderers = {
+        "json": lambda r: json.dumps(r, indent=2) + "\n",
+        "markdown": render_markdown,
+        "html": render_html,
+        "table": render_table,
+    }
+    text = renderers[args.format](report)
+    if args.out:
+        args.out.write_text(text)
+        print(f"wrote {args.out} ({report['requests']:,} requests)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _schema(_: argparse.Namespace) -> int:
     from router.policy import Policy
 
@@ -159,5 +202,29 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(run=_explain)
+    simulate = policy_commands.add_parser(
+        "simulate",
+        help="replay recorded traffic under a candidate policy: cost, local share, "
+        "escalations, latency and quality beside what happened",
+    )
+    simulate.add_argument("--policy", type=Path, required=True, help="the candidate policy")
+    simulate.add_argument(
+        "--ledger", help="ledger URL (default: CASCADE_LEDGER, else sqlite:///var/ledger.db)"
+    )
+    simulate.add_argument("--since", help="from this time: ISO or a span before now (7d)")
+    simulate.add_argument("--until", help="before this time (same forms)")
+    simulate.add_argument("--team", help="only this team's requests")
+    simulate.add_argument("--route", help="only requests on this route, now or replayed")
+    simulate.add_argument(
+        "--format", choices=("table", "json", "markdown", "html"), default="table"
+    )
+    simulate.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    simulate.add_argument(
+        "--workers",
+        type=int,
+        help="processes for the replay (default: one per CPU, at most 8; one under 50,000 "
+        "requests)",
+    )
+    simulate.set_defaults(run=_simulate)
     schema = policy_commands.add_parser("schema", help="print the policy JSON Schema")
     schema.set_defaults(run=_schema)

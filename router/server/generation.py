@@ -60,6 +60,7 @@ async def _complete_on(
         facts = Facts(
             client.model, caller.team, tags, tokens, client.prompt.question, client.features
         )
+        record.features = sorted(client.features)
         lifecycle.route(request, runtime, handled, facts)
         decision = await lifecycle.admit(
             request, runtime, handled, facts, output_bound=client.output_bound, shape=True

@@ -148,8 +148,10 @@ async def admit(
         tokens=bound + output_bound,
         key=(caller.key_id or "", caller.limits),
     )
-    record.budget = admission.as_record()
-    decision = apply(planned, admission, shaped_as(admission.decision)) if shape else planned
+    try:
+        decision = apply(planned, admission, shaped_as(admission.decision)) if shape else planned
+    finally:  # what the budget did, as applied: a plan with nothing cheaper ran as it was
+        record.budget = admission.as_record()
     handled.decision = decision
     return decision
 
@@ -229,6 +231,7 @@ async def settle(app: web.Application, runtime: Runtime, handled: Handled) -> No
     if decision is not None:
         record.route, record.rule = decision.route, decision.rule
         record.classifier = decision.classifier_record()
+        record.scores = decision.scores_record()
     if outcome is not None:
         if outcome.live is not None:
             await outcome.live.aclose()  # its attempt is known even if it never started

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from structlog.typing import FilteringBoundLogger
 from router.backends.base import Backend, Prompt
 from router.backends.registry import local_tiers
 from router.budgets import Limiter
-from router.budgets.store import NANO
+from router.budgets.limiter import max_cost_nano
 from router.cache import PolicyCache, ResponseCache
 from router.cascade import Cascade
 from router.keys.index import Caller, KeyIndex
@@ -62,10 +61,7 @@ class Runtime:
     def max_cost_nano(self, plan: Plan, prompt_tokens: int, output_tokens: int) -> int:
         """What a plan could cost at most: every tier it may call (fallbacks included),
         each at `prompt_tokens` in and `output_tokens` out (what a budget reserves)."""
-        tiers = {name for step in plan.steps for name in plan.candidates(step.tier)}
-        policy = self.loaded.policy
-        usd = sum(policy.tiers[name].price.cost(prompt_tokens, output_tokens) for name in tiers)
-        return math.ceil(usd * NANO)
+        return max_cost_nano(self.loaded.policy, plan, prompt_tokens, output_tokens)
 
     @contextlib.contextmanager
     def in_use(self) -> Iterator[Runtime]:

@@ -1,0 +1,113 @@
+"""The first pass of a simulation: what the ledger knows beyond each request's own record.
+
+Shadow checks (`kind: shadow`) say whether a local answer agreed with the reference tier,
+whether the local tier's answer was served, rejected or never asked for (`local_outcome`),
+and carry the prompt's feature vector (classifiers/features.py), on which a new classifier
+can be scored; feedback (`kind: feedback`) says what the application thought of the answer
+it got. Both are kept by the request they speak of, so memory grows with the evidence, not
+with the traffic. Requests that called two tiers teach the token model (tokens.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from router.simulate.tokens import TokenModel
+
+_ANSWERED = ("accepted", "escalated", "degraded")
+_TEAM = re.compile(rb'"team"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A shadow check of one request's local answer."""
+
+    verdict: str  # agree | disagree | inconclusive | error
+    local_outcome: str  # accepted | escalated | skipped
+    vector: tuple[float, ...] | None  # the prompt's features, when the check carried them
+
+
+@dataclass(slots=True)
+class Evidence:
+    checks: dict[str, Check] = field(default_factory=dict)  # by the checked request's id
+    feedback: dict[str, str] = field(default_factory=dict)  # good | bad | neither, by id
+    feedback_local: set[str] = field(default_factory=set)  # said of a local tier's answer
+    tokens: TokenModel = field(default_factory=TokenModel)
+    requests: int = 0
+    teams: Counter[str] = field(default_factory=Counter)  # requests of the teams counted
+
+    def add(self, record: dict[str, Any]) -> None:
+        kind = record.get("kind")
+        if kind == "shadow":
+            self._check(record)
+        elif kind == "feedback":
+            of = record.get("feedback_of")
+            if isinstance(of, str):
+                self.feedback[of] = str(record.get("verdict") or "neither")
+                if record.get("local"):
+                    self.feedback_local.add(of)
+        elif kind is None:
+            attempts = record.get("attempts") or ()
+            answered = [
+                (str(a["tier"]), int(a["prompt_tokens"]), int(a["completion_tokens"]))
+                for a in attempts
+                if a.get("outcome") in _ANSWERED
+            ]
+            if len(answered) > 1:
+                self.tokens.learn(answered)
+
+    def _check(self, record: dict[str, Any]) -> None:
+        of = record.get("shadow_of")
+        if not isinstance(of, str):
+            return
+        vector = (record.get("features") or {}).get("prompt")
+        found = (
+            tuple(float(v) for v in vector)
+            if isinstance(vector, list) and all(isinstance(v, int | float) for v in vector)
+            else None
+        )
+        self.checks[of] = Check(
+            str(record.get("verdict") or "error"),
+            str(record.get("local_outcome") or "accepted"),
+            found,
+        )
+
+
+_LEARN_FIRST = 50_000  # requests of two tiers the token model learns from before thinning
+
+
+def team_of(body: bytes) -> str | None:
+    """A record's team, read from its bytes without parsing it (the first `team` key is the
+    record's own: records are written with `team` before any nested object)."""
+    found = _TEAM.search(body)
+    return None if found is None else found.group(1).decode()
+
+
+def gather(bodies: Iterator[bytes], count_teams: frozenset[str] = frozenset()) -> Evidence:
+    """The evidence in `bodies`, and how many requests each of `count_teams` sent. Only what
+    can hold evidence is parsed: records with a kind, and requests that called more than one
+    tier (a byte scan tells them from the rest) - of those, the first 50,000, then every
+    second, every fourth, ... (the ratios they give are settled long before)."""
+    evidence = Evidence()
+    loads = orjson.loads
+    seen = stride = 1
+    for body in bodies:
+        if b'"kind"' in body:
+            evidence.add(loads(body))
+            continue
+        evidence.requests += 1
+        if count_teams and (team := team_of(body)) in count_teams:
+            evidence.teams[team] += 1
+        if body.count(b'"tier"') > 1:
+            if seen % stride == 0:
+                evidence.add(loads(body))
+            seen += 1
+            if seen > _LEARN_FIRST * stride:
+                stride *= 2
+    return evidence

@@ -1,0 +1,106 @@
+"""A simulation as a terminal table, and as the one line a pull request's comment wants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router.audit.formats import count, money, ms, share
+
+
+def arrow(before: str, after: str) -> str:
+    return before if before == after else f"{before} → {after}"
+
+
+def quality(figures: dict[str, Any]) -> str:
+    """The combined quality of the local answers served: `91% (88-93%) n=412`."""
+    found = figures["quality"]["combined"]
+    if found is None:
+        return "—"
+    low, high = found["interval_95"]
+    return (
+        f"{share(found['estimate'])} ({share(low).removesuffix('%')}-{share(high)}) "
+        f"n={found['n']:,}"
+    )
+
+
+def cost(figures: dict[str, Any]) -> str:
+    interval = figures.get("cost_interval_95")
+    text = money(figures["cost_usd"])
+    if interval is None or interval[0] == interval[1]:
+        return text
+    return f"{text} ({money(interval[0])} to {money(interval[1])})"
+
+
+def cells(group: dict[str, Any]) -> list[str]:
+    a, p = group["actual"], group["predicted"]
+    return [
+        arrow(count(a["requests"]), count(p["requests"])),
+        arrow(share(a["local_share"]), share(p["local_share"])),
+        arrow(count(a["escalations"]), count(p["escalations"])),
+        arrow(money(a["cost_usd"]), cost(p)),
+        arrow(ms(a["latency_ms"]["p50"]), ms(p["latency_ms"]["p50"])),
+        arrow(quality(a), quality(p)),
+    ]
+
+
+HEADER = ["team", "route", "requests", "local", "escalations", "cost", "p50 ms", "local quality"]
+
+
+def summary(report: dict[str, Any]) -> str:
+    """One line: what the candidate would change, with its intervals and what was left out."""
+    totals = report["totals"]
+    a, p, change = totals["actual"], totals["predicted"], totals["change"]
+    pct = change["cost_pct"]
+    moved = "" if pct is None else f" ({pct:+.1f}%)"
+    skipped = report["not_replayed"]
+    left = (
+        f"; {count(skipped['requests'])} ({share(skipped['share'])}) not replayed"
+        if skipped["requests"]
+        else ""
+    )
+    return (
+        f"{count(report['requests'])} requests replayed under {report['candidate']['version']}: "
+        f"cost {money(a['cost_usd'])} → {cost(p)}{moved}, answered locally "
+        f"{arrow(share(a['local_share']), share(p['local_share']))}, escalations "
+        f"{arrow(count(a['escalations']), count(p['escalations']))}, local quality "
+        f"{arrow(quality(a), quality(p))}{left}"
+    )
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """A pull-request comment: the summary line, then the table by team and route."""
+    name = report["candidate"]["source"]
+    lines = [
+        f"**cascade policy simulate** `{name}` — {summary(report)}",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    for group in report["groups"]:
+        row = [group["team"], group["route"], *cells(group)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_table(report: dict[str, Any]) -> str:
+    rows = [HEADER]
+    rows += [[g["team"], g["route"], *cells(g)] for g in report["groups"]]
+    total = {"actual": report["totals"]["actual"], "predicted": report["totals"]["predicted"]}
+    rows.append(["all", "", *cells(total)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    lines = [
+        f"ledger     {report['ledger']}",
+        f"candidate  {report['candidate']['source']} ({report['candidate']['version']})",
+        f"window     {report['first_record'] or '—'} → {report['last_record'] or '—'}",
+        "",
+    ]
+    for index, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    lines += ["", summary(report)]
+    skipped = report["not_replayed"]
+    for reason, number in skipped["reasons"].items():
+        lines.append(f"  not replayed ({count(number)}): {reason}")
+    lines += [f"note: {note}" for note in report["notes"]]
+    return "\n".join(lines) + "\n"
