@@ -80,10 +80,19 @@ def ended(tier: str, backend: str, model: str, started: float, **values: Any) ->
     )
 
 
-def owner_line(team: str, route: str | None, final_tier: str | None, local: bool) -> str:
-    """A request's owner as the feedback index and a Redis ledger keep it:
-    `team<TAB>route<TAB>final tier<TAB>1 when an in-process tier answered`."""
-    return f"{team}\t{route or ''}\t{final_tier or ''}\t{'1' if local else '0'}"
+def owner_line(
+    team: str, route: str | None, final_tier: str | None, served: dict[str, Any] | None
+) -> str:
+    """A request's owner as the feedback index and a Redis ledger keep it: `team<TAB>route
+    <TAB>final tier<TAB>1 when an in-process tier answered<TAB>that answer's acceptance value`
+    (empty unless it was kept by its acceptance: what autotune weighs feedback at). `served`:
+    the attempt the client got, as its record holds it."""
+    local = bool(served and served.get("local"))
+    value = None
+    if local and served is not None and served.get("outcome") == "accepted":
+        value = (served.get("confidence") or {}).get("value")
+    shown = f"{value:.6f}" if isinstance(value, int | float) else ""
+    return f"{team}\t{route or ''}\t{final_tier or ''}\t{'1' if local else '0'}\t{shown}"
 
 
 @dataclass(slots=True)
@@ -125,6 +134,9 @@ class DecisionRecord:
     cache_saved_usd: float = 0.0  # on a hit: what the cached answer cost when it was made
     # the team's budget standing and what it did to the route (router/budgets/limiter.py)
     budget: dict[str, object] | None = None
+    # the most tokens it could use, [prompt, output] (prompt counted or bounded, max_tokens of
+    # every choice): what budgets reserved for it on each tier its plan may call
+    bound_tokens: list[int] | None = None
     prompt: str | None = None  # only when the policy's ledger.log_prompts is on
     prompt_truncated: bool = False
 
@@ -137,7 +149,14 @@ class DecisionRecord:
     def owner(self) -> str:
         """Who asked and what answered, for `POST /v1/feedback` to check and keep."""
         served = self.served()
-        return owner_line(self.team, self.route, self.final_tier, bool(served and served.local))
+        found = None
+        if served is not None:
+            found = {
+                "local": served.local,
+                "outcome": served.outcome,
+                "confidence": served.confidence,
+            }
+        return owner_line(self.team, self.route, self.final_tier, found)
 
     def finish(self, policy: Policy, reference_tier: str | None) -> None:
         """Price every attempt, then the counterfactual on the reference tier.

@@ -174,7 +174,9 @@ def _calibrate_from_ledger(args: argparse.Namespace) -> int:
         return 2
     since = parse_time(args.since) if args.since else None
     until = parse_time(args.until) if args.until else None
-    checks = ledger_checks(args.from_ledger, args.route, since=since, until=until)
+    checks = ledger_checks(
+        args.from_ledger, args.route, since=since, until=until, feedback=not args.no_feedback
+    )
     result = checks_threshold(
         checks.scores,
         checks.agree,
@@ -184,8 +186,9 @@ def _calibrate_from_ledger(args: argparse.Namespace) -> int:
     kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(checks.kinds.items()))
     print(
         f"threshold {result.threshold} for route '{checks.route}' step '{checks.tier}' from "
-        f"{len(checks)} shadow checks ({kinds}): escalates {result.strong_share:.1%}, routed "
-        f"quality {result.quality:.3f} (the reference tier taken as correct)"
+        f"{len(checks)} shadow checks and feedback items ({kinds}): escalates "
+        f"{result.strong_share:.1%}, routed quality {result.quality:.3f} (the reference tier "
+        "taken as correct)"
     )
     if args.policy is None:
         return 0
@@ -311,6 +314,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     cal.add_argument("--since", help="with --from-ledger: checks from (ISO time, or 7d ago)")
     cal.add_argument("--until", help="with --from-ledger: checks before (ISO time, or 1h ago)")
+    cal.add_argument(
+        "--no-feedback",
+        action="store_true",
+        help="with --from-ledger: shadow checks only, not applications' feedback on the "
+        "route's local answers (POST /v1/feedback; counted by default)",
+    )
     target = cal.add_mutually_exclusive_group(required=True)
     target.add_argument("--target-strong-share", type=float)
     target.add_argument("--target-quality", type=float)

@@ -33,14 +33,19 @@ class Owner:
     route: str | None
     final_tier: str | None
     local: bool
+    value: float | None = None  # the local answer's acceptance value, when it was judged
 
     @classmethod
     def parse(cls, line: str) -> Owner | None:
         parts = line.split("\t")
-        if len(parts) != 4:
+        if len(parts) not in (4, 5):  # owners kept before the value was have four
             return None
-        team, route, tier, local = parts
-        return cls(team, route or None, tier or None, local == "1")
+        team, route, tier, local = parts[:4]
+        try:
+            value = float(parts[4]) if len(parts) == 5 and parts[4] else None
+        except ValueError:
+            value = None
+        return cls(team, route or None, tier or None, local == "1", value)
 
 
 class Owners:
@@ -113,10 +118,7 @@ class Owners:
             None,
         )
         return owner_line(
-            str(record.get("team") or ""),
-            record.get("route"),
-            record.get("final_tier"),
-            bool(served and served.get("local")),
+            str(record.get("team") or ""), record.get("route"), record.get("final_tier"), served
         )
 
     async def aclose(self) -> None:

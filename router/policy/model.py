@@ -130,6 +130,12 @@ class AutotuneSpec(_Strict):
     max_step: float = Field(
         0.05, gt=0, le=1, description="The most one change moves the threshold."
     )
+    feedback: bool = Field(
+        False,
+        description="Also tune on applications' feedback (POST /v1/feedback) on the step's "
+        "served answers, good as agreeing. It judges only answers that were kept, so it can "
+        "raise the threshold, never show that a lower one would do.",
+    )
     store: Literal["memory", "redis"] = Field(
         "memory",
         description="memory: each process tunes on the checks it ran, from the policy's "

@@ -18,8 +18,29 @@ from aiohttp import web
 
 from router import feedback
 from router.errors import APIError
+from router.ledger.owners import Owner
 from router.server import intake
-from router.server.state import CALLER, FEEDBACK, INTAKE, LEDGER, REDACTOR
+from router.server.state import CALLER, FEEDBACK, INTAKE, LEDGER, REDACTOR, SHADOW, Runtime
+
+
+def _to_autotune(
+    request: web.Request, runtime: Runtime, owner: Owner, verdict: str
+) -> dict[str, bool]:
+    """Good or bad on a local answer its step judged, handed to autotune where the route's
+    `shadow.autotune.feedback` asks for it; says so in the answer (`autotune: true`)."""
+    if not owner.local or owner.value is None or owner.route is None or owner.final_tier is None:
+        return {}
+    if verdict not in ("good", "bad"):
+        return {}
+    taken = request.app[SHADOW].feedback(
+        runtime.loaded.policy,
+        version=runtime.loaded.version,
+        route=owner.route,
+        tier=owner.final_tier,
+        value=owner.value,
+        good=verdict == "good",
+    )
+    return {"autotune": True} if taken else {}
 
 
 async def post_feedback(request: web.Request) -> web.Response:
@@ -59,7 +80,8 @@ async def post_feedback(request: web.Request) -> web.Response:
                     local=owner.local,
                 )
                 request.app[LEDGER].submit(record)
-                results.append({**feedback.as_dict(record), "status": "stored"})
+                tuned = _to_autotune(request, runtime, owner, item.verdict)
+                results.append({**feedback.as_dict(record), "status": "stored", **tuned})
                 continue
             results.append({"request_id": item.request_id, "status": status})
     if batch:

@@ -119,6 +119,7 @@ async def admit(
     planned, record, caller = handled.decision, handled.record, request[CALLER]
     assert planned is not None  # (route() came first)
     bound = handled.bound
+    record.bound_tokens = [bound, output_bound]
     tuned: Thresholds = request.app[SHADOW].tuner
 
     def shaped_as(kind: BudgetDecision) -> Decision | None:

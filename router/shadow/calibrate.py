@@ -5,7 +5,9 @@ Checks of accepted and of escalated local answers are drawn at the same rate, so
 they are an unbiased sample of the local step's answers across the whole range of its
 acceptance value; each gives (the value, whether the answer agreed with the reference). The
 reference tier's answer is taken as correct — the same assumption a cascade makes when it
-escalates to it.
+escalates to it. Applications' feedback (`POST /v1/feedback`) on the route's local answers
+counts too, good as agreeing: it is the better judge where it exists, but only of answers
+that were served (above the threshold).
 """
 
 from __future__ import annotations
@@ -69,9 +71,17 @@ def checks_threshold(
 
 
 def ledger_checks(
-    url: str, route: str, *, since: str | None = None, until: str | None = None
+    url: str,
+    route: str,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    feedback: bool = True,
 ) -> LedgerChecks:
-    """The route's conclusive shadow checks that carry the local step's acceptance value."""
+    """The route's conclusive shadow checks that carry the local step's acceptance value;
+    with `feedback`, also what applications said (good or bad) of the route's local answers,
+    each with the acceptance value its request's record holds. Feedback exists only for
+    answers that were served, so it speaks to the kept side of the threshold alone."""
     scores: list[float] = []
     agree: list[bool] = []
     kinds: Counter[str] = Counter()
@@ -83,12 +93,58 @@ def ledger_checks(
             agree.append(record["verdict"] == "agree")
             kinds[record.get("local_outcome", "accepted")] += 1
             tiers[str(record.get("local_tier"))] += 1
+    if feedback:
+        for tier, value, good in _feedback(url, route, since, until):
+            scores.append(value)
+            agree.append(good)
+            kinds["feedback"] += 1
+            tiers[tier] += 1
     if not scores:
         raise ValueError(f"no conclusive shadow checks of route '{route}' in the ledger")
     if len(tiers) > 1:
         raise ValueError(f"route '{route}' has checks of several local tiers: {dict(tiers)}")
     (tier,) = tiers
     return LedgerChecks(route, tier, np.array(scores), np.array(agree), kinds)
+
+
+def _feedback(
+    url: str, route: str, since: str | None, until: str | None
+) -> Iterator[tuple[str, float, bool]]:
+    """(local tier, acceptance value, good) for each request of `route` whose local answer an
+    application called good or bad (its latest word), from two passes: the feedback in the
+    window, then the records it speaks of (wherever they are)."""
+    said: dict[str, bool] = {}
+    reader = open_reader(parse_ledger_url(url))
+    try:
+        for body in reader.records(since, until):
+            if b'"feedback"' not in body:
+                continue
+            record = orjson.loads(body)
+            if (
+                record.get("kind") == "feedback"
+                and record.get("route") == route
+                and record.get("local")
+                and record.get("verdict") in ("good", "bad")
+            ):
+                said[str(record["feedback_of"])] = record["verdict"] == "good"
+        if not said:
+            return
+        for body in reader.records(None, until):
+            if b'"kind"' in body:
+                continue
+            record = orjson.loads(body)
+            good = said.get(record.get("request_id"))
+            if good is None:
+                continue
+            attempts = record.get("attempts") or ()
+            served = next((a for a in reversed(attempts) if a.get("outcome") == "accepted"), None)
+            if served is None or not served.get("local"):
+                continue
+            value = (served.get("confidence") or {}).get("value")
+            if isinstance(value, int | float):
+                yield str(served["tier"]), float(value), good
+    finally:
+        reader.close()
 
 
 @dataclass(frozen=True, slots=True)

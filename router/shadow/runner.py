@@ -42,7 +42,7 @@ from router.backends.base import (
     Prompt,
 )
 from router.backends.spec import PriceSpec
-from router.policy.model import AcceptanceSpec, AutotuneSpec, ShadowSpec
+from router.policy.model import AcceptanceSpec, AutotuneSpec, Policy, ShadowSpec
 from router.records import iso_time
 from router.shadow.autotune import Observed, Tuner, TuneRecord
 from router.shadow.cap import DayCap, MemoryCap, RedisCap, nano
@@ -296,25 +296,47 @@ class ShadowRunner:
     def _tune(
         self, record: ShadowRecord, step: AcceptanceSpec, autotune: AutotuneSpec, target: float
     ) -> None:
-        """Hand a conclusive check of the local step to autotune: this process's window, or
-        the shared one (a round trip to Redis, off this task)."""
+        """Hand a conclusive check of the local step to autotune."""
         assert record.local_confidence is not None
-        check = Observed(
-            record.route,
-            record.local_tier,
-            record.local_confidence,
-            record.verdict == "agree",
-            spec=step,
-            autotune=autotune,
-            target_quality=target,
-            policy_version=record.policy_version,
+        self._observe(
+            Observed(
+                record.route,
+                record.local_tier,
+                record.local_confidence,
+                record.verdict == "agree",
+                spec=step,
+                autotune=autotune,
+                target_quality=target,
+                policy_version=record.policy_version,
+            )
         )
-        if autotune.store == "memory":
+
+    def _observe(self, check: Observed) -> None:
+        """This process's window, or the shared one (a round trip to Redis, off this task)."""
+        if check.autotune.store == "memory":
             self.tuner.observe(check)
             return
         task = asyncio.create_task(self.tuner.observe_shared(check))
         self._tuning.add(task)
         task.add_done_callback(self._tuning.discard)
+
+    def feedback(
+        self, policy: Policy, *, version: str, route: str, tier: str, value: float, good: bool
+    ) -> bool:
+        """An application's good or bad on a local answer the route's step kept at acceptance
+        `value`: to autotune as a check, when the route's `autotune.feedback` asks for it.
+        Whether it was taken."""
+        spec = policy.routes.get(route)
+        shadow = spec.shadow if spec is not None else None
+        autotune = shadow.autotune if shadow is not None else None
+        if spec is None or shadow is None or autotune is None or not autotune.feedback:
+            return False
+        target = shadow.target_quality
+        step = next((s.acceptance for s in spec.cascade if s.tier == tier and s.acceptance), None)
+        if step is None or target is None:
+            return False
+        self._observe(Observed(route, tier, value, good, step, autotune, target, version))
+        return True
 
     def _finish(self, job: ShadowJob, verdict: str) -> None:
         record = job.record

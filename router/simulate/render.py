@@ -26,6 +26,8 @@ def quality(figures: dict[str, Any]) -> str:
 def cost(figures: dict[str, Any]) -> str:
     interval = figures.get("cost_interval_95")
     text = money(figures["cost_usd"])
+    if interval is None and figures.get("estimated_usd"):
+        return f"{text} (estimated in part; too few requests called both tiers for an interval)"
     if interval is None or interval[0] == interval[1]:
         return text
     return f"{text} ({money(interval[0])} to {money(interval[1])})"

@@ -76,8 +76,9 @@ class Served:
     cost_usd: float
     latency_ms: float | None  # None: a tier it would call never ran for it
     estimated_usd: float = 0.0  # of cost_usd, priced from estimated tokens
-    variance: float = 0.0  # of estimated_usd (usd²)
-    unsized: int = 0  # estimated calls whose spread is unknown (no pairs to learn from)
+    # the calls estimated: (recorded tier, tier never called, its prompt and completion
+    # tokens as recorded), whence the interval of a sum of them (tokens.py)
+    estimates: tuple[tuple[str, str, int, int], ...] = ()
     budget: str | None = None  # what the team's budget did: degraded, rerouted, ...
     carried: bool = False  # not routed again: carried over as recorded (cache hit, ...)
 
@@ -163,8 +164,7 @@ class _Walked:
     degraded: bool
     escalated: bool
     latency_known: bool
-    estimated: list[tuple[int, float, float]]  # (attempt index, prompt var, completion var)
-    unsized: int
+    estimated: list[tuple[int, tuple[str, str, int, int]]]  # attempt index, what it scaled
 
 
 class Replayer:
@@ -216,8 +216,7 @@ class Replayer:
         if planned is None:
             return Served(team, facts.model, "invalid", None, False, False, 0.0, None)
         self._now = _epoch(record["ts"])
-        prompt = max(int(a["prompt_tokens"]) for a in attempts)
-        output = max((int(a["completion_tokens"]) for a in attempts), default=0)
+        prompt, output = _bound(record, attempts)
         try:
             decision, admission = await self._admit(record, planned, facts, prompt, output)
         except APIError:
@@ -299,7 +298,7 @@ class Replayer:
         features: frozenset[str],
     ) -> _Walked:
         left = list(recorded)  # each recorded attempt stands for one call
-        walked = _Walked([], None, False, False, True, [], 0)
+        walked = _Walked([], None, False, False, True, [])
         best: tuple[float, int] | None = None
         live_first = bool(record.get("stream")) and decision.plan.stream == "live"
         calls = walk(decision, live_first=live_first)
@@ -367,12 +366,9 @@ class Replayer:
         )
         if source is None:
             raise NotReplayable(f"tier {tier} never answered it, and no tier's tokens to scale")
-        estimate = self._tokens.estimate(
-            str(source["tier"]),
-            tier,
-            int(source["prompt_tokens"]),
-            int(source["completion_tokens"]),
-        )
+        source_tier = str(source["tier"])
+        counts = int(source["prompt_tokens"]), int(source["completion_tokens"])
+        prompt, completion = self._tokens.estimate(source_tier, tier, *counts)
         spec = self._policy.tiers[tier]
         walked.attempts.append(
             Attempt(
@@ -381,22 +377,14 @@ class Replayer:
                 model=spec.served_model,
                 started_at=record["ts"],
                 latency_ms=0.0,
-                prompt_tokens=estimate.prompt_tokens,
-                completion_tokens=estimate.completion_tokens,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
                 local=tier in self._local,
                 usage_source="estimated",
             )
         )
         walked.latency_known = False
-        if estimate.prompt_variance is None or estimate.completion_variance is None:
-            walked.unsized += 1
-        walked.estimated.append(
-            (
-                len(walked.attempts) - 1,
-                estimate.prompt_variance or 0.0,
-                estimate.completion_variance or 0.0,
-            )
-        )
+        walked.estimated.append((len(walked.attempts) - 1, (source_tier, tier, *counts)))
         return "served"
 
     def _attempt(self, found: Record, outcome: AttemptOutcome) -> Attempt:
@@ -441,13 +429,7 @@ class Replayer:
         status = "error" if served is None else "ok"
         if served is not None and (walked.degraded or budget in ("degraded", "local_only")):
             status = "degraded"
-        estimated = variance = 0.0
-        for index, prompt_variance, completion_variance in walked.estimated:
-            attempt = walked.attempts[index]
-            price = self._policy.tiers[attempt.tier].price
-            estimated += attempt.cost_usd
-            per_prompt, per_completion = price.input_per_1m / 1e6, price.output_per_1m / 1e6
-            variance += per_prompt**2 * prompt_variance + per_completion**2 * completion_variance
+        estimated = sum(walked.attempts[index].cost_usd for index, _ in walked.estimated)
         latency = None
         if walked.latency_known:
             recorded = sum(float(a.get("latency_ms") or 0.0) for a in record["attempts"])
@@ -463,10 +445,19 @@ class Replayer:
             cost_usd=priced.cost_usd,
             latency_ms=latency,
             estimated_usd=estimated,
-            variance=variance,
-            unsized=walked.unsized,
+            estimates=tuple(scaled for _, scaled in walked.estimated),
             budget=None if budget == "ok" else budget,
         )
+
+
+def _bound(record: Record, attempts: list[Record]) -> tuple[int, int]:
+    """What serving reserved the request's cost at: its recorded bound, else (records from
+    before it was recorded) the most tokens any attempt used."""
+    bound = record.get("bound_tokens")
+    if isinstance(bound, list) and len(bound) == 2:
+        return int(bound[0]), int(bound[1])
+    prompt = max(int(a["prompt_tokens"]) for a in attempts)
+    return prompt, max(int(a["completion_tokens"]) for a in attempts)
 
 
 def _judged(call: Call, found: Record) -> float | None:

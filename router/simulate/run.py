@@ -17,7 +17,7 @@ from router.ledger.base import Reader
 from router.policy import LoadedPolicy
 from router.simulate.evidence import Evidence, gather, team_of
 from router.simulate.replay import NotReplayable, Replayer, as_recorded
-from router.simulate.tally import Side, Tally
+from router.simulate.tally import Side, Spread, Tally
 
 _PARALLEL_FROM = 50_000  # requests below which one process replays them all
 _MAX_WORKERS = 8
@@ -229,8 +229,9 @@ def _report(
     scope: Scope,
 ) -> dict[str, Any]:
     route = scope.route
-    actual = Tally.total(tally.actual).figures(predicted=False)
-    predicted = Tally.total(tally.predicted).figures(predicted=True)
+    spread = Spread(evidence.tokens, loaded.policy)
+    actual = Tally.total(tally.actual).figures()
+    predicted = Tally.total(tally.predicted).figures(spread)
     keys = sorted(set(tally.actual) | set(tally.predicted))
     groups = []
     for key in keys:
@@ -241,10 +242,18 @@ def _report(
             {
                 "team": key[0],
                 "route": key[1],
-                "actual": (a or Side()).figures(predicted=False),
-                "predicted": (p or Side()).figures(predicted=True),
+                "actual": (a or Side()).figures(),
+                "predicted": (p or Side()).figures(spread),
             }
         )
+    teams = [
+        {
+            "team": team,
+            "actual": Tally.total(tally.actual, team).figures(),
+            "predicted": Tally.total(tally.predicted, team).figures(spread),
+        }
+        for team in sorted({key[0] for key in keys})
+    ]
     skipped = sum(tally.not_replayed.values())
     seen = actual["requests"] + skipped
     return {
@@ -267,6 +276,7 @@ def _report(
             "reasons": dict(tally.not_replayed.most_common(20)),
         },
         "totals": {"actual": actual, "predicted": predicted, "change": _change(actual, predicted)},
+        "teams": teams,
         "groups": groups,
         "token_model": evidence.tokens.as_record(),
         "notes": _notes(loaded, tally),

@@ -9,8 +9,10 @@ from typing import Any
 
 from router.audit.report import wilson
 from router.audit.sketch import LogHistogram
+from router.policy.model import Policy
 from router.simulate.evidence import Evidence
 from router.simulate.replay import Served
+from router.simulate.tokens import TokenModel
 
 _Z95 = 1.959964
 
@@ -26,19 +28,21 @@ class Side:
         "disagree",
         "escalated",
         "estimated",
+        "estimates",
         "good",
         "latency",
         "local",
         "requests",
         "statuses",
         "tiers",
-        "unsized",
-        "variance",
     )
 
     def __init__(self) -> None:
-        self.requests = self.local = self.escalated = self.unsized = 0
-        self.cost = self.estimated = self.variance = 0.0
+        self.requests = self.local = self.escalated = 0
+        self.cost = self.estimated = 0.0
+        # calls estimated, by (recorded tier, tier never called): [calls, their recorded
+        # prompt tokens, their recorded completion tokens]
+        self.estimates: dict[tuple[str, str], list[int]] = {}
         self.tiers: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
         self.budget: Counter[str] = Counter()
@@ -54,8 +58,11 @@ class Side:
         self.escalated += served.escalated
         self.cost += served.cost_usd
         self.estimated += served.estimated_usd
-        self.variance += served.variance
-        self.unsized += served.unsized
+        for source, target, prompt, completion in served.estimates:
+            found = self.estimates.setdefault((source, target), [0, 0, 0])
+            found[0] += 1
+            found[1] += prompt
+            found[2] += completion
         if served.budget is not None:
             self.budget[served.budget] += 1
         if served.latency_ms is not None:
@@ -67,18 +74,23 @@ class Side:
             self.bad += feedback == "bad"
 
     def merge(self, other: Side) -> None:
-        for name in ("requests", "local", "escalated", "unsized", "agree", "disagree"):
+        for name in ("requests", "local", "escalated", "agree", "disagree", "good", "bad"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        for name in ("good", "bad", "cost", "estimated", "variance"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.cost += other.cost
+        self.estimated += other.estimated
+        for key, (calls, prompt, completion) in other.estimates.items():
+            found = self.estimates.setdefault(key, [0, 0, 0])
+            found[0] += calls
+            found[1] += prompt
+            found[2] += completion
         self.tiers.update(other.tiers)
         self.statuses.update(other.statuses)
         self.budget.update(other.budget)
         self.latency.merge(other.latency)
 
-    def figures(self, *, predicted: bool) -> dict[str, Any]:
+    def figures(self, spread: Spread | None = None) -> dict[str, Any]:
+        """The side's figures; with `spread` (the replayed side), the interval of its cost."""
         n = self.requests
-        half = _Z95 * math.sqrt(self.variance)
         quantile = self.latency.quantile
         figures: dict[str, Any] = {
             "requests": n,
@@ -102,14 +114,46 @@ class Side:
                 ),
             },
         }
-        if predicted:
+        if spread is not None:
             figures["estimated_usd"] = round(self.estimated, 8)
-            figures["cost_interval_95"] = [
-                round(max(self.cost - half, self.cost - self.estimated), 8),
-                round(self.cost + half, 8),
-            ]
-            figures["estimates_without_spread"] = self.unsized
+            variance = spread.variance(self.estimates)
+            figures["cost_interval_95"] = None
+            if variance is not None:
+                half = _Z95 * math.sqrt(variance)
+                figures["cost_interval_95"] = [
+                    round(max(self.cost - half, self.cost - self.estimated), 8),
+                    round(self.cost + half, 8),
+                ]
         return figures
+
+
+class Spread:
+    """The variance of what estimated calls cost: per pair of tiers, the token model's
+    variance of a sum of estimates, priced at the tier never called."""
+
+    def __init__(self, tokens: TokenModel, policy: Policy) -> None:
+        self._tokens = tokens
+        self._prices = {
+            name: (spec.price.input_per_1m / 1e6, spec.price.output_per_1m / 1e6)
+            for name, spec in policy.tiers.items()
+        }
+
+    def variance(self, estimates: dict[tuple[str, str], list[int]]) -> float | None:
+        """None when some pair of tiers has too few calls in common to say."""
+        total = 0.0
+        for (source, target), (calls, prompt, completion) in estimates.items():
+            per_prompt, per_completion = self._prices[target]
+            lines = (self._tokens.line(source, target, kind) for kind in ("prompt", "completion"))
+            prompt_line, completion_line = lines
+            parts = (
+                (per_prompt, prompt_line.sum_variance(calls, prompt)),
+                (per_completion, completion_line.sum_variance(calls, completion)),
+            )
+            for price, found in parts:
+                if found is None:
+                    return None
+                total += price * price * found
+        return total
 
 
 def _rounded(value: float | None) -> float | None:
@@ -194,8 +238,10 @@ class Tally:
                 self.last_ts = ts if self.last_ts is None or ts > self.last_ts else self.last_ts
 
     @staticmethod
-    def total(sides: dict[tuple[str, str], Side]) -> Side:
+    def total(sides: dict[tuple[str, str], Side], team: str | None = None) -> Side:
+        """All the groups' figures together (of one team's routes, with `team`)."""
         total = Side()
-        for side in sides.values():
-            total.merge(side)
+        for (owner, _), side in sides.items():
+            if team is None or owner == team:
+                total.merge(side)
         return total

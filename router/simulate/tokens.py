@@ -2,11 +2,16 @@
 
 A candidate policy may send a request to a tier that never saw it (a higher threshold
 escalates an answer the local tier kept). What that call would have cost is priced from the
-request's recorded token counts, scaled by how the two tiers' counts relate on the requests
-of the same ledger where both answered (an escalated request has both): the ratio of their
-sums (a ratio estimator), with the spread of single requests about it, so that a sum of
-estimates carries its own interval. With no such pairs the counts are taken as they are
-(ratio 1) and the spread is unknown (None).
+request's recorded token counts, through how the two tiers' counts relate on the requests
+of the same ledger where both answered (an escalated request has both): a least-squares
+line, count on the other tier = a + b * count on the recorded one (tokenizers differ by a
+factor, chat templates by a constant), weighted for scatter that grows with the count. Two
+tiers' answers to one prompt differ in length more than their prompts do; the line then
+says little beyond the other tier's mean, which is what it should say.
+
+A sum of estimates has an interval: the fit's own uncertainty, which does not shrink however
+many estimates share it, plus each request's scatter about the line. With fewer than three
+pairs the counts are taken as they are (a=0, b=1) and the interval is unknown.
 """
 
 from __future__ import annotations
@@ -14,44 +19,73 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+_MIN_PAIRS = 3
+
 
 @dataclass(slots=True)
 class _Sums:
+    """Weighted sums of pairs (x: the recorded tier's count, y: the other's), each pair
+    weighted 1/x: counts scatter in proportion to their size (a long prompt's two counts
+    differ by more tokens than a short one's)."""
+
     n: int = 0
-    x: float = 0.0  # the recorded tier's count
-    y: float = 0.0  # the other tier's count
+    w: float = 0.0
+    x: float = 0.0
+    y: float = 0.0
     xx: float = 0.0
     xy: float = 0.0
     yy: float = 0.0
 
     def add(self, x: float, y: float) -> None:
+        w = 1.0 / max(x, 1.0)
         self.n += 1
-        self.x += x
-        self.y += y
-        self.xx += x * x
-        self.xy += x * y
-        self.yy += y * y
-
-    @property
-    def ratio(self) -> float:
-        return self.y / self.x if self.x > 0 else 1.0
-
-    @property
-    def variance(self) -> float | None:
-        """The spread of one request's count about `ratio` times its recorded count."""
-        if self.n < 2 or self.x <= 0:
-            return None
-        r = self.ratio
-        residual = self.yy - 2 * r * self.xy + r * r * self.xx
-        return max(residual, 0.0) / (self.n - 1)
+        self.w += w
+        self.x += w * x
+        self.y += w * y
+        self.xx += w * x * x
+        self.xy += w * x * y
+        self.yy += w * y * y
 
 
 @dataclass(frozen=True, slots=True)
-class Estimate:
-    prompt_tokens: int
-    completion_tokens: int
-    prompt_variance: float | None  # of prompt_tokens; None: unknown
-    completion_variance: float | None
+class Line:
+    """y = a + b x, fitted by weighted least squares on n pairs. `variance` is the scatter
+    per recorded token (a request's own scatter is variance * x); mean_x, weight and sxx say
+    how sure the fit is, and how far an estimate's x is from what it was fitted on."""
+
+    a: float
+    b: float
+    n: int
+    variance: float | None  # None: unknown (too few pairs)
+    mean_x: float = 0.0
+    weight: float = 0.0
+    sxx: float = 0.0
+
+    @classmethod
+    def of(cls, sums: _Sums | None) -> Line:
+        if sums is None or sums.n < _MIN_PAIRS:
+            return cls(0.0, 1.0, 0 if sums is None else sums.n, None)
+        mean_x, mean_y = sums.x / sums.w, sums.y / sums.w
+        sxx = sums.xx - sums.w * mean_x * mean_x
+        sxy = sums.xy - sums.w * mean_x * mean_y
+        syy = sums.yy - sums.w * mean_y * mean_y
+        b = sxy / sxx if sxx > 0 else 0.0
+        a = mean_y - b * mean_x
+        residual = max(syy - b * sxy, 0.0) / (sums.n - 2)
+        return cls(a, b, sums.n, residual, mean_x, sums.w, sxx)
+
+    def __call__(self, x: float) -> int:
+        return max(0, round(self.a + self.b * x))
+
+    def sum_variance(self, m: int, total_x: float) -> float | None:
+        """The variance of a sum of `m` estimates whose recorded counts add up to `total_x`:
+        the fit's uncertainty (shared by all of them) and each one's own scatter."""
+        if self.variance is None:
+            return None
+        if m == 0:
+            return 0.0
+        shift = (total_x - m * self.mean_x) ** 2 / self.sxx if self.sxx > 0 else 0.0
+        return self.variance * (m * m / self.weight + shift + max(total_x, m))
 
 
 class TokenModel:
@@ -59,8 +93,8 @@ class TokenModel:
     relate; estimates the unrecorded tier's counts for one request."""
 
     def __init__(self) -> None:
-        self._prompt: dict[tuple[str, str], _Sums] = {}
-        self._completion: dict[tuple[str, str], _Sums] = {}
+        self._sums: dict[tuple[str, str, str], _Sums] = {}
+        self._lines: dict[tuple[str, str, str], Line] = {}
 
     def learn(self, answered: list[tuple[str, int, int]]) -> None:
         """One request's answered attempts: (tier, prompt tokens, completion tokens)."""
@@ -72,45 +106,48 @@ class TokenModel:
                     (tier, other, prompt, prompt_other, completion, completion_other),
                     (other, tier, prompt_other, prompt, completion_other, completion),
                 ):
-                    self._of(self._prompt, source, target).add(xp, yp)
-                    self._of(self._completion, source, target).add(xc, yc)
+                    self._of(source, target, "prompt").add(xp, yp)
+                    self._of(source, target, "completion").add(xc, yc)
+        self._lines.clear()
 
-    @staticmethod
-    def _of(table: dict[tuple[str, str], _Sums], source: str, target: str) -> _Sums:
-        found = table.get((source, target))
+    def _of(self, source: str, target: str, kind: str) -> _Sums:
+        found = self._sums.get((source, target, kind))
         if found is None:
-            found = table[(source, target)] = _Sums()
+            found = self._sums[(source, target, kind)] = _Sums()
         return found
 
-    def pairs(self, source: str, target: str) -> int:
-        found = self._prompt.get((source, target))
-        return 0 if found is None else found.n
+    def line(self, source: str, target: str, kind: str) -> Line:
+        key = (source, target, kind)
+        found = self._lines.get(key)
+        if found is None:
+            found = self._lines[key] = Line.of(self._sums.get(key))
+        return found
 
-    def estimate(self, source: str, target: str, prompt: int, completion: int) -> Estimate:
-        p = self._prompt.get((source, target)) or _Sums()
-        c = self._completion.get((source, target)) or _Sums()
-        return Estimate(
-            max(0, round(p.ratio * prompt)),
-            max(0, round(c.ratio * completion)),
-            p.variance,
-            c.variance,
+    def estimate(self, source: str, target: str, prompt: int, completion: int) -> tuple[int, int]:
+        """`target`'s (prompt, completion) tokens for a request `source` counted so."""
+        return (
+            self.line(source, target, "prompt")(prompt),
+            self.line(source, target, "completion")(completion),
         )
 
     def as_record(self) -> list[dict[str, object]]:
         """What the report says it priced unrecorded tiers by."""
         rows = []
-        for (source, target), p in sorted(self._prompt.items()):
-            c = self._completion[(source, target)]
+        for source, target, _ in sorted(k for k in self._sums if k[2] == "prompt"):
+            prompt = self.line(source, target, "prompt")
+            completion = self.line(source, target, "completion")
             rows.append(
                 {
                     "from": source,
                     "to": target,
-                    "pairs": p.n,
-                    "prompt_ratio": round(p.ratio, 4),
-                    "completion_ratio": round(c.ratio, 4),
-                    "completion_sd": None
-                    if c.variance is None
-                    else round(math.sqrt(c.variance), 2),
+                    "pairs": prompt.n,
+                    "prompt": f"{prompt.a:.1f} + {prompt.b:.3f} x",
+                    "completion": f"{completion.a:.1f} + {completion.b:.3f} x",
+                    "completion_sd": (
+                        None
+                        if completion.variance is None
+                        else round(math.sqrt(completion.variance), 2)
+                    ),
                 }
             )
         return rows

@@ -4,7 +4,8 @@ reference tier of the shadow-check tests (an oracle, as the issue describes), no
     python -m tests.support.gold_upstream --port 9000 --answers answers.jsonl
 
 `answers.jsonl`: one {"prompt": ..., "answer": ...} per line; a request is answered with the
-answer of its last user message (else "I do not know."), whole or streamed.
+answer of its last user message (else "I do not know."), whole or streamed. Its usage counts
+the prompt as a provider would (about 4 bytes a token) and the answer's words.
 """
 
 from __future__ import annotations
@@ -29,11 +30,19 @@ def _question(body: dict[str, Any]) -> str:
     return ""
 
 
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    """What a provider would bill the prompt at: about 4 bytes a token, and 4 tokens of
+    framing a message (as OpenAI's tokenizers come out on English text)."""
+    messages = body.get("messages") or []
+    size = sum(len(str(m.get("content") or "").encode()) for m in messages)
+    return (size + 3) // 4 + 4 * len(messages)
+
+
 async def _chat(request: web.Request) -> web.StreamResponse:
     body = orjson.loads(await request.read())
     answer = request.app[ANSWERS].get(_question(body), UNKNOWN)
     created, model = int(time.time()), str(body.get("model") or "gold")
-    usage = {"prompt_tokens": 20, "completion_tokens": len(answer.split()) or 1}
+    usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": len(answer.split()) or 1}
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     head = {"id": "chatcmpl-gold", "created": created, "model": model}
     if not body.get("stream"):

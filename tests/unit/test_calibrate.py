@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from classifiers.calibrate import calibrate
 from router.policy.edit import PolicyEditError, policy_change, set_scalar, threshold_path
+from router.shadow.calibrate import ledger_checks
 
 SCORE = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
 WEAK = np.array([0, 0, 1, 0, 1, 1, 1, 1, 1, 1], dtype=bool)
@@ -65,3 +67,46 @@ def test_set_scalar_changes_one_value_only(tmp_path: Path) -> None:
         threshold_path(path, "nope", "router")
     with pytest.raises(PolicyEditError, match="no 'cascade'"):
         set_scalar("routes: {auto: {}}", ["routes", "auto", "cascade"], 1.0, "p")
+
+
+def test_from_the_ledger_feedback_on_local_answers_counts_beside_shadow_checks(
+    tmp_path: Path,
+) -> None:
+    """`calibrate --from-ledger`: applications' good/bad on the route's local answers join
+    the shadow checks, each at the acceptance value its request recorded; a remote answer's
+    feedback, another route's, or a `neither`, does not."""
+    records: list[dict[str, object]] = []
+    for i, value in enumerate((0.9, 0.8, 0.7)):
+        records.append(
+            {
+                "kind": "shadow", "request_id": f"s{i}", "shadow_of": f"c{i}", "route": "auto",
+                "local_tier": "small", "local_outcome": "accepted", "verdict": "agree",
+                "local_confidence": value, "ts": "2026-12-01T10:00:00.000Z",
+            }
+        )  # fmt: skip
+
+    def request(rid: str, value: float, local: bool = True) -> dict[str, object]:
+        attempt = {
+            "tier": "small" if local else "large", "local": local, "outcome": "accepted",
+            "confidence": {"method": "mean_prob", "value": value, "threshold": 0.5},
+        }  # fmt: skip
+        return {"request_id": rid, "route": "auto", "attempts": [attempt],
+                "ts": "2026-12-01T10:00:01.000Z"}  # fmt: skip
+
+    def said(rid: str, verdict: str, local: bool = True, route: str = "auto") -> dict[str, object]:
+        return {"kind": "feedback", "request_id": f"f-{rid}", "feedback_of": rid,
+                "route": route, "local": local, "verdict": verdict,
+                "ts": "2026-12-01T10:00:02.000Z"}  # fmt: skip
+
+    records += [request("r1", 0.61), request("r2", 0.95), request("r3", 0.7, local=False)]
+    records += [request("r4", 0.66), request("r5", 0.67)]
+    records += [said("r1", "bad"), said("r2", "good"), said("r3", "bad", local=False)]
+    records += [said("r4", "neither"), said("r5", "bad", route="other")]
+    path = tmp_path / "ledger.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    checks = ledger_checks(f"jsonl:///{path}", "auto")
+    assert checks.kinds == {"accepted": 3, "feedback": 2}
+    assert sorted(zip(checks.scores.tolist(), checks.agree.tolist(), strict=True)) == [
+        (0.61, False), (0.7, True), (0.8, True), (0.9, True), (0.95, True),
+    ]  # fmt: skip
+    assert ledger_checks(f"jsonl:///{path}", "auto", feedback=False).kinds == {"accepted": 3}

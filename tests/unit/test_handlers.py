@@ -442,3 +442,47 @@ async def test_autotune_lowers_the_threshold_the_checks_justify_and_records_it(
     assert (change["threshold_from"], change["threshold_to"], change["wanted"]) == (0.5, 0.05, 0.0)
     assert change["checks"] == 20 and change["agreement"] == 1.0
     assert change["policy_version"] == record_of(ledger, request_id)["policy_version"]
+
+
+FEEDBACK_TUNED = POLICY.replace(
+    "      - {tier: large}\n",
+    "      - {tier: large}\n"
+    "    shadow:\n"
+    "      rate: 0.0\n"
+    "      usd_per_day: 1.0\n"
+    "      target_quality: 0.9\n"
+    "      autotune: {min_threshold: 0.05, max_threshold: 0.99, min_checks: 20, window: 20,"
+    " every_checks: 20, max_step: 0.3, feedback: true}\n",
+)
+
+
+async def test_autotune_takes_the_applications_feedback_when_the_route_asks(
+    serve: Serve,
+) -> None:
+    """No shadow checks at all (rate 0): 20 confident local answers the application calls
+    bad raise the threshold by one step (0.5 -> 0.8) — feedback alone, with
+    `autotune.feedback`; a remote answer's feedback is stored but not tuned on."""
+    small = FakeBackend("small", [Script("four")] * 20 + [Script("x", UNSURE)], local=True)
+    large = FakeBackend("large", [Script("The answer is four.", None)])
+    client, ledger = await serve(FEEDBACK_TUNED, small=small, large=large)
+    for _ in range(20):
+        response = await client.post("/v1/chat/completions", json=CHAT)
+        assert response.headers["x-cascade-tier"] == "small"
+        said = await client.post(
+            "/v1/feedback",
+            json={"request_id": response.headers["x-request-id"], "label": "thumbs_down"},
+        )
+        assert said.status == 200 and (await said.json())["autotune"] is True
+    tuned = (await (await client.get("/admin/policy")).json())["tuned"]
+    assert tuned == [{"route": "auto", "tier": "small", "threshold": 0.8, "policy_threshold": 0.5}]
+    remote = await client.post("/v1/chat/completions", json=CHAT)  # UNSURE: escalated
+    assert remote.headers["x-cascade-tier"] == "large"
+    said = await client.post(
+        "/v1/feedback", json={"request_id": remote.headers["x-request-id"], "label": "bad"}
+    )
+    assert said.status == 200 and "autotune" not in await said.json()
+    await asyncio.sleep(0.05)
+    await client.close()
+    (change,) = [r for r in read_ledger(ledger) if r.get("kind") == "tune"]
+    assert (change["threshold_from"], change["threshold_to"]) == (0.5, 0.8)
+    assert change["checks"] == 20 and change["agreement"] == 0.0

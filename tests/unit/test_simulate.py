@@ -290,16 +290,24 @@ def test_the_last_user_message_of_a_logged_prompt() -> None:
     assert question(None, False) is None
 
 
-def test_the_token_model_scales_by_the_ratio_of_sums_with_its_spread() -> None:
+def test_the_token_model_fits_a_line_and_the_interval_of_a_sum_of_estimates() -> None:
     model = TokenModel()
-    for small in range(1, 101):
-        model.learn([("small", 10, small), ("large", 12, 2 * small + (small % 3))])
-    estimate = model.estimate("small", "large", 10, 50)
-    assert estimate.prompt_tokens == 12
-    assert 100 <= estimate.completion_tokens <= 102
-    assert estimate.completion_variance is not None and 0 < estimate.completion_variance < 2
-    unknown = model.estimate("small", "other", 10, 50)
-    assert (unknown.completion_tokens, unknown.completion_variance) == (50, None)
+    for small in range(1, 101):  # a chat template's 30 tokens, another tokenizer's 0.8
+        model.learn([("small", 30 + small, 2 * small + small % 3), ("large", small, small)])
+    prompt, completion = model.estimate("large", "small", 50, 50)
+    assert prompt == 80
+    assert 100 <= completion <= 102
+    line = model.line("large", "small", "completion")
+    assert line.variance is not None and 0 < line.variance < 1
+    # scatter grows with the count: one estimate's variance is about its own scatter (the
+    # variance per token, times its 50); a thousand share the fit's uncertainty besides
+    one, many = line.sum_variance(1, 50), line.sum_variance(1000, 50_000)
+    assert one is not None and many is not None
+    assert 50 * line.variance < one < 1.1 * 50 * line.variance
+    assert many > 2 * 1000 * 50 * line.variance
+    # no pairs: the counts as recorded, and no interval
+    assert model.estimate("small", "other", 10, 50) == (10, 50)
+    assert model.line("small", "other", "prompt").sum_variance(3, 30) is None
 
 
 def test_parts_keep_a_limited_team_in_one_process() -> None:
