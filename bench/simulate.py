@@ -63,8 +63,8 @@ def reality(per_dataset: int) -> None:
             f"{per_dataset} each) from teams alpha, beta, gamma in turn through `cascade "
             "serve`: the bundled model kept at mean_prob >= 0.45, else the gold-answer "
             "upstream (A). Candidate B: threshold 0.6, a rule sending team beta to the "
-            "large tier alone, team gamma limited to what it spent under A and degraded to "
-            "the local tier from 30% of it. Predicted: `simulate` of B on A's ledger; actual: "
+            "large tier alone, team gamma degraded to the local tier once it has spent half "
+            "of what it spent under A. Predicted: `simulate` of B on A's ledger; actual: "
             f"the same traffic served under B. Not replayed: {skipped['requests']}. Shadow "
             f"checks at rate 0.3 give the quality. {minutes:.1f} min in all."
         ),

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from router.audit.formats import count, money, ms, share
+
+
+def usd(value: float | None) -> str:
+    """Dollars with three significant figures under $100 ($0.0466, $1.23): a replay's
+    differences are often smaller than a cent."""
+    if value is None:
+        return "—"
+    if abs(value) >= 100 or value == 0:
+        return money(value)
+    digits = max(2, 2 - math.floor(math.log10(abs(value))))
+    return f"{'-' if value < 0 else ''}${abs(value):,.{digits}f}"
+
+
+def latency(figures: dict[str, Any]) -> str:
+    """p50 ms; marked * when some requests' latency is unknown (a tier that never ran)."""
+    found = figures["latency_ms"]
+    text = ms(found["p50"])
+    return f"{text}*" if found["p50"] is not None and found["known"] < figures["requests"] else text
 
 
 def arrow(before: str, after: str) -> str:
@@ -23,14 +42,19 @@ def quality(figures: dict[str, Any]) -> str:
     )
 
 
+def budget(figures: dict[str, Any]) -> str:
+    """What the team's budget did to the group's requests: `degraded 1,203`."""
+    return ", ".join(f"{kind} {count(n)}" for kind, n in figures["budget"].items()) or "—"
+
+
 def cost(figures: dict[str, Any]) -> str:
     interval = figures.get("cost_interval_95")
-    text = money(figures["cost_usd"])
+    text = usd(figures["cost_usd"])
     if interval is None and figures.get("estimated_usd"):
         return f"{text} (estimated in part; too few requests called both tiers for an interval)"
     if interval is None or interval[0] == interval[1]:
         return text
-    return f"{text} ({money(interval[0])} to {money(interval[1])})"
+    return f"{text} ({usd(interval[0])} to {usd(interval[1])})"
 
 
 def cells(group: dict[str, Any]) -> list[str]:
@@ -39,13 +63,24 @@ def cells(group: dict[str, Any]) -> list[str]:
         arrow(count(a["requests"]), count(p["requests"])),
         arrow(share(a["local_share"]), share(p["local_share"])),
         arrow(count(a["escalations"]), count(p["escalations"])),
-        arrow(money(a["cost_usd"]), cost(p)),
-        arrow(ms(a["latency_ms"]["p50"]), ms(p["latency_ms"]["p50"])),
+        arrow(usd(a["cost_usd"]), cost(p)),
+        arrow(latency(a), latency(p)),
         arrow(quality(a), quality(p)),
+        arrow(budget(a), budget(p)),
     ]
 
 
-HEADER = ["team", "route", "requests", "local", "escalations", "cost", "p50 ms", "local quality"]
+HEADER = [
+    "team",
+    "route",
+    "requests",
+    "local",
+    "escalations",
+    "cost",
+    "p50 ms",
+    "local quality",
+    "budget",
+]
 
 
 def summary(report: dict[str, Any]) -> str:
@@ -62,7 +97,7 @@ def summary(report: dict[str, Any]) -> str:
     )
     return (
         f"{count(report['requests'])} requests replayed under {report['candidate']['version']}: "
-        f"cost {money(a['cost_usd'])} → {cost(p)}{moved}, answered locally "
+        f"cost {usd(a['cost_usd'])} → {cost(p)}{moved}, answered locally "
         f"{arrow(share(a['local_share']), share(p['local_share']))}, escalations "
         f"{arrow(count(a['escalations']), count(p['escalations']))}, local quality "
         f"{arrow(quality(a), quality(p))}{left}"
@@ -101,6 +136,11 @@ def render_table(report: dict[str, Any]) -> str:
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
     lines += ["", summary(report)]
+    if any("*" in row[6] for row in rows[1:]):
+        lines.append(
+            "* p50 of the requests whose latency is known: the rest would call a tier that "
+            "never ran for them"
+        )
     skipped = report["not_replayed"]
     for reason, number in skipped["reasons"].items():
         lines.append(f"  not replayed ({count(number)}): {reason}")

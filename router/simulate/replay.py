@@ -54,6 +54,7 @@ from router.simulate.tokens import TokenModel
 Record = dict[str, Any]
 _ANSWERED = ("accepted", "escalated", "degraded")
 _FAILED = ("error", "timeout", "shed")
+_EMBEDDINGS = "/v1/embeddings"
 _DECISIONS_KEPT = 65_536  # decisions remembered by their facts (no classifiers)
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
@@ -346,8 +347,8 @@ class Replayer:
         walked.attempts.append(self._attempt(found, found["outcome"] if failed else "accepted"))
         if failed:
             return "failed"
-        if call.last or call.step.acceptance is None:
-            return "served"
+        if call.last or call.step.acceptance is None or record.get("endpoint") == _EMBEDDINGS:
+            return "served"  # (embeddings are never judged: the first tier that answers)
         value = _judged(call, found)
         if value is None:
             return "served"

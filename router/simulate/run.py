@@ -208,6 +208,10 @@ def _notes(loaded: LoadedPolicy, tally: Tally) -> list[str]:
         "have retried after a 429 is not modelled, and API keys' own limits (the keys file) "
         "are not part of a policy.",
     ]
+    notes.append(
+        "The response cache is not re-run: a recorded hit is carried over as it was (cost 0), "
+        "and a route the candidate newly caches is simulated without hits."
+    )
     for name in sorted(set(policy.tiers) - tally.tiers_seen):
         notes.append(
             f"Tier {name} has no history in this ledger: where it would be judged, requests "
