@@ -188,7 +188,8 @@ class Replayer:
         self._needs_tokens = needs_prompt_tokens(policy)
         self._decided: dict[Facts, Decision | None] = {}
         self._now = 0.0
-        limited = any(spec.limits.limited for spec in policy.teams.values())
+        # teams whose limits the candidate sets: only their requests are admitted by it
+        self._limited = frozenset(n for n, t in policy.teams.items() if t.limits.limited)
         self._limiter = (
             Limiter(
                 policy,
@@ -196,7 +197,7 @@ class Replayer:
                 clock=lambda: self._now,
                 on_error=lambda _: None,
             )
-            if limited
+            if self._limited
             else None
         )
 
@@ -269,7 +270,7 @@ class Replayer:
     ) -> tuple[Decision, Admission | None]:
         """The team's budget and rates under the candidate, as serving admits (429: raises
         APIError). Its requests' own spend, replayed, is what fills its budget."""
-        if self._limiter is None:
+        if self._limiter is None or facts.team not in self._limited:
             return planned, None
         policy = self._policy
 

@@ -21,6 +21,7 @@ from router.simulate.tally import Side, Spread, Tally
 
 _PARALLEL_FROM = 50_000  # requests below which one process replays them all
 _MAX_WORKERS = 8
+_SLOTS = 1000  # the other requests are dealt out in cycles of this many
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ def simulate(
         # checks and feedback may be written after the window they speak of
         evidence = gather(reader.records(scope.since, None), limited)
     count = _workers(workers, evidence.requests)
-    parts = [Part(index, count, _owners(evidence, count)) for index in range(count)]
+    parts = _parts(evidence, count) if count > 1 else [Part(0, {}, (0,))]
     if count == 1:
         tally = _replay_part(open_reader, loaded, evidence, scope, parts[0])
     else:
@@ -65,18 +66,18 @@ def simulate(
 @dataclass(frozen=True, slots=True)
 class Part:
     """Which requests one process replays: those of the limited teams it owns, and of the
-    rest every `count`-th from its `index`."""
+    rest those whose position falls in its slots (`slots[position % len(slots)]`)."""
 
     index: int
-    count: int
     owners: dict[str, int]  # limited team -> the part that replays it
+    slots: tuple[int, ...]  # the part each position's request goes to, cyclically
 
     def takes(self, position: int, body: bytes) -> bool:
-        if self.count == 1:
+        if len(self.slots) == 1:
             return True
         if self.owners and (team := team_of(body)) in self.owners:
             return self.owners[team] == self.index
-        return position % self.count == self.index
+        return self.slots[position % len(self.slots)] == self.index
 
 
 def _workers(asked: int | None, requests: int) -> int:
@@ -87,15 +88,24 @@ def _workers(asked: int | None, requests: int) -> int:
     return max(1, min(len(os.sched_getaffinity(0)), _MAX_WORKERS))
 
 
-def _owners(evidence: Evidence, count: int) -> dict[str, int]:
-    """Limited teams dealt to parts, the busiest first, each to the least loaded part."""
+def _parts(evidence: Evidence, count: int) -> list[Part]:
+    """Limited teams dealt to parts, the busiest first, each to the least loaded part; the
+    other requests dealt so that every part ends with about as many (a part that holds a
+    busy limited team gets fewer of them, or none)."""
     load = [0] * count
     owners = {}
     for team, requests in evidence.teams.most_common():
         part = load.index(min(load))
         owners[team] = part
         load[part] += requests
-    return owners
+    target = evidence.requests / count
+    room = [max(0.0, target - held) for held in load]
+    if not sum(room):
+        room = [1.0] * count
+    slots: list[int] = []
+    for part, space in enumerate(room):
+        slots += [part] * round(_SLOTS * space / sum(room))
+    return [Part(index, owners, tuple(slots or [0])) for index in range(count)]
 
 
 def _in_processes(

@@ -25,7 +25,7 @@ from router.simulate.evidence import gather, team_of
 from router.simulate.html import render_html
 from router.simulate.render import render_markdown, render_table
 from router.simulate.replay import NotReplayable, Replayer, question
-from router.simulate.run import Part
+from router.simulate.run import _parts
 from router.simulate.tokens import TokenModel
 from tests.support.app import Serve
 from tests.support.cascade import read_ledger
@@ -310,15 +310,21 @@ def test_the_token_model_fits_a_line_and_the_interval_of_a_sum_of_estimates() ->
     assert model.line("small", "other", "prompt").sum_variance(3, 30) is None
 
 
-def test_parts_keep_a_limited_team_in_one_process() -> None:
+def test_parts_keep_a_limited_team_in_one_process_and_balance_the_rest() -> None:
     body = json.dumps(_record(team="search")).encode()
     assert team_of(body) == "search"
-    parts = [Part(i, 2, {"search": 1}) for i in range(2)]
-    assert [p.takes(0, body) for p in parts] == [False, True]
-    assert [p.takes(7, body) for p in parts] == [False, True]
+    evidence = gather(iter([]))
+    evidence.requests, evidence.teams["search"] = 1000, 600
+    parts = _parts(evidence, 2)
+    assert [p.takes(0, body) for p in parts] == [True, False]
+    assert [p.takes(7, body) for p in parts] == [True, False]
+    # the part with search (600 of 1,000) takes none of the rest: 600 and 400
     other = json.dumps(_record(team="growth")).encode()
-    assert [p.takes(7, other) for p in parts] == [False, True]
-    assert [p.takes(8, other) for p in parts] == [True, False]
+    assert all(not parts[0].takes(i, other) and parts[1].takes(i, other) for i in range(50))
+    evidence.teams["search"] = 200  # 200 + 3/8 of the other 800, and 5/8 of them: 500 each
+    parts = _parts(evidence, 2)
+    taken = [sum(p.takes(i, other) for i in range(1000)) for p in parts]
+    assert taken == [375, 625]
 
 
 def test_several_processes_give_the_report_one_gives(tmp_path: Path) -> None:
