@@ -95,6 +95,24 @@ def owner_line(
     return f"{team}\t{route or ''}\t{final_tier or ''}\t{'1' if local else '0'}\t{shown}"
 
 
+def price(policy: Policy, attempts: list[Attempt]) -> float:
+    """Each attempt's cost at its tier's price (set on it), and their sum: what a request
+    cost (DecisionRecord.finish; `cascade policy simulate` prices replayed attempts so)."""
+    for attempt in attempts:
+        spec = policy.tiers.get(attempt.tier)
+        if spec is not None:
+            attempt.cost_usd = round(
+                spec.price.cost(
+                    attempt.prompt_tokens,
+                    attempt.completion_tokens,
+                    attempt.latency_ms / 1000,
+                    cached_tokens=attempt.cached_tokens,
+                ),
+                10,
+            )
+    return round(sum(a.cost_usd for a in attempts), 10)
+
+
 @dataclass(slots=True)
 class DecisionRecord:
     request_id: str  # the gateway's own, unpredictable: the ledger's key
@@ -166,19 +184,7 @@ class DecisionRecord:
         answer (served because no tier after it answered) saved nothing: its counterfactual
         is what it cost.
         """
-        for attempt in self.attempts:
-            spec = policy.tiers.get(attempt.tier)
-            if spec is not None:
-                attempt.cost_usd = round(
-                    spec.price.cost(
-                        attempt.prompt_tokens,
-                        attempt.completion_tokens,
-                        attempt.latency_ms / 1000,
-                        cached_tokens=attempt.cached_tokens,
-                    ),
-                    10,
-                )
-        self.cost_usd = round(sum(a.cost_usd for a in self.attempts), 10)
+        self.cost_usd = price(policy, self.attempts)
         served = self.served()
         reference = policy.tiers.get(reference_tier) if reference_tier else None
         if served is not None and served.outcome == "degraded":

@@ -146,14 +146,20 @@ class _Scope:
     reserved: int = 0
 
     def expire(self, windows: Windows, now: float) -> None:
-        for member, (cost, expiry) in list(self.reservations.items()):
-            if expiry <= now:
-                del self.reservations[member]
-                self.reserved -= cost
-        self.day = {k: v for k, v in self.day.items() if k == windows.day}
-        self.month = {k: v for k, v in self.month.items() if k == windows.month}
-        self.requests = {k: v for k, v in self.requests.items() if k == windows.minute}
-        self.tokens = {k: v for k, v in self.tokens.items() if k == windows.minute}
+        if self.reservations:
+            for member, (cost, expiry) in list(self.reservations.items()):
+                if expiry <= now:
+                    del self.reservations[member]
+                    self.reserved -= cost
+        # each holds the current window's counter at most: rebuilt only when one has passed
+        if self.day.keys() - {windows.day}:
+            self.day = {k: v for k, v in self.day.items() if k == windows.day}
+        if self.month.keys() - {windows.month}:
+            self.month = {k: v for k, v in self.month.items() if k == windows.month}
+        if self.requests.keys() - {windows.minute}:
+            self.requests = {k: v for k, v in self.requests.items() if k == windows.minute}
+        if self.tokens.keys() - {windows.minute}:
+            self.tokens = {k: v for k, v in self.tokens.items() if k == windows.minute}
 
 
 class MemoryStore:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,8 @@ from router.simulate.tokens import TokenModel
 
 _ANSWERED = ("accepted", "escalated", "degraded")
 _TEAM = re.compile(rb'"team"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_TS = re.compile(rb'"ts"\s*:\s*"([^"]*)"')
+_BUDGET_SAMPLE = 8  # one request in this many counted for dealing budget windows out
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,8 @@ class Evidence:
     feedback_local: set[str] = field(default_factory=set)  # said of a local tier's answer
     tokens: TokenModel = field(default_factory=TokenModel)
     requests: int = 0
-    teams: Counter[str] = field(default_factory=Counter)  # requests of the teams counted
+    # requests in each budget window of the teams with limits (`team<TAB>period`), sampled
+    budgets: Counter[str] = field(default_factory=Counter)
 
     def add(self, record: dict[str, Any]) -> None:
         kind = record.get("kind")
@@ -89,11 +92,24 @@ def team_of(body: bytes) -> str | None:
     return None if found is None else found.group(1).decode()
 
 
-def gather(bodies: Iterator[bytes], count_teams: frozenset[str] = frozenset()) -> Evidence:
-    """The evidence in `bodies`, and how many requests each of `count_teams` sent. Only what
-    can hold evidence is parsed: records with a kind, and requests that called more than one
-    tier (a byte scan tells them from the rest) - of those, the first 50,000, then every
-    second, every fourth, ... (the ratios they give are settled long before)."""
+def budget_of(body: bytes, periods: Mapping[str, int]) -> str | None:
+    """`team<TAB>period` of a request of a team with limits: the budget window it falls in
+    (`periods`: a team's length of `ts` that names it, 10 for a day, 7 for a month); None
+    for every other request."""
+    team = team_of(body)
+    if team is None or team not in periods:
+        return None
+    found = _TS.search(body)
+    stamp = found.group(1).decode() if found is not None else ""
+    return f"{team}\t{stamp[: periods[team]]}"
+
+
+def gather(bodies: Iterator[bytes], periods: Mapping[str, int] | None = None) -> Evidence:
+    """The evidence in `bodies`, and (one in 8 sampled) how many requests fall in each
+    budget window of the teams in `periods` (budget_of). Only what can hold evidence is
+    parsed: records with a kind, and requests that called more than one tier (a byte scan
+    tells them from the rest) - of those, the first 50,000, then every second, every
+    fourth, ... (the lines they give are settled long before)."""
     evidence = Evidence()
     loads = orjson.loads
     seen = stride = 1
@@ -102,8 +118,10 @@ def gather(bodies: Iterator[bytes], count_teams: frozenset[str] = frozenset()) -
             evidence.add(loads(body))
             continue
         evidence.requests += 1
-        if count_teams and (team := team_of(body)) in count_teams:
-            evidence.teams[team] += 1
+        if periods and evidence.requests % _BUDGET_SAMPLE == 0:
+            window = budget_of(body, periods)
+            if window is not None:
+                evidence.budgets[window] += _BUDGET_SAMPLE
         if body.count(b'"tier"') > 1:
             if seen % stride == 0:
                 evidence.add(loads(body))

@@ -24,7 +24,7 @@ guessed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,7 +37,7 @@ from router.budgets.store import MemoryStore
 from router.errors import APIError
 from router.policy import LoadedPolicy
 from router.policy.model import DEFAULT_TEAM
-from router.records import Attempt, AttemptOutcome, DecisionRecord
+from router.records import Attempt, AttemptOutcome, price
 from router.routing import (
     Call,
     Decision,
@@ -187,6 +187,8 @@ class Replayer:
         }
         self._needs_tokens = needs_prompt_tokens(policy)
         self._decided: dict[Facts, Decision | None] = {}
+        # the calls `walk` makes for each remembered decision, by what the calls before said
+        self._walks: dict[tuple[int, bool, tuple[Tried, ...]], Call | None] = {}
         self._now = 0.0
         # teams whose limits the candidate sets: only their requests are admitted by it
         self._limited = frozenset(n for n, t in policy.teams.items() if t.limits.limited)
@@ -212,6 +214,8 @@ class Replayer:
             raise NotReplayable(f"{record['status']} by the recorded policy: nothing ran")
         if record["status"] == "client_gone":
             raise NotReplayable("its client left before the answer")
+        if record["status"] == "upstream_truncated":
+            raise NotReplayable("its answer's stream was cut off mid-way")
         team = str(record.get("team") or DEFAULT_TEAM)
         facts = self._facts(record, team, attempts)
         planned = self._decide(facts)
@@ -235,6 +239,7 @@ class Replayer:
         if found is self:
             if len(self._decided) >= _DECISIONS_KEPT:
                 self._decided.clear()
+                self._walks.clear()  # keyed by the ids of the decisions forgotten
             found = self._decided[facts] = decide(self._policy, self._routers, facts)
         return found  # type: ignore[return-value]
 
@@ -303,8 +308,8 @@ class Replayer:
         walked = _Walked([], None, False, False, True, [])
         best: tuple[float, int] | None = None
         live_first = bool(record.get("stream")) and decision.plan.stream == "live"
-        calls = walk(decision, live_first=live_first)
-        call = next(calls, None)
+        calls = _Calls(decision, live_first, self._walks if not self._routers else None)
+        call = calls.first()
         while call is not None:
             result = self._try(call, left, features, record, walked)
             if isinstance(result, float):  # rejected: its confidence (-1: invalid output)
@@ -317,10 +322,7 @@ class Replayer:
                 return walked
             else:
                 tried = "failed"
-            try:
-                call = calls.send(tried)
-            except StopIteration:
-                call = None
+            call = calls.next(tried)
         if best is not None:
             walked.served, walked.degraded = best[1], True
             walked.attempts[best[1]].outcome = "degraded"
@@ -413,19 +415,12 @@ class Replayer:
         admission: Admission | None,
         walked: _Walked,
     ) -> Served:
-        """Prices the attempts with the serving code (DecisionRecord.finish) and settles
-        the budget with what they cost."""
-        priced = DecisionRecord(
-            request_id=record["request_id"],
-            endpoint=str(record.get("endpoint") or ""),
-            policy_version=self._loaded.version,
-            ts=record["ts"],
-            attempts=walked.attempts,
-        )
-        priced.finish(self._policy, decision.plan.reference_tier)
+        """Prices the attempts as serving does (records.price) and settles the budget with
+        what they cost."""
+        cost = price(self._policy, walked.attempts)
         if admission is not None and self._limiter is not None:
             tokens = sum(a.prompt_tokens + a.completion_tokens for a in walked.attempts)
-            await self._limiter.settle(admission, priced.cost_usd, tokens)
+            await self._limiter.settle(admission, cost, tokens)
         budget = admission.decision if admission is not None else "ok"
         served = walked.attempts[walked.served] if walked.served is not None else None
         status = "error" if served is None else "ok"
@@ -444,12 +439,60 @@ class Replayer:
             final_tier=None if served is None else served.tier,
             local=served is not None and served.local,
             escalated=walked.escalated,
-            cost_usd=priced.cost_usd,
+            cost_usd=cost,
             latency_ms=latency,
             estimated_usd=estimated,
             estimates=tuple(scaled for _, scaled in walked.estimated),
             budget=None if budget == "ok" else budget,
         )
+
+
+class _Calls:
+    """`walk` over a decision, remembered where the decision is (the same object serves
+    every request with the same facts): the call after each sequence of results is worked
+    out once."""
+
+    def __init__(
+        self,
+        decision: Decision,
+        live_first: bool,
+        memo: dict[tuple[int, bool, tuple[Tried, ...]], Call | None] | None,
+    ) -> None:
+        self._decision, self._live_first, self._memo = decision, live_first, memo
+        self._said: tuple[Tried, ...] = ()
+        self._walk: Generator[Call, Tried, None] | None = None
+        self._fed = 0  # of `_said`, how much the walk has been sent
+
+    def first(self) -> Call | None:
+        return self._call()
+
+    def next(self, tried: Tried) -> Call | None:
+        self._said += (tried,)
+        return self._call()
+
+    def _call(self) -> Call | None:
+        key = (id(self._decision), self._live_first, self._said)
+        if self._memo is not None and key in self._memo:
+            return self._memo[key]
+        found = self._walked()
+        if self._memo is not None:
+            self._memo[key] = found
+        return found
+
+    def _walked(self) -> Call | None:
+        """The next call of a live walk, brought up to what has been said (a remembered
+        call may have answered some of it without the walk)."""
+        call: Call | None = None
+        try:
+            if self._walk is None:
+                self._walk, self._fed = walk(self._decision, live_first=self._live_first), 0
+                call = next(self._walk)
+            for tried in self._said[self._fed :]:
+                call = self._walk.send(tried)
+                self._fed += 1
+        except StopIteration:
+            return None
+        return call
 
 
 def _bound(record: Record, attempts: list[Record]) -> tuple[int, int]:

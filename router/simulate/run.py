@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -15,7 +16,8 @@ import orjson
 
 from router.ledger.base import Reader
 from router.policy import LoadedPolicy
-from router.simulate.evidence import Evidence, gather, team_of
+from router.policy.model import Policy
+from router.simulate.evidence import Evidence, budget_of, gather
 from router.simulate.replay import NotReplayable, Replayer, as_recorded
 from router.simulate.tally import Side, Spread, Tally
 
@@ -46,16 +48,17 @@ def simulate(
     """The report of replaying the ledger's records in `scope` under `loaded`, on up to
     `workers` processes (default: one per CPU, at most 8; one for small ledgers).
 
-    The second pass is split among processes: a team with limits in the candidate has all
-    its requests replayed by one process, in order (its budget fills with its own spend);
-    every other request goes to the process its position picks."""
+    The second pass is split among processes: the requests of one budget window (a day, or a
+    month, of a team with limits in the candidate) are replayed by one process, in order (its
+    budget fills with its own spend); every other request goes to the process its position
+    picks."""
     scope = scope or Scope()
-    limited = frozenset(name for name, t in loaded.policy.teams.items() if t.limits.limited)
+    periods = budget_periods(loaded.policy)
     with contextlib.closing(open_reader()) as reader:
         # checks and feedback may be written after the window they speak of
-        evidence = gather(reader.records(scope.since, None), limited)
+        evidence = gather(reader.records(scope.since, None), periods)
     count = _workers(workers, evidence.requests)
-    parts = _parts(evidence, count) if count > 1 else [Part(0, {}, (0,))]
+    parts = _parts(evidence, count, periods) if count > 1 else [Part(0, 1, {}, (0,))]
     if count == 1:
         tally = _replay_part(open_reader, loaded, evidence, scope, parts[0])
     else:
@@ -65,19 +68,37 @@ def simulate(
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """Which requests one process replays: those of the limited teams it owns, and of the
-    rest those whose position falls in its slots (`slots[position % len(slots)]`)."""
+    """Which requests one process replays: those in the budget windows it owns (of the teams
+    with limits), and of the rest those whose position falls in its slots
+    (`slots[position % len(slots)]`)."""
 
     index: int
-    owners: dict[str, int]  # limited team -> the part that replays it
+    count: int
+    owners: dict[str, int]  # budget window (`team<TAB>period`) -> the part that replays it
     slots: tuple[int, ...]  # the part each position's request goes to, cyclically
+    periods: dict[str, int] = field(default_factory=dict)  # limited team -> its window (budget_of)
 
     def takes(self, position: int, body: bytes) -> bool:
-        if len(self.slots) == 1:
+        if self.count == 1:
             return True
-        if self.owners and (team := team_of(body)) in self.owners:
-            return self.owners[team] == self.index
+        if self.periods and (window := budget_of(body, self.periods)) is not None:
+            found = self.owners.get(window)
+            if found is None:  # a window the first pass did not sample: dealt by its name
+                found = zlib.crc32(window.encode()) % self.count
+            return found == self.index
         return self.slots[position % len(self.slots)] == self.index
+
+
+def budget_periods(policy: Policy) -> dict[str, int]:
+    """The teams with limits, each with the window its budget state lives in (the length of
+    a record's `ts` that names it): a day when it has no monthly budget (its day's spend and
+    minute's rates start afresh each UTC day), else a month. Requests of one window replay in
+    order in one process; windows are independent, so they replay side by side."""
+    return {
+        name: 7 if team.limits.usd_per_month is not None else 10
+        for name, team in policy.teams.items()
+        if team.limits.limited
+    }
 
 
 def _workers(asked: int | None, requests: int) -> int:
@@ -88,15 +109,15 @@ def _workers(asked: int | None, requests: int) -> int:
     return max(1, min(len(os.sched_getaffinity(0)), _MAX_WORKERS))
 
 
-def _parts(evidence: Evidence, count: int) -> list[Part]:
-    """Limited teams dealt to parts, the busiest first, each to the least loaded part; the
+def _parts(evidence: Evidence, count: int, periods: dict[str, int]) -> list[Part]:
+    """Budget windows dealt to parts, the busiest first, each to the least loaded part; the
     other requests dealt so that every part ends with about as many (a part that holds a
-    busy limited team gets fewer of them, or none)."""
+    busy window gets fewer of them, or none)."""
     load = [0] * count
     owners = {}
-    for team, requests in evidence.teams.most_common():
+    for window, requests in evidence.budgets.most_common():
         part = load.index(min(load))
-        owners[team] = part
+        owners[window] = part
         load[part] += requests
     target = evidence.requests / count
     room = [max(0.0, target - held) for held in load]
@@ -105,7 +126,7 @@ def _parts(evidence: Evidence, count: int) -> list[Part]:
     slots: list[int] = []
     for part, space in enumerate(room):
         slots += [part] * round(_SLOTS * space / sum(room))
-    return [Part(index, owners, tuple(slots or [0])) for index in range(count)]
+    return [Part(index, count, owners, tuple(slots or [0]), periods) for index in range(count)]
 
 
 def _in_processes(
@@ -218,6 +239,10 @@ def _notes(loaded: LoadedPolicy, tally: Tally) -> list[str]:
         "have retried after a 429 is not modelled, and API keys' own limits (the keys file) "
         "are not part of a policy.",
     ]
+    notes.append(
+        "Outcomes that depend on load (a tier's queue full, shed; a timeout) are replayed as "
+        "they happened: a candidate that sends a tier more traffic may see more of them."
+    )
     notes.append(
         "The response cache is not re-run: a recorded hit is carried over as it was (cost 0), "
         "and a route the candidate newly caches is simulated without hits."

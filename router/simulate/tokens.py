@@ -10,16 +10,20 @@ tiers' answers to one prompt differ in length more than their prompts do; the li
 says little beyond the other tier's mean, which is what it should say.
 
 A sum of estimates has an interval: the fit's own uncertainty, which does not shrink however
-many estimates share it, plus each request's scatter about the line. With fewer than three
-pairs the counts are taken as they are (a=0, b=1) and the interval is unknown.
+many estimates share it, each request's scatter about the line, and the line's own error on
+requests of another shape (measured on the pairs of each size, a power of two apart: the
+requests estimated are those that were kept, not those that escalated and taught it). With
+fewer than three pairs the counts are taken as they are (a=0, b=1) and the interval is
+unknown.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _MIN_PAIRS = 3
+_MIN_PER_SIZE = 5  # pairs of one size before its error counts in `Line.shape`
 
 
 @dataclass(slots=True)
@@ -35,9 +39,16 @@ class _Sums:
     xx: float = 0.0
     xy: float = 0.0
     yy: float = 0.0
+    # by size (x's power of two): [pairs, their x, their y] — how far the line is off on
+    # requests of another shape than the bulk of the pairs (`Line.shape`)
+    sizes: dict[int, list[float]] = field(default_factory=dict)
 
     def add(self, x: float, y: float) -> None:
         w = 1.0 / max(x, 1.0)
+        size = self.sizes.setdefault(int(max(x, 1.0)).bit_length(), [0, 0.0, 0.0])
+        size[0] += 1
+        size[1] += x
+        size[2] += y
         self.n += 1
         self.w += w
         self.x += w * x
@@ -60,6 +71,7 @@ class Line:
     mean_x: float = 0.0
     weight: float = 0.0
     sxx: float = 0.0
+    shape: float = 0.0  # the line's relative error on the sum of a size's pairs (RMS)
 
     @classmethod
     def of(cls, sums: _Sums | None) -> Line:
@@ -72,20 +84,33 @@ class Line:
         b = sxy / sxx if sxx > 0 else 0.0
         a = mean_y - b * mean_x
         residual = max(syy - b * sxy, 0.0) / (sums.n - 2)
-        return cls(a, b, sums.n, residual, mean_x, sums.w, sxx)
+        errors = [
+            (n, (a * n + b * x - y) / y)
+            for n, x, y in sums.sizes.values()
+            if n >= _MIN_PER_SIZE and y > 0
+        ]
+        shape = (
+            math.sqrt(sum(n * e * e for n, e in errors) / sum(n for n, _ in errors))
+            if errors
+            else 0.0
+        )
+        return cls(a, b, sums.n, residual, mean_x, sums.w, sxx, shape)
 
     def __call__(self, x: float) -> int:
         return max(0, round(self.a + self.b * x))
 
     def sum_variance(self, m: int, total_x: float) -> float | None:
         """The variance of a sum of `m` estimates whose recorded counts add up to `total_x`:
-        the fit's uncertainty (shared by all of them) and each one's own scatter."""
+        the fit's uncertainty (shared by all of them), each one's own scatter, and how far
+        off the line is on requests of another shape (its error on the pairs of each size:
+        the requests estimated are not the ones that taught it — those were escalated)."""
         if self.variance is None:
             return None
         if m == 0:
             return 0.0
         shift = (total_x - m * self.mean_x) ** 2 / self.sxx if self.sxx > 0 else 0.0
-        return self.variance * (m * m / self.weight + shift + max(total_x, m))
+        fitted = self.variance * (m * m / self.weight + shift + max(total_x, m))
+        return fitted + (self.shape * (self.a * m + self.b * total_x)) ** 2
 
 
 class TokenModel:

@@ -161,6 +161,16 @@ def predict_and_run(found: list[Item], folder: Path, *, shadow_rate: float = 0.3
     return Check(predicted, actual)
 
 
+def check_again(folder: Path) -> Check:
+    """The prediction and the actual of a run `predict_and_run` left in `folder` (its two
+    ledgers and B's file), simulated again: for changing the simulation, not the traffic."""
+    loaded = parse_policy((folder / "b.yaml").read_bytes(), env={})
+    return Check(
+        _simulate(f"sqlite:///{folder / 'a.db'}", loaded),
+        _simulate(f"sqlite:///{folder / 'b.db'}", loaded),
+    )
+
+
 def _simulate(url: str, loaded: LoadedPolicy) -> dict[str, Any]:
     target = parse_ledger_url(url)
     return simulate(lambda: open_reader(target), loaded, source=url)
@@ -184,35 +194,51 @@ def _quality(figures: dict[str, Any]) -> str:
     return f"{found['estimate']:.1%} ({low:.1%}-{high:.1%}, n={found['n']})"
 
 
+def _within(value: float, interval: list[float] | None) -> str:
+    if interval is None:
+        return "no interval"
+    return "inside" if interval[0] <= value <= interval[1] else "OUTSIDE"
+
+
 def rows(check: Check) -> list[list[str]]:
-    """[figure, predicted, actual, off by] for the totals and each team."""
+    """[figure, predicted, actual, off by, actual inside the predicted interval?] for the
+    totals and each team."""
     scopes = [("all", check.predicted["totals"]["predicted"], check.actual["totals"]["actual"])]
     actual_teams = {t["team"]: t["actual"] for t in check.actual["teams"]}
     for team in check.predicted["teams"]:
         scopes.append((team["team"], team["predicted"], actual_teams[team["team"]]))
     found = []
     for name, p, a in scopes:
-        low, high = p["cost_interval_95"]
-        interval = f"${p['cost_usd']:.6f} (${low:.6f}-${high:.6f})"
+        interval = p["cost_interval_95"]
+        shown = f"${p['cost_usd']:.6f}"
+        if interval is not None:
+            shown += f" (${interval[0]:.6f}-${interval[1]:.6f})"
+        quality, real = p["quality"]["shadow"], a["quality"]["shadow"]
+        quality_inside = "—"
+        if quality is not None and real is not None:
+            quality_inside = _within(real["estimate"], quality["interval_95"])
         found += [
             [
                 f"{name}: cost",
-                interval,
+                shown,
                 f"${a['cost_usd']:.6f}",
                 _off(p["cost_usd"], a["cost_usd"]),
+                _within(a["cost_usd"], interval),
             ],
             [
                 f"{name}: answered locally",
                 f"{p['local_share']:.2%}",
                 f"{a['local_share']:.2%}",
                 _off(p["local_share"], a["local_share"]),
+                "",
             ],
             [
                 f"{name}: escalations",
                 f"{p['escalations']:,}",
                 f"{a['escalations']:,}",
                 _off(p["escalations"], a["escalations"]),
+                "",
             ],
-            [f"{name}: local quality (shadow)", _quality(p), _quality(a), ""],
+            [f"{name}: local quality (shadow)", _quality(p), _quality(a), "", quality_inside],
         ]
     return found

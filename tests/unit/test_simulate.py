@@ -21,7 +21,7 @@ from router.backends.base import Completion, GenerationParams, Prompt
 from router.ledger import open_reader, parse_ledger_url
 from router.policy import LoadedPolicy, parse_policy
 from router.simulate import Scope, simulate
-from router.simulate.evidence import gather, team_of
+from router.simulate.evidence import budget_of, gather, team_of
 from router.simulate.html import render_html
 from router.simulate.render import render_markdown, render_table
 from router.simulate.replay import NotReplayable, Replayer, question
@@ -310,21 +310,29 @@ def test_the_token_model_fits_a_line_and_the_interval_of_a_sum_of_estimates() ->
     assert model.line("small", "other", "prompt").sum_variance(3, 30) is None
 
 
-def test_parts_keep_a_limited_team_in_one_process_and_balance_the_rest() -> None:
-    body = json.dumps(_record(team="search")).encode()
-    assert team_of(body) == "search"
+def test_a_budget_window_replays_in_one_process_and_the_rest_is_balanced() -> None:
+    monday = json.dumps(_record(team="search", ts="2026-12-07T10:00:00.000Z")).encode()
+    tuesday = json.dumps(_record(team="search", ts="2026-12-08T10:00:00.000Z")).encode()
+    assert team_of(monday) == "search"
+    periods = {"search": 10}  # a day's budget: each day's requests are one window
+    assert budget_of(monday, periods) == "search\t2026-12-07"
+    assert budget_of(monday, {"search": 7}) == "search\t2026-12"  # a month's
     evidence = gather(iter([]))
-    evidence.requests, evidence.teams["search"] = 1000, 600
-    parts = _parts(evidence, 2)
-    assert [p.takes(0, body) for p in parts] == [True, False]
-    assert [p.takes(7, body) for p in parts] == [True, False]
-    # the part with search (600 of 1,000) takes none of the rest: 600 and 400
+    evidence.requests = 1000
+    evidence.budgets.update({"search\t2026-12-07": 500, "search\t2026-12-08": 100})
+    parts = _parts(evidence, 2, periods)
+    assert [p.takes(0, monday) for p in parts] == [True, False]
+    assert [p.takes(5, tuesday) for p in parts] == [False, True]
+    # 500 and 100 held: the other 400 go to the second part, which ends with 500 too
     other = json.dumps(_record(team="growth")).encode()
-    assert all(not parts[0].takes(i, other) and parts[1].takes(i, other) for i in range(50))
-    evidence.teams["search"] = 200  # 200 + 3/8 of the other 800, and 5/8 of them: 500 each
-    parts = _parts(evidence, 2)
     taken = [sum(p.takes(i, other) for i in range(1000)) for p in parts]
-    assert taken == [375, 625]
+    assert taken == [0, 1000]
+    evidence.budgets["search\t2026-12-07"] = 200  # 200 + 3/7 of the rest, 100 + 4/7 of it
+    taken = [sum(p.takes(i, other) for i in range(1000)) for p in _parts(evidence, 2, periods)]
+    assert taken == [429, 571]
+    # a window the sample missed is dealt by its name, to one part
+    wednesday = json.dumps(_record(team="search", ts="2026-12-09T10:00:00.000Z")).encode()
+    assert sum(p.takes(3, wednesday) for p in parts) == 1
 
 
 def test_several_processes_give_the_report_one_gives(tmp_path: Path) -> None:
