@@ -146,6 +146,8 @@ class _Case:
             reference_tier=reference_tier,
             local_confidence=_confidence(answered),
             features=features_of(client.prompt.question, local),
+            local_prompt_tokens=answered.prompt_tokens,
+            local_completion_tokens=answered.completion_tokens,
         )
         return ShadowJob(
             shadow,

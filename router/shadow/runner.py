@@ -74,8 +74,12 @@ class ShadowRecord:
     reference_model: str | None = None
     cost_usd: float = 0.0
     latency_ms: float = 0.0
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # the reference tier's answer's
     completion_tokens: int = 0
+    # the served local answer's, when the reference was asked: how the two tiers' counts
+    # relate on answers that were kept (`cascade policy simulate` prices calls by it)
+    local_prompt_tokens: int | None = None
+    local_completion_tokens: int | None = None
     # the classifiers' features (classifiers/features.py): PROMPT_NAMES, ACCEPTANCE order
     features: dict[str, list[float]] = field(default_factory=dict)
     error: str | None = None

@@ -75,6 +75,21 @@ class Evidence:
             if isinstance(vector, list) and all(isinstance(v, int | float) for v in vector)
             else None
         )
+        local = record.get("local_prompt_tokens"), record.get("local_completion_tokens")
+        reference = record.get("prompt_tokens") or 0
+        if record.get("verdict") != "error" and isinstance(local[0], int) and reference > 0:
+            # a kept local answer and the reference's to the same prompt: a pair of counts
+            # from the requests a candidate would escalate, which escalated ones are not
+            self.tokens.learn(
+                [
+                    (str(record.get("local_tier")), local[0], int(local[1] or 0)),
+                    (
+                        str(record.get("reference_tier")),
+                        int(reference),
+                        int(record.get("completion_tokens") or 0),
+                    ),
+                ]
+            )
         self.checks[of] = Check(
             str(record.get("verdict") or "error"),
             str(record.get("local_outcome") or "accepted"),

@@ -20,6 +20,7 @@ from router.policy.model import Policy
 from router.simulate.evidence import Evidence, budget_of, gather
 from router.simulate.replay import NotReplayable, Replayer, as_recorded
 from router.simulate.tally import Side, Spread, Tally
+from router.simulate.tokens import FEW_PAIRS
 
 _PARALLEL_FROM = 50_000  # requests below which one process replays them all
 _MAX_WORKERS = 8
@@ -229,7 +230,7 @@ def _change(actual: dict[str, Any], predicted: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _notes(loaded: LoadedPolicy, tally: Tally) -> list[str]:
+def _notes(loaded: LoadedPolicy, tally: Tally, evidence: Evidence) -> list[str]:
     """What the replay could not model, as the report lists it."""
     policy = loaded.policy
     notes = [
@@ -247,6 +248,13 @@ def _notes(loaded: LoadedPolicy, tally: Tally) -> list[str]:
         "The response cache is not re-run: a recorded hit is carried over as it was (cost 0), "
         "and a route the candidate newly caches is simulated without hits."
     )
+    for row in evidence.tokens.as_record():
+        if isinstance(pairs := row["pairs"], int) and pairs < FEW_PAIRS:
+            notes.append(
+                f"Tokens of tier {row['to']} where it was never called are estimated from "
+                f"{pairs} requests that called both {row['from']} and {row['to']}: too few "
+                "to trust the interval; treat those costs as rough."
+            )
     for name in sorted(set(policy.tiers) - tally.tiers_seen):
         notes.append(
             f"Tier {name} has no history in this ledger: where it would be judged, requests "
@@ -318,5 +326,5 @@ def _report(
         "teams": teams,
         "groups": groups,
         "token_model": evidence.tokens.as_record(),
-        "notes": _notes(loaded, tally),
+        "notes": _notes(loaded, tally, evidence),
     }

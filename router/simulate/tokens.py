@@ -3,7 +3,9 @@
 A candidate policy may send a request to a tier that never saw it (a higher threshold
 escalates an answer the local tier kept). What that call would have cost is priced from the
 request's recorded token counts, through how the two tiers' counts relate on the requests
-of the same ledger where both answered (an escalated request has both): a least-squares
+of the same ledger where both answered (an escalated request has both; so has a shadow
+check of a kept answer, which asked the reference tier — the better teacher, being of the
+kind of request a candidate newly escalates): a least-squares
 line, count on the other tier = a + b * count on the recorded one (tokenizers differ by a
 factor, chat templates by a constant), weighted for scatter that grows with the count. Two
 tiers' answers to one prompt differ in length more than their prompts do; the line then
@@ -20,10 +22,11 @@ unknown.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 _MIN_PAIRS = 3
-_MIN_PER_SIZE = 5  # pairs of one size before its error counts in `Line.shape`
+_MIN_PER_SIZE = 5  # pairs of one size before the line's error on them counts in `shape`
+FEW_PAIRS = 30  # fewer, and the report warns that the estimates are rough
 
 
 @dataclass(slots=True)
@@ -71,7 +74,9 @@ class Line:
     mean_x: float = 0.0
     weight: float = 0.0
     sxx: float = 0.0
-    shape: float = 0.0  # the line's relative error on the sum of a size's pairs (RMS)
+    # the line's relative error on the sum of each size's pairs (RMS); with too few pairs of
+    # any one size to say, one request's relative scatter
+    shape: float = 0.0
 
     @classmethod
     def of(cls, sums: _Sums | None) -> Line:
@@ -82,19 +87,25 @@ class Line:
         sxy = sums.xy - sums.w * mean_x * mean_y
         syy = sums.yy - sums.w * mean_y * mean_y
         b = sxy / sxx if sxx > 0 else 0.0
-        a = mean_y - b * mean_x
         residual = max(syy - b * sxy, 0.0) / (sums.n - 2)
+        line = cls(mean_y - b * mean_x, b, sums.n, residual, mean_x, sums.w, sxx)
+        return replace(line, shape=line.shape_error(sums))
+
+    def shape_error(self, sums: _Sums) -> float:
+        """The line's relative error on the sum of each size's pairs (RMS), or with too few
+        pairs of any one size to say, one request's relative scatter about it."""
         errors = [
-            (n, (a * n + b * x - y) / y)
+            (n, (self.a * n + self.b * x - y) / y)
             for n, x, y in sums.sizes.values()
             if n >= _MIN_PER_SIZE and y > 0
         ]
-        shape = (
-            math.sqrt(sum(n * e * e for n, e in errors) / sum(n for n, _ in errors))
-            if errors
-            else 0.0
-        )
-        return cls(a, b, sums.n, residual, mean_x, sums.w, sxx, shape)
+        if errors:
+            return math.sqrt(sum(n * e * e for n, e in errors) / sum(n for n, _ in errors))
+        total_x = sum(x for _, x, _ in sums.sizes.values())
+        total_y = sum(y for _, _, y in sums.sizes.values())
+        if total_y <= 0 or self.variance is None:
+            return 0.0
+        return math.sqrt(self.variance * total_x / sums.n) / (total_y / sums.n)
 
     def __call__(self, x: float) -> int:
         return max(0, round(self.a + self.b * x))
