@@ -206,12 +206,18 @@ def _audit(args: argparse.Namespace) -> int:
         text = render_html(report, columns)
     else:
         text = render_table(report, columns, width=shutil.get_terminal_size((120, 40)).columns)
-    if args.out:
-        args.out.write_text(text)
-        print(f"wrote {args.out} ({report['totals']['requests']:,} requests)", file=sys.stderr)
+    write_report(text, args.out, report["totals"]["requests"])
+    return 0
+
+
+def write_report(text: str, out: Path | None, requests: int) -> None:
+    """A report to `--out` (saying so on stderr, with how many requests it covers), else to
+    stdout."""
+    if out:
+        out.write_text(text)
+        print(f"wrote {out} ({requests:,} requests)", file=sys.stderr)
     else:
         sys.stdout.write(text)
-    return 0
 
 
 def _reconcile(args: argparse.Namespace) -> int:

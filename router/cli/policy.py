@@ -111,7 +111,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from router.cli.main import open_ledger
+    from router.cli.main import open_ledger, write_report
     from router.ledger import LedgerError, open_reader
     from router.policy import PolicyError, load_policy
     from router.simulate import Scope, simulate
@@ -144,12 +144,7 @@ def _simulate(args: argparse.Namespace) -> int:
         "html": render_html,
         "table": render_table,
     }
-    text = renderers[args.format](report)
-    if args.out:
-        args.out.write_text(text)
-        print(f"wrote {args.out} ({report['requests']:,} requests)", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    write_report(renderers[args.format](report), args.out, report["requests"])
     return 0
 
 

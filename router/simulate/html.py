@@ -10,7 +10,9 @@ from typing import Any
 from router.audit.html import SCRIPT, STYLE, figure, stacked
 from router.simulate.render import HEADER, cells, summary
 
-_SIDES = (("actual", "now"), ("predicted", "candidate"))
+# each team's bar as it is now, then under the candidate (labelled `new`: the team's name
+# once, so that every label fits under its bar)
+_SIDES = (("actual", ""), ("predicted", "new"))
 
 
 def _per_team(report: dict[str, Any]) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -28,7 +30,7 @@ def _charts(report: dict[str, Any]) -> list[str]:
     for team in sorted(teams):
         for side, title in _SIDES:
             found = teams[team][side]
-            labels.append(f"{team} {title}")
+            labels.append(title or team)
             mix: dict[str, float] = defaultdict(float)
             spent: dict[str, float] = defaultdict(float)
             answered = requests = 0
@@ -45,17 +47,17 @@ def _charts(report: dict[str, Any]) -> list[str]:
     routes = sorted({r for stack in costs for r in stack})
     return [
         figure(
-            "Cost by team, now and under the candidate (USD, by route)",
+            "Cost by team: now, then under the candidate (new), USD by route",
             stacked(labels, costs, routes, "money"),
             routes,
         ),
         figure(
-            "Requests by the tier that answered, now and under the candidate",
+            "Requests by the tier that answered: now, then under the candidate (new)",
             stacked(labels, tiers, tier_names, "count"),
             tier_names,
         ),
         figure(
-            "Share answered by an in-process tier",
+            "Share answered by an in-process tier: now, then under the candidate (new)",
             stacked(labels, local, ["answered locally"], "share"),
             ["answered locally"],
         ),
