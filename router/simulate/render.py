@@ -51,7 +51,7 @@ def cost(figures: dict[str, Any]) -> str:
     interval = figures.get("cost_interval_95")
     text = usd(figures["cost_usd"])
     if interval is None and figures.get("estimated_usd"):
-        return f"{text} (estimated in part; too few requests called both tiers for an interval)"
+        return f"{text} (est.)"  # partly estimated, and no interval: said under the table
     if interval is None or interval[0] == interval[1]:
         return text
     return f"{text} ({usd(interval[0])} to {usd(interval[1])})"
@@ -136,6 +136,11 @@ def render_table(report: dict[str, Any]) -> str:
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
     lines += ["", summary(report)]
+    if any("(est.)" in row[5] for row in rows[1:]):
+        lines.append(
+            "(est.) partly priced from estimated tokens, with too few requests that called "
+            "both tiers for an interval"
+        )
     if any("*" in row[6] for row in rows[1:]):
         lines.append(
             "* p50 of the requests whose latency is known: the rest would call a tier that "

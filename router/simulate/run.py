@@ -252,8 +252,8 @@ def _notes(loaded: LoadedPolicy, tally: Tally, evidence: Evidence) -> list[str]:
         if isinstance(pairs := row["pairs"], int) and pairs < FEW_PAIRS:
             notes.append(
                 f"Tokens of tier {row['to']} where it was never called are estimated from "
-                f"{pairs} requests that called both {row['from']} and {row['to']}: too few "
-                "to trust the interval; treat those costs as rough."
+                f"{pairs} request{'' if pairs == 1 else 's'} that called both {row['from']} "
+                f"and {row['to']}: too few to trust the interval; treat those costs as rough."
             )
     for name in sorted(set(policy.tiers) - tally.tiers_seen):
         notes.append(
