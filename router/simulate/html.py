@@ -102,6 +102,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"<h2>By team and route (now → candidate)</h2>{_table(report)}{_left_out(report)}"
         '<p class="note">Costs under the candidate in brackets: the 95% interval of what '
         "tiers never called would have cost, priced from recorded token counts. Local "
-        "quality: shadow checks and feedback on the local answers served, with 95% Wilson "
-        f"intervals.</p><script>{SCRIPT}</script></body></html>"
+        "quality: shadow checks and feedback on the local answers kept by their acceptance "
+        "(not those a budget degraded), with 95% Wilson intervals.</p>"
+        f"<script>{SCRIPT}</script></body></html>"
     )

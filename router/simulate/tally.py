@@ -67,7 +67,7 @@ class Side:
             self.budget[served.budget] += 1
         if served.latency_ms is not None:
             self.latency.add(served.latency_ms)
-        if served.local:
+        if served.local and served.status == "ok":  # kept by its acceptance, as the audit's
             self.agree += shadow == "agree"
             self.disagree += shadow == "disagree"
             self.good += feedback == "good"
