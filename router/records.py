@@ -95,6 +95,15 @@ def owner_line(
     return f"{team}\t{route or ''}\t{final_tier or ''}\t{'1' if local else '0'}\t{shown}"
 
 
+SERVED = ("accepted", "degraded")  # outcomes of an attempt whose answer the client got
+
+
+def served_of(record: dict[str, Any]) -> dict[str, Any] | None:
+    """DecisionRecord.served of a record as the ledger holds it (JSON)."""
+    attempts = record.get("attempts") or ()
+    return next((a for a in reversed(attempts) if a.get("outcome") in SERVED), None)
+
+
 def price(policy: Policy, attempts: list[Attempt]) -> float:
     """Each attempt's cost at its tier's price (set on it), and their sum: what a request
     cost (DecisionRecord.finish; `cascade policy simulate` prices replayed attempts so)."""
@@ -160,9 +169,7 @@ class DecisionRecord:
 
     def served(self) -> Attempt | None:
         """The attempt whose answer the client got (the last accepted or degraded one)."""
-        return next(
-            (a for a in reversed(self.attempts) if a.outcome in ("accepted", "degraded")), None
-        )
+        return next((a for a in reversed(self.attempts) if a.outcome in SERVED), None)
 
     def owner(self) -> str:
         """Who asked and what answered, for `POST /v1/feedback` to check and keep."""

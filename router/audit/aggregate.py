@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from router.audit.sketch import LogHistogram, UnitHistogram
 
 DIMENSIONS = ("team", "route", "tier", "model", "day")
-_ANSWERED = ("accepted", "escalated", "degraded")  # outcomes where the tier produced an answer
+ANSWERED = ("accepted", "escalated", "degraded")  # outcomes where the tier produced an answer
 
 Record = dict[str, Any]
 
@@ -334,7 +334,7 @@ class Aggregator:
             outcome.by_source[usage_source(attempt)] += attempt["cost_usd"]
             outcome.escalated = outcome.escalated or result == "escalated"
             outcome.shed = outcome.shed or result == "shed"
-            if is_local(attempt) and result in _ANSWERED:
+            if is_local(attempt) and result in ANSWERED:
                 outcome.local_answered = True
                 outcome.local_accepted = outcome.local_accepted or result == "accepted"
             figures = self.tiers.get(attempt["tier"])

@@ -44,7 +44,7 @@ def wilson(agree: int, checks: int) -> tuple[float, float] | None:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _share(good: int, judged: int) -> dict[str, Any]:
+def share_of(good: int, judged: int) -> dict[str, Any]:
     """`good` of `judged` as an estimate and its 95% Wilson interval (None when none judged)."""
     interval = wilson(good, judged)
     return {
@@ -62,7 +62,7 @@ def _agreement(verdicts: Verdicts | None) -> dict[str, Any] | None:
         "agree": verdicts.agree,
         "inconclusive": verdicts.inconclusive,
         "errors": verdicts.errors,
-        **_share(verdicts.agree, judged),
+        **share_of(verdicts.agree, judged),
     }
 
 
@@ -99,7 +99,7 @@ def feedback_figures(found: FeedbackFigures) -> dict[str, Any] | None:
             "good": counts["good"],
             "bad": counts["bad"],
             "neither": counts["neither"],
-            **_share(counts["good"], counts["good"] + counts["bad"]),
+            **share_of(counts["good"], counts["good"] + counts["bad"]),
         }
 
     items = sum(found.verdicts.values())
@@ -115,7 +115,7 @@ def _combined(checks: ShadowFigures, found: FeedbackFigures) -> dict[str, Any] |
     judged = agree + (accepted.disagree if accepted else 0) + found.local["bad"]
     if not judged:
         return None
-    return {"judged": judged, **_share(agree, judged)}
+    return {"judged": judged, **share_of(agree, judged)}
 
 
 def figures(group: Group) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import orjson
 from router.errors import APIError
 from router.ledger.redis_stream import OWNERS_DAYS, owners_key
 from router.ledger.targets import LedgerTarget
-from router.records import owner_line
+from router.records import owner_line, served_of
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -109,16 +109,11 @@ class Owners:
         record = orjson.loads(body)
         if record.get("kind") is not None:  # a shadow check, feedback, ...: not an answer
             return None
-        served = next(
-            (
-                a
-                for a in reversed(record.get("attempts") or [])
-                if a.get("outcome") in ("accepted", "degraded")
-            ),
-            None,
-        )
         return owner_line(
-            str(record.get("team") or ""), record.get("route"), record.get("final_tier"), served
+            str(record.get("team") or ""),
+            record.get("route"),
+            record.get("final_tier"),
+            served_of(record),
         )
 
     async def aclose(self) -> None:

@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
+from router.audit.aggregate import ANSWERED
 from router.simulate.tokens import TokenModel
 
-_ANSWERED = ("accepted", "escalated", "degraded")
 _TEAM = re.compile(rb'"team"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _TS = re.compile(rb'"ts"\s*:\s*"([^"]*)"')
 _BUDGET_SAMPLE = 8  # one request in this many counted for dealing budget windows out
@@ -60,7 +60,7 @@ class Evidence:
             answered = [
                 (str(a["tier"]), int(a["prompt_tokens"]), int(a["completion_tokens"]))
                 for a in attempts
-                if a.get("outcome") in _ANSWERED
+                if a.get("outcome") in ANSWERED
             ]
             if len(answered) > 1:
                 self.tokens.learn(answered)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from router.audit.aggregate import is_local
+from router.audit.aggregate import ANSWERED, is_local
 from router.backends.registry import backend_type, local_tiers
 from router.budgets.limiter import Admission, BudgetDecision, Limiter, max_cost_nano
 from router.budgets.shaping import apply, shaped
@@ -37,7 +37,7 @@ from router.budgets.store import MemoryStore
 from router.errors import APIError
 from router.policy import LoadedPolicy
 from router.policy.model import DEFAULT_TEAM
-from router.records import Attempt, AttemptOutcome, price
+from router.records import Attempt, AttemptOutcome, price, served_of
 from router.routing import (
     Call,
     Decision,
@@ -52,7 +52,6 @@ from router.simulate.evidence import Evidence
 from router.simulate.tokens import TokenModel
 
 Record = dict[str, Any]
-_ANSWERED = ("accepted", "escalated", "degraded")
 _FAILED = ("error", "timeout", "shed")
 _EMBEDDINGS = "/v1/embeddings"
 _DECISIONS_KEPT = 65_536  # decisions remembered by their facts (no classifiers)
@@ -87,9 +86,7 @@ class Served:
 def as_recorded(record: Record, *, carried: bool = False) -> Served:
     """The request as it happened."""
     attempts = record.get("attempts") or ()
-    served = next(
-        (a for a in reversed(attempts) if a.get("outcome") in ("accepted", "degraded")), None
-    )
+    served = served_of(record)
     budget = record.get("budget") or {}
     return Served(
         team=str(record.get("team") or DEFAULT_TEAM),
@@ -173,7 +170,6 @@ class Replayer:
 
     def __init__(self, loaded: LoadedPolicy, evidence: Evidence) -> None:
         policy = loaded.policy
-        self._loaded = loaded
         self._policy = policy
         self.evidence = evidence
         self._tokens: TokenModel = evidence.tokens
@@ -249,7 +245,7 @@ class Replayer:
             raise NotReplayable("no requested model recorded")
         if self._routers:
             self._know(record)
-        counted = next((a for a in attempts if a.get("local")), attempts[0])
+        counted = next((a for a in attempts if is_local(a)), attempts[0])
         return Facts(
             model=model,
             team=team,
@@ -366,7 +362,7 @@ class Replayer:
                 f"tier {tier} never answered it, and the candidate would judge its answer"
             )
         source = next(
-            (a for a in reversed(record["attempts"]) if a.get("outcome") in _ANSWERED), None
+            (a for a in reversed(record["attempts"]) if a.get("outcome") in ANSWERED), None
         )
         if source is None:
             raise NotReplayable(f"tier {tier} never answered it, and no tier's tokens to scale")

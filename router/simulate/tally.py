@@ -7,7 +7,7 @@ import math
 from collections import Counter
 from typing import Any
 
-from router.audit.report import wilson
+from router.audit.report import share_of
 from router.audit.sketch import LogHistogram
 from router.policy.model import Policy
 from router.simulate.evidence import Evidence
@@ -161,15 +161,9 @@ def _rounded(value: float | None) -> float | None:
 
 
 def _share(good: int, judged: int) -> dict[str, Any] | None:
-    if not judged:
-        return None
-    interval = wilson(good, judged)
-    assert interval is not None
-    return {
-        "estimate": round(good / judged, 4),
-        "interval_95": [round(v, 4) for v in interval],
-        "n": judged,
-    }
+    """The audit's estimate and interval (share_of), and how many were judged; None when
+    none were."""
+    return {**share_of(good, judged), "n": judged} if judged else None
 
 
 class Tally:

@@ -13,7 +13,6 @@ against B's own.
 from __future__ import annotations
 
 import hashlib
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from router.policy import LoadedPolicy, parse_policy
 from router.simulate import simulate
 from tests.support.cascade import read_ledger
 from tests.support.processes import ServerProcess, start_cascade
-from tests.support.shadow_traffic import start_gold
+from tests.support.shadow_traffic import policy, start_gold
 
 KEYS = {
     "alpha": "sk-simulate-alpha-0001",
@@ -48,27 +47,10 @@ def _teams(gamma_limits: str = "") -> str:
 
 
 def _policy(gold: ServerProcess, threshold: float, shadow_rate: float, rules: str) -> str:
-    return (
-        textwrap.dedent(f"""\
-        tiers:
-          small: {{type: llama_cpp, n_ctx: 2048, kv_cache_type: q8_0}}
-          large:
-            type: openai
-            api_base: "{gold.url}/v1"
-            model: gold
-            price: {{input_per_1m: 1.0, output_per_1m: 2.0}}
-        routes:
-          auto:
-            cascade:
-              - {{tier: small, acceptance: {{method: mean_prob, threshold: {threshold}}}}}
-              - {{tier: large}}
-            shadow: {{rate: {shadow_rate}, usd_per_day: 10, judge: normalized}}
-          remote:
-            cascade: [{{tier: large}}]
-        default_route: auto
-        """)
-        + rules
-    )
+    """The shadow-check traffic's policy (the bundled model, then the gold upstream), with a
+    route to the large tier alone and `rules`."""
+    remote = "  remote:\n    cascade: [{tier: large}]\ndefault_route: auto\n"
+    return policy(gold, threshold=threshold, rate=shadow_rate) + remote + rules
 
 
 def policy_a(gold: ServerProcess, *, shadow_rate: float = 0.3) -> str:

@@ -43,24 +43,15 @@ routes:
   direct:
     cascade: [{tier: large}]
 """
-B = """
-tiers:
-  small: {type: llama_cpp}
-  large: {type: openai, model: m, price: {input_per_1m: 1000.0, output_per_1m: 2000.0}}
-routes:
-  auto:
-    cascade:
-      - {tier: small, acceptance: {threshold: 0.7}}
-      - {tier: large}
-  direct:
-    cascade: [{tier: large}]
-rules:
-  - {name: beta-direct, match: {tags: [beta]}, route: direct}
-teams:
-  default:
-    limits: {usd_per_day: 6.0}
-    budget_routing: {degrade_at: 0.6}
-"""
+# A with a higher threshold, a rule that moves tagged requests, and a budget that degrades
+B = A.replace("threshold: 0.5", "threshold: 0.7") + (
+    "rules:\n"
+    "  - {name: beta-direct, match: {tags: [beta]}, route: direct}\n"
+    "teams:\n"
+    "  default:\n"
+    "    limits: {usd_per_day: 6.0}\n"
+    "    budget_routing: {degrade_at: 0.6}\n"
+)
 
 
 def _hash(text: str) -> int:
