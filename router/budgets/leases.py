@@ -164,10 +164,12 @@ class _Lease:
     caps: Caps | None = None
     granted_at: float = -math.inf
     held: dict[str, int] = field(default_factory=dict)  # requests in flight: their claim
+    held_nano: int = 0  # the sum of `held`
     money: int | None = None  # nano-USD free to admit from (None: no money cap)
     requests: int | None = None  # requests free this minute (None: no request cap)
     tokens: int | None = None  # tokens free this minute (None: no token cap)
     spent: dict[tuple[str, str], int] = field(default_factory=dict)  # settled, not flushed
+    unsent_nano: int = 0  # the sum of `spent`
     count_requests: int = 0  # admitted locally, not yet counted in Redis (no request cap)
     count_tokens: int = 0  # tokens used past what Redis counted (corrections, no token cap)
     unsure: list[_Flush] = field(default_factory=list)  # sent, reply lost
@@ -215,8 +217,9 @@ class LeasedStore:
     # -- the Store protocol ------------------------------------------------------------------
 
     async def reserve(self, ask: Ask, caps: Caps, windows: Windows, ttl_s: float) -> Standing:
-        self._start_flusher()
-        lease = self._lease(ask.scope)
+        if self._flusher is None:
+            self._start_flusher()
+        lease = self._leases.get(ask.scope) or self._lease(ask.scope)
         if self._take(lease, ask, caps, windows):
             return self._local_standing(lease)
         async with lease.lock:  # one renewal at a time; the others then fit the new slice
@@ -226,10 +229,12 @@ class LeasedStore:
 
     async def settle(self, ask: Ask, windows: Windows, cost_nano: int, tokens: int) -> None:
         """Into the lease (no call to Redis): sent with its next flush."""
-        lease = self._lease(ask.scope)
-        held = lease.held.pop(ask.member, 0)
+        lease = self._leases.get(ask.scope) or self._lease(ask.scope)
+        held = lease.held.pop(ask.request_id, 0)
+        lease.held_nano -= held
         period = (windows.day, windows.month)
         lease.spent[period] = lease.spent.get(period, 0) + cost_nano
+        lease.unsent_nano += cost_nano
         if lease.money is not None:
             lease.money += held - cost_nano  # the claim's unspent part is free again
         if lease.windows is not None and lease.windows.minute == windows.minute:
@@ -260,7 +265,7 @@ class LeasedStore:
             + sum(nano for (day, _), nano in lease.spent.items() if day == windows.day),
             spent_month_nano=found.spent_month_nano
             + sum(nano for (_, month), nano in lease.spent.items() if month == windows.month),
-            reserved_nano=max(found.reserved_nano - lease.reserved, 0) + sum(lease.held.values()),
+            reserved_nano=max(found.reserved_nano - lease.reserved, 0) + lease.held_nano,
         )
 
     async def aclose(self) -> None:
@@ -287,7 +292,7 @@ class LeasedStore:
         """Admit `ask` from the lease if it fits (same windows and caps, not due to renew)."""
         if (
             not _same(lease.windows, windows)
-            or lease.caps != caps
+            or (lease.caps is not caps and lease.caps != caps)  # (the same Caps, mostly)
             or self._clock() - lease.granted_at > self._ttl_s / 3
         ):
             return False
@@ -297,7 +302,8 @@ class LeasedStore:
             return False
         if lease.tokens is not None and ask.tokens > lease.tokens:
             return False
-        lease.held[ask.member] = ask.cost_nano
+        lease.held[ask.request_id] = ask.cost_nano
+        lease.held_nano += ask.cost_nano
         lease.used = True
         if lease.money is not None:
             lease.money -= ask.cost_nano
@@ -314,13 +320,13 @@ class LeasedStore:
     def _local_standing(self, lease: _Lease) -> Standing:
         """Redis's counters at the grant, with what this process did since."""
         day, month, reserved, requests, tokens = lease.snapshot
-        unsent = sum(lease.spent.values())
+        unsent = lease.unsent_nano
         return Standing(
             True,
             None,
             day + unsent,
             month + unsent,
-            reserved - lease.reserved + sum(lease.held.values()),  # others', and in flight here
+            reserved - lease.reserved + lease.held_nano,  # others', and in flight here
             requests - (lease.requests or 0) + lease.count_requests,
             tokens - (lease.tokens or 0) + lease.count_tokens,
         )
@@ -348,6 +354,7 @@ class LeasedStore:
                 flush.requests, flush.tokens = rates
             flushes.append(flush)
         lease.spent = {}
+        lease.unsent_nano = 0
         lease.count_requests = lease.count_tokens = 0
         lease.money = lease.requests = lease.tokens = 0  # nothing admitted from it meanwhile
         return flushes
@@ -359,7 +366,7 @@ class LeasedStore:
         a new slice. Callers hold `lease.lock`."""
         unlimited = (lease.money is None, lease.requests is None, lease.tokens is None)
         lease.unsure = self._outgoing(lease, windows)
-        held = sum(lease.held.values())
+        held = lease.held_nano
         want = ask is not None or lease.used
         lease.used = False
         self._serial += 1
@@ -432,7 +439,8 @@ class LeasedStore:
         lease.requests = None if free_requests < 0 else free_requests
         lease.tokens = None if free_tokens < 0 else free_tokens + (lease.tokens or 0)
         if admitted and ask is not None:
-            lease.held[ask.member] = ask.cost_nano
+            lease.held[ask.request_id] = ask.cost_nano
+            lease.held_nano += ask.cost_nano
             lease.used = True
             return self._local_standing(lease)
         reason = next((r for r in REFUSALS if r == refused), None)
@@ -475,7 +483,7 @@ class LeasedStore:
 
 def _same(granted: Windows | None, now: Windows) -> bool:
     """The same day, month and rate window."""
-    return (
+    return granted is now or (  # (the limiter makes one Windows a second)
         granted is not None
         and granted.minute == now.minute
         and granted.day == now.day

@@ -12,6 +12,7 @@ or a cheaper route; at the budget, 429 or local tiers only.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -44,7 +45,10 @@ _REFUSALS = {
 def max_cost_nano(policy: Policy, plan: Plan, prompt_tokens: int, output_tokens: int) -> int:
     """What a plan could cost at most: every tier it may call (fallbacks included), each at
     `prompt_tokens` in and `output_tokens` out (what a budget reserves)."""
-    tiers = {name for step in plan.steps for name in plan.candidates(step.tier)}
+    if plan.fallbacks:
+        tiers = {name for step in plan.steps for name in plan.candidates(step.tier)}
+    else:
+        tiers = {step.tier for step in plan.steps}
     usd = sum(policy.tiers[name].price.cost(prompt_tokens, output_tokens) for name in tiers)
     return math.ceil(usd * NANO)
 
@@ -92,15 +96,18 @@ class Admission:
 def _share(standing: Standing, caps: Caps) -> tuple[float | None, float | None]:
     """The larger share spent of the day and month budgets, and what is left of them once
     what requests in flight hold (this one's maximum included) is spent too."""
-    shares, left = [], []
-    for spent, cap in (
-        (standing.spent_day_nano, caps.nano_per_day),
-        (standing.spent_month_nano, caps.nano_per_month),
-    ):
-        if cap != NO_LIMIT:
-            shares.append(spent / cap)
-            left.append(max(cap - spent - standing.reserved_nano, 0) / NANO)
-    return (max(shares), min(left)) if shares else (None, None)
+    share: float | None = None
+    left: float | None = None
+    if caps.nano_per_day != NO_LIMIT:
+        share = standing.spent_day_nano / caps.nano_per_day
+        left = max(caps.nano_per_day - standing.spent_day_nano - standing.reserved_nano, 0) / NANO
+    if caps.nano_per_month != NO_LIMIT:
+        spent = standing.spent_month_nano
+        month_share = spent / caps.nano_per_month
+        month_left = max(caps.nano_per_month - spent - standing.reserved_nano, 0) / NANO
+        share = month_share if share is None else max(share, month_share)
+        left = month_left if left is None else min(left, month_left)
+    return share, left
 
 
 def _exhausted(standing: Standing, caps: Caps) -> Refusal | None:
@@ -114,17 +121,32 @@ def _exhausted(standing: Standing, caps: Caps) -> Refusal | None:
 
 def _rate_headers(standing: Standing, caps: Caps, windows: Windows) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers (the SDKs and dashboards read them)."""
-    headers: dict[str, str] = {}
+    headers = dict(_limit_headers(caps))
+    if not headers:
+        return headers
     reset = f"{math.ceil(windows.minute_reset_s)}s"
-    for kind, cap, used in (
-        ("requests", caps.requests_per_minute, standing.requests),
-        ("tokens", caps.tokens_per_minute, standing.tokens),
-    ):
-        if cap != NO_LIMIT:
-            headers[f"x-ratelimit-limit-{kind}"] = str(cap)
-            headers[f"x-ratelimit-remaining-{kind}"] = str(max(cap - used, 0))
-            headers[f"x-ratelimit-reset-{kind}"] = reset
+    if caps.requests_per_minute != NO_LIMIT:
+        headers["x-ratelimit-remaining-requests"] = str(
+            max(caps.requests_per_minute - standing.requests, 0)
+        )
+        headers["x-ratelimit-reset-requests"] = reset
+    if caps.tokens_per_minute != NO_LIMIT:
+        headers["x-ratelimit-remaining-tokens"] = str(
+            max(caps.tokens_per_minute - standing.tokens, 0)
+        )
+        headers["x-ratelimit-reset-tokens"] = reset
     return headers
+
+
+@functools.lru_cache(maxsize=256)
+def _limit_headers(caps: Caps) -> tuple[tuple[str, str], ...]:
+    """The x-ratelimit-limit-* headers of a scope's caps (the same on every request)."""
+    found = []
+    if caps.requests_per_minute != NO_LIMIT:
+        found.append(("x-ratelimit-limit-requests", str(caps.requests_per_minute)))
+    if caps.tokens_per_minute != NO_LIMIT:
+        found.append(("x-ratelimit-limit-tokens", str(caps.tokens_per_minute)))
+    return tuple(found)
 
 
 class Limiter:
@@ -146,15 +168,27 @@ class Limiter:
         self._window = policy.budgets.rate_window_s
         # every team the policy names has its spend counted, limits or not (the spend
         # endpoints show it); worked out once per policy version, not per request
-        self._caps = {name: caps_of(spec.limits) for name, spec in policy.teams.items()}
+        self._second, self._windows_now = -1, Windows.at(0, self._window)
+        self._teams = {
+            name: (spec.limits, spec.budget_routing, caps_of(spec.limits))
+            for name, spec in policy.teams.items()
+        }
+
+    def _windows(self) -> Windows:
+        """The windows of this second, made once a second rather than on every request.
+        Every window starts on a whole second, so which windows a request falls in is
+        exact; the seconds until each resets are counted from the second's start (up to
+        1 s more than the truth, which only the reset headers show)."""
+        second = math.floor(self._clock())
+        if second != self._second:
+            self._second, self._windows_now = second, Windows.at(second, self._window)
+        return self._windows_now
 
     def limits(self, team: str) -> tuple[SpendLimits, BudgetRouting] | None:
         """The team's limits and budget routing; None for a team the policy does not name
         (`default` when auth is off), whose spend is not counted."""
-        if team not in self._caps:
-            return None
-        spec = self._policy.teams[team]
-        return spec.limits, spec.budget_routing
+        found = self._teams.get(team)
+        return None if found is None else found[:2]
 
     async def admit(
         self,
@@ -174,7 +208,7 @@ class Limiter:
         if limits is None or not limits.limited:
             return admission
         caps = caps_of(limits)
-        windows = admission.windows or Windows.at(self._clock(), self._window)
+        windows = admission.windows or self._windows()
         ask = Ask(f"key:{key_id}", request_id, cost_of(admission.decision), tokens)
         try:
             standing = await self._reserve(ask, caps, windows)
@@ -202,12 +236,11 @@ class Limiter:
         cost_of: Callable[[BudgetDecision], int],
         tokens: int,
     ) -> Admission:
-        found = self.limits(team)
+        found = self._teams.get(team)
         if found is None:
             return Admission(team)
-        _, routing = found
-        caps = self._caps[team]
-        windows = Windows.at(self._clock(), self._window)
+        _, routing, caps = found
+        windows = self._windows()
         scope = f"team:{team}"
         decision: BudgetDecision = "ok"
         if routing.degrade_at is not None:  # the standing decides the plan, then its cost
@@ -236,20 +269,26 @@ class Limiter:
         return Admission(team, decision, share, left, headers, [ask], windows)
 
     async def _reserve(self, ask: Ask, caps: Caps, windows: Windows) -> Standing:
-        return await self._call(self._store.reserve(ask, caps, windows, self._ttl))
+        try:  # (not through _call: one coroutine fewer on every request)
+            return await self._store.reserve(ask, caps, windows, self._ttl)
+        except StoreUnavailable as exc:
+            raise self._unavailable(exc) from None
 
     async def _call(self, call: Awaitable[Standing]) -> Standing:
         try:
             return await call
         except StoreUnavailable as exc:
-            self._on_error(str(exc))
-            raise APIError(
-                503,
-                "the budget store is unreachable, and this gateway refuses rather than "
-                "spend unchecked (budgets.on_store_error: fail_closed)",
-                type_="server_error",
-                code="budget_store_unavailable",
-            ) from None
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: StoreUnavailable) -> APIError:
+        self._on_error(str(exc))
+        return APIError(
+            503,
+            "the budget store is unreachable, and this gateway refuses rather than "
+            "spend unchecked (budgets.on_store_error: fail_closed)",
+            type_="server_error",
+            code="budget_store_unavailable",
+        )
 
     def _refused(self, who: str, standing: Standing, caps: Caps, windows: Windows) -> APIError:
         reason = standing.refused_by or "requests"
@@ -295,12 +334,11 @@ class Limiter:
 
     async def standing(self, team: str) -> dict[str, object] | None:
         """A team's spend, limits and what is left (for the spend endpoints)."""
-        found = self.limits(team)
+        found = self._teams.get(team)
         if found is None:
             return None
-        limits, _ = found
-        caps = self._caps[team]
-        windows = Windows.at(self._clock(), self._window)
+        limits, _, caps = found
+        windows = self._windows()
         try:
             standing = await self._store.standing(f"team:{team}", windows)
         except StoreUnavailable as exc:

@@ -88,8 +88,14 @@ class KeyIndex:
     """Bearer key → Caller, by the SHA-256 of the key."""
 
     def __init__(self, policy: Policy, file_keys: list[KeyRecord], *, file_in_use: bool) -> None:
-        self._keys = {record.sha256: record for record in _policy_records(policy)}
-        self._keys.update((record.sha256, record) for record in file_keys)
+        records = {record.sha256: record for record in _policy_records(policy)}
+        records.update((record.sha256, record) for record in file_keys)
+        # each key's caller is built once, not per request; a key that can expire or be
+        # revoked keeps its record beside it, to be checked against the clock each time
+        self._keys = {
+            digest: (_caller_of(record), record if _dated(record) else None)
+            for digest, record in records.items()
+        }
         # Auth is on once any key is configured, or a keys file is named (even empty).
         self.enforced = bool(self._keys) or file_in_use
 
@@ -110,16 +116,27 @@ class KeyIndex:
                 if not authorization
                 else "malformed Authorization header: expected the word Bearer, a space and the key"
             )
-        record = self._keys.get(key_hash(key))
-        if record is None:
+        found = self._keys.get(key_hash(key))
+        if found is None:
             raise unauthorized("invalid API key")
-        state = record.state(now or dt.datetime.now(dt.UTC))
-        if state != "valid":
-            raise unauthorized(f"this API key is {state}")
-        models = frozenset(record.models) if record.models is not None else None
-        return Caller(
-            record.team, record.id, frozenset(record.tags), record.role, models, record.limits
-        )
+        caller, dated = found
+        if dated is not None:
+            state = dated.state(now or dt.datetime.now(dt.UTC))
+            if state != "valid":
+                raise unauthorized(f"this API key is {state}")
+        return caller
+
+
+def _dated(record: KeyRecord) -> bool:
+    """Whether a key can stop being valid with time (an expiry, or a revocation)."""
+    return record.expires_at is not None or record.revoked_at is not None
+
+
+def _caller_of(record: KeyRecord) -> Caller:
+    models = frozenset(record.models) if record.models is not None else None
+    return Caller(
+        record.team, record.id, frozenset(record.tags), record.role, models, record.limits
+    )
 
 
 def _bearer(authorization: str | None) -> str | None:
