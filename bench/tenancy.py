@@ -63,8 +63,8 @@ def measure(server: ServerProcess, seconds: int) -> tuple[float, float, int]:
     return result.rps, 1000 * used / (result.rps * seconds), result.errors
 
 
-def side_by_side(servers: list[ServerProcess], seconds: int) -> list[float]:
-    """CPU ms per request of each server, all loaded by wrk at the same moment."""
+def side_by_side(servers: list[ServerProcess], seconds: int) -> list[tuple[float, float]]:
+    """(CPU ms per request, RPS) of each server, all loaded by wrk at the same moment."""
     for server in servers:
         wrk(_url(server), "auto", connections=4, seconds=1)  # warm up
     found: dict[int, tuple[float, WrkResult]] = {}
@@ -82,7 +82,7 @@ def side_by_side(servers: list[ServerProcess], seconds: int) -> list[float]:
     for thread in threads:
         thread.join()
     return [
-        1000 * used / (result.rps * seconds)
+        (1000 * used / (result.rps * seconds), result.rps)
         for used, result in (found[index] for index in range(len(servers)))
     ]
 
@@ -139,6 +139,7 @@ def main() -> None:
     _pin(1)
     alone: dict[str, list[tuple[float, float, int]]] = {name: [] for name in servers}
     extra: dict[str, list[float]] = {name: [] for name in servers if name != PLAIN}
+    paced: dict[str, list[float]] = {name: [] for name in extra}  # RPS against the plain's
     counted: dict[str, float] = {}
     names = list(servers)
     try:
@@ -149,7 +150,8 @@ def main() -> None:
             others = list(extra)
             for name in others[turn % len(others) :] + others[: turn % len(others)]:
                 base, other = side_by_side([servers[PLAIN], servers[name]], args.seconds)
-                extra[name].append(other / base - 1)
+                extra[name].append(other[0] / base[0] - 1)
+                paced[name].append(other[1] / base[1])
         for server in servers.values():
             server.stop()
         if args.instructions and instructions.available():
@@ -167,6 +169,7 @@ def main() -> None:
         redis.stop()
     rps = {name: statistics.median(run[0] for run in found) for name, found in alone.items()}
     share = {name: 100 * statistics.median(found) for name, found in extra.items()}
+    sharing = {name: 100 * statistics.median(found) for name, found in paced.items()}
     rows = []
     for name, found in alone.items():
         cpu_ms = statistics.median(run[1] for run in found)
@@ -177,6 +180,7 @@ def main() -> None:
                 f"{rps[name]:,.0f}",
                 f"{cpu_ms:.3f}",
                 "—" if name == PLAIN else f"{share[name]:+.1f}%",
+                "—" if name == PLAIN else f"{sharing[name]:.0f}%",
                 f"{counted[name] / 1e6:.3f} M" if name in counted else "—",
                 f"{100 * (counted[name] / counted[PLAIN] - 1):+.1f}%" if name in counted else "—",
                 str(errors),
@@ -195,6 +199,7 @@ def main() -> None:
             "RPS (c=16, alone)",
             "CPU ms per request (alone)",
             "extra CPU (side by side)",
+            "RPS (side by side, of the pass-through's)",
             "instructions per request",
             "extra instructions",
             "errors",
@@ -212,8 +217,9 @@ def main() -> None:
         "with a reserve and a settle Lua script each. Extra CPU with leases: "
         f"**{share[LEASED]:.1f}%** of a pass-through request's (target <= 10%; "
         f"{share[PER_CALL]:.1f}% without; the method's noise {share[AGAIN]:+.1f}%); RPS "
-        f"with leases **{100 * rps[LEASED] / rps[PLAIN]:.0f}%** of without tenancy "
-        f"(target >= 90%).{counted_note}",
+        f"with leases **{sharing[LEASED]:.0f}%** of without tenancy side by side, "
+        f"{100 * rps[LEASED] / rps[PLAIN]:.0f}% alone (target >= 90%; the pass-through "
+        f"alone twice: {100 * rps[AGAIN] / rps[PLAIN]:.0f}%).{counted_note}",
     )
     print(
         f"extra CPU per request: {share[LEASED]:.1f}% with leases, {share[PER_CALL]:.1f}% "
