@@ -98,6 +98,8 @@ def main() -> None:
         "/v1/models",
         WORK / "hostile-upstream.log",
     )
+    if args.pin:  # the attacker's provider, like the attacker, behind the canaries on CPU 1
+        os.setpriority(os.PRIO_PROCESS, upstream.process.pid, 10)
     # the canary's own provider: what is measured is the gateway, not a provider both share
     fast = start_fake_upstream(WORK / "hostile-fast.log")
     teams = "\n".join(
