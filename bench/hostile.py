@@ -26,6 +26,7 @@ import os
 import statistics
 import threading
 import time
+from typing import Any
 
 import requests
 
@@ -42,7 +43,11 @@ def _canaries(url: str, stop: threading.Event) -> tuple[list[float], list[tuple[
     """/healthz waits, and (when asked, how long) of each canary completion."""
     health: list[float] = []
     completions: list[tuple[float, float]] = []
-    ask = {"model": "canary", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
+    ask: dict[str, Any] = {
+        "model": "canary",
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
     headers = {"Authorization": f"Bearer {KEYS['canary']}"}
 
     def poll() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 
 import aiohttp
 import orjson
@@ -18,7 +19,7 @@ def hostile_bodies() -> list[bytes]:
     pattern = {"type": "object", "properties": {"a": {"type": "string", "pattern": "^(a+)+$"}}}
     ask = [{"role": "user", "content": "a" * 28 + "!"}]
 
-    def schema(found: dict[str, object]) -> bytes:
+    def schema(found: Mapping[str, object]) -> bytes:
         format_ = {"type": "json_schema", "json_schema": {"name": "s", "schema": found}}
         return orjson.dumps({"model": "remote", "messages": ask, "response_format": format_})
 
