@@ -132,6 +132,17 @@ class Settings(BaseModel):
             "alone is never slowed).",
         ),
     )
+    offload_bytes: int = Field(
+        0,
+        ge=0,
+        json_schema_extra=_env(
+            "CASCADE_OFFLOAD_BYTES",
+            "While another team is asking, a request body of at least this many bytes is "
+            "parsed and validated first in a niced worker process, so that one the gateway "
+            "refuses never holds the event loop (router/server/offload.py; the worker costs "
+            "~67 MB); 0: no worker.",
+        ),
+    )
     loop_lag_warn_s: float = Field(
         0.1,
         gt=0,

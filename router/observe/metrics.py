@@ -250,6 +250,13 @@ class Metrics:
             ["team"],
             registry=self.registry,
         )
+        self.offloaded = Counter(
+            "cascade_offloaded_bodies_total",
+            "Large bodies checked first in the worker process while another team was asking "
+            "(CASCADE_OFFLOAD_BYTES), by what the worker found",
+            ["outcome"],  # refused, accepted
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "cascade_tier_queue_depth",
             "Requests waiting for a tier",

@@ -27,6 +27,7 @@ from router.redact import Redactor
 from router.server import embeddings, feedback, generation, info
 from router.server.fairness import IntakeGates, KeyGates
 from router.server.middlewares import authenticate, request_context
+from router.server.offload import Offload
 from router.server.reload import RELOADER, PolicyReloader
 from router.server.state import (
     CACHE,
@@ -36,6 +37,7 @@ from router.server.state import (
     LEDGER,
     LOGGER,
     METRICS,
+    OFFLOAD,
     REDACTOR,
     REJECTIONS,
     RUNTIME,
@@ -179,6 +181,18 @@ async def _tracing(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(app[TRACING].shutdown)
 
 
+async def _offload(app: web.Application) -> AsyncIterator[None]:
+    """The worker that checks large bodies first (CASCADE_OFFLOAD_BYTES; none when 0)."""
+    if not app[SETTINGS].offload_bytes:
+        yield
+        return
+    offload = app[OFFLOAD] = Offload(app[SETTINGS].offload_bytes)
+    try:
+        yield
+    finally:
+        offload.close()
+
+
 async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
     """Measure how long the event loop is held (router/observe/loop_lag.py)."""
     lag = LoopLag(app[METRICS].registry, app[LOGGER], app[SETTINGS].loop_lag_warn_s)
@@ -224,7 +238,17 @@ def create_app(
     )
     app[KEY_GATES] = KeyGates()
     app.cleanup_ctx.extend(
-        [_tracing, _http_session, _ledger, _shadow, _cache, _policy, _rejections, _loop_lag]
+        [
+            _tracing,
+            _http_session,
+            _ledger,
+            _shadow,
+            _cache,
+            _policy,
+            _rejections,
+            _loop_lag,
+            _offload,
+        ]
     )
     app.router.add_post("/v1/chat/completions", generation.chat_completions)
     app.router.add_post("/v1/completions", generation.completions)

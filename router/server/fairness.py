@@ -35,6 +35,12 @@ class Turn:
 
     _gates: IntakeGates
     _team: _Team
+    _name: str
+
+    def contended(self) -> bool:
+        """Whether another team has asked lately (its requests would wait behind this
+        one's heavy steps on the loop)."""
+        return self._gates._others_asking(self._name, self._gates.clock())
 
     @contextlib.contextmanager
     def charged(self) -> Iterator[None]:
@@ -107,7 +113,7 @@ class IntakeGates:
         team.asked_at = self.clock()
         async with team.gate:
             await self._paced(name, team)
-            yield Turn(self, team)
+            yield Turn(self, team, name)
 
 
 @dataclass(slots=True)

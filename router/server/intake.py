@@ -22,6 +22,8 @@ from router.server.fairness import Turn
 from router.server.state import (
     CALLER,
     CLIENT_REQUEST_ID,
+    METRICS,
+    OFFLOAD,
     REDACTOR,
     REQUEST_ID,
     RUNTIME,
@@ -61,6 +63,13 @@ def tags(request: web.Request, record: DecisionRecord) -> frozenset[str]:
 async def read_json(request: web.Request, limit: int, max_depth: int, turn: Turn) -> object:
     """The body as JSON: at most `limit` bytes, arrived within the settings' body timeout;
     its parsing charged to the team's turn."""
+    data = await read_body(request, limit)
+    with turn.charged():
+        return validation.json_body(data, max_depth)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The body's bytes: at most `limit`, arrived within the settings' body timeout."""
     if request.content_length is not None and request.content_length > limit:
         raise validation.too_large(limit)
     chunks, size = [], 0
@@ -76,8 +85,7 @@ async def read_json(request: web.Request, limit: int, max_depth: int, turn: Turn
         raise validation.too_slow(timeout) from None
     except RequestPayloadError:  # e.g. a body that is not the gzip it claims to be
         raise validation.unreadable() from None
-    with turn.charged():
-        return validation.json_body(b"".join(chunks), max_depth)
+    return b"".join(chunks)
 
 
 async def read_client(
@@ -87,7 +95,18 @@ async def read_client(
     as soon as it is known. Parsing and validating are charged to the team's turn."""
     policy = runtime.loaded.policy
     limits = policy.limits
-    raw = await read_json(request, limits.max_body_bytes, limits.max_json_depth, turn)
+    data = await read_body(request, limits.max_body_bytes)
+    offload = request.app.get(OFFLOAD)
+    if offload is not None and len(data) >= offload.min_bytes and turn.contended():
+        counted = request.app[METRICS].offloaded
+        try:
+            await offload.check(data, surface.endpoint, limits)  # refused off the loop
+        except APIError:
+            counted.labels("refused").inc()
+            raise
+        counted.labels("accepted").inc()
+    with turn.charged():
+        raw = validation.json_body(data, limits.max_json_depth)
     with turn.charged():
         return _validated(request, policy, record, surface, raw)
 

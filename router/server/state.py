@@ -28,6 +28,7 @@ from router.policy import LoadedPolicy
 from router.redact import Redactor
 from router.routing import Plan, needs_prompt_tokens
 from router.server.fairness import IntakeGates, KeyGates
+from router.server.offload import Offload
 from router.settings import Settings
 from router.shadow.runner import ShadowRunner
 
@@ -109,6 +110,7 @@ class RuntimeSlot:
 SETTINGS = web.AppKey("settings", Settings)
 INTAKE = web.AppKey("intake", IntakeGates)
 KEY_GATES = web.AppKey("key_gates", KeyGates)
+OFFLOAD = web.AppKey("offload", Offload)
 RUNTIME = web.AppKey("runtime", RuntimeSlot)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 LEDGER = web.AppKey("ledger", Ledger)

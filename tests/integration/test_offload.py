@@ -1,0 +1,114 @@
+"""Large bodies checked first in a worker process (CASCADE_OFFLOAD_BYTES): the worker refuses
+exactly what the serving loop would, and a server sends a body there only while another team
+is asking."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import orjson
+import requests
+
+from router.api import validation
+from router.api.surfaces import CHAT, RESPONSES, Surface
+from router.errors import APIError
+from router.policy.model import LimitsSpec
+from router.server.offload import Offload
+from tests.support.hostile import hostile_bodies
+from tests.support.processes import start_cascade, start_fake_upstream
+
+KEYS = {"bulk": "sk-bulk-team", "other": "sk-other-team"}
+
+
+def _inline(data: bytes, surface: Surface, limits: LimitsSpec) -> tuple[object, ...] | None:
+    try:
+        surface.read(validation.json_body(data, limits.max_json_depth), limits)
+    except APIError as exc:
+        return exc.status, exc.message, exc.type, exc.param, exc.code
+    return None
+
+
+async def test_the_worker_refuses_exactly_what_the_loop_would() -> None:
+    limits = LimitsSpec()
+    responses = orjson.dumps({"model": "m", "input": "hi", "max_output_tokens": -1})
+    cases = [(body, CHAT) for body in hostile_bodies()] + [
+        (b"not json", CHAT),
+        (orjson.dumps({"model": "m", "messages": []}), CHAT),
+        (responses, RESPONSES),
+        (orjson.dumps({"model": "m", "input": "hi"}), RESPONSES),
+    ]
+    offload = Offload(1)
+    try:
+        for data, surface in cases:
+            expected = _inline(data, surface, limits)
+            try:
+                assert await offload.check(data, surface.endpoint, limits)
+                found = None
+            except APIError as exc:
+                found = (exc.status, exc.message, exc.type, exc.param, exc.code)
+            assert found == expected
+        assert sum(_inline(data, surface, limits) is None for data, surface in cases) >= 2
+    finally:
+        offload.close()
+
+
+def test_a_server_offloads_large_bodies_only_while_another_team_asks(tmp_path: Path) -> None:
+    upstream = start_fake_upstream(tmp_path / "upstream.log")
+    teams = "\n".join(
+        f"  {team}: {{keys: [{{sha256: {hashlib.sha256(key.encode()).hexdigest()}}}]}}"
+        for team, key in KEYS.items()
+    )
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"""
+tiers:
+  large: {{type: openai, api_base: "{upstream.url}/v1", model: fake}}
+routes:
+  auto: {{cascade: [{{tier: large}}]}}
+teams:
+{teams}
+auth: {{metrics: open}}
+""")
+    server = start_cascade(
+        policy, "none", tmp_path / "cascade.log", env={"CASCADE_OFFLOAD_BYTES": "4096"}
+    )
+    tools = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    ask = [{"role": "user", "content": "hi"}]
+    refused = orjson.dumps({"model": "auto", "messages": ask, "tools": [tools] * 200})
+    accepted = orjson.dumps(
+        {"model": "auto", "max_tokens": 4, "messages": [{"role": "user", "content": "x" * 8000}]}
+    )
+    small = orjson.dumps({"model": "auto", "max_tokens": 4, "messages": ask})
+
+    def post(team: str, body: bytes) -> requests.Response:
+        headers = {"Authorization": f"Bearer {KEYS[team]}", "Content-Type": "application/json"}
+        return requests.post(
+            f"{server.url}/v1/chat/completions", data=body, headers=headers, timeout=30
+        )
+
+    def offloaded() -> dict[str, float]:
+        text = requests.get(f"{server.url}/metrics", timeout=10).text
+        return {
+            outcome: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            for outcome in ("refused", "accepted")
+            if line.startswith(f'cascade_offloaded_bodies_total{{outcome="{outcome}"}}')
+        }
+
+    try:
+        alone = post("bulk", refused)  # no other team has asked: parsed on the loop
+        assert alone.status_code == 400
+        assert offloaded() == {}
+        assert post("other", small).status_code == 200  # now another team is asking
+        shared = post("bulk", refused)
+        assert shared.status_code == 400 and shared.json() == alone.json()
+        assert post("bulk", accepted).status_code == 200
+        assert offloaded() == {"refused": 1.0, "accepted": 1.0}
+        assert post("bulk", small).status_code == 200  # under the size: never offloaded
+        time.sleep(1.2)  # the other team's ask is no longer recent: alone again
+        assert post("bulk", refused).status_code == 400
+        assert offloaded() == {"refused": 1.0, "accepted": 1.0}
+    finally:
+        server.stop()
+        upstream.stop()
