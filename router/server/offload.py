@@ -33,6 +33,10 @@ def _nice() -> None:
     os.nice(10)  # behind the serving loop on any CPU they share
 
 
+def _warm() -> None:
+    from router.api import surfaces, validation  # noqa: F401 - imported ahead of use
+
+
 def check(data: bytes, endpoint: str, limits: dict[str, Any]) -> Refusal | None:
     """In the worker: the body parsed and validated as `endpoint` reads it; its refusal."""
     from router.api import validation
@@ -55,6 +59,9 @@ class Offload:
         self._pool = ProcessPoolExecutor(
             1, mp_context=multiprocessing.get_context("spawn"), initializer=_nice
         )
+        # started now, with the server, not by the first large body (a new interpreter
+        # takes ~1 s to start and import what `check` needs)
+        self._pool.submit(_warm)
 
     async def check(self, data: bytes, endpoint: str, limits: LimitsSpec) -> bool:
         """Raise what the worker refused the body with, if it did; True when it accepted."""
