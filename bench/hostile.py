@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import multiprocessing
 import os
 import statistics
@@ -34,6 +33,7 @@ from bench.common import WORK, append_results
 from router.records import iso_time
 from tests.support.cascade import read_ledger
 from tests.support.hostile import attack
+from tests.support.keys import team_keys
 from tests.support.processes import free_port, start, start_cascade, start_fake_upstream
 
 KEYS = {"canary": "sk-canary-team", "hostile": "sk-hostile-team"}
@@ -113,10 +113,7 @@ def main() -> None:
         os.setpriority(os.PRIO_PROCESS, upstream.process.pid, 10)
     # the canary's own provider: what is measured is the gateway, not a provider both share
     fast = start_fake_upstream(WORK / "hostile-fast.log")
-    teams = "\n".join(
-        f"  {team}: {{keys: [{{sha256: {hashlib.sha256(key.encode()).hexdigest()}}}]}}"
-        for team, key in KEYS.items()
-    )
+    teams = team_keys(KEYS)
     policy = WORK / "hostile.yaml"
     policy.write_text(f"""
 tiers:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 
-from tests.support.processes import free_port, start
+from tests.support.processes import start_cascade
 
 BODY = (
     b'{"model": "auto", "max_tokens": 16, '
@@ -59,28 +58,13 @@ def per_request(
     """Instructions per request of `cascade serve --policy POLICY` under callgrind."""
     out = log_path.with_suffix(".callgrind")
     out.unlink(missing_ok=True)
-    port = free_port()
-    server = start(
-        [
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            "-m",
-            "router",
-            "serve",
-            "--policy",
-            str(policy),
-            "--port",
-            str(port),
-        ],
-        port,
-        "/readyz",
-        log_path,
-        env=env,
-        timeout=600,
-        executable="valgrind",
-    )
+    callgrind = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}",
+    ]
+    server = start_cascade(policy, "none", log_path, env=env, under=callgrind, timeout=600)
     url = f"{server.url}/v1/chat/completions"
     try:
         asyncio.run(send(url, requests // 2, concurrency))  # warm-up, not counted

@@ -32,7 +32,7 @@ import threading
 from pathlib import Path
 
 from bench import instructions
-from bench.common import WORK, WrkResult, append_results, wrk
+from bench.common import WORK, append_results, wrk
 from tests.support.processes import ServerProcess, start_cascade, start_fake_upstream
 from tests.support.redis_server import RedisServer
 
@@ -50,29 +50,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _url(server: ServerProcess) -> str:
-    return f"{server.url}/v1/chat/completions"
-
-
 def measure(server: ServerProcess, seconds: int) -> tuple[float, float, int]:
     """(RPS, CPU ms per request, errors) of one wrk run."""
-    wrk(_url(server), "auto", connections=4, seconds=2)  # warm up
+    url = f"{server.url}/v1/chat/completions"
+    wrk(url, "auto", connections=4, seconds=2)  # warm up
     before = cpu_seconds(server.process.pid)
-    result = wrk(_url(server), "auto", connections=16, seconds=seconds)
+    result = wrk(url, "auto", connections=16, seconds=seconds)
     used = cpu_seconds(server.process.pid) - before
     return result.rps, 1000 * used / (result.rps * seconds), result.errors
 
 
 def side_by_side(servers: list[ServerProcess], seconds: int) -> list[tuple[float, float]]:
-    """(CPU ms per request, RPS) of each server, all loaded by wrk at the same moment."""
-    for server in servers:
-        wrk(_url(server), "auto", connections=4, seconds=1)  # warm up
-    found: dict[int, tuple[float, WrkResult]] = {}
+    """(CPU ms per request, RPS) of each server, all loaded by wrk at the same moment (each
+    measured as `measure` measures one, in threads started together)."""
+    found: dict[int, tuple[float, float, int]] = {}
 
     def load(index: int, server: ServerProcess) -> None:
-        before = cpu_seconds(server.process.pid)
-        result = wrk(_url(server), "auto", connections=16, seconds=seconds)
-        found[index] = (cpu_seconds(server.process.pid) - before, result)
+        found[index] = measure(server, seconds)
 
     threads = [
         threading.Thread(target=load, args=(index, server)) for index, server in enumerate(servers)
@@ -81,10 +75,7 @@ def side_by_side(servers: list[ServerProcess], seconds: int) -> list[tuple[float
         thread.start()
     for thread in threads:
         thread.join()
-    return [
-        (1000 * used / (result.rps * seconds), result.rps)
-        for used, result in (found[index] for index in range(len(servers)))
-    ]
+    return [(found[index][1], found[index][0]) for index in range(len(servers))]
 
 
 def _pin(cpu: int) -> None:
@@ -159,7 +150,7 @@ def main() -> None:
                 counted[name] = instructions.per_request(
                     configs[name],
                     WORK / f"tenancy-callgrind-{i}.log",
-                    {**env, "CASCADE_LEDGER_SPOOL": str(WORK / "spool")},
+                    env,
                     requests=args.instructions,
                 )
     finally:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from router.backends.base import UsageSource
+from router.backends.spec import PriceSpec
 from router.policy.model import Policy
 
 AttemptOutcome = Literal[
@@ -104,20 +105,28 @@ def served_of(record: dict[str, Any]) -> dict[str, Any] | None:
     return next((a for a in reversed(attempts) if a.get("outcome") in SERVED), None)
 
 
+def call_cost(
+    price: PriceSpec, prompt_tokens: int, completion_tokens: int, latency_ms: float, cached: int
+) -> float:
+    """What one call to a tier is recorded at: its price's cost, to 10 decimal places (an
+    attempt's, and a shadow check's reference call)."""
+    return round(
+        price.cost(prompt_tokens, completion_tokens, latency_ms / 1000, cached_tokens=cached), 10
+    )
+
+
 def price(policy: Policy, attempts: list[Attempt]) -> float:
     """Each attempt's cost at its tier's price (set on it), and their sum: what a request
     cost (DecisionRecord.finish; `cascade policy simulate` prices replayed attempts so)."""
     for attempt in attempts:
         spec = policy.tiers.get(attempt.tier)
         if spec is not None:
-            attempt.cost_usd = round(
-                spec.price.cost(
-                    attempt.prompt_tokens,
-                    attempt.completion_tokens,
-                    attempt.latency_ms / 1000,
-                    cached_tokens=attempt.cached_tokens,
-                ),
-                10,
+            attempt.cost_usd = call_cost(
+                spec.price,
+                attempt.prompt_tokens,
+                attempt.completion_tokens,
+                attempt.latency_ms,
+                attempt.cached_tokens,
             )
     return round(sum(a.cost_usd for a in attempts), 10)
 

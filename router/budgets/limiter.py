@@ -30,7 +30,7 @@ from router.budgets.store import (
     Windows,
 )
 from router.errors import APIError
-from router.policy.model import BudgetRouting, Policy, SpendLimits
+from router.policy.model import Policy, SpendLimits
 from router.routing import Plan
 
 BudgetDecision = Literal["ok", "degraded", "rerouted", "local_only"]
@@ -160,15 +160,15 @@ class Limiter:
         clock: Callable[[], float],
         on_error: Callable[[str], None],
     ) -> None:
-        self._policy = policy
         self._store = store
         self._clock = clock
         self._on_error = on_error
         self._ttl = policy.budgets.reservation_ttl_s
         self._window = policy.budgets.rate_window_s
-        # every team the policy names has its spend counted, limits or not (the spend
-        # endpoints show it); worked out once per policy version, not per request
         self._second, self._windows_now = -1, Windows.at(0, self._window)
+        # every team the policy names has its spend counted, limits or not (the spend
+        # endpoints show it); a team it does not name (`default` when auth is off) is not.
+        # Worked out once per policy version, not per request
         self._teams = {
             name: (spec.limits, spec.budget_routing, caps_of(spec.limits))
             for name, spec in policy.teams.items()
@@ -183,12 +183,6 @@ class Limiter:
         if second != self._second:
             self._second, self._windows_now = second, Windows.at(second, self._window)
         return self._windows_now
-
-    def limits(self, team: str) -> tuple[SpendLimits, BudgetRouting] | None:
-        """The team's limits and budget routing; None for a team the policy does not name
-        (`default` when auth is off), whose spend is not counted."""
-        found = self._teams.get(team)
-        return None if found is None else found[:2]
 
     async def admit(
         self,

@@ -107,7 +107,6 @@ async def read_client(
         counted.labels("accepted").inc()
     with turn.charged():
         raw = validation.json_body(data, limits.max_json_depth)
-    with turn.charged():
         return _validated(request, policy, record, surface, raw)
 
 

@@ -43,7 +43,7 @@ from router.backends.base import (
 )
 from router.backends.spec import PriceSpec
 from router.policy.model import AcceptanceSpec, AutotuneSpec, Policy, ShadowSpec
-from router.records import iso_time
+from router.records import call_cost, iso_time
 from router.shadow.autotune import Observed, Tuner, TuneRecord
 from router.shadow.cap import DayCap, MemoryCap, RedisCap, nano
 from router.shadow.judges import JUDGES, LLM_JUDGE, llm_judge_prompt, read_judgement
@@ -281,14 +281,12 @@ class ShadowRunner:
             self._finish(job, "error")
             return
         record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        record.cost_usd = round(
-            job.price.cost(
-                answer.prompt_tokens,
-                answer.completion_tokens,
-                record.latency_ms / 1000,
-                cached_tokens=answer.cached_tokens,
-            ),
-            10,
+        record.cost_usd = call_cost(
+            job.price,
+            answer.prompt_tokens,
+            answer.completion_tokens,
+            record.latency_ms,
+            answer.cached_tokens,
         )
         record.prompt_tokens, record.completion_tokens = (
             answer.prompt_tokens,

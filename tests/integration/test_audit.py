@@ -4,7 +4,6 @@ the HTML report in headless Chromium, and a Redis ledger with a duplicate."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import sqlite3
 import subprocess
@@ -22,6 +21,7 @@ from router.ledger.redis_stream import RedisStreamSink
 from router.records import DecisionRecord
 from tests.support.browser import open_page
 from tests.support.cascade import Cascade, StartCascade
+from tests.support.keys import team_keys
 from tests.support.processes import ServerProcess
 from tests.support.redis_server import RedisServer
 
@@ -51,10 +51,7 @@ def audit(ledger: str, *args: str) -> subprocess.CompletedProcess[bytes]:
 def traffic(start_cascade: StartCascade, llama_server: ServerProcess) -> Cascade:
     """Two teams' requests through the real cascade (local tier, escalations to a real
     llama.cpp server), plus a few invalid ones."""
-    teams = "\n".join(
-        f"  {team}: {{keys: [{{sha256: {hashlib.sha256(key.encode()).hexdigest()}}}]}}"
-        for team, key in KEYS.items()
-    )
+    teams = team_keys(KEYS)
     cascade = start_cascade(
         textwrap.dedent(f"""\
         version: 1

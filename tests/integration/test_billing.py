@@ -30,6 +30,7 @@ import pytest
 import requests
 
 from tests.support.cascade import read_ledger
+from tests.support.keys import team_keys
 from tests.support.processes import ServerProcess, free_port, start
 from tests.support.processes import start_cascade as start_cascade_process
 
@@ -46,10 +47,7 @@ def _upstream(folder: Path, name: str) -> ServerProcess:
 
 
 def _policy(primary: ServerProcess, secondary: ServerProcess) -> str:
-    keys = "\n".join(
-        f"  {team}: {{keys: [{{sha256: {hashlib.sha256(key.encode()).hexdigest()}}}]}}"
-        for team, key in KEYS.items()
-    )
+    keys = team_keys(KEYS)
     tier = """    type: openai
     model: billed
     price: {{input_per_1m: 1.0, output_per_1m: 2.0}}

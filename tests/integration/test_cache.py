@@ -7,7 +7,6 @@ tier's answers (the bundled model, in-process) are cached too (CASCADE_CACHE=mem
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 import requests
 
 from tests.support.cascade import Cascade, StartCascade, audit_report, policy_yaml, read_ledger
+from tests.support.keys import team_keys
 from tests.support.processes import ServerProcess
 from tests.support.processes import start_cascade as start_cascade_process
 from tests.support.redis_server import RedisServer
@@ -27,10 +27,7 @@ KEYS = {team: f"sk-{team}-cache-key" for team in ("red", "blue")}
 
 
 def _policy(upstream: ServerProcess, *, shared: bool = False) -> str:
-    keys = "\n".join(
-        f"  {team}: {{keys: [{{sha256: {hashlib.sha256(key.encode()).hexdigest()}}}]}}"
-        for team, key in KEYS.items()
-    )
+    keys = team_keys(KEYS)
     return f"""
 tiers:
   large:

@@ -7,7 +7,6 @@ index answers for a request another process recorded."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import subprocess
@@ -22,6 +21,7 @@ import pytest
 from router.ledger.owners import Owners
 from router.ledger.targets import parse_ledger_url
 from tests.support.cascade import Cascade, StartCascade, audit_report, read_ledger
+from tests.support.keys import team_keys
 from tests.support.processes import ServerProcess
 from tests.support.redis_server import RedisServer
 
@@ -29,10 +29,7 @@ KEYS = {"alpha": "sk-alpha-feedback-0001", "beta": "sk-beta-feedback-0002"}
 
 
 def _policy(upstream: str) -> str:
-    teams = "\n".join(
-        f"  {team}: {{keys: [{{sha256: {hashlib.sha256(key.encode()).hexdigest()}}}]}}"
-        for team, key in KEYS.items()
-    )
+    teams = team_keys(KEYS)
     return (
         textwrap.dedent(f"""\
         tiers:

@@ -4,7 +4,6 @@ is asking."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from router.errors import APIError
 from router.policy.model import LimitsSpec
 from router.server.offload import Offload
 from tests.support.hostile import hostile_bodies
+from tests.support.keys import team_keys
 from tests.support.processes import start_cascade, start_fake_upstream
 
 KEYS = {"bulk": "sk-bulk-team", "other": "sk-other-team"}
@@ -56,10 +56,7 @@ async def test_the_worker_refuses_exactly_what_the_loop_would() -> None:
 
 def test_a_server_offloads_large_bodies_only_while_another_team_asks(tmp_path: Path) -> None:
     upstream = start_fake_upstream(tmp_path / "upstream.log")
-    teams = "\n".join(
-        f"  {team}: {{keys: [{{sha256: {hashlib.sha256(key.encode()).hexdigest()}}}]}}"
-        for team, key in KEYS.items()
-    )
+    teams = team_keys(KEYS)
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"""
 tiers:

@@ -75,12 +75,20 @@ def start(
 
 
 def start_cascade(
-    policy: Path, ledger: str, log_path: Path, *flags: str, env: dict[str, str] | None = None
+    policy: Path,
+    ledger: str,
+    log_path: Path,
+    *flags: str,
+    env: dict[str, str] | None = None,
+    under: list[str] | None = None,
+    timeout: float = 90.0,
 ) -> ServerProcess:
-    """`cascade serve` on a free port writing to the `ledger` URL, spooling beside its log."""
+    """`cascade serve` on a free port writing to the `ledger` URL, spooling beside its log;
+    `under` a tool that runs Python (e.g. valgrind and its options)."""
     port = free_port()
+    args = ["-m", "router", "serve", "--policy", str(policy), "--port", str(port), *flags]
     return start(
-        ["-m", "router", "serve", "--policy", str(policy), "--port", str(port), *flags],
+        [*under[1:], sys.executable, *args] if under else args,
         port,
         "/readyz",
         log_path,
@@ -89,6 +97,8 @@ def start_cascade(
             "CASCADE_LEDGER_SPOOL": str(log_path.parent / "spool"),
             **(env or {}),
         },
+        timeout=timeout,
+        executable=under[0] if under else sys.executable,
     )
 
 

@@ -5,7 +5,6 @@ slot (the first team's wait many), and every attempt records how long it waited.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import statistics
 from collections.abc import AsyncIterator
 
@@ -16,15 +15,13 @@ from aiohttp.test_utils import TestServer
 from router.backends.openai_http import OpenAIHTTPBackend, OpenAITier
 from tests.support.app import CHAT, Serve, record_of
 from tests.support.fake_upstream import Faults, create_app
+from tests.support.keys import team_keys
 
 KEYS = {"burst": "sk-burst-team", "steady": "sk-steady-team"}
 
 
 def _policy() -> str:
-    teams = "\n".join(
-        f"  {team}: {{keys: [{{sha256: {hashlib.sha256(key.encode()).hexdigest()}}}]}}"
-        for team, key in KEYS.items()
-    )
+    teams = team_keys(KEYS)
     return f"""
 tiers:
   small: {{type: llama_cpp}}
