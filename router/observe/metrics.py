@@ -254,7 +254,7 @@ class Metrics:
             "cascade_offloaded_bodies_total",
             "Large bodies checked first in the worker process while another team was asking "
             "(CASCADE_OFFLOAD_BYTES), by what the worker found",
-            ["outcome"],  # refused, accepted
+            ["outcome"],  # refused, accepted, worker_lost (checked on the loop instead)
             registry=self.registry,
         )
         self.queue_depth = Gauge(

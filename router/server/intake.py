@@ -100,11 +100,11 @@ async def read_client(
     if offload is not None and len(data) >= offload.min_bytes and turn.contended():
         counted = request.app[METRICS].offloaded
         try:
-            await offload.check(data, surface.endpoint, limits)  # refused off the loop
+            accepted = await offload.check(data, surface.endpoint, limits)  # refused off the loop
         except APIError:
             counted.labels("refused").inc()
             raise
-        counted.labels("accepted").inc()
+        counted.labels("accepted" if accepted else "worker_lost").inc()
     with turn.charged():
         raw = validation.json_body(data, limits.max_json_depth)
         return _validated(request, policy, record, surface, raw)

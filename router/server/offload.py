@@ -21,6 +21,7 @@ import asyncio
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from router.errors import APIError
@@ -56,17 +57,31 @@ class Offload:
 
     def __init__(self, min_bytes: int) -> None:
         self.min_bytes = min_bytes
-        self._pool = ProcessPoolExecutor(
+        self._pool = self._started()
+
+    @staticmethod
+    def _started() -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(
             1, mp_context=multiprocessing.get_context("spawn"), initializer=_nice
         )
         # started now, with the server, not by the first large body (a new interpreter
         # takes ~1 s to start and import what `check` needs)
-        self._pool.submit(_warm)
+        pool.submit(_warm)
+        return pool
 
     async def check(self, data: bytes, endpoint: str, limits: LimitsSpec) -> bool:
-        """Raise what the worker refused the body with, if it did; True when it accepted."""
+        """Raise what the worker refused the body with, if it did; True when it accepted,
+        False when it could not tell (it died, e.g. killed for memory: the body is then
+        checked on the loop as without a worker, and a new worker is started)."""
         loop = asyncio.get_running_loop()
-        found = await loop.run_in_executor(self._pool, check, data, endpoint, limits.model_dump())
+        try:
+            found = await loop.run_in_executor(
+                self._pool, check, data, endpoint, limits.model_dump()
+            )
+        except BrokenProcessPool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._started()
+            return False
         if found is not None:
             status, message, type_, param, code = found
             raise APIError(status, message, type_=type_, param=param, code=code)

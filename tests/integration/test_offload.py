@@ -4,6 +4,8 @@ is asking."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -109,3 +111,24 @@ auth: {{metrics: open}}
     finally:
         server.stop()
         upstream.stop()
+
+
+async def test_a_worker_that_dies_leaves_the_body_to_the_loop_and_is_replaced() -> None:
+    limits = LimitsSpec()
+    offload = Offload(1)
+    try:
+        body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+        assert await offload.check(body, CHAT.endpoint, limits)
+        for pid in list(offload._pool._processes):  # killed, e.g. by the OOM killer
+            os.kill(pid, signal.SIGKILL)
+        assert not await offload.check(body, CHAT.endpoint, limits)  # could not tell
+        refused = hostile_bodies()[3]  # a new worker answers again
+        expected = _inline(refused, CHAT, limits)
+        try:
+            await offload.check(refused, CHAT.endpoint, limits)
+            found = None
+        except APIError as exc:
+            found = (exc.status, exc.message, exc.type, exc.param, exc.code)
+        assert found == expected and found is not None
+    finally:
+        offload.close()
