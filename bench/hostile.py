@@ -95,8 +95,8 @@ def main() -> None:
     parser.add_argument(
         "--offload",
         type=int,
-        default=0,
-        help="CASCADE_OFFLOAD_BYTES for the gateway (0: no worker)",
+        default=None,
+        help="CASCADE_OFFLOAD_BYTES for the gateway (0: no worker; default: the gateway's)",
     )
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
@@ -134,11 +134,12 @@ teams:
         policy,
         f"sqlite:///{ledger}",
         WORK / "hostile.log",
-        env={"CASCADE_OFFLOAD_BYTES": str(args.offload)},
+        env={} if args.offload is None else {"CASCADE_OFFLOAD_BYTES": str(args.offload)},
     )
     if args.pin:
         os.sched_setaffinity(0, {1})
     try:
+        time.sleep(3)  # settled: its offload worker starts with it (~1 s of a CPU)
         stop = threading.Event()
         timer = threading.Timer(args.seconds / 3, stop.set)
         timer.start()
@@ -207,7 +208,7 @@ teams:
         ],
         rows,
         notes=f"bench/hostile.py{' --pin' if args.pin else ''}"
-        f"{f' --offload {args.offload}' if args.offload else ''}, {args.seconds:g} s under "
+        f"{'' if args.offload is None else f' --offload {args.offload}'}, {args.seconds:g} s under "
         f"attack{placement}: the six hostile kinds in a "
         f"loop and 240 held streams from team hostile; canary completion p99 under attack / "
         f"unloaded = {ratio:.2f} (target <= 2), {settled_ratio:.2f} after the attack's first "

@@ -117,8 +117,9 @@ class Settings(BaseModel):
         json_schema_extra=_env(
             "CASCADE_INTAKE_PER_TEAM",
             "Requests of one team read, parsed and validated at once (the CPU-heavy steps of "
-            "a request); its others wait their turn, so one team's flood of large bodies "
-            "cannot take the event loop from the other teams.",
+            "a request), and, while another team is asking, begun in one pass of the event "
+            "loop; its others wait their turn, so one team's flood of large bodies or burst of "
+            "connections cannot take the event loop from the other teams.",
         ),
     )
     intake_share: float = Field(
@@ -133,14 +134,14 @@ class Settings(BaseModel):
         ),
     )
     offload_bytes: int = Field(
-        0,
+        65_536,
         ge=0,
         json_schema_extra=_env(
             "CASCADE_OFFLOAD_BYTES",
             "While another team is asking, a request body of at least this many bytes is "
-            "parsed and validated first in a niced worker process, so that one the gateway "
-            "refuses never holds the event loop (router/server/offload.py; the worker costs "
-            "~67 MB); 0: no worker.",
+            "parsed and validated first in a niced worker process, so that it never holds the "
+            "event loop for long (router/server/offload.py; the worker, ~67 MB, starts the "
+            "first time such a body arrives); 0: no worker.",
         ),
     )
     loop_lag_warn_s: float = Field(

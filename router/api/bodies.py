@@ -252,6 +252,11 @@ def prepare_output(client: ClientRequest) -> None:
         raise invalid(message, _SCHEMA_PARAM) from None
 
 
+def passed_on(body: dict[str, Any]) -> dict[str, Any]:
+    """The request's fields as sent, but for what the gateway sets itself (`params.extra`)."""
+    return {k: v for k, v in body.items() if k not in _OURS}
+
+
 def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest:
     """Check one /v1/chat/completions (chat=True) or /v1/completions body."""
     if not isinstance(body, dict):
@@ -283,7 +288,7 @@ def parse_request(body: Any, limits: LimitsSpec, *, chat: bool) -> ClientRequest
         user=parsed.user,
         output=_output_format(parsed, limits),
         top_logprobs=_top_logprobs(parsed),
-        extra={k: v for k, v in body.items() if k not in _OURS},
+        extra=passed_on(body),
     )
     include_usage = parsed.stream_options is not None and parsed.stream_options.include_usage
     return ClientRequest(

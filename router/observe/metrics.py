@@ -254,7 +254,8 @@ class Metrics:
             "cascade_offloaded_bodies_total",
             "Large bodies checked first in the worker process while another team was asking "
             "(CASCADE_OFFLOAD_BYTES), by what the worker found",
-            ["outcome"],  # refused, accepted, worker_lost (checked on the loop instead)
+            # refused, accepted; starting, worker_lost: checked on the loop instead
+            ["outcome"],
             registry=self.registry,
         )
         self.queue_depth = Gauge(

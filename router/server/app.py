@@ -182,11 +182,16 @@ async def _tracing(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _offload(app: web.Application) -> AsyncIterator[None]:
-    """The worker that checks large bodies first (CASCADE_OFFLOAD_BYTES; none when 0)."""
+    """The worker that checks large bodies first (CASCADE_OFFLOAD_BYTES; none when 0): started
+    now when the server tells teams apart, else when the first large body arrives while
+    another team is asking (router/server/offload.py)."""
     if not app[SETTINGS].offload_bytes:
         yield
         return
     offload = app[OFFLOAD] = Offload(app[SETTINGS].offload_bytes)
+    runtime = app[RUNTIME].current  # loaded by `_policy`, before this
+    if runtime is not None and runtime.keys.enforced:
+        offload.start()  # ready in ~1 s; large bodies are checked on the loop until then
     try:
         yield
     finally:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from router.api import validation
-from router.api.surfaces import Exchange, Surface
+from router.api.surfaces import Exchange, Surface, unpack
 from router.backends.base import Prompt
 from router.errors import APIError, clip
 from router.keys.index import Caller
@@ -100,20 +101,27 @@ async def read_client(
     if offload is not None and len(data) >= offload.min_bytes and turn.contended():
         counted = request.app[METRICS].offloaded
         try:
-            accepted = await offload.check(data, surface.endpoint, limits)  # refused off the loop
+            checked = await offload.check(data, surface.endpoint, limits)  # off the loop
         except APIError:
             counted.labels("refused").inc()
             raise
-        counted.labels("accepted" if accepted else "worker_lost").inc()
+        counted.labels(checked.outcome).inc()
+        if checked.packed is not None:  # read there: only rebuilt here
+            with turn.charged():
+                found = orjson.loads(data)  # its depth and shape were checked there
+            await asyncio.sleep(0)  # the other requests ready meanwhile run between the halves
+            with turn.charged():
+                assert isinstance(found, dict)
+                return _validated(request, policy, record, unpack(checked.packed, found), found)
     with turn.charged():
         raw = validation.json_body(data, limits.max_json_depth)
-        return _validated(request, policy, record, surface, raw)
+        exchange = surface.read(raw, limits)
+        return _validated(request, policy, record, exchange, raw)
 
 
 def _validated(
-    request: web.Request, policy: Policy, record: DecisionRecord, surface: Surface, raw: object
+    request: web.Request, policy: Policy, record: DecisionRecord, exchange: Exchange, raw: object
 ) -> tuple[Exchange, dict[str, object]]:
-    exchange = surface.read(raw, policy.limits)
     client = exchange.client
     record.requested_model, record.stream = clip(client.model), client.stream
     record.user = clip(client.params.user) if client.params.user is not None else None

@@ -13,7 +13,7 @@ import orjson
 import requests
 
 from router.api import validation
-from router.api.surfaces import CHAT, RESPONSES, Surface
+from router.api.surfaces import CHAT, RESPONSES, Surface, unpack
 from router.errors import APIError
 from router.policy.model import LimitsSpec
 from router.server.offload import Offload
@@ -43,14 +43,24 @@ async def test_the_worker_refuses_exactly_what_the_loop_would() -> None:
     ]
     offload = Offload(1)
     try:
+        assert (await offload.check(cases[0][0], CHAT.endpoint, limits)).outcome == "starting"
+        await offload.started()
         for data, surface in cases:
             expected = _inline(data, surface, limits)
             try:
-                assert await offload.check(data, surface.endpoint, limits)
+                checked = await offload.check(data, surface.endpoint, limits)
                 found = None
             except APIError as exc:
                 found = (exc.status, exc.message, exc.type, exc.param, exc.code)
             assert found == expected
+            if found is None:  # accepted: a chat request comes back read, as the loop reads it
+                assert checked.outcome == "accepted"
+                if surface is CHAT:
+                    assert checked.packed is not None
+                    raw = orjson.loads(data)
+                    assert unpack(checked.packed, raw) == surface.read(raw, limits)
+                else:
+                    assert checked.packed is None  # a Responses body is read again
         assert sum(_inline(data, surface, limits) is None for data, surface in cases) >= 2
     finally:
         offload.close()
@@ -91,23 +101,67 @@ auth: {{metrics: open}}
         return {
             outcome: float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()
-            for outcome in ("refused", "accepted")
+            for outcome in ("refused", "accepted", "starting")
             if line.startswith(f'cascade_offloaded_bodies_total{{outcome="{outcome}"}}')
         }
 
     try:
+        assert _children(server.process.pid)  # it tells teams apart: its worker started with it
         alone = post("bulk", refused)  # no other team has asked: parsed on the loop
         assert alone.status_code == 400
         assert offloaded() == {}
         assert post("other", small).status_code == 200  # now another team is asking
-        shared = post("bulk", refused)
-        assert shared.status_code == 400 and shared.json() == alone.json()
-        assert post("bulk", accepted).status_code == 200
-        assert offloaded() == {"refused": 1.0, "accepted": 1.0}
+        deadline = time.monotonic() + 30
+        while "refused" not in offloaded():  # until the worker is up (~1 s)
+            assert time.monotonic() < deadline
+            assert post("other", small).status_code == 200  # still asking
+            shared = post("bulk", refused)
+            assert shared.status_code == 400 and shared.json() == alone.json()
+        started = offloaded()  # bodies that came while the worker started: on the loop
+        assert started["refused"] == 1.0 and set(started) <= {"refused", "starting"}
+        answer = post("bulk", accepted)  # read there, handed back, answered here
+        assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"]
+        sent = requests.get(f"{upstream.url}/_fault", timeout=10).json()["bodies"][-1]
+        assert sent["messages"] == orjson.loads(accepted)["messages"]  # passed on whole
+        assert offloaded() == {**started, "accepted": 1.0}
         assert post("bulk", small).status_code == 200  # under the size: never offloaded
         time.sleep(1.2)  # the other team's ask is no longer recent: alone again
         assert post("bulk", refused).status_code == 400
-        assert offloaded() == {"refused": 1.0, "accepted": 1.0}
+        assert offloaded() == {**started, "accepted": 1.0}
+    finally:
+        server.stop()
+        upstream.stop()
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
+def test_a_server_whose_callers_are_one_team_starts_no_worker(tmp_path: Path) -> None:
+    upstream = start_fake_upstream(tmp_path / "upstream.log")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"""
+tiers:
+  large: {{type: openai, api_base: "{upstream.url}/v1", model: fake}}
+routes:
+  auto: {{cascade: [{{tier: large}}]}}
+limits: {{max_prompt_tokens: 100000}}
+""")
+    server = start_cascade(policy, "none", tmp_path / "cascade.log")  # offload by default
+    body = {
+        "model": "auto",
+        "max_tokens": 4,
+        "messages": [{"role": "user", "content": "x" * 70_000}],
+    }
+    try:
+        for _ in range(3):
+            answer = requests.post(f"{server.url}/v1/chat/completions", json=body, timeout=30)
+            assert answer.status_code == 200
+        assert _children(server.process.pid) == []  # every caller is `default`: never needed
     finally:
         server.stop()
         upstream.stop()
@@ -117,11 +171,14 @@ async def test_a_worker_that_dies_leaves_the_body_to_the_loop_and_is_replaced() 
     limits = LimitsSpec()
     offload = Offload(1)
     try:
+        await offload.started()
         body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
-        assert await offload.check(body, CHAT.endpoint, limits)
+        assert (await offload.check(body, CHAT.endpoint, limits)).outcome == "accepted"
         for pid in list(offload._pool._processes):  # killed, e.g. by the OOM killer
             os.kill(pid, signal.SIGKILL)
-        assert not await offload.check(body, CHAT.endpoint, limits)  # could not tell
+        lost = await offload.check(body, CHAT.endpoint, limits)  # could not tell
+        assert lost.outcome == "worker_lost" and lost.packed is None
+        await offload.started()
         refused = hostile_bodies()[3]  # a new worker answers again
         expected = _inline(refused, CHAT, limits)
         try:

@@ -93,3 +93,52 @@ def test_waiting_refills_the_allowance_at_the_share_rate() -> None:
     clock.now += 1.0
     gates._refill(gates.teams["big"], clock.now)
     assert gates.teams["big"].allowance_s == gates.burst_s  # capped at the burst
+
+
+async def _burst(gates: IntakeGates, teams: list[str], cancel: int | None = None) -> list[str]:
+    """Requests of `teams` that become ready in the same pass of the loop, in that order: the
+    order in which they begin intake, with `|` where the first pass ended."""
+    begun: list[str] = []
+
+    async def begin(team: str) -> None:
+        async with gates.turn(team):
+            begun.append(team)
+
+    tasks = [asyncio.create_task(begin(team)) for team in teams]
+    asyncio.get_running_loop().call_soon(begun.append, "|")  # after every first step
+    if cancel is not None:
+        await asyncio.sleep(0)  # past the first pass: the rest are waiting
+        tasks[cancel].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return begun
+
+
+def test_a_burst_begins_a_few_at_a_time_while_another_team_asks() -> None:
+    clock, paced = Clock(), []  # type: ignore[var-annotated]
+    gates = _gates(clock, paced)  # 2 a pass
+
+    async def run() -> list[str]:
+        await _parse(gates, clock, "small", 0.0)  # the other team is asking
+        return await _burst(gates, ["big"] * 6 + ["small"])
+
+    # the small team's request, ready behind six of the big team's, begins in the first pass
+    assert asyncio.run(run()) == ["big", "big", "small", "|", "big", "big", "big", "big"]
+    assert paced == []
+
+
+def test_a_burst_of_a_team_alone_begins_at_once() -> None:
+    clock, paced = Clock(), []  # type: ignore[var-annotated]
+    gates = _gates(clock, paced)
+    assert asyncio.run(_burst(gates, ["big"] * 6)) == ["big"] * 6 + ["|"]
+
+
+def test_a_request_that_leaves_while_it_waits_gives_its_place_on() -> None:
+    clock, paced = Clock(), []  # type: ignore[var-annotated]
+    gates = _gates(clock, paced)
+
+    async def run() -> list[str]:
+        await _parse(gates, clock, "small", 0.0)
+        return await _burst(gates, ["big"] * 5, cancel=3)
+
+    assert asyncio.run(run()) == ["big", "big", "|", "big", "big"]  # the 4th left
+    assert not gates.teams["big"].waiting and gates.teams["big"].next_pass is None
