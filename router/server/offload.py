@@ -12,19 +12,29 @@ refused with the same OpenAI error. A chat or completions body it accepts comes 
 body's JSON than to unpickle), and the loop only loads the JSON and rebuilds the messages, in
 two steps with a pause between: 2 ms in all for the 1 MB body, in place of 8-12 ms. A
 Responses body it accepts is read again on the loop. A team alone, and bodies under `min_bytes`
-(nearly all requests), never go to the worker. The worker costs ~67 MB of memory (its own
-interpreter with pydantic and numpy), which is why it starts only when the first large body
-arrives while another team is asking (CASCADE_OFFLOAD_BYTES, default 64 KiB; 0: no worker).
+(nearly all requests), never go to the worker.
+
+The worker is one process talking over a Unix socket that the serving loop reads and writes
+itself (frames: a 4-byte length, then a pickle; answers in the order asked). No thread of the
+serving process touches the bodies: with a process pool, its feeder and manager threads
+pickled and unpickled them while holding the GIL, and under a hostile tenant the loop spent
+~30% of its busy time waiting for the GIL back after its own socket writes. The worker costs
+~50 MB (its own interpreter with pydantic and numpy): a server that tells teams apart starts
+it with itself; one whose callers are all one team never needs it (app.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import contextlib
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from router.api.surfaces import Packed
@@ -32,14 +42,8 @@ from router.errors import APIError
 from router.policy.model import LimitsSpec
 
 Refusal = tuple[int, str, str, str | None, str | None]  # status, message, type, param, code
-
-
-def _nice() -> None:
-    os.nice(10)  # behind the serving loop on any CPU they share
-
-
-def _warm() -> None:
-    from router.api import surfaces, validation  # noqa: F401 - imported ahead of use
+_LENGTH = struct.Struct("!I")
+_READY = b"ready"
 
 
 def check(data: bytes, endpoint: str, limits: dict[str, Any]) -> Refusal | Packed | None:
@@ -57,6 +61,105 @@ def check(data: bytes, endpoint: str, limits: dict[str, Any]) -> Refusal | Packe
     return pack(exchange)
 
 
+def _frame(payload: bytes) -> bytes:
+    return _LENGTH.pack(len(payload)) + payload
+
+
+def serve_worker(fd: int) -> None:
+    """The worker's loop (`python -c ...serve_worker(FD)`): niced, it answers each body on
+    the socket `fd` in turn until the server closes it."""
+    os.nice(10)  # behind the serving loop on any CPU they share
+    with socket.socket(fileno=fd) as sock, sock.makefile("rwb") as stream:
+        stream.write(_frame(_READY))  # imported what `check` needs
+        stream.flush()
+        while head := stream.read(_LENGTH.size):
+            (length,) = _LENGTH.unpack(head)
+            # from the serving process over a private socket pair: the client's body is in it
+            # as bytes, never unpickled
+            data, endpoint, limits = pickle.loads(stream.read(length))  # noqa: S301
+            stream.write(_frame(pickle.dumps(check(data, endpoint, limits), protocol=5)))
+            stream.flush()
+
+
+class WorkerLost(Exception):
+    """The worker died (killed for memory, say) or never came up."""
+
+
+@dataclass
+class _Worker:
+    """One worker process and the serving loop's end of its socket."""
+
+    process: subprocess.Popen[bytes]
+    ready: asyncio.Future[None]
+    asked: deque[asyncio.Future[object]] = field(default_factory=deque)
+    writer: asyncio.StreamWriter | None = None
+    lost: bool = False
+    reading: asyncio.Task[None] | None = None
+
+    @classmethod
+    def spawn(cls) -> _Worker:
+        ours, theirs = socket.socketpair()
+        entry = f"from router.server.offload import serve_worker; serve_worker({theirs.fileno()})"
+        with theirs:
+            process = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+                [sys.executable, "-c", entry], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL
+            )
+        worker = cls(process, asyncio.get_running_loop().create_future())
+        worker.reading = asyncio.create_task(worker._read(ours), name="offload-worker")
+        return worker
+
+    async def _read(self, sock: socket.socket) -> None:
+        """Hand each answer to the body it answers, in order; on EOF the worker is lost."""
+        try:
+            reader, self.writer = await asyncio.open_unix_connection(sock=sock)
+            while True:
+                (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+                payload = await reader.readexactly(length)
+                if not self.ready.done():
+                    self.ready.set_result(None)
+                    continue
+                waiting = self.asked.popleft()
+                if not waiting.done():  # its request may have gone meanwhile
+                    waiting.set_result(pickle.loads(payload))  # noqa: S301 - our worker's
+        except (OSError, EOFError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._lose()
+
+    def _lose(self) -> None:
+        if self.lost:
+            return
+        self.lost = True
+        if not self.ready.done():
+            self.ready.set_exception(WorkerLost())
+            self.ready.exception()  # retrieved: nobody need be waiting on it
+        while self.asked:
+            waiting = self.asked.popleft()
+            if not waiting.done():
+                waiting.set_exception(WorkerLost())
+        if self.writer is not None:
+            self.writer.close()
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        # reaped off the loop (it is dead or dying)
+        asyncio.get_running_loop().run_in_executor(None, self.process.wait)
+
+    async def ask(self, data: bytes, endpoint: str, limits: dict[str, Any]) -> object:
+        if self.lost or self.writer is None:
+            raise WorkerLost()
+        answer: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self.asked.append(answer)
+        payload = pickle.dumps((data, endpoint, limits), protocol=5)
+        self.writer.write(_LENGTH.pack(len(payload)))
+        self.writer.write(payload)
+        return await answer
+
+    def close(self) -> None:
+        if self.reading is not None:
+            self.reading.cancel()
+        self._lose()
+
+
 @dataclass(frozen=True, slots=True)
 class Checked:
     """A body the worker did not refuse: accepted (with the request it read, when it could
@@ -68,56 +171,50 @@ class Checked:
 
 
 class Offload:
-    """One niced worker process that checks large bodies (see the module's docstring). The
-    server starts it with itself when it tells teams apart (keys are configured); else it
-    starts the first time a large body arrives while another team is asking, which a gateway
-    whose callers are all one team never sees: it pays no memory for it."""
+    """One niced worker process that checks large bodies (see the module's docstring),
+    started by `start()` or by the first body it is asked to check."""
 
     def __init__(self, min_bytes: int) -> None:
         self.min_bytes = min_bytes
-        self._pool: ProcessPoolExecutor | None = None
-        self._warm: Future[None] | None = None
+        self._worker: _Worker | None = None
 
-    def start(self) -> Future[None]:
-        """Start the worker, if it is not; done when it can take a body."""
-        if self._warm is not None:
-            return self._warm
-        self._pool = ProcessPoolExecutor(
-            1, mp_context=multiprocessing.get_context("spawn"), initializer=_nice
-        )
-        # a new interpreter takes ~1 s to start and import what `check` needs: bodies that
-        # arrive meanwhile are checked on the loop, as without a worker
-        self._warm = self._pool.submit(_warm)
-        return self._warm
+    @property
+    def pid(self) -> int | None:
+        return self._worker.process.pid if self._worker is not None else None
+
+    def start(self) -> None:
+        """Start the worker, unless it runs (a new interpreter takes ~1 s to start and import
+        what `check` needs: bodies that arrive meanwhile are checked on the loop)."""
+        if self._worker is None or self._worker.lost:
+            self._worker = _Worker.spawn()
 
     async def started(self) -> None:
         """Start the worker, if it is not, and wait until it can take a body."""
-        await asyncio.wrap_future(self.start())
+        self.start()
+        assert self._worker is not None
+        await self._worker.ready
 
     async def check(self, data: bytes, endpoint: str, limits: LimitsSpec) -> Checked:
         """Raise what the worker refused the body with, if it did; else whether it accepted
-        it, or could not tell: it is starting (started by this body), or it died (e.g. killed
-        for memory: a new one is started). Bodies it cannot tell of are checked on the loop."""
-        if self._pool is None or self._warm is None:
+        it, or could not tell: it is starting, or it died (e.g. killed for memory: a new one
+        is started). Bodies it cannot tell of are checked on the loop."""
+        worker = self._worker
+        if worker is None or worker.lost:
             self.start()
+            return Checked("starting" if worker is None else "worker_lost")
+        if not worker.ready.done():
             return Checked("starting")
-        if not self._warm.done():
-            return Checked("starting")
-        loop = asyncio.get_running_loop()
         try:
-            found = await loop.run_in_executor(
-                self._pool, check, data, endpoint, limits.model_dump()
-            )
-        except BrokenProcessPool:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._warm = None
+            found = await worker.ask(data, endpoint, limits.model_dump())
+        except WorkerLost:
             self.start()
             return Checked("worker_lost")
         if isinstance(found, tuple):
             status, message, type_, param, code = found
             raise APIError(status, message, type_=type_, param=param, code=code)
+        assert found is None or isinstance(found, Packed)
         return Checked("accepted", found)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._worker is not None:
+            self._worker.close()
