@@ -140,8 +140,8 @@ class Settings(BaseModel):
             "CASCADE_OFFLOAD_BYTES",
             "While another team is asking, a request body of at least this many bytes is "
             "parsed and validated first in a niced worker process, so that it never holds the "
-            "event loop for long (router/server/offload.py; the worker, ~67 MB, starts the "
-            "first time such a body arrives); 0: no worker.",
+            "event loop for long (router/server/offload.py; the worker, ~50 MB, starts with a "
+            "server that tells teams apart); 0: no worker.",
         ),
     )
     loop_lag_warn_s: float = Field(
