@@ -188,7 +188,11 @@ async def _offload(app: web.Application) -> AsyncIterator[None]:
     if not app[SETTINGS].offload_bytes:
         yield
         return
-    offload = app[OFFLOAD] = Offload(app[SETTINGS].offload_bytes)
+    logger = app[LOGGER]
+    offload = app[OFFLOAD] = Offload(
+        app[SETTINGS].offload_bytes,
+        on_lost=lambda status: logger.warning("offload_worker_lost", exit_status=status),
+    )
     runtime = app[RUNTIME].current  # loaded by `_policy`, before this
     if runtime is not None and runtime.keys.enforced:
         offload.start()  # ready in ~1 s; large bodies are checked on the loop until then

@@ -33,7 +33,9 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -91,20 +93,21 @@ class _Worker:
 
     process: subprocess.Popen[bytes]
     ready: asyncio.Future[None]
+    on_lost: Callable[[int | None], None]  # told the exit status when it died serving
     asked: deque[asyncio.Future[object]] = field(default_factory=deque)
     writer: asyncio.StreamWriter | None = None
     lost: bool = False
     reading: asyncio.Task[None] | None = None
 
     @classmethod
-    def spawn(cls) -> _Worker:
+    def spawn(cls, on_lost: Callable[[int | None], None]) -> _Worker:
         ours, theirs = socket.socketpair()
         entry = f"from router.server.offload import serve_worker; serve_worker({theirs.fileno()})"
         with theirs:
             process = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
                 [sys.executable, "-c", entry], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL
             )
-        worker = cls(process, asyncio.get_running_loop().create_future())
+        worker = cls(process, asyncio.get_running_loop().create_future(), on_lost)
         worker.reading = asyncio.create_task(worker._read(ours), name="offload-worker")
         return worker
 
@@ -121,10 +124,11 @@ class _Worker:
                 waiting = self.asked.popleft()
                 if not waiting.done():  # its request may have gone meanwhile
                     waiting.set_result(pickle.loads(payload))  # noqa: S301 - our worker's
-        except (OSError, EOFError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self._lose()
+        except (OSError, EOFError, IndexError, pickle.UnpicklingError, asyncio.IncompleteReadError):
+            self._lose()  # dead, or (never seen) answering what it was not asked
+            # reaped off the loop: killed, it is dead or dying
+            status = await asyncio.get_running_loop().run_in_executor(None, self.process.wait)
+            self.on_lost(status)
 
     def _lose(self) -> None:
         if self.lost:
@@ -141,8 +145,6 @@ class _Worker:
             self.writer.close()
         with contextlib.suppress(OSError):
             self.process.kill()
-        # reaped off the loop (it is dead or dying)
-        asyncio.get_running_loop().run_in_executor(None, self.process.wait)
 
     async def ask(self, data: bytes, endpoint: str, limits: dict[str, Any]) -> object:
         if self.lost or self.writer is None:
@@ -158,6 +160,7 @@ class _Worker:
         if self.reading is not None:
             self.reading.cancel()
         self._lose()
+        self.process.wait(timeout=5)  # killed: at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +175,25 @@ class Checked:
 
 class Offload:
     """One niced worker process that checks large bodies (see the module's docstring),
-    started by `start()` or by the first body it is asked to check."""
+    started by `start()` or by the first body it is asked to check. One that dies is
+    replaced by the next body, at most once every `restart_s` (a worker that cannot start, or
+    is killed for memory again and again, costs a process start per `restart_s`, not per
+    body); until then bodies are checked on the loop."""
 
-    def __init__(self, min_bytes: int) -> None:
+    def __init__(
+        self,
+        min_bytes: int,
+        *,
+        restart_s: float = 10.0,
+        on_lost: Callable[[int | None], None] = lambda status: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.min_bytes = min_bytes
+        self._restart_s = restart_s
+        self._on_lost = on_lost
+        self._clock = clock
         self._worker: _Worker | None = None
+        self._started_at = float("-inf")
 
     @property
     def pid(self) -> int | None:
@@ -186,7 +203,8 @@ class Offload:
         """Start the worker, unless it runs (a new interpreter takes ~1 s to start and import
         what `check` needs: bodies that arrive meanwhile are checked on the loop)."""
         if self._worker is None or self._worker.lost:
-            self._worker = _Worker.spawn()
+            self._worker = _Worker.spawn(self._on_lost)
+            self._started_at = self._clock()
 
     async def started(self) -> None:
         """Start the worker, if it is not, and wait until it can take a body."""
@@ -199,21 +217,28 @@ class Offload:
         it, or could not tell: it is starting, or it died (e.g. killed for memory: a new one
         is started). Bodies it cannot tell of are checked on the loop."""
         worker = self._worker
-        if worker is None or worker.lost:
+        if worker is None:
             self.start()
-            return Checked("starting" if worker is None else "worker_lost")
+            return Checked("starting")
+        if worker.lost:
+            self._restart()
+            return Checked("worker_lost")
         if not worker.ready.done():
             return Checked("starting")
         try:
             found = await worker.ask(data, endpoint, limits.model_dump())
         except WorkerLost:
-            self.start()
+            self._restart()
             return Checked("worker_lost")
         if isinstance(found, tuple):
             status, message, type_, param, code = found
             raise APIError(status, message, type_=type_, param=param, code=code)
         assert found is None or isinstance(found, Packed)
         return Checked("accepted", found)
+
+    def _restart(self) -> None:
+        if self._clock() - self._started_at >= self._restart_s:
+            self.start()
 
     def close(self) -> None:
         if self._worker is not None:

@@ -169,17 +169,26 @@ limits: {{max_prompt_tokens: 100000}}
 
 async def test_a_worker_that_dies_leaves_the_body_to_the_loop_and_is_replaced() -> None:
     limits = LimitsSpec()
-    offload = Offload(1)
+    now = [0.0]
+    lost_with: list[int | None] = []
+    offload = Offload(1, restart_s=10, on_lost=lost_with.append, clock=lambda: now[0])
     try:
         await offload.started()
         body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
         assert (await offload.check(body, CHAT.endpoint, limits)).outcome == "accepted"
-        assert offload.pid is not None
-        os.kill(offload.pid, signal.SIGKILL)  # killed, e.g. by the OOM killer
+        first = offload.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)  # killed, e.g. by the OOM killer
         lost = await offload.check(body, CHAT.endpoint, limits)  # could not tell
         assert lost.outcome == "worker_lost" and lost.packed is None
+        # not restarted by every body: at most once every restart_s
+        assert (await offload.check(body, CHAT.endpoint, limits)).outcome == "worker_lost"
+        assert offload.pid == first
+        now[0] += 10
+        assert (await offload.check(body, CHAT.endpoint, limits)).outcome == "worker_lost"
+        assert offload.pid != first  # replaced
         await offload.started()
-        refused = hostile_bodies()[3]  # a new worker answers again
+        refused = hostile_bodies()[3]  # the new worker answers again
         expected = _inline(refused, CHAT, limits)
         try:
             await offload.check(refused, CHAT.endpoint, limits)
@@ -187,5 +196,6 @@ async def test_a_worker_that_dies_leaves_the_body_to_the_loop_and_is_replaced() 
         except APIError as exc:
             found = (exc.status, exc.message, exc.type, exc.param, exc.code)
         assert found == expected and found is not None
+        assert lost_with == [-signal.SIGKILL]  # told, with how it ended
     finally:
         offload.close()
