@@ -19,7 +19,7 @@ from router.policy.model import LimitsSpec
 from router.server.offload import Offload
 from tests.support.hostile import hostile_bodies
 from tests.support.keys import team_keys
-from tests.support.processes import start_cascade, start_fake_upstream
+from tests.support.processes import ServerProcess, start_cascade, start_fake_upstream
 
 KEYS = {"bulk": "sk-bulk-team", "other": "sk-other-team"}
 
@@ -66,19 +66,22 @@ async def test_the_worker_refuses_exactly_what_the_loop_would() -> None:
         offload.close()
 
 
-def test_a_server_offloads_large_bodies_only_while_another_team_asks(tmp_path: Path) -> None:
-    upstream = start_fake_upstream(tmp_path / "upstream.log")
-    teams = team_keys(KEYS)
+def _policy(tmp_path: Path, upstream: ServerProcess, more: str) -> Path:
+    """One route to the fake upstream, and `more`."""
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"""
 tiers:
   large: {{type: openai, api_base: "{upstream.url}/v1", model: fake}}
 routes:
   auto: {{cascade: [{{tier: large}}]}}
-teams:
-{teams}
-auth: {{metrics: open}}
+{more}
 """)
+    return policy
+
+
+def test_a_server_offloads_large_bodies_only_while_another_team_asks(tmp_path: Path) -> None:
+    upstream = start_fake_upstream(tmp_path / "upstream.log")
+    policy = _policy(tmp_path, upstream, f"teams:\n{team_keys(KEYS)}\nauth: {{metrics: open}}")
     server = start_cascade(
         policy, "none", tmp_path / "cascade.log", env={"CASCADE_OFFLOAD_BYTES": "4096"}
     )
@@ -143,14 +146,7 @@ def _children(pid: int) -> list[int]:
 
 def test_a_server_whose_callers_are_one_team_starts_no_worker(tmp_path: Path) -> None:
     upstream = start_fake_upstream(tmp_path / "upstream.log")
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(f"""
-tiers:
-  large: {{type: openai, api_base: "{upstream.url}/v1", model: fake}}
-routes:
-  auto: {{cascade: [{{tier: large}}]}}
-limits: {{max_prompt_tokens: 100000}}
-""")
+    policy = _policy(tmp_path, upstream, "limits: {max_prompt_tokens: 100000}")
     server = start_cascade(policy, "none", tmp_path / "cascade.log")  # offload by default
     body = {
         "model": "auto",
