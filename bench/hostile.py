@@ -10,8 +10,10 @@ deep, and 240 streams it holds open. Targets: `/healthz` never waits over 250 ms
 completion's p99 under attack within 2x its unloaded p99.
 
 With `--pin` (two or more CPUs) the gateway runs alone on CPU 0 and everything else on CPU 1,
-the attacker at a lower priority there: as if the attacker were another machine, so what is
-measured is what the gateway does with its own CPU, not how a shared CPU is scheduled.
+the attacker and its provider there under SCHED_IDLE: they run only when the canaries and
+their provider do not want the CPU (a niced task may keep it for a few milliseconds after a
+canary wakes), as if they were other machines, so what is measured is what the gateway does
+with its own CPU, not how a shared CPU is scheduled.
 
     python -m bench.hostile [--seconds 15] [--pin]
 """
@@ -78,9 +80,14 @@ def _canaries(url: str, stop: threading.Event) -> tuple[list[float], list[tuple[
     return health, completions
 
 
+def _idle(pid: int) -> None:
+    """Run `pid` only when nothing else on its CPU wants to (SCHED_IDLE)."""
+    os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+
+
 def _attacked(url: str, seconds: float, pin: bool) -> dict[int, int]:
     if pin:
-        os.nice(10)  # behind the canaries and their provider on the CPU they share
+        _idle(0)  # behind the canaries and their provider on the CPU they share
     return asyncio.run(attack(f"{url}/v1/chat/completions", seconds, key=KEYS["hostile"]))
 
 
@@ -110,7 +117,7 @@ def main() -> None:
         WORK / "hostile-upstream.log",
     )
     if args.pin:  # the attacker's provider, like the attacker, behind the canaries on CPU 1
-        os.setpriority(os.PRIO_PROCESS, upstream.process.pid, 10)
+        _idle(upstream.process.pid)
     # the canary's own provider: what is measured is the gateway, not a provider both share
     fast = start_fake_upstream(WORK / "hostile-fast.log")
     teams = team_keys(KEYS)
@@ -193,7 +200,8 @@ teams:
     unloaded = _p99([wait for _, wait in quiet])
     ratio, settled_ratio = _p99(loaded) / unloaded, _p99(settled) / unloaded
     placement = (
-        " (the gateway alone on CPU 0; attacker, canaries and providers on CPU 1)"
+        " (the gateway alone on CPU 0; canaries and providers on CPU 1, the attacker and its"
+        " provider there under SCHED_IDLE)"
         if args.pin
         else " (every process on the same CPUs)"
     )
