@@ -276,7 +276,9 @@ class Cascade:
         self, tier: str, backend: Backend, started: float, exc: BackendError, tally: _Tally
     ) -> None:
         outcome: AttemptOutcome = exc.kind if exc.kind in ("timeout", "shed") else "error"
-        tally.errors.append(exc)
+        # kept without its traceback: that holds the frame that holds the tally, a reference
+        # cycle that kept each failed request's objects until a garbage collection
+        tally.errors.append(exc.with_traceback(None))
         tally.attempts.append(
             self._attempt(
                 tier, backend.model, started, outcome, error=exc.message, retries=exc.retries
@@ -544,6 +546,7 @@ class Cascade:
                 error=error,
                 meter=meter,
             )
+            error = None  # not held by this frame, which the error's traceback holds
 
     def _spare(self, tier: str, request: ClientRequest) -> tuple[Backend, Continuation] | None:
         """A tier that may continue a broken stream: configured, its breaker not open, and

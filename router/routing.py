@@ -64,16 +64,17 @@ class Plan:
         return self.route is None
 
     def candidates(self, tier: str) -> list[str]:
-        """`tier`, then its fallbacks depth-first, each tier once (policies have no cycles)."""
-        order: list[str] = []
+        """`tier`, then its fallbacks depth-first, each tier once (policies have no cycles).
 
-        def visit(name: str) -> None:
+        A loop, not a recursive closure: a nested function that calls itself is a reference
+        cycle, which held each request's plan until a garbage collection."""
+        order: list[str] = []
+        pending = [tier]
+        while pending:
+            name = pending.pop()
             if name not in order:
                 order.append(name)
-                for fallback in self.fallbacks.get(name, ()):
-                    visit(fallback)
-
-        visit(tier)
+                pending.extend(reversed(self.fallbacks.get(name, ())))
         return order
 
 

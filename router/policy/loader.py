@@ -130,6 +130,17 @@ def reference_errors(document: Mapping[str, Any]) -> list[Problem]:
     )
 
 
+def _cycle_from(graph: dict[str, list[str]], node: str, trail: list[str]) -> list[str] | None:
+    """A fallback cycle through `node`, if any (a module function: a nested function that
+    calls itself is a reference cycle)."""
+    if node in trail:
+        return [*trail[trail.index(node) :], node]
+    for target in graph.get(node, []):
+        if found := _cycle_from(graph, target, [*trail, node]):
+            return found
+    return None
+
+
 def _fallback_errors(route: str, fallbacks: dict[str, Any], tiers: dict[str, Any]) -> list[Problem]:
     errors = []
     graph: dict[str, list[str]] = {}
@@ -142,17 +153,8 @@ def _fallback_errors(route: str, fallbacks: dict[str, Any], tiers: dict[str, Any
             if target not in tiers:
                 errors.append(Problem((*at, index), _unknown("tier", target, tiers)))
         graph[tier] = listed
-
-    def cycle_from(node: str, trail: list[str]) -> list[str] | None:
-        if node in trail:
-            return [*trail[trail.index(node) :], node]
-        for target in graph.get(node, []):
-            if found := cycle_from(target, [*trail, node]):
-                return found
-        return None
-
     for tier in graph:
-        if cycle := cycle_from(tier, []):
+        if cycle := _cycle_from(graph, tier, []):
             path: DocPath = ("routes", route, "fallbacks", cycle[0])
             errors.append(Problem(path, "fallback cycle: " + " -> ".join(cycle)))
             break

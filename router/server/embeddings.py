@@ -47,9 +47,11 @@ async def _embed_on(request: web.Request, runtime: Runtime) -> web.StreamRespons
             attempts, tier, answer = await runtime.cascade.embed(decision, body)
         except CascadeFailure as failure:
             record.attempts = failure.attempts
-            error = failure_error(failure, prompt_param="input", route=decision.route)
-            error.headers["x-cascade-reason"] = reason(decision, failure.attempts)
-            raise error from None
+            raise lifecycle.failed(
+                failure_error(failure, prompt_param="input", route=decision.route),
+                decision,
+                failure,
+            ) from None
         record.attempts, record.final_tier = attempts, tier
         record.final_model = attempts[-1].model
         headers = lifecycle.answer_headers(

@@ -83,9 +83,9 @@ async def _complete_on(
             except CascadeFailure as failure:
                 record.attempts = failure.attempts
                 handled.refused = "saturated" if failure.reason == "saturated" else None
-                error = exchange.failure(failure, decision.route)
-                error.headers["x-cascade-reason"] = reason(decision, failure.attempts)
-                raise error from None
+                raise lifecycle.failed(
+                    exchange.failure(failure, decision.route), decision, failure
+                ) from None
         return await _answer(request, runtime, handled, exchange, outcome)
 
 

@@ -21,7 +21,7 @@ from router.cache import Entry, Fold, Lookup
 from router.errors import ERROR_TEXT, APIError, clip, not_found_model
 from router.failures import upstream_ours
 from router.observe.tracing import OUTBOUND, RequestTrace
-from router.outcomes import Abandoned, Crashed, Outcome
+from router.outcomes import Abandoned, CascadeFailure, Crashed, Outcome
 from router.records import DecisionRecord
 from router.redact import Redactor
 from router.request import ClientRequest
@@ -290,3 +290,12 @@ def _offer_shadow(app: web.Application, runtime: Runtime, handled: Handled) -> N
     job = offer.job_for(sample, served, tiers)
     if job is not None:
         app[SHADOW].offer(job)
+
+
+def failed(error: APIError, decision: Decision, failure: CascadeFailure) -> APIError:
+    """`error`, what the client is told when no tier answered, with why the request went
+    where it did. Raised as returned: an exception raised from a local variable is a
+    reference cycle with its traceback's frame, which held each failed request's objects
+    until a garbage collection (~10 ms of the event loop for a few hundred)."""
+    error.headers["x-cascade-reason"] = reason(decision, failure.attempts)
+    return error

@@ -71,6 +71,12 @@ def serve_worker(fd: int) -> None:
     """The worker's loop (`python -c ...serve_worker(FD)`): niced, it answers each body on
     the socket `fd` in turn until the server closes it."""
     os.nice(10)  # behind the serving loop on any CPU they share
+    from router import heap
+    from router.api import surfaces, validation  # noqa: F401 - what `check` needs, imported
+
+    # its imports kept out of the collector's way: a full collection over them took ~18 ms,
+    # after nearly every large body
+    heap.settle(thaw=False)
     with socket.socket(fileno=fd) as sock, sock.makefile("rwb") as stream:
         stream.write(_frame(_READY))  # imported what `check` needs
         stream.flush()
