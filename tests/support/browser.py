@@ -71,10 +71,25 @@ class _Session:
         return dict(reply.get("result", {}))
 
 
+def _removed(folder: str) -> None:
+    """Remove a Chromium profile: its helper processes may still write to it for a moment
+    after the browser has exited ("Directory not empty" on the first try)."""
+    for _ in range(20):
+        try:
+            shutil.rmtree(folder)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def _chromium() -> Iterator[str]:
     port = free_port()
-    with tempfile.TemporaryDirectory() as profile:
+    profile = tempfile.mkdtemp()
+    try:
         process = subprocess.Popen(
             [
                 chromium_binary(),
@@ -95,6 +110,8 @@ def _chromium() -> Iterator[str]:
         finally:
             process.terminate()
             process.wait(timeout=30)
+    finally:
+        _removed(profile)
 
 
 def open_page(path: Path, expressions: dict[str, str], screenshot: Path) -> PageReport:
