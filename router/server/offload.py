@@ -39,53 +39,51 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from router.api.surfaces import Packed
+from router import heap
+from router.api import validation
+from router.api.surfaces import CHAT, COMPLETIONS, RESPONSES, Packed, pack
 from router.errors import APIError
 from router.policy.model import LimitsSpec
 
 Refusal = tuple[int, str, str, str | None, str | None]  # status, message, type, param, code
 _LENGTH = struct.Struct("!I")
 _READY = b"ready"
+_SURFACES = {surface.endpoint: surface for surface in (CHAT, COMPLETIONS, RESPONSES)}
 
 
 def check(data: bytes, endpoint: str, limits: dict[str, Any]) -> Refusal | Packed | None:
     """In the worker: the body parsed and validated as `endpoint` reads it; its refusal, or
     the request packed to be handed back (None: accepted, not packable)."""
-    from router.api import validation
-    from router.api.surfaces import CHAT, COMPLETIONS, RESPONSES, pack
-
     spec = LimitsSpec.model_validate(limits)
-    surface = {found.endpoint: found for found in (CHAT, COMPLETIONS, RESPONSES)}[endpoint]
     try:
-        exchange = surface.read(validation.json_body(data, spec.max_json_depth), spec)
+        exchange = _SURFACES[endpoint].read(validation.json_body(data, spec.max_json_depth), spec)
     except APIError as exc:
         return exc.status, exc.message, exc.type, exc.param, exc.code
     return pack(exchange)
 
 
-def _frame(payload: bytes) -> bytes:
-    return _LENGTH.pack(len(payload)) + payload
+def _send(write: Callable[[bytes], object], payload: bytes) -> None:
+    """One frame: its length, then the payload (written as it is, not copied into one)."""
+    write(_LENGTH.pack(len(payload)))
+    write(payload)
 
 
 def serve_worker(fd: int) -> None:
     """The worker's loop (`python -c ...serve_worker(FD)`): niced, it answers each body on
     the socket `fd` in turn until the server closes it."""
     os.nice(10)  # behind the serving loop on any CPU they share
-    from router import heap
-    from router.api import surfaces, validation  # noqa: F401 - what `check` needs, imported
-
     # its imports kept out of the collector's way: a full collection over them took ~18 ms,
     # after nearly every large body
     heap.settle(thaw=False)
     with socket.socket(fileno=fd) as sock, sock.makefile("rwb") as stream:
-        stream.write(_frame(_READY))  # imported what `check` needs
+        _send(stream.write, _READY)  # imported what `check` needs
         stream.flush()
         while head := stream.read(_LENGTH.size):
             (length,) = _LENGTH.unpack(head)
             # from the serving process over a private socket pair: the client's body is in it
             # as bytes, never unpickled
             data, endpoint, limits = pickle.loads(stream.read(length))  # noqa: S301
-            stream.write(_frame(pickle.dumps(check(data, endpoint, limits), protocol=5)))
+            _send(stream.write, pickle.dumps(check(data, endpoint, limits), protocol=5))
             stream.flush()
 
 
@@ -157,9 +155,7 @@ class _Worker:
             raise WorkerLost()
         answer: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self.asked.append(answer)
-        payload = pickle.dumps((data, endpoint, limits), protocol=5)
-        self.writer.write(_LENGTH.pack(len(payload)))
-        self.writer.write(payload)
+        _send(self.writer.write, pickle.dumps((data, endpoint, limits), protocol=5))
         return await answer
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ import requests
 from tests.support.cascade import read_ledger
 from tests.support.hostile import attack
 from tests.support.keys import team_keys
+from tests.support.metrics import by_label
 from tests.support.processes import ServerProcess, free_port, start, start_fake_upstream
 from tests.support.processes import start_cascade as start_cascade_process
 
@@ -102,10 +103,5 @@ auth: {{metrics: open}}
     # valid schema, served, its answer checked in linear time
     assert statuses[400] > statuses.get(200, 0) > 0
     # the large bodies went to the worker (started with the server) while the canary asked
-    offloaded = {
-        outcome: float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        for outcome in ("starting", "refused", "accepted")
-        if line.startswith(f'cascade_offloaded_bodies_total{{outcome="{outcome}"}}')
-    }
+    offloaded = by_label(metrics, "cascade_offloaded_bodies_total", "outcome")
     assert offloaded["refused"] >= 1 and offloaded["accepted"] >= 1

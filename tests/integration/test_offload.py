@@ -19,6 +19,7 @@ from router.policy.model import LimitsSpec
 from router.server.offload import Offload
 from tests.support.hostile import hostile_bodies
 from tests.support.keys import team_keys
+from tests.support.metrics import by_label
 from tests.support.processes import ServerProcess, start_cascade, start_fake_upstream
 
 KEYS = {"bulk": "sk-bulk-team", "other": "sk-other-team"}
@@ -101,12 +102,7 @@ def test_a_server_offloads_large_bodies_only_while_another_team_asks(tmp_path: P
 
     def offloaded() -> dict[str, float]:
         text = requests.get(f"{server.url}/metrics", timeout=10).text
-        return {
-            outcome: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            for outcome in ("refused", "accepted", "starting")
-            if line.startswith(f'cascade_offloaded_bodies_total{{outcome="{outcome}"}}')
-        }
+        return by_label(text, "cascade_offloaded_bodies_total", "outcome")
 
     try:
         assert _children(server.process.pid)  # it tells teams apart: its worker started with it
