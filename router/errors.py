@@ -28,6 +28,11 @@ class APIError(Exception):
         self.code = code
         self.headers = headers or {}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled whole (the offload worker hands refusals back to the serving process)."""
+        fields = {"type_": self.type, "param": self.param, "code": self.code}
+        return (_api_error, (self.status, self.message, fields | {"headers": self.headers}))
+
     def body(self) -> dict[str, Any]:
         return {
             "error": {
@@ -78,3 +83,7 @@ def overloaded(message: str) -> APIError:
 
 def upstream_failed(message: str, status: int = 502) -> APIError:
     return APIError(status, message, type_="upstream_error", code="upstream_error")
+
+
+def _api_error(status: int, message: str, fields: dict[str, Any]) -> APIError:
+    return APIError(status, message, **fields)

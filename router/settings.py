@@ -117,9 +117,20 @@ class Settings(BaseModel):
         json_schema_extra=_env(
             "CASCADE_INTAKE_PER_TEAM",
             "Requests of one team read, parsed and validated at once (the CPU-heavy steps of "
-            "a request), and, while another team is asking, begun in one pass of the event "
-            "loop; its others wait their turn, so one team's flood of large bodies or burst of "
-            "connections cannot take the event loop from the other teams.",
+            "a request); its others wait their turn, so one team's flood of large bodies "
+            "cannot take the event loop from the other teams.",
+        ),
+    )
+    intake_pass_budget_s: float = Field(
+        0.0005,
+        gt=0,
+        le=1,
+        json_schema_extra=_env(
+            "CASCADE_INTAKE_PASS_BUDGET_S",
+            "While another team is asking, the time one team's requests may take of a pass "
+            "of the event loop; its next steps wait for the next passes, in order, so another "
+            "team's request waits behind about this much of each team at each of its steps, "
+            "whatever their load (a team alone is never slowed).",
         ),
     )
     intake_share: float = Field(

@@ -106,6 +106,9 @@ class Packed:
     client: ClientRequest  # with no messages and no `params.extra`
     turns: tuple[tuple[str, str], ...]  # each message's role and text
     chat: bool
+    # the prompt-size refusal its estimate earns when no tier counts tokens (`turns` then
+    # empty: it is never rebuilt)
+    too_long: APIError | None = None
 
 
 def pack(exchange: Exchange) -> Packed | None:

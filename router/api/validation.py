@@ -198,16 +198,37 @@ async def prompt_tokens(
     Text is counted by `count` (the local tier's tokenizer, chat template included), else
     estimated at 4 bytes per token (as `cascade policy explain` does); media at their bound.
     """
-    upper = prompt_upper_bound(prompt) + billable.text_bytes + billable.media_tokens
+    upper = input_upper_bound(prompt, billable)
     if upper <= limit and not exact:
         return None, upper
     counted = await count(prompt)
     extra = await count(Prompt(text=billable.text)) if billable.text and counted is not None else 0
     if counted is None or extra is None:
-        tokens = estimate_tokens(prompt) + (billable.text_bytes + 3) // 4
+        tokens = estimated_input(prompt, billable)
     else:
-        tokens = counted + extra
-    tokens += billable.media_tokens
+        tokens = counted + extra + billable.media_tokens
     if tokens > limit:
         raise prompt_too_long(tokens, limit, "messages" if prompt.is_chat else "prompt")
     return tokens, tokens if counted is not None and extra is not None else upper
+
+
+def input_upper_bound(prompt: Prompt, billable: BillableInput) -> int:
+    """Input tokens at most, without tokenizing (what a budget reserves)."""
+    return prompt_upper_bound(prompt) + billable.text_bytes + billable.media_tokens
+
+
+def estimated_input(prompt: Prompt, billable: BillableInput) -> int:
+    """Input tokens as estimated when no tier can count them (4 bytes a token; media at their
+    bound)."""
+    return estimate_tokens(prompt) + (billable.text_bytes + 3) // 4 + billable.media_tokens
+
+
+def estimated_too_long(prompt: Prompt, billable: BillableInput, limit: int) -> APIError | None:
+    """What `prompt_tokens` refuses the input with when no tier can count tokens, if it does
+    (the offload worker refuses a large body with it before the loop rebuilds the request)."""
+    if input_upper_bound(prompt, billable) <= limit:
+        return None
+    tokens = estimated_input(prompt, billable)
+    if tokens <= limit:
+        return None
+    return prompt_too_long(tokens, limit, "messages" if prompt.is_chat else "prompt")

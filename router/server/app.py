@@ -243,6 +243,7 @@ def create_app(
     app[INTAKE] = IntakeGates(
         settings.intake_per_team,
         share=settings.intake_share,
+        pass_budget_s=settings.intake_pass_budget_s,
         on_paced=lambda team, seconds: paced.labels(team).inc(seconds),
     )
     app[KEY_GATES] = KeyGates()

@@ -12,13 +12,17 @@ loop per second, holding at most `burst_s`); a team in debt waits before its nex
 any other team has asked within `recent_s`. Alone, a team runs at full speed and carries no
 debt (the pacing is work-conserving). Teams are the policy's and `default`: a bounded set.
 
-Pacing charges what a step took after it ran; a burst is the other half. When 240 of one
-team's requests become ready in the same pass of the event loop (connections opened at once),
-each runs its first steps - parse, route, admit, open its upstream call - before the loop
-looks at anything else: 130 ms on a 2-core VM, and another team's request that arrived in
-that pass waits for all of it. So while another team is asking, at most `per_team` of a team's
-requests begin intake in one pass of the loop; the rest wait in order for the next passes,
-and another team's request that is ready meanwhile runs between them."""
+Pacing charges what a step took after it ran, and only parsing; the rest of a request - its
+first steps, its upstream call, its answer written, each stream's chunks - runs on the same
+loop in steps too, a few hundred microseconds each, and a pass of the loop runs every step
+that is ready. When 240 of one team's streams open at once, or a team keeps hundreds of
+requests in flight, another team's request waits behind all of that team's ready steps at
+each of its own (~6 a request), and its latency grows with the other team's load. So each
+request's handler runs `stepped`: while another team is asking, a team's steps run in a
+pass of the loop only until they have taken `pass_budget_s` of it; its next steps wait, in
+order, for the next passes (each pass lets on as many as fit the budget at the team's
+recent step time, at least one). Another team's request then waits behind about one budget
+of each other team per step, whatever their load. Alone, a team's steps run at once."""
 
 from __future__ import annotations
 
@@ -26,8 +30,11 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -36,9 +43,10 @@ class _Team:
     allowance_s: float
     refilled_at: float
     asked_at: float = float("-inf")
-    passes: int = 0  # requests that may still begin intake in this pass of the loop
-    waiting: deque[asyncio.Future[None]] = field(default_factory=deque)
-    next_pass: asyncio.Handle | None = None  # while set, `passes` counts this pass's
+    pass_used_s: float = 0.0  # what its steps took of this pass of the loop
+    step_s: float = 0.0005  # its steps' recent mean (how many a pass lets on)
+    waiting: deque[asyncio.Future[None]] = field(default_factory=deque)  # steps, in order
+    next_pass: asyncio.Handle | None = None  # while set, `pass_used_s` counts this pass's
 
 
 @dataclass(slots=True)
@@ -68,11 +76,13 @@ class Turn:
 
 @dataclass(slots=True)
 class IntakeGates:
-    """Per team: at most `per_team` requests in intake at once, and at most `share` of the
-    loop's time while other teams ask (see the module's docstring)."""
+    """Per team: at most `per_team` requests in intake at once, at most `share` of the loop's
+    time for parsing and `pass_budget_s` of each pass of it while other teams ask (see the
+    module's docstring)."""
 
     per_team: int
     share: float = 0.5
+    pass_budget_s: float = 0.0005
     burst_s: float = 0.05
     recent_s: float = 1.0
     clock: Callable[[], float] = time.perf_counter
@@ -84,7 +94,10 @@ class IntakeGates:
         team = self.teams.get(name)
         if team is None:
             team = self.teams[name] = _Team(
-                asyncio.Semaphore(self.per_team), self.burst_s, self.clock()
+                asyncio.Semaphore(self.per_team),
+                self.burst_s,
+                self.clock(),
+                step_s=self.pass_budget_s,  # until its steps are timed: one a pass
             )
         return team
 
@@ -118,47 +131,101 @@ class IntakeGates:
         if waited:
             self.on_paced(name, waited)
 
-    async def _begun(self, name: str, team: _Team, now: float) -> None:
-        """Wait for one of the `per_team` places of a pass of the loop, in order, while
-        another team is asking (see the module's docstring)."""
-        loop = asyncio.get_running_loop()
-        if team.next_pass is None:  # the first of this pass
-            team.passes = self.per_team
-            team.next_pass = loop.call_soon(self._pass, team)
-        if not team.waiting and (team.passes > 0 or not self._others_asking(name, now)):
-            team.passes -= 1
-            return
-        place = loop.create_future()
+    def _place(self, name: str, team: _Team) -> asyncio.Future[None] | None:
+        """None: the team's next step may run in this pass; else the future set when it may
+        (another team is asking, and the team has had its budget of this pass or others of
+        its steps are waiting)."""
+        if not team.waiting and team.pass_used_s < self.pass_budget_s:
+            return None
+        if not self._others_asking(name, self.clock()):
+            return None
+        place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         team.waiting.append(place)
-        try:
-            await place
-        except asyncio.CancelledError:
-            if not place.done() or place.cancelled():
-                with contextlib.suppress(ValueError):
-                    team.waiting.remove(place)
-            raise
+        self._track(team)
+        return place
+
+    def _spent(self, team: _Team, seconds: float) -> None:
+        team.pass_used_s += seconds
+        team.step_s += (seconds - team.step_s) / 16
+        self._track(team)
+
+    def _track(self, team: _Team) -> None:
+        if team.next_pass is None:  # `_pass` runs in the next pass of the loop
+            team.next_pass = asyncio.get_running_loop().call_soon(self._pass, team)
 
     def _pass(self, team: _Team) -> None:
-        """A new pass of the loop: its places go to the team's first waiting requests."""
-        team.passes = self.per_team
-        while team.waiting and team.passes > 0:
+        """A new pass of the loop: the team's budget afresh, and as many of its waiting
+        steps let on as fit it at their recent mean (at least one; they run next pass)."""
+        team.pass_used_s = 0.0
+        fit = max(1, int(self.pass_budget_s / max(team.step_s, 1e-6)))
+        while team.waiting and fit:
             place = team.waiting.popleft()
             if not place.done():  # not cancelled meanwhile
                 place.set_result(None)
-                team.passes -= 1
+                fit -= 1
         loop = asyncio.get_running_loop()
         team.next_pass = loop.call_soon(self._pass, team) if team.waiting else None
 
+    async def stepped(self, name: str, work: Awaitable[T]) -> T:
+        """`work` (a request's handler) run step by step as team `name`'s (see the module's
+        docstring); an awaitable that is not a coroutine, as it is."""
+        if not isinstance(work, Coroutine):
+            return await work
+        return await _Stepped(self, name, self._of(name), work)
+
     @contextlib.asynccontextmanager
     async def turn(self, name: str) -> AsyncIterator[Turn]:
-        """The team's turn at intake: its place in a pass of the loop, paced, then one of its
-        `per_team` places."""
+        """The team's turn at intake: one of its `per_team` places, paced."""
         team = self._of(name)
-        team.asked_at = now = self.clock()
-        await self._begun(name, team, now)
+        team.asked_at = self.clock()
         async with team.gate:
             await self._paced(name, team)
             yield Turn(self, team, name)
+
+
+class _Stepped(Generic[T]):
+    """A coroutine driven one step at a time, each step let on by the team's place in a pass
+    of the loop (`IntakeGates._place`) and timed against it; what it awaits is handed to the
+    task running it as it is, and what the task delivers (a cancellation, say) is handed
+    back at once."""
+
+    __slots__ = ("_gates", "_name", "_team", "_work")
+
+    def __init__(
+        self, gates: IntakeGates, name: str, team: _Team, work: Coroutine[Any, Any, T]
+    ) -> None:
+        self._gates, self._name, self._team, self._work = gates, name, team, work
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        gates, name, team, work = self._gates, self._name, self._team, self._work
+        clock = gates.clock
+        sent: Any = None
+        error: BaseException | None = None
+        while True:
+            if error is None and (place := gates._place(name, team)) is not None:
+                try:
+                    yield from place
+                except GeneratorExit:
+                    work.close()
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - the work's to handle (cancelled)
+                    error = exc
+            started = clock()
+            try:
+                awaited = work.send(sent) if error is None else work.throw(error)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            finally:
+                gates._spent(team, clock() - started)
+            sent, error = None, None
+            try:
+                sent = yield awaited
+            except GeneratorExit:
+                work.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - the work's to handle (cancelled)
+                error = exc
 
 
 @dataclass(slots=True)

@@ -100,19 +100,26 @@ async def read_client(
     offload = request.app.get(OFFLOAD)
     if offload is not None and len(data) >= offload.min_bytes and turn.contended():
         counted = request.app[METRICS].offloaded
-        try:
-            checked = await offload.check(data, surface.endpoint, limits)  # off the loop
+        # a prompt over the limit by its estimate (when that is what decides) is refused there
+        estimated = not policy.ledger.log_prompts and not await runtime.counts_tokens()
+        try:  # off the loop
+            checked = await offload.check(data, surface.endpoint, limits, estimated=estimated)
         except APIError:
             counted.labels("refused").inc()
             raise
-        counted.labels(checked.outcome).inc()
-        if checked.packed is not None:  # read there: only rebuilt here
+        packed = checked.packed
+        counted.labels("refused" if packed and packed.too_long else checked.outcome).inc()
+        if packed is not None and packed.too_long is not None:  # never rebuilt
+            _requested(record, packed.client)
+            request[CALLER].allow(packed.client.model)  # a 403 or 404 first, as on the loop
+            raise packed.too_long
+        if packed is not None:  # read there: only rebuilt here
             with turn.charged():
                 found = orjson.loads(data)  # its depth and shape were checked there
             await asyncio.sleep(0)  # the other requests ready meanwhile run between the halves
             with turn.charged():
                 assert isinstance(found, dict)
-                return _validated(request, policy, record, unpack(checked.packed, found), found)
+                return _validated(request, policy, record, unpack(packed, found), found)
     with turn.charged():
         raw = validation.json_body(data, limits.max_json_depth)
         exchange = surface.read(raw, limits)
@@ -123,13 +130,18 @@ def _validated(
     request: web.Request, policy: Policy, record: DecisionRecord, exchange: Exchange, raw: object
 ) -> tuple[Exchange, dict[str, object]]:
     client = exchange.client
-    record.requested_model, record.stream = clip(client.model), client.stream
-    record.user = clip(client.params.user) if client.params.user is not None else None
+    _requested(record, client)
     if policy.ledger.log_prompts:
         record.prompt, record.prompt_truncated = _prompt_text(
             client.prompt, policy.ledger.max_prompt_chars, request.app[REDACTOR]
         )
     return exchange, raw if isinstance(raw, dict) else {}
+
+
+def _requested(record: DecisionRecord, client: ClientRequest) -> None:
+    """What the record keeps of what was asked, as soon as the request is read."""
+    record.requested_model, record.stream = clip(client.model), client.stream
+    record.user = clip(client.params.user) if client.params.user is not None else None
 
 
 async def prompt_tokens(runtime: Runtime, client: ClientRequest) -> tuple[int | None, int]:

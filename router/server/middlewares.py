@@ -13,6 +13,7 @@ from router.server.serving import error_response
 from router.server.state import (
     CALLER,
     CLIENT_REQUEST_ID,
+    INTAKE,
     LOGGER,
     METRICS,
     REDACTOR,
@@ -112,4 +113,5 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         request.app[METRICS].auth_refusals.labels(exc.code or str(exc.status)).inc()
         raise
     request[CALLER] = caller
-    return await handler(request)
+    # its steps share the loop fairly with other teams' (router/server/fairness.py)
+    return await request.app[INTAKE].stepped(caller.team, handler(request))

@@ -36,7 +36,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from router import heap
@@ -45,21 +45,29 @@ from router.api.surfaces import CHAT, COMPLETIONS, RESPONSES, Packed, pack
 from router.errors import APIError
 from router.policy.model import LimitsSpec
 
-Refusal = tuple[int, str, str, str | None, str | None]  # status, message, type, param, code
 _LENGTH = struct.Struct("!I")
 _READY = b"ready"
 _SURFACES = {surface.endpoint: surface for surface in (CHAT, COMPLETIONS, RESPONSES)}
 
 
-def check(data: bytes, endpoint: str, limits: dict[str, Any]) -> Refusal | Packed | None:
+def check(
+    data: bytes, endpoint: str, limits: dict[str, Any], estimated: bool
+) -> APIError | Packed | None:
     """In the worker: the body parsed and validated as `endpoint` reads it; its refusal, or
-    the request packed to be handed back (None: accepted, not packable)."""
+    the request packed to be handed back (None: accepted, not packable). `estimated`: no tier
+    of the server counts tokens, so a prompt over `max_prompt_tokens` by its estimate is
+    refused here too - after the key's model check, on the loop (`Packed.too_long`)."""
     spec = LimitsSpec.model_validate(limits)
     try:
         exchange = _SURFACES[endpoint].read(validation.json_body(data, spec.max_json_depth), spec)
     except APIError as exc:
-        return exc.status, exc.message, exc.type, exc.param, exc.code
-    return pack(exchange)
+        return exc
+    packed = pack(exchange)
+    if packed is None or not estimated:
+        return packed
+    client = exchange.client
+    too_long = validation.estimated_too_long(client.prompt, client.billable, spec.max_prompt_tokens)
+    return packed if too_long is None else replace(packed, turns=(), too_long=too_long)
 
 
 def _send(write: Callable[[bytes], object], payload: bytes) -> None:
@@ -82,8 +90,8 @@ def serve_worker(fd: int) -> None:
             (length,) = _LENGTH.unpack(head)
             # from the serving process over a private socket pair: the client's body is in it
             # as bytes, never unpickled
-            data, endpoint, limits = pickle.loads(stream.read(length))  # noqa: S301
-            _send(stream.write, pickle.dumps(check(data, endpoint, limits), protocol=5))
+            asked = pickle.loads(stream.read(length))  # noqa: S301
+            _send(stream.write, pickle.dumps(check(*asked), protocol=5))
             stream.flush()
 
 
@@ -150,12 +158,13 @@ class _Worker:
         with contextlib.suppress(OSError):
             self.process.kill()
 
-    async def ask(self, data: bytes, endpoint: str, limits: dict[str, Any]) -> object:
+    async def ask(self, *asked: object) -> object:
+        """`check`'s answer for its arguments, `asked`."""
         if self.lost or self.writer is None:
             raise WorkerLost()
         answer: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self.asked.append(answer)
-        _send(self.writer.write, pickle.dumps((data, endpoint, limits), protocol=5))
+        _send(self.writer.write, pickle.dumps(asked, protocol=5))
         return await answer
 
     def close(self) -> None:
@@ -214,7 +223,9 @@ class Offload:
         assert self._worker is not None
         await self._worker.ready
 
-    async def check(self, data: bytes, endpoint: str, limits: LimitsSpec) -> Checked:
+    async def check(
+        self, data: bytes, endpoint: str, limits: LimitsSpec, *, estimated: bool = False
+    ) -> Checked:
         """Raise what the worker refused the body with, if it did; else whether it accepted
         it, or could not tell: it is starting, or it died (e.g. killed for memory: a new one
         is started). Bodies it cannot tell of are checked on the loop."""
@@ -228,13 +239,12 @@ class Offload:
         if not worker.ready.done():
             return Checked("starting")
         try:
-            found = await worker.ask(data, endpoint, limits.model_dump())
+            found = await worker.ask(data, endpoint, limits.model_dump(), estimated)
         except WorkerLost:
             self._restart()
             return Checked("worker_lost")
-        if isinstance(found, tuple):
-            status, message, type_, param, code = found
-            raise APIError(status, message, type_=type_, param=param, code=code)
+        if isinstance(found, APIError):
+            raise found
         assert found is None or isinstance(found, Packed)
         return Checked("accepted", found)
 

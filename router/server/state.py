@@ -91,6 +91,10 @@ class Runtime:
     def queue_depths(self) -> dict[str, int]:
         return {name: b.queue_depth for name, b in self.backends.items() if b is not None}
 
+    async def counts_tokens(self) -> bool:
+        """Whether a tier counts prompt tokens exactly (asked of an empty prompt)."""
+        return await self.count_tokens(Prompt(text="")) is not None
+
     async def count_tokens(self, prompt: Prompt) -> int | None:
         """Prompt tokens by the first tier that can count them exactly (a local model's own
         tokenizer); None when none can."""

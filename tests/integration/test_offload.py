@@ -4,6 +4,7 @@ is asking."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import time
@@ -23,6 +24,7 @@ from tests.support.metrics import by_label
 from tests.support.processes import ServerProcess, start_cascade, start_fake_upstream
 
 KEYS = {"bulk": "sk-bulk-team", "other": "sk-other-team"}
+NARROW = "sk-narrow-key"
 
 
 def _inline(data: bytes, surface: Surface, limits: LimitsSpec) -> tuple[object, ...] | None:
@@ -67,6 +69,52 @@ async def test_the_worker_refuses_exactly_what_the_loop_would() -> None:
         offload.close()
 
 
+async def _too_long_inline(data: bytes, limits: LimitsSpec) -> tuple[object, ...] | None:
+    """What the loop refuses a readable chat body with at its prompt-size check when no tier
+    counts tokens."""
+
+    async def no_count(_prompt: object) -> None:
+        return None
+
+    client = CHAT.read(orjson.loads(data), limits).client
+    try:
+        await validation.prompt_tokens(
+            client.prompt, client.billable, limits.max_prompt_tokens, no_count, exact=False
+        )
+    except APIError as exc:
+        return exc.status, exc.message, exc.type, exc.param, exc.code
+    return None
+
+
+async def test_the_worker_refuses_a_prompt_over_the_limit_by_its_estimate() -> None:
+    """When no tier counts tokens, the estimate decides: the worker gives the loop's
+    refusal, without the messages (the loop never rebuilds them)."""
+    limits = LimitsSpec()
+    many = hostile_bodies()[2]  # 1 MB, 2,048 messages: ~245,760 tokens by the estimate
+    fits = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "x" * 9000}]})
+    offload = Offload(1)
+    try:
+        await offload.started()
+        for data in (many, fits):
+            expected = await _too_long_inline(data, limits)
+            packed = (await offload.check(data, CHAT.endpoint, limits, estimated=True)).packed
+            assert packed is not None
+            too_long = packed.too_long
+            found = None if too_long is None else (too_long.status, too_long.message)
+            assert found == (None if expected is None else expected[:2])
+            if too_long is not None:
+                assert (too_long.type, too_long.param, too_long.code) == expected[2:]  # type: ignore[index]
+                assert packed.turns == () and packed.client.model == "remote"
+            else:  # within it: handed back whole
+                raw = orjson.loads(data)
+                assert unpack(packed, raw) == CHAT.read(raw, limits)
+        # a tier that counts tokens decides on the loop: the worker does not refuse
+        packed = (await offload.check(many, CHAT.endpoint, limits)).packed
+        assert packed is not None and packed.too_long is None and len(packed.turns) == 2048
+    finally:
+        offload.close()
+
+
 def _policy(tmp_path: Path, upstream: ServerProcess, more: str) -> Path:
     """One route to the fake upstream, and `more`."""
     policy = tmp_path / "policy.yaml"
@@ -82,7 +130,9 @@ routes:
 
 def test_a_server_offloads_large_bodies_only_while_another_team_asks(tmp_path: Path) -> None:
     upstream = start_fake_upstream(tmp_path / "upstream.log")
-    policy = _policy(tmp_path, upstream, f"teams:\n{team_keys(KEYS)}\nauth: {{metrics: open}}")
+    narrow = hashlib.sha256(NARROW.encode()).hexdigest()  # a key that may ask for auto only
+    teams = f"{team_keys(KEYS)}\n  narrow: {{keys: [{{sha256: {narrow}, models: [auto]}}]}}"
+    policy = _policy(tmp_path, upstream, f"teams:\n{teams}\nauth: {{metrics: open}}")
     server = start_cascade(
         policy, "none", tmp_path / "cascade.log", env={"CASCADE_OFFLOAD_BYTES": "4096"}
     )
@@ -95,7 +145,8 @@ def test_a_server_offloads_large_bodies_only_while_another_team_asks(tmp_path: P
     small = orjson.dumps({"model": "auto", "max_tokens": 4, "messages": ask})
 
     def post(team: str, body: bytes) -> requests.Response:
-        headers = {"Authorization": f"Bearer {KEYS[team]}", "Content-Type": "application/json"}
+        key = NARROW if team == "narrow" else KEYS[team]
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         return requests.post(
             f"{server.url}/v1/chat/completions", data=body, headers=headers, timeout=30
         )
@@ -126,7 +177,20 @@ def test_a_server_offloads_large_bodies_only_while_another_team_asks(tmp_path: P
         assert post("bulk", small).status_code == 200  # under the size: never offloaded
         time.sleep(1.2)  # the other team's ask is no longer recent: alone again
         assert post("bulk", refused).status_code == 400
+        # over max_prompt_tokens by its estimate (no tier counts tokens): on the loop alone
+        long_ = {"model": "auto", "messages": [{"role": "user", "content": "x" * 40_000}]}
+        on_loop = post("bulk", orjson.dumps(long_))
+        assert on_loop.status_code == 400
+        assert on_loop.json()["error"]["code"] == "context_length_exceeded"
         assert offloaded() == {**started, "accepted": 1.0}
+        # while another team asks, refused by the worker with the same error; and a key that
+        # may not ask for the model gets its 403 first, as on the loop
+        elsewhere = orjson.dumps(long_ | {"model": "large"})
+        assert post("other", small).status_code == 200
+        assert post("bulk", orjson.dumps(long_)).json() == on_loop.json()
+        forbidden = post("narrow", elsewhere)
+        assert forbidden.status_code == 403 and "large" in forbidden.json()["error"]["message"]
+        assert offloaded() == {**started, "accepted": 1.0, "refused": started["refused"] + 2}
     finally:
         server.stop()
         upstream.stop()

@@ -1,9 +1,13 @@
-"""A team's share of the event loop for parsing (router/server/fairness.py): a team that has
-used more than its share waits while another team asks, and never while it is alone."""
+"""A team's share of the event loop (router/server/fairness.py): a team that has used more
+than its share of parsing waits while another team asks, a busy team's steps take at most a
+budget of each pass of the loop while another team asks, and neither ever while it is
+alone; a request run step by step gets its results, errors and cancellations as it would."""
 
 from __future__ import annotations
 
 import asyncio
+
+import pytest
 
 from router.server.fairness import IntakeGates
 
@@ -95,50 +99,158 @@ def test_waiting_refills_the_allowance_at_the_share_rate() -> None:
     assert gates.teams["big"].allowance_s == gates.burst_s  # capped at the burst
 
 
-async def _burst(gates: IntakeGates, teams: list[str], cancel: int | None = None) -> list[str]:
-    """Requests of `teams` that become ready in the same pass of the loop, in that order: the
-    order in which they begin intake, with `|` where the first pass ended."""
-    begun: list[str] = []
+class Passes:
+    """Counts the passes of the event loop (a callback that reschedules itself each pass)."""
 
-    async def begin(team: str) -> None:
-        async with gates.turn(team):
-            begun.append(team)
+    def __init__(self) -> None:
+        self.count = 0
+        self._handle = asyncio.get_running_loop().call_soon(self._tick)
 
-    tasks = [asyncio.create_task(begin(team)) for team in teams]
-    asyncio.get_running_loop().call_soon(begun.append, "|")  # after every first step
-    if cancel is not None:
-        await asyncio.sleep(0)  # past the first pass: the rest are waiting
-        tasks[cancel].cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return begun
+    def _tick(self) -> None:
+        self.count += 1
+        self._handle = asyncio.get_running_loop().call_soon(self._tick)
+
+    def stop(self) -> None:
+        self._handle.cancel()
 
 
-def test_a_burst_begins_a_few_at_a_time_while_another_team_asks() -> None:
+async def _steps(
+    gates: IntakeGates, clock: Clock, requests: list[tuple[str, float]], steps: int = 3
+) -> list[tuple[str, int]]:
+    """Requests (team, what each step takes) started in the same pass, each `steps` steps
+    run through `gates.stepped`: (team, pass) of every step, in the order they ran."""
+    passes = Passes()
+    ran: list[tuple[str, int]] = []
+
+    async def request(team: str, seconds: float) -> None:
+        for _ in range(steps):
+            ran.append((team, passes.count))
+            clock.now += seconds
+            await asyncio.sleep(0)  # the next step: another pass
+
+    await asyncio.gather(*(gates.stepped(team, request(team, s)) for team, s in requests))
+    passes.stop()
+    return ran
+
+
+def _per_pass(ran: list[tuple[str, int]], team: str) -> list[int]:
+    counts: dict[int, int] = {}
+    for who, at in ran:
+        if who == team:
+            counts[at] = counts.get(at, 0) + 1
+    return sorted(counts.values())
+
+
+def test_a_busy_team_s_steps_take_one_budget_of_a_pass_while_another_team_asks() -> None:
     clock, paced = Clock(), []  # type: ignore[var-annotated]
-    gates = _gates(clock, paced)  # 2 a pass
+    gates = _gates(clock, paced)  # 0.5 ms a pass
 
-    async def run() -> list[str]:
+    async def run() -> list[tuple[str, int]]:
         await _parse(gates, clock, "small", 0.0)  # the other team is asking
-        return await _burst(gates, ["big"] * 6 + ["small"])
+        # eight requests of 1 ms steps, and one of the small team's ready behind them
+        return await _steps(gates, clock, [("big", 0.001)] * 8 + [("small", 0.0)])
 
-    # the small team's request, ready behind six of the big team's, begins in the first pass
-    assert asyncio.run(run()) == ["big", "big", "small", "|", "big", "big", "big", "big"]
+    ran = asyncio.run(run())
+    assert len(ran) == 27  # every step ran
+    small = [at for who, at in ran if who == "small"]
+    assert small == [small[0], small[0] + 1, small[0] + 2]  # a step each pass, never held
+    assert small[0] <= 1  # its first step in the first passes, not after the big team's
+    assert max(_per_pass(ran, "big")) == 1  # 1 ms steps: one a pass against 0.5 ms
     assert paced == []
 
 
-def test_a_burst_of_a_team_alone_begins_at_once() -> None:
+def test_a_team_alone_runs_every_step_at_once() -> None:
     clock, paced = Clock(), []  # type: ignore[var-annotated]
     gates = _gates(clock, paced)
-    assert asyncio.run(_burst(gates, ["big"] * 6)) == ["big"] * 6 + ["|"]
+    ran = asyncio.run(_steps(gates, clock, [("big", 0.001)] * 8))
+    assert len({at for _, at in ran}) == 3  # three steps each: three passes in all
+    assert _per_pass(ran, "big") == [8, 8, 8]
 
 
-def test_a_request_that_leaves_while_it_waits_gives_its_place_on() -> None:
+def test_cheap_steps_of_a_waiting_team_are_let_on_as_many_as_fit_a_pass() -> None:
     clock, paced = Clock(), []  # type: ignore[var-annotated]
     gates = _gates(clock, paced)
 
-    async def run() -> list[str]:
+    async def run() -> list[tuple[str, int]]:
         await _parse(gates, clock, "small", 0.0)
-        return await _burst(gates, ["big"] * 5, cancel=3)
+        return await _steps(gates, clock, [("big", 0.0001)] * 40, steps=8)
 
-    assert asyncio.run(run()) == ["big", "big", "|", "big", "big"]  # the 4th left
-    assert not gates.teams["big"].waiting and gates.teams["big"].next_pass is None
+    ran = asyncio.run(run())
+    assert len(ran) == 320
+    # 0.1 ms steps against a 0.5 ms budget: up to ~5 a pass once timed, never all 40
+    assert 3 <= max(_per_pass(ran, "big")) <= 7
+
+
+def test_stepped_hands_back_results_errors_and_cancellation() -> None:
+    clock, paced = Clock(), []  # type: ignore[var-annotated]
+    gates = _gates(clock, paced)
+    unwound: list[str] = []
+
+    async def answer(value: int) -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.001, future.set_result, value)
+        return await future + 1
+
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("refused")
+
+    async def held() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            unwound.append("held")
+
+    async def timed_out() -> str:
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(10)
+        except TimeoutError:
+            return "timed out"
+        return "not"
+
+    async def run() -> None:
+        await _parse(gates, clock, "small", 0.0)  # contended: steps go through places
+        assert await gates.stepped("big", answer(41)) == 42
+        with pytest.raises(ValueError, match="refused"):
+            await gates.stepped("big", fails())
+        assert await gates.stepped("big", timed_out()) == "timed out"
+        task = asyncio.create_task(gates.stepped("big", held()))
+        await asyncio.sleep(0.001)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            unwound.append("cancelled")
+
+    asyncio.run(run())
+    assert unwound == ["held", "cancelled"]
+
+
+def test_a_request_cancelled_while_its_step_waits_gives_its_place_on() -> None:
+    clock, paced = Clock(), []  # type: ignore[var-annotated]
+    gates = _gates(clock, paced)
+    unwound: list[str] = []
+
+    async def request(name: str) -> None:
+        try:
+            for _ in range(3):
+                clock.now += 0.001
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            unwound.append(name)
+            raise
+
+    async def run() -> list[BaseException | None]:
+        await _parse(gates, clock, "small", 0.0)
+        tasks = [asyncio.create_task(gates.stepped("big", request(str(i)))) for i in range(5)]
+        for _ in range(6):  # each has run its first step, and waits for its next
+            await asyncio.sleep(0)
+        tasks[3].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert [type(r).__name__ for r in results] == ["NoneType"] * 3 + ["CancelledError", "NoneType"]
+    assert unwound == ["3"]
+    big = gates.teams["big"]
+    assert not big.waiting and big.next_pass is None
