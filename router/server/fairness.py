@@ -147,7 +147,8 @@ class IntakeGates:
     def _spent(self, team: _Team, seconds: float) -> None:
         team.pass_used_s += seconds
         team.step_s += (seconds - team.step_s) / 16
-        self._track(team)
+        if team.pass_used_s >= self.pass_budget_s:  # spent: afresh next pass (until then,
+            self._track(team)  # what it counts may span passes: it errs on the safe side)
 
     def _track(self, team: _Team) -> None:
         if team.next_pass is None:  # `_pass` runs in the next pass of the loop
