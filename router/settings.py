@@ -127,10 +127,10 @@ class Settings(BaseModel):
         le=1,
         json_schema_extra=_env(
             "CASCADE_INTAKE_PASS_BUDGET_S",
-            "While another team is asking, the time one team's requests in intake (until "
-            "read and parsed) may take of a pass of the event loop; their next steps wait for "
-            "the next passes, in order, so a burst of one team's requests reaches the rest of "
-            "the gateway a few at a time (a team alone is never slowed).",
+            "While another team is asking, the time one team's requests may take of a pass "
+            "of the event loop; its next steps wait for the next passes, in order, so another "
+            "team's request waits behind about this much of each team at each of its steps, "
+            "whatever their load (a team alone is never slowed).",
         ),
     )
     intake_share: float = Field(

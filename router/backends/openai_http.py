@@ -82,12 +82,33 @@ def _error_code(detail: object) -> str | None:
     return code[:64] if isinstance(code, str) else None
 
 
+async def lines(content: aiohttp.StreamReader) -> AsyncGenerator[bytes, None]:
+    """Each line of an event stream; when its connection breaks, the whole lines that
+    arrived before the break first, then the error. aiohttp raises a stream's error before
+    the data it has buffered, so lines read late (a busy event loop) would be lost with what
+    they carried: an answer's id, its usage."""
+    while True:
+        try:
+            line = await content.readline()
+        except Exception:
+            if content.exception() is None:
+                raise
+            # what arrived before the break (aiohttp has no public read past its error)
+            *whole, _partial = content._read_nowait(-1).split(b"\n")
+            for line in whole:
+                yield line + b"\n"
+            raise
+        if not line:
+            return
+        yield line
+
+
 async def _chunks(response: aiohttp.ClientResponse) -> AsyncGenerator[dict[str, Any] | None, None]:
     """The JSON objects of a chat completions event stream, then None for its `[DONE]` (a
     stream cut off ends without it). A malformed event among whole ones is skipped; more
     than a few are an error."""
     malformed = 0
-    async for line in response.content:
+    async for line in lines(response.content):
         if not line.startswith(b"data:"):
             continue
         payload = line[5:].strip()
@@ -388,7 +409,7 @@ class OpenAIHTTPBackend:
     ) -> AsyncGenerator[StreamEvent, None]:
         """A Responses event stream, each event passed on as sent; it ends with the Response
         completed (or incomplete), else it was cut off."""
-        async for line in response.content:
+        async for line in lines(response.content):
             if not line.startswith(b"data:"):
                 continue  # `event:` lines repeat the data's own `type`
             passed, final = native_event(orjson.loads(line[5:].strip()), self.name)

@@ -13,17 +13,18 @@ any other team has asked within `recent_s`. Alone, a team runs at full speed and
 debt (the pacing is work-conserving). Teams are the policy's and `default`: a bounded set.
 
 Pacing charges what a step took after it ran, and only parsing; the rest of a request - its
-first steps, reading its body, its offloaded parse coming back - runs on the same loop in
-steps too, and a pass of the loop runs every step that is ready. When 240 of one team's
-streams open at once, another team's request waits behind all of their ready steps. So each
-request's handler runs `stepped`: while another team is asking, a team's steps run in a pass
-of the loop only until they have taken `pass_budget_s` of it; its next steps wait, in order,
-for the next passes (each pass lets on as many as fit the budget at the team's recent step
-time, at least one). Only until the request's turn at intake ends: the steps of its upstream
-call run as they come, since holding back the step that reads an upstream answer lets the
-upstream's error overtake data already received (aiohttp raises a stream's exception before
-its buffered chunks), and the answer's id and usage would be lost. Alone, a team's steps run
-at once."""
+first steps, its upstream call, its answer written, each stream's chunks - runs on the same
+loop in steps too, and a pass of the loop runs every step that is ready. When 240 of one
+team's streams open at once, or a team keeps hundreds of requests in flight, another team's
+request waits behind all of that team's ready steps at each of its own (~6 a request), and
+its latency grows with the other team's load. So each request's handler runs `stepped`:
+while another team is asking, a team's steps run in a pass of the loop only until they have
+taken `pass_budget_s` of it; its next steps wait, in order, for the next passes (each pass
+lets on as many as fit the budget at the team's recent step time, at least one). Another
+team's request then waits behind about one budget of each other team per step, whatever
+their load. Alone, a team's steps run at once. (A step held back this way runs later than
+its data arrived: an upstream stream is read so that a break that came after its data
+cannot drop that data - router/backends/openai_http.py `lines`.)"""
 
 from __future__ import annotations
 
@@ -32,14 +33,10 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
-# whether the running request's steps are still paced (`IntakeGates.stepped`, until its turn
-# at intake ends); each request is its own task, with its own copy
-_PACED: ContextVar[bool] = ContextVar("cascade_paced", default=False)
 
 
 @dataclass(slots=True)
@@ -177,7 +174,6 @@ class IntakeGates:
         docstring); an awaitable that is not a coroutine, as it is."""
         if not isinstance(work, Coroutine):
             return await work
-        _PACED.set(True)
         return await _Stepped(self, name, self._of(name), work)
 
     @contextlib.asynccontextmanager
@@ -185,12 +181,9 @@ class IntakeGates:
         """The team's turn at intake: one of its `per_team` places, paced."""
         team = self._of(name)
         team.asked_at = self.clock()
-        try:
-            async with team.gate:
-                await self._paced(name, team)
-                yield Turn(self, team, name)
-        finally:
-            _PACED.set(False)  # read and decided: its upstream call's steps run as they come
+        async with team.gate:
+            await self._paced(name, team)
+            yield Turn(self, team, name)
 
 
 class _Stepped(Generic[T]):
@@ -212,7 +205,7 @@ class _Stepped(Generic[T]):
         sent: Any = None
         error: BaseException | None = None
         while True:
-            if error is None and _PACED.get() and (place := gates._place(name, team)) is not None:
+            if error is None and (place := gates._place(name, team)) is not None:
                 try:
                     yield from place
                 except GeneratorExit:

@@ -169,7 +169,11 @@ def test_calibrate_writes_a_threshold_the_server_reloads(
     assert record["classifier"]["threshold"] == threshold
     assert [a["tier"] for a in record["attempts"]] == ["large"]
 
-    path.write_text(path.read_text().replace("model: prerouter", "model: gone.skops"))
+    # written whole, as an editor saves (a reload that saw the file half-written would be
+    # rejected for that instead, and the next one for the artifact)
+    broken = path.with_suffix(".new")
+    broken.write_text(path.read_text().replace("model: prerouter", "model: gone.skops"))
+    broken.replace(path)
     deadline = time.monotonic() + 20
     while (rejected := admin(cascade.url)["last_rejected"]) is None:
         assert time.monotonic() < deadline, "the broken policy was not rejected"

@@ -254,30 +254,3 @@ def test_a_request_cancelled_while_its_step_waits_gives_its_place_on() -> None:
     assert unwound == ["3"]
     big = gates.teams["big"]
     assert not big.waiting and big.next_pass is None
-
-
-def test_steps_after_a_request_s_intake_are_not_held_back() -> None:
-    """Once read and parsed, a request's steps (its upstream call, its answer) run as they
-    come: holding back the step that reads an upstream answer would let the upstream's error
-    overtake data already received."""
-    clock, paced = Clock(), []  # type: ignore[var-annotated]
-    gates = _gates(clock, paced)
-    passes: list[int] = []
-
-    async def request(counter: Passes) -> None:
-        async with gates.turn("big"):
-            clock.now += 0.001  # over the pass's budget
-        for _ in range(4):  # after intake: a step each pass, never held
-            passes.append(counter.count)
-            clock.now += 0.001
-            await asyncio.sleep(0)
-
-    async def run() -> None:
-        await _parse(gates, clock, "small", 0.0)  # contended
-        counter = Passes()
-        await asyncio.gather(*(gates.stepped("big", request(counter)) for _ in range(3)))
-        counter.stop()
-
-    asyncio.run(run())
-    # three requests, four steps each, after their intakes: all three in each pass
-    assert sorted(passes.count(at) for at in set(passes))[-1] == 3
