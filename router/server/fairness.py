@@ -41,6 +41,7 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class _Team:
+    name: str
     gate: asyncio.Semaphore
     allowance_s: float
     refilled_at: float
@@ -96,6 +97,7 @@ class IntakeGates:
         team = self.teams.get(name)
         if team is None:
             team = self.teams[name] = _Team(
+                name,
                 asyncio.Semaphore(self.per_team),
                 self.burst_s,
                 self.clock(),
@@ -158,9 +160,12 @@ class IntakeGates:
 
     def _pass(self, team: _Team) -> None:
         """A new pass of the loop: the team's budget afresh, and as many of its waiting
-        steps let on as fit it at their recent mean (at least one; they run next pass)."""
+        steps let on as fit it at their recent mean (at least one; they run next pass), or
+        all of them once no other team is asking."""
         team.pass_used_s = 0.0
         fit = max(1, int(self.pass_budget_s / max(team.step_s, 1e-6)))
+        if not self._others_asking(team.name, self.clock()):
+            fit = len(team.waiting)
         while team.waiting and fit:
             place = team.waiting.popleft()
             if not place.done():  # not cancelled meanwhile

@@ -254,3 +254,20 @@ def test_a_request_cancelled_while_its_step_waits_gives_its_place_on() -> None:
     assert unwound == ["3"]
     big = gates.teams["big"]
     assert not big.waiting and big.next_pass is None
+
+
+def test_waiting_steps_are_all_let_on_once_no_other_team_asks() -> None:
+    clock, paced = Clock(), []  # type: ignore[var-annotated]
+    gates = _gates(clock, paced)
+
+    async def run() -> list[tuple[str, int]]:
+        await _parse(gates, clock, "small", 0.0)
+        steps = asyncio.ensure_future(_steps(gates, clock, [("big", 0.001)] * 6, steps=1))
+        await asyncio.sleep(0)  # the requests start,
+        await asyncio.sleep(0)  # and in their first pass one step runs, five wait
+        clock.now += gates.recent_s  # the other team's ask is no longer recent
+        return await steps
+
+    ran = asyncio.run(run())
+    assert len(ran) == 6
+    assert sorted(_per_pass(ran, "big")) == [1, 5]  # the five together, in the next pass
