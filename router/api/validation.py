@@ -208,8 +208,12 @@ async def prompt_tokens(
     else:
         tokens = counted + extra + billable.media_tokens
     if tokens > limit:
-        raise prompt_too_long(tokens, limit, "messages" if prompt.is_chat else "prompt")
+        raise _too_long(prompt, tokens, limit)
     return tokens, tokens if counted is not None and extra is not None else upper
+
+
+def _too_long(prompt: Prompt, tokens: int, limit: int) -> APIError:
+    return prompt_too_long(tokens, limit, "messages" if prompt.is_chat else "prompt")
 
 
 def input_upper_bound(prompt: Prompt, billable: BillableInput) -> int:
@@ -229,6 +233,4 @@ def estimated_too_long(prompt: Prompt, billable: BillableInput, limit: int) -> A
     if input_upper_bound(prompt, billable) <= limit:
         return None
     tokens = estimated_input(prompt, billable)
-    if tokens <= limit:
-        return None
-    return prompt_too_long(tokens, limit, "messages" if prompt.is_chat else "prompt")
+    return _too_long(prompt, tokens, limit) if tokens > limit else None

@@ -1,7 +1,8 @@
 """Fair shares of the gateway: each team's share of the event loop for its requests'
 CPU-heavy steps (parsing, validating, counting tokens) — a few at a time per team, and a team
 that has used more than its share of the loop recently waits while another team is asking
-too — and each API key's requests in progress (`KeyGates`).
+too — and of each pass of the loop for all of its requests' steps (`stepped`), and each API
+key's requests in progress (`KeyGates`).
 
 One event loop serves every team, and a request's parsing is synchronous (milliseconds for a
 megabyte of JSON). A semaphore per team bounds how many of a team's requests are parsed at
@@ -45,9 +46,9 @@ class _Team:
     gate: asyncio.Semaphore
     allowance_s: float
     refilled_at: float
+    step_s: float  # its steps' recent mean (how many a pass lets on)
     asked_at: float = float("-inf")
     pass_used_s: float = 0.0  # what its steps took of this pass of the loop
-    step_s: float = 0.0005  # its steps' recent mean (how many a pass lets on)
     waiting: deque[asyncio.Future[None]] = field(default_factory=deque)  # steps, in order
     next_pass: asyncio.Handle | None = None  # while set, `pass_used_s` counts this pass's
 
@@ -58,12 +59,11 @@ class Turn:
 
     _gates: IntakeGates
     _team: _Team
-    _name: str
 
     def contended(self) -> bool:
         """Whether another team has asked lately (its requests would wait behind this
         one's heavy steps on the loop)."""
-        return self._gates._others_asking(self._name, self._gates.clock())
+        return self._gates._others_asking(self._team.name, self._gates.clock())
 
     @contextlib.contextmanager
     def charged(self) -> Iterator[None]:
@@ -101,7 +101,7 @@ class IntakeGates:
                 asyncio.Semaphore(self.per_team),
                 self.burst_s,
                 self.clock(),
-                step_s=self.pass_budget_s,  # until its steps are timed: one a pass
+                self.pass_budget_s,  # until its steps are timed: one a pass
             )
         return team
 
@@ -118,13 +118,13 @@ class IntakeGates:
             if other != name
         )
 
-    async def _paced(self, name: str, team: _Team) -> None:
+    async def _paced(self, team: _Team) -> None:
         """Wait while the team is in debt and another team is asking."""
         waited = 0.0
         while True:
             now = self.clock()
             self._refill(team, now)
-            if not self._others_asking(name, now):
+            if not self._others_asking(team.name, now):
                 team.allowance_s = max(team.allowance_s, 0.0)  # alone: no debt carried
                 break
             if team.allowance_s >= -1e-6:  # paid back (to a rounding error)
@@ -133,15 +133,15 @@ class IntakeGates:
             await self.sleep(pause)
             waited += pause
         if waited:
-            self.on_paced(name, waited)
+            self.on_paced(team.name, waited)
 
-    def _place(self, name: str, team: _Team) -> asyncio.Future[None] | None:
+    def _place(self, team: _Team) -> asyncio.Future[None] | None:
         """None: the team's next step may run in this pass; else the future set when it may
         (another team is asking, and the team has had its budget of this pass or others of
         its steps are waiting)."""
         if not team.waiting and team.pass_used_s < self.pass_budget_s:
             return None
-        if not self._others_asking(name, self.clock()):
+        if not self._others_asking(team.name, self.clock()):
             return None
         place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         team.waiting.append(place)
@@ -179,7 +179,7 @@ class IntakeGates:
         docstring); an awaitable that is not a coroutine, as it is."""
         if not isinstance(work, Coroutine):
             return await work
-        return await _Stepped(self, name, self._of(name), work)
+        return await _Stepped(self, self._of(name), work)
 
     @contextlib.asynccontextmanager
     async def turn(self, name: str) -> AsyncIterator[Turn]:
@@ -187,8 +187,8 @@ class IntakeGates:
         team = self._of(name)
         team.asked_at = self.clock()
         async with team.gate:
-            await self._paced(name, team)
-            yield Turn(self, team, name)
+            await self._paced(team)
+            yield Turn(self, team)
 
 
 class _Stepped(Generic[T]):
@@ -197,20 +197,18 @@ class _Stepped(Generic[T]):
     task running it as it is, and what the task delivers (a cancellation, say) is handed
     back at once."""
 
-    __slots__ = ("_gates", "_name", "_team", "_work")
+    __slots__ = ("_gates", "_team", "_work")
 
-    def __init__(
-        self, gates: IntakeGates, name: str, team: _Team, work: Coroutine[Any, Any, T]
-    ) -> None:
-        self._gates, self._name, self._team, self._work = gates, name, team, work
+    def __init__(self, gates: IntakeGates, team: _Team, work: Coroutine[Any, Any, T]) -> None:
+        self._gates, self._team, self._work = gates, team, work
 
     def __await__(self) -> Generator[Any, Any, T]:
-        gates, name, team, work = self._gates, self._name, self._team, self._work
+        gates, team, work = self._gates, self._team, self._work
         clock = gates.clock
         sent: Any = None
         error: BaseException | None = None
         while True:
-            if error is None and (place := gates._place(name, team)) is not None:
+            if error is None and (place := gates._place(team)) is not None:
                 try:
                     yield from place
                 except GeneratorExit:
