@@ -150,9 +150,20 @@ class Settings(BaseModel):
         json_schema_extra=_env(
             "CASCADE_OFFLOAD_BYTES",
             "While another team is asking, a request body of at least this many bytes is "
-            "parsed and validated first in a niced worker process, so that it never holds the "
-            "event loop for long (router/server/offload.py; the worker, ~50 MB, starts with a "
-            "server that tells teams apart); 0: no worker.",
+            "parsed and validated first in a worker process that runs only when the serving "
+            "loop does not want the CPU, so that it never holds the event loop for long "
+            "(router/server/offload.py; the worker, ~50 MB, starts with a server that tells "
+            "teams apart); 0: no worker.",
+        ),
+    )
+    offload_objects: int = Field(
+        1_000,
+        ge=0,
+        json_schema_extra=_env(
+            "CASCADE_OFFLOAD_OBJECTS",
+            "While another team is asking, a smaller body that holds at least this many JSON "
+            "objects and arrays goes to the same worker (what parsing costs, and what the "
+            "garbage collector walks, grows with them, not with bytes); 0: by bytes alone.",
         ),
     )
     loop_lag_warn_s: float = Field(

@@ -252,8 +252,8 @@ class Metrics:
         )
         self.offloaded = Counter(
             "cascade_offloaded_bodies_total",
-            "Large bodies checked first in the worker process while another team was asking "
-            "(CASCADE_OFFLOAD_BYTES), by what the worker found",
+            "Large or dense bodies checked first in the worker process while another team was "
+            "asking (CASCADE_OFFLOAD_BYTES, CASCADE_OFFLOAD_OBJECTS), by what the worker found",
             # refused, accepted; starting, worker_lost: checked on the loop instead
             ["outcome"],
             registry=self.registry,

@@ -182,7 +182,8 @@ async def _tracing(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _offload(app: web.Application) -> AsyncIterator[None]:
-    """The worker that checks large bodies first (CASCADE_OFFLOAD_BYTES; none when 0): started
+    """The worker that checks large or dense bodies first (CASCADE_OFFLOAD_BYTES and
+    CASCADE_OFFLOAD_OBJECTS; none when the bytes are 0): started
     now when the server tells teams apart, else when the first large body arrives while
     another team is asking (router/server/offload.py)."""
     if not app[SETTINGS].offload_bytes:
@@ -191,6 +192,7 @@ async def _offload(app: web.Application) -> AsyncIterator[None]:
     logger = app[LOGGER]
     offload = app[OFFLOAD] = Offload(
         app[SETTINGS].offload_bytes,
+        min_objects=app[SETTINGS].offload_objects,
         on_lost=lambda status: logger.warning("offload_worker_lost", exit_status=status),
     )
     runtime = app[RUNTIME].current  # loaded by `_policy`, before this

@@ -195,7 +195,8 @@ class _Stepped(Generic[T]):
     """A coroutine driven one step at a time, each step let on by the team's place in a pass
     of the loop (`IntakeGates._place`) and timed against it; what it awaits is handed to the
     task running it as it is, and what the task delivers (a cancellation, say) is handed
-    back at once."""
+    back in the work's next step, in turn like any other (one delivered while a step waits
+    for its place is handed back once, as a task delivers two cancellations as one)."""
 
     __slots__ = ("_gates", "_team", "_work")
 
@@ -208,14 +209,17 @@ class _Stepped(Generic[T]):
         sent: Any = None
         error: BaseException | None = None
         while True:
-            if error is None and (place := gates._place(team)) is not None:
+            # what the task delivers (a timeout, the client gone) waits its turn as well: 240
+            # streams that time out together are 240 steps in turn, not one pass of them all
+            while (place := gates._place(team)) is not None:
                 try:
                     yield from place
+                    break
                 except GeneratorExit:
                     work.close()
                     raise
                 except BaseException as exc:  # noqa: BLE001 - the work's to handle (cancelled)
-                    error = exc
+                    error = error or exc  # its place is gone (cancelled with it): a new one
             started = clock()
             try:
                 awaited = work.send(sent) if error is None else work.throw(error)

@@ -98,7 +98,7 @@ async def read_client(
     limits = policy.limits
     data = await read_body(request, limits.max_body_bytes)
     offload = request.app.get(OFFLOAD)
-    if offload is not None and len(data) >= offload.min_bytes and turn.contended():
+    if offload is not None and turn.contended() and offload.worth(data):
         counted = request.app[METRICS].offloaded
         # a prompt over the limit by its estimate (when that is what decides) is refused there
         estimated = not policy.ledger.log_prompts and not await runtime.counts_tokens()

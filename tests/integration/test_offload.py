@@ -156,7 +156,8 @@ def test_a_server_offloads_large_bodies_only_while_another_team_asks(tmp_path: P
         return by_label(text, "cascade_offloaded_bodies_total", "outcome")
 
     try:
-        assert _children(server.process.pid)  # it tells teams apart: its worker started with it
+        worker = _children(server.process.pid)  # it tells teams apart: started with it
+        assert len(worker) == 1
         alone = post("bulk", refused)  # no other team has asked: parsed on the loop
         assert alone.status_code == 400
         assert offloaded() == {}
@@ -168,6 +169,8 @@ def test_a_server_offloads_large_bodies_only_while_another_team_asks(tmp_path: P
             shared = post("bulk", refused)
             assert shared.status_code == 400 and shared.json() == alone.json()
         started = offloaded()  # bodies that came while the worker started: on the loop
+        # it runs only when the serving loop does not want the CPU they share
+        assert os.sched_getscheduler(worker[0]) == os.SCHED_IDLE
         assert started["refused"] == 1.0 and set(started) <= {"refused", "starting"}
         answer = post("bulk", accepted)  # read there, handed back, answered here
         assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"]
@@ -175,6 +178,14 @@ def test_a_server_offloads_large_bodies_only_while_another_team_asks(tmp_path: P
         assert sent["messages"] == orjson.loads(accepted)["messages"]  # passed on whole
         assert offloaded() == {**started, "accepted": 1.0}
         assert post("bulk", small).status_code == 200  # under the size: never offloaded
+        # under the size but dense (CASCADE_OFFLOAD_OBJECTS, 1,000): 1,200 arrays in 3.7 KB
+        schema = {"name": "s", "schema": {"enum": [[]] * 1200}}
+        format_ = {"type": "json_schema", "json_schema": schema}
+        dense = orjson.dumps({"model": "auto", "messages": ask, "response_format": format_})
+        assert len(dense) < 4096
+        assert post("bulk", dense).status_code == 400  # over the enum limit, there
+        started["refused"] += 1
+        assert offloaded() == {**started, "accepted": 1.0}
         time.sleep(1.2)  # the other team's ask is no longer recent: alone again
         assert post("bulk", refused).status_code == 400
         # over max_prompt_tokens by its estimate (no tier counts tokens): on the loop alone

@@ -271,3 +271,73 @@ def test_waiting_steps_are_all_let_on_once_no_other_team_asks() -> None:
     ran = asyncio.run(run())
     assert len(ran) == 6
     assert sorted(_per_pass(ran, "big")) == [1, 5]  # the five together, in the next pass
+
+
+def test_cancellations_delivered_together_are_handled_in_turn() -> None:
+    """Streams that time out together (or whose clients all leave at once) each handle it
+    in a step of their own, one budget a pass, not all of them in one pass of the loop."""
+    clock, paced = Clock(), []  # type: ignore[var-annotated]
+    gates = _gates(clock, paced)  # 0.5 ms a pass
+    handled: list[tuple[str, int]] = []
+
+    async def stream(passes: Passes, name: str) -> str:
+        try:
+            await asyncio.sleep(10)  # an upstream that sends nothing
+        except asyncio.CancelledError:
+            handled.append((name, passes.count))
+            clock.now += 0.001  # 1 ms to record it and tell the client
+            raise
+        return "not cancelled"
+
+    async def run() -> list[BaseException | str]:
+        passes = Passes()
+        await _parse(gates, clock, "small", 0.0)  # another team is asking
+        streams = [
+            asyncio.create_task(gates.stepped("big", stream(passes, str(i)))) for i in range(8)
+        ]
+        for _ in range(5):  # all opened, each waiting for its upstream
+            await asyncio.sleep(0)
+        assert not gates.teams["big"].waiting
+        for task in streams:
+            task.cancel()
+        results = await asyncio.gather(*streams, return_exceptions=True)
+        passes.stop()
+        return results
+
+    results = asyncio.run(run())
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+    assert sorted(name for name, _ in handled) == [str(i) for i in range(8)]  # each handled once
+    at = [p for _, p in handled]
+    assert len(set(at)) == 8  # 1 ms each against a 0.5 ms budget: one a pass, in turn
+    assert at == sorted(at)
+
+
+def test_a_step_cancelled_twice_while_it_waits_is_handed_one_cancellation() -> None:
+    clock, paced = Clock(), []  # type: ignore[var-annotated]
+    gates = _gates(clock, paced)
+    unwound: list[str] = []
+
+    async def request(name: str) -> None:
+        try:
+            for _ in range(3):
+                clock.now += 0.001
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            unwound.append(name)
+            raise
+
+    async def run() -> list[BaseException | None]:
+        await _parse(gates, clock, "small", 0.0)
+        tasks = [asyncio.create_task(gates.stepped("big", request(str(i)))) for i in range(5)]
+        for _ in range(6):  # each has run its first step, and waits for its next
+            await asyncio.sleep(0)
+        tasks[3].cancel()
+        await asyncio.sleep(0)  # its place is gone; it waits for a new one
+        tasks[3].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert [type(r).__name__ for r in results] == ["NoneType"] * 3 + ["CancelledError", "NoneType"]
+    assert unwound == ["3"]  # handed one cancellation, in its turn
+    big = gates.teams["big"]
+    assert not big.waiting and big.next_pass is None
