@@ -112,7 +112,7 @@ async def read_client(
         if packed is not None and packed.too_long is not None:  # never rebuilt
             _requested(record, packed.client)
             request[CALLER].allow(packed.client.model)  # a 403 or 404 first, as on the loop
-            raise packed.too_long
+            raise packed.too_long.fresh()  # not the one `packed` holds: no cycle via this frame
         if packed is not None:  # read there: only rebuilt here
             with turn.charged():
                 found = orjson.loads(data)  # its depth and shape were checked there

@@ -272,7 +272,7 @@ class Offload:
             self._restart()
             return Checked("worker_lost")
         if isinstance(found, APIError):
-            raise found
+            raise found.fresh()  # `found` is not raised: no cycle through this frame
         assert found is None or isinstance(found, Packed)
         return Checked("accepted", found)
 

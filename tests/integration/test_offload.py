@@ -4,10 +4,12 @@ is asking."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import signal
 import time
+import weakref
 from pathlib import Path
 
 import orjson
@@ -65,6 +67,21 @@ async def test_the_worker_refuses_exactly_what_the_loop_would() -> None:
                 else:
                     assert checked.packed is None  # a Responses body is read again
         assert sum(_inline(data, surface, limits) is None for data, surface in cases) >= 2
+        # a refusal is freed as soon as it is handled: no reference cycle through the frames
+        # it was raised in (garbage the collector would find, with the event loop held)
+        gc.disable()
+        try:
+            refusals = []
+            refused = [case for case in cases if _inline(*case, limits) is not None]
+            for data, surface in refused:
+                try:
+                    await offload.check(data, surface.endpoint, limits)
+                except APIError as exc:
+                    refusals.append(weakref.ref(exc))
+            assert len(refusals) == len(refused) >= 4
+            assert [refusal() for refusal in refusals] == [None] * len(refused)
+        finally:
+            gc.enable()
     finally:
         offload.close()
 
