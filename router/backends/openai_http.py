@@ -57,6 +57,16 @@ class OpenAITier(RemoteTierSpec):
         return served | {"responses"} if self.responses_api else served
 
 
+def _status_error(response: aiohttp.ClientResponse, raw: bytes) -> BackendError:
+    """An upstream's error status as a BackendError: its message, code and Retry-After."""
+    detail = _error_detail(raw)
+    error = BackendError("error", _error_message(response.status, detail, raw), response.status)
+    error.retry_after = response.headers.get("Retry-After")
+    error.retry_after_s = advised_delay(response.headers)
+    error.code = _error_code(detail)
+    return error
+
+
 def _error_detail(raw: bytes) -> object:
     """The `error` of an upstream's error body (OpenAI's shape); None when it has none."""
     try:
@@ -251,13 +261,9 @@ class OpenAIHTTPBackend:
         if response.status >= 400:
             raw = await response.content.read(_MAX_ERROR_BYTES)
             response.release()
-            detail = _error_detail(raw)
-            message = _error_message(response.status, detail, raw)
-            error = BackendError("error", message, response.status)
-            error.retry_after = response.headers.get("Retry-After")
-            error.retry_after_s = advised_delay(response.headers)
-            error.code = _error_code(detail)
-            raise error
+            # made elsewhere: a local of this frame holding it would be a reference cycle
+            # through its traceback, for the collector to find (one per failed attempt)
+            raise _status_error(response, raw)
         return response
 
     @contextlib.asynccontextmanager

@@ -468,7 +468,10 @@ class LeasedStore:
                 if release and lease.idle() and lease.member == "":
                     self._leases.pop(scope, None)
         if failure is not None:
-            raise failure
+            try:
+                raise failure
+            finally:
+                failure = None  # not held by this frame in its traceback: no reference cycle
 
     def _start_flusher(self) -> None:
         if self._flusher is None:

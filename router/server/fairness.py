@@ -228,7 +228,10 @@ class _Stepped(Generic[T]):
                 return result
             finally:
                 gates._spent(team, clock() - started)
-            sent, error = None, None
+                # not held here while it goes up through this frame: a raised exception's
+                # traceback holds the frame, and a frame holding it makes a reference cycle
+                error = None
+            sent = None
             try:
                 sent = yield awaited
             except GeneratorExit:

@@ -81,9 +81,8 @@ def behind_the_loop() -> None:
     """Run only when nothing else on this CPU wants to: SCHED_IDLE, which the kernel switches
     away from the moment the serving loop wakes (a process merely niced may keep the CPU for
     the rest of its slice, milliseconds). Where there is no SCHED_IDLE, niced as far as it
-    goes. On a
-    machine whose every CPU is busy, what the worker checks waits (it gets ~0.3% of a CPU):
-    large bodies of a team while another team asks are what yields first."""
+    goes. On a machine whose every CPU is busy, what the worker checks waits (it gets ~0.3%
+    of a CPU): large bodies of a team while another team asks are what yields first."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux
@@ -200,11 +199,11 @@ class Checked:
 
 
 class Offload:
-    """One worker process (`behind_the_loop`) that checks large bodies (see the module's docstring),
-    started by `start()` or by the first body it is asked to check. One that dies is
-    replaced by the next body, at most once every `restart_s` (a worker that cannot start, or
-    is killed for memory again and again, costs a process start per `restart_s`, not per
-    body); until then bodies are checked on the loop."""
+    """One worker process (`behind_the_loop`) that checks large or dense bodies (see the
+    module's docstring), started by `start()` or by the first body it is asked to check. One
+    that dies is replaced by the next body, at most once every `restart_s` (a worker that
+    cannot start, or is killed for memory again and again, costs a process start per
+    `restart_s`, not per body); until then bodies are checked on the loop."""
 
     def __init__(
         self,

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import collections
 import gc
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
-from router.backends.base import BackendError
+from router.backends.base import BackendError, GenerationParams, Message, Prompt
+from router.backends.openai_http import OpenAIHTTPBackend, OpenAITier
 from tests.support.app import Serve
+from tests.support.fake_upstream import Faults, create_app
 from tests.support.fakes import FakeBackend
 
 
@@ -78,3 +83,31 @@ async def test_a_request_leaves_no_reference_cycles(
     gc.collect()
     found = collections.Counter(type(o).__qualname__ for o in cycles)
     assert not cycles, found.most_common(10)
+
+
+async def test_an_upstream_error_status_is_freed_once_handled() -> None:
+    """The real HTTP tier's error (the fakes above raise afresh): made where no frame it
+    passes holds it."""
+    server = TestServer(create_app(Faults(status=503)))
+    await server.start_server()
+    freed: list[weakref.ref[BaseException]] = []
+    statuses: list[int | None] = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            spec = OpenAITier(type="openai", api_base=str(server.make_url("/v1")), model="fake")
+            backend = OpenAIHTTPBackend("large", spec, session)
+            prompt = Prompt(messages=(Message("user", "hi"),))
+            gc.disable()
+            try:
+                for _ in range(3):
+                    try:
+                        await backend.complete(prompt, GenerationParams(max_tokens=4))
+                    except BackendError as exc:
+                        statuses.append(exc.status)
+                        freed.append(weakref.ref(exc))
+                assert statuses == [503] * 3
+                assert [ref() for ref in freed] == [None] * 3
+            finally:
+                gc.enable()
+    finally:
+        await server.close()
