@@ -229,7 +229,10 @@ def test_stepped_hands_back_results_errors_and_cancellation() -> None:
     assert unwound == ["held", "cancelled"]
 
 
-def test_a_request_cancelled_while_its_step_waits_gives_its_place_on() -> None:
+@pytest.mark.parametrize("cancels", [1, 2], ids=["once", "twice"])
+def test_a_request_cancelled_while_its_step_waits_gives_its_place_on(cancels: int) -> None:
+    """Cancelled again while it waits for a new place (its first one went with the first
+    cancellation), it is handed one cancellation, in its turn."""
     clock, paced = Clock(), []  # type: ignore[var-annotated]
     gates = _gates(clock, paced)
     unwound: list[str] = []
@@ -249,6 +252,9 @@ def test_a_request_cancelled_while_its_step_waits_gives_its_place_on() -> None:
         for _ in range(6):  # each has run its first step, and waits for its next
             await asyncio.sleep(0)
         tasks[3].cancel()
+        for _ in range(cancels - 1):
+            await asyncio.sleep(0)  # its place is gone; it waits for a new one
+            tasks[3].cancel()
         return await asyncio.gather(*tasks, return_exceptions=True)
 
     results = asyncio.run(run())
@@ -312,37 +318,6 @@ def test_cancellations_delivered_together_are_handled_in_turn() -> None:
     at = [p for _, p in handled]
     assert len(set(at)) == 8  # 1 ms each against a 0.5 ms budget: one a pass, in turn
     assert at == sorted(at)
-
-
-def test_a_step_cancelled_twice_while_it_waits_is_handed_one_cancellation() -> None:
-    clock, paced = Clock(), []  # type: ignore[var-annotated]
-    gates = _gates(clock, paced)
-    unwound: list[str] = []
-
-    async def request(name: str) -> None:
-        try:
-            for _ in range(3):
-                clock.now += 0.001
-                await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            unwound.append(name)
-            raise
-
-    async def run() -> list[BaseException | None]:
-        await _parse(gates, clock, "small", 0.0)
-        tasks = [asyncio.create_task(gates.stepped("big", request(str(i)))) for i in range(5)]
-        for _ in range(6):  # each has run its first step, and waits for its next
-            await asyncio.sleep(0)
-        tasks[3].cancel()
-        await asyncio.sleep(0)  # its place is gone; it waits for a new one
-        tasks[3].cancel()
-        return await asyncio.gather(*tasks, return_exceptions=True)
-
-    results = asyncio.run(run())
-    assert [type(r).__name__ for r in results] == ["NoneType"] * 3 + ["CancelledError", "NoneType"]
-    assert unwound == ["3"]  # handed one cancellation, in its turn
-    big = gates.teams["big"]
-    assert not big.waiting and big.next_pass is None
 
 
 def test_a_cancellation_handed_back_is_freed_at_once() -> None:
